@@ -1,0 +1,43 @@
+"""Process logging: one line per record, PII masked before any handler sees it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``time level logger message key=value …`` with extras (``extra={...}``) appended."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        parts = [ts, record.levelname.lower(), record.name, record.getMessage()]
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        parts.extend(f"{k}={_value(v)}" for k, v in sorted(extras.items()))
+        if record.exc_info:
+            parts.append("exc=" + json.dumps(self.formatException(record.exc_info)))
+        return " ".join(parts)
+
+
+def _value(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text) else text
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send logs to stderr in logfmt, masking card numbers, IBANs, e-mails and phones."""
+    from skills.pii import PiiLogFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(PiiLogFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

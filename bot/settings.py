@@ -1,0 +1,200 @@
+"""Switchboard settings: the one place that reads the environment.
+
+Every component receives the values it needs through its constructor; only the CLI builds a
+:class:`Settings` (``Settings.from_env()``). A bad value raises :class:`ConfigError` with one
+line naming the variable, which the CLI prints before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchboard.db"
+
+_SQL_SCHEMES = {"sqlite+aiosqlite", "postgresql+asyncpg"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+# Lets ``Settings.from_env(mapping)`` read a given mapping instead of os.environ (tests, CLI).
+_ENV_OVERRIDE: ContextVar[Mapping[str, str] | None] = ContextVar("_ENV_OVERRIDE", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENV_OVERRIDE.get()
+        if env is None:
+            return super()._load_env_vars()
+        return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty, None)
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message is one user-facing line."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class Settings(BaseSettings):
+    """Typed view of the environment (see the configuration contract in design.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL", repr=False)
+    redis_url: str | None = Field(default=None, alias="REDIS_URL", repr=False)
+    redis_prefix: str = Field(default="sb", alias="SWITCHBOARD_REDIS_PREFIX")
+    model: str = Field(default="offline", alias="SWITCHBOARD_MODEL")
+    fallback_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SWITCHBOARD_FALLBACK_MODELS"
+    )
+    model_timeout: float = Field(default=60.0, gt=0, alias="SWITCHBOARD_MODEL_TIMEOUT")
+    skills_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SWITCHBOARD_SKILLS_DIR"
+    )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SWITCHBOARD_HTTP_ALLOWED_HOSTS"
+    )
+    memory_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0, alias="SWITCHBOARD_MEMORY_TTL")
+    max_checkpoints: int = Field(default=20, ge=2, alias="SWITCHBOARD_MAX_CHECKPOINTS")
+    max_concurrent_runs: int = Field(default=16, ge=1, alias="SWITCHBOARD_MAX_CONCURRENT_RUNS")
+    pii_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_PII_KEY")
+    streaming: bool = Field(default=False, alias="SWITCHBOARD_STREAMING")
+    log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
+    host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
+    port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _MappingEnvSource(settings_cls))
+
+    @field_validator("fallback_models", "http_allowed_hosts", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("skills_dirs", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(":") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme in {"postgresql", "postgres"}:
+            # Accept the plain form people copy from their provider and use the async driver.
+            return "postgresql+asyncpg" + value[len(scheme) :]
+        if scheme == "sqlite":
+            return "sqlite+aiosqlite" + value[len(scheme) :]
+        if scheme not in _SQL_SCHEMES:
+            raise ValueError(
+                "expected postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in _REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+            raise ValueError("expected redis://host:port/db, rediss://… or unix:///path")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("expected an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def memory_ttl(self) -> timedelta:
+        return timedelta(seconds=self.memory_ttl_seconds)
+
+    @property
+    def uses_embedded_sql(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    def require(self, *names: str) -> None:
+        """Fail with a :class:`ConfigError` if a variable a command needs is unset."""
+        for name in names:
+            field = next(
+                (f for f, info in type(self).model_fields.items() if info.alias == name), None
+            )
+            if field is None or not getattr(self, field):
+                raise ConfigError(name, "required for this command but not set")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: the process environment)."""
+        token = _ENV_OVERRIDE.set(env)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise _config_error(exc) from None
+        finally:
+            _ENV_OVERRIDE.reset(token)
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    loc = error.get("loc") or ("?",)
+    field = str(loc[0])
+    info = Settings.model_fields.get(field)
+    name = (info.alias if info and info.alias else field).upper()
+    known = {i.alias for i in Settings.model_fields.values() if i.alias}
+    if field.upper() in known:
+        name = field.upper()
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return ConfigError(name, f"invalid value ({message})")
