@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import NoReturn
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from bot.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from skills.registry import Skill
 
 app = typer.Typer(
     name="switchboard",
@@ -63,6 +68,141 @@ def migrate() -> None:
     except OSError as exc:
         fail(f"DATABASE_URL: cannot connect ({type(exc).__name__})", 1)
     typer.echo(f"database is at revision {revision}")
+
+
+skills_app = typer.Typer(help="List, show and validate skills.", no_args_is_help=True)
+app.add_typer(skills_app, name="skills")
+
+
+@skills_app.command("list")
+def skills_list() -> None:
+    """List the skills this deployment offers."""
+    import os
+
+    from skills.registry import load_registry
+
+    settings = load_settings()
+    loaded = load_registry(settings.skills_dirs, env=os.environ)
+    for skill in loaded.registry:
+        access = "everyone" if skill.access.is_open else "restricted"
+        typer.echo(f"{skill.name:<14} {access:<10} {skill.description}")
+    for issue in loaded.issues:
+        typer.echo(f"error: {issue}", err=True)
+
+
+@skills_app.command("show")
+def skills_show(name: str) -> None:
+    """Show one skill: description, model, access, tools and approval policies."""
+    import os
+
+    from skills.errors import UnknownSkill
+    from skills.registry import load_registry
+
+    settings = load_settings()
+    registry = load_registry(settings.skills_dirs, env=os.environ).registry
+    try:
+        skill = registry.get(name)
+    except UnknownSkill as exc:
+        fail(f"{exc}; try `switchboard skills list`", 1)
+    typer.echo(describe_skill(skill, default_model=settings.model))
+
+
+def describe_skill(skill: Skill, *, default_model: str) -> str:
+    """A readable description of ``skill`` with secrets redacted."""
+    lines = [
+        f"name:        {skill.name}",
+        f"description: {skill.description}",
+        f"model:       {skill.model or default_model + ' (default)'}",
+        f"source:      {skill.source}",
+        f"memory:      {skill.memory_ttl}",
+    ]
+    access = skill.access
+    if access.is_open:
+        lines.append("access:      everyone")
+    else:
+        for label, values in (
+            ("channels", access.channels),
+            ("users", access.users),
+            ("usergroups", access.usergroups),
+        ):
+            if values:
+                lines.append(f"access.{label}: {', '.join(sorted(values))}")
+    if skill.spec is not None:
+        lines.append("tools:")
+        lines.extend(f"  {line}" for line in skill.spec.describe_tools())
+    else:
+        lines.append("kind:        Python graph")
+    return "\n".join(lines)
+
+
+@skills_app.command("validate")
+def skills_validate(
+    paths: list[Path] = typer.Argument(  # noqa: B008 - typer's declaration style
+        None, help="spec files or folders (default: built-ins and SWITCHBOARD_SKILLS_DIR)"
+    ),
+) -> None:
+    """Validate skill specs; exit 1 listing every error (file:line field: problem)."""
+    import os
+
+    from skills.spec import builtin_dir, validate_paths
+
+    settings = load_settings()
+    targets = list(paths) if paths else [builtin_dir(), *map(Path, settings.skills_dirs)]
+    issues = validate_paths(targets, env=os.environ)
+    for issue in issues:
+        typer.echo(str(issue))
+    if issues:
+        typer.echo(f"{len(issues)} error(s)", err=True)
+        raise typer.Exit(1)
+    typer.echo("all skill specs are valid")
+
+
+@app.command()
+def console(
+    skill: str = typer.Option(None, "--skill", help="send every message to this skill"),
+    as_user: str = typer.Option(
+        "U0SAM", "--as", help="who you are in the sample workspace (e.g. U0CAROL)"
+    ),
+) -> None:
+    """Chat with the runtime in the terminal (embedded defaults, sample Slack data)."""
+    from bot.console import ConsoleSession, run_console
+    from bot.logs import configure_logging
+    from bot.services import open_services
+    from skills.context import Actor
+    from skills.models import ModelConfigError
+    from skills.sample import StaticSlackReader
+
+    settings = load_settings()
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+
+    async def _read(prompt: str) -> str | None:
+        try:
+            return await asyncio.to_thread(input, prompt)
+        except EOFError:
+            return None
+
+    async def _main() -> None:
+        async with open_services(settings) as services:
+            reader = StaticSlackReader.sample(datetime.now(UTC))
+            user = await reader.user_info(as_user)
+            actor = Actor(
+                user_id=as_user,
+                name=user.name if user else as_user,
+                tz=(user.tz if user and user.tz else "UTC"),
+            )
+            if skill is not None and skill not in services.registry:
+                fail(f"there is no skill named {skill!r}; try `switchboard skills list`", 1)
+            session = ConsoleSession(
+                runtime=services.runtime, actor=actor, slack=reader, skill=skill
+            )
+            await run_console(session, read=_read, write=typer.echo)
+
+    try:
+        asyncio.run(_main())
+    except ModelConfigError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        typer.echo("bye")
 
 
 def main() -> None:

@@ -9,9 +9,11 @@ tests are skipped with the reason, unless ``SWITCHBOARD_REQUIRE_SERVICES=1`` (se
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -26,6 +28,17 @@ TEST_DATABASE_URL = os.environ.get(
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("SWITCHBOARD_REQUIRE_SERVICES") == "1"
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a private loop in a worker thread.
+
+    Sync fixtures may be set up while a test's event loop is already running (an async
+    fixture asking for them), where ``asyncio.run`` would refuse.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _unavailable(service: str, reason: str) -> None:
@@ -105,11 +118,11 @@ def postgres_url() -> Iterator[str]:
             await conn.close()
 
     try:
-        asyncio.run(_create())
+        run_sync(_create())
     except Exception as exc:
-        _unavailable("PostgreSQL", f"{admin_dsn.split('@')[-1]}: {type(exc).__name__}")
+        _unavailable("PostgreSQL", f"{admin_dsn.split('@')[-1]}: {type(exc).__name__}: {exc}")
     yield _with_database(TEST_DATABASE_URL, name)
-    asyncio.run(_drop())
+    run_sync(_drop())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -119,7 +132,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         path = tmp_path_factory.mktemp("sql") / "switchboard.db"
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
-    asyncio.run(_reset_postgres(url))
+    run_sync(_reset_postgres(url))
     return url
 
 

@@ -158,12 +158,17 @@ def load_chat_model(
     settings["metadata"] = {**settings.get("metadata", {}), _METADATA_KEY: label}
     secrets = [str(v) for k, v in settings.items() if "key" in k.lower() and v]
     try:
-        return init_chat_model(label, **settings)
+        model = init_chat_model(label, **settings)
     except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in error["loc"]) or "model" for error in exc.errors()})
+        fields = sorted(
+            {".".join(str(p) for p in error["loc"]) or "model" for error in exc.errors()}
+        )
         raise ModelInitError(spec, detail=f"invalid setting(s) {', '.join(fields)}") from None
     except (ValueError, TypeError) as exc:
         raise ModelInitError(spec, detail=_redact(str(exc), secrets)) from None
+    if not isinstance(model, BaseChatModel):
+        raise ModelInitError(spec, detail=f"{provider.package} returned {type(model).__name__}")
+    return model
 
 
 def model_label(model: BaseChatModel | Runnable[Any, Any]) -> str:
@@ -174,15 +179,16 @@ def model_label(model: BaseChatModel | Runnable[Any, Any]) -> str:
     """
     while isinstance(model, RunnableBinding):
         model = model.bound
+    if isinstance(model, OfflineChatModel):
+        return OFFLINE
     if not isinstance(model, BaseChatModel):
         return type(model).__name__
     stored = (model.metadata or {}).get(_METADATA_KEY)
     if isinstance(stored, str):
         return stored
     params = model._get_ls_params()
-    provider = params.get("ls_provider") or model._llm_type
-    name = params.get("ls_model_name")
-    return f"{provider}:{name}" if name else str(provider)
+    provider, name = params.get("ls_provider"), params.get("ls_model_name")
+    return f"{provider}:{name}" if provider and name else model._llm_type
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -146,7 +146,9 @@ def coerce_value(raw: str, schema: Mapping[str, Any]) -> Any:
     return raw
 
 
-def find_tool_command(text: str, tools: Sequence[ToolSpec]) -> tuple[ToolSpec, dict[str, Any]] | None:
+def find_tool_command(
+    text: str, tools: Sequence[ToolSpec]
+) -> tuple[ToolSpec, dict[str, Any]] | None:
     """Find `tool_name key=value …` in `text` for one of `tools`.
 
     A tool named with at least one `key=value` after it is a command; so is a tool that
@@ -237,11 +239,12 @@ def extract_transcript(texts: Iterable[str], *, minimum: int = 2) -> list[Transc
 
 # --------------------------------------------------------------------------- routing
 
+# Words too common to say anything about which skill is meant.
 _STOPWORDS = frozenset(
     """a about all also an and any are as at be been but by can could do does for from get
     has have help how i if in into is it its me my need of on or our please should so some
     than that the their them then there these they this to up us use want was we what when
-    where which who why will with would you your""".split()
+    where which who why will with would you your""".split()  # noqa: SIM905
 )
 
 

@@ -1,0 +1,1 @@
+"""User-facing text and Block Kit builders."""

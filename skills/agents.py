@@ -1,0 +1,179 @@
+"""Builds a YAML skill's agent: ``create_agent`` with the Redis saver and our middleware.
+
+Middleware order (outermost first), and why:
+
+1. ``PiiMiddleware`` — first, so whatever any other middleware adds to a model request is
+   tokenized, and tools it wraps get originals only at call time.
+2. ``SummarizationMiddleware`` — long threads are summarised to stay within a token budget.
+3. ``ModelCallLimitMiddleware`` / ``ToolCallLimitMiddleware`` — a runaway loop ends with a
+   clear message instead of burning tokens.
+4. ``ModelFallbackMiddleware`` then ``ModelRetryMiddleware`` — each model (primary, then
+   each fallback) is retried with backoff before the next one is tried.
+5. ``HumanInTheLoopMiddleware`` (per call) — a tool with an ``approval`` policy pauses the
+   run; the runtime returns an :class:`~skills.outcomes.ApprovalRequest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from langchain.agents import create_agent
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    HumanInTheLoopMiddleware,
+    ModelCallLimitMiddleware,
+    ModelFallbackMiddleware,
+    ModelRetryMiddleware,
+    SummarizationMiddleware,
+    ToolCallLimitMiddleware,
+)
+from langchain.agents.middleware.human_in_the_loop import DecisionType, InterruptOnConfig
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from skills.context import RunContext
+from skills.middleware.pii import PiiMiddleware
+from skills.outcomes import ApprovalPolicyView
+from skills.pii import CipherSealer
+from skills.registry import Skill
+
+if TYPE_CHECKING:
+    from skills.runtime import RuntimeConfig
+    from skills.spec import HttpToolSpec
+
+CONTEXT_PROMPT = (
+    "\n\nYou are Switchboard, answering in Slack. Personal data such as card numbers, IBANs,"
+    " e-mails and phone numbers appear as masked tokens like [card ****1111 #pii:ab12cd34];"
+    " pass such tokens to tools unchanged when a tool needs the value. Never invent tool"
+    " results. Keep answers short and use Markdown sparingly."
+)
+
+
+def _http_tools(skill: Skill) -> list[HttpToolSpec]:
+    from skills.spec import HttpToolSpec
+
+    if skill.spec is None:
+        return []
+    return [t for t in skill.spec.tools if isinstance(t, HttpToolSpec)]
+
+
+def skill_tools(skill: Skill) -> list[BaseTool]:
+    """The langchain tools of a YAML skill: built-ins by name and HTTP tools from the spec."""
+    from skills.spec import BuiltinToolRef
+    from skills.tools import builtin_tools
+    from skills.tools.http import http_tool
+
+    if skill.spec is None:
+        return []
+    builtins = builtin_tools()
+    tools: list[BaseTool] = []
+    for ref in skill.spec.tools:
+        if isinstance(ref, BuiltinToolRef):
+            tools.append(builtins[ref.use])
+        else:
+            tools.append(http_tool(ref))
+    return tools
+
+
+def _gated(tool: HttpToolSpec) -> bool:
+    return tool.approval is not None and tool.approval != "none"
+
+
+def approval_policy_view(skill: Skill, tool_name: str) -> tuple[ApprovalPolicyView, dict[str, Any]]:
+    """The approval policy and JSON Schema of ``tool_name`` in ``skill`` (for cards)."""
+    for tool in _http_tools(skill):
+        if tool.name != tool_name or not _gated(tool):
+            continue
+        policy = tool.approval
+        assert policy is not None and policy != "none"
+        view = ApprovalPolicyView(
+            users=tuple(policy.approvers.users),
+            usergroups=tuple(policy.approvers.usergroups),
+            quorum=policy.quorum,
+            four_eyes=policy.four_eyes,
+            expires_in_seconds=int(policy.expires_in.total_seconds()),
+            allow_edit=policy.allow_edit,
+        )
+        return view, tool.json_schema()
+    return ApprovalPolicyView(), {}
+
+
+def interrupt_config(skill: Skill) -> dict[str, bool | InterruptOnConfig]:
+    """``interrupt_on`` for the tools of ``skill`` that carry an approval policy."""
+    gated: dict[str, bool | InterruptOnConfig] = {}
+    for tool in _http_tools(skill):
+        if not _gated(tool):
+            continue
+        policy = tool.approval
+        assert policy is not None and policy != "none"
+        decisions: list[DecisionType] = ["approve", "reject"]
+        if policy.allow_edit:
+            decisions.append("edit")
+        gated[tool.name] = InterruptOnConfig(
+            allowed_decisions=decisions, description=tool.description
+        )
+    return gated
+
+
+def pii_middleware(key: bytes) -> PiiMiddleware[Any, Any]:
+    """The PII middleware for ``key``: vault originals are stored Fernet-encrypted with a key
+    derived from it (HMAC-SHA256), so checkpoints in Redis never hold a raw value."""
+    import base64
+    import hashlib
+    import hmac
+
+    from cryptography.fernet import Fernet
+
+    derived = hmac.new(key, b"switchboard/pii-vault/v1", hashlib.sha256).digest()
+    cipher = Fernet(base64.urlsafe_b64encode(derived))
+    return PiiMiddleware(key=key, sealer=CipherSealer(cipher=cipher))
+
+
+def build_agent(
+    skill: Skill,
+    *,
+    model: BaseChatModel,
+    pii: PiiMiddleware[Any, Any],
+    checkpointer: BaseCheckpointSaver[Any],
+    config: RuntimeConfig,
+    fallbacks: Sequence[BaseChatModel] = (),
+    extra_middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> Any:
+    """A compiled agent graph for a YAML skill (context schema: :class:`RunContext`)."""
+    assert skill.spec is not None, "Python skills build their own graph"
+    middleware: list[AgentMiddleware[Any, Any, Any]] = [
+        pii,
+        SummarizationMiddleware(
+            model,
+            trigger=("tokens", config.summarize_after_tokens),
+            keep=("messages", config.summarize_keep_messages),
+        ),
+        ModelCallLimitMiddleware(run_limit=config.model_call_limit, exit_behavior="end"),
+        ToolCallLimitMiddleware(run_limit=config.tool_call_limit, exit_behavior="continue"),
+    ]
+    if fallbacks:
+        middleware.append(ModelFallbackMiddleware(*fallbacks))
+    if config.model_retries:
+        middleware.append(
+            ModelRetryMiddleware(
+                max_retries=config.model_retries,
+                on_failure="error",
+                initial_delay=config.retry_initial_delay,
+                max_delay=10.0,
+            )
+        )
+    middleware.extend(extra_middleware)
+    gated = interrupt_config(skill)
+    if gated:
+        middleware.append(HumanInTheLoopMiddleware(interrupt_on=gated, interrupt_mode="per_call"))
+    return create_agent(
+        model,
+        tools=skill_tools(skill),
+        system_prompt=skill.spec.instructions.strip() + CONTEXT_PROMPT,
+        middleware=middleware,
+        context_schema=RunContext,
+        checkpointer=checkpointer,
+        name=skill.name,
+    )

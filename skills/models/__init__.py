@@ -1,0 +1,31 @@
+"""Chat models: turn a model string into a langchain chat model.
+
+`load_chat_model("offline")` gives the deterministic `OfflineChatModel` (no network);
+`load_chat_model("openai:gpt-4.1-mini")` and friends go through langchain's
+`init_chat_model` after the string, the provider package and the credentials have been
+checked, so configuration mistakes surface as one `ModelConfigError` sentence.
+"""
+
+from skills.models._errors import (
+    MissingCredentialsError,
+    MissingProviderPackageError,
+    ModelConfigError,
+    ModelInitError,
+    UnknownModelSpecError,
+)
+from skills.models._loader import OFFLINE, PROVIDERS, load_chat_model, model_label
+from skills.models.offline import OfflineChatModel, keyword_route
+
+__all__ = [
+    "OFFLINE",
+    "PROVIDERS",
+    "MissingCredentialsError",
+    "MissingProviderPackageError",
+    "ModelConfigError",
+    "ModelInitError",
+    "OfflineChatModel",
+    "UnknownModelSpecError",
+    "keyword_route",
+    "load_chat_model",
+    "model_label",
+]

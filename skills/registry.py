@@ -1,0 +1,148 @@
+"""The skills a deployment offers: YAML specs and Python skills, under one interface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skills.context import Actor
+from skills.errors import UnknownSkill
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.types import Checkpointer
+
+    from skills.spec import SkillSpec, SpecIssue
+
+log = logging.getLogger(__name__)
+
+#: Builds a Python skill's compiled graph from the model the runtime picked and its saver.
+GraphFactory = Callable[["BaseChatModel", "Checkpointer"], Any]
+
+DEFAULT_MEMORY_TTL = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Allow-lists; an empty list means everyone. Channels limit *where*; users and user
+    groups together limit *who* (either list admits a person)."""
+
+    channels: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+    usergroups: frozenset[str] = frozenset()
+
+    @property
+    def is_open(self) -> bool:
+        return not (self.channels or self.users or self.usergroups)
+
+    def allows(self, actor: Actor, channel: str | None) -> bool:
+        if self.channels and channel not in self.channels:
+            return False
+        if not (self.users or self.usergroups):
+            return True
+        return actor.user_id in self.users or bool(self.usergroups & actor.usergroups)
+
+
+@dataclass(frozen=True, slots=True)
+class Skill:
+    """A registered skill: a YAML spec (``spec``) or a Python graph (``graph_factory``)."""
+
+    name: str
+    description: str
+    access: Access = field(default_factory=Access)
+    model: str | None = None
+    memory_ttl: timedelta = DEFAULT_MEMORY_TTL
+    examples: tuple[str, ...] = ()
+    spec: SkillSpec | None = None
+    graph_factory: GraphFactory | None = None
+    source: str = "builtin"
+
+    @classmethod
+    def from_spec(cls, spec: SkillSpec) -> Skill:
+        access = spec.access
+        return cls(
+            name=spec.name,
+            description=spec.description,
+            access=Access(
+                channels=frozenset(access.channels),
+                users=frozenset(access.users),
+                usergroups=frozenset(access.usergroups),
+            ),
+            model=spec.model,
+            memory_ttl=spec.memory.ttl,
+            examples=tuple(spec.examples),
+            spec=spec,
+            source=str(spec.source or "builtin"),
+        )
+
+
+class SkillRegistry:
+    """Name → :class:`Skill`, in a stable order (built-ins first, then by name)."""
+
+    def __init__(self, skills: Iterable[Skill]) -> None:
+        self._skills: dict[str, Skill] = {}
+        for skill in skills:
+            if skill.name in self._skills:
+                raise ValueError(f"skill {skill.name!r} is registered twice")
+            self._skills[skill.name] = skill
+
+    def get(self, name: str) -> Skill:
+        try:
+            return self._skills[name]
+        except KeyError:
+            raise UnknownSkill(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._skills
+
+    def __iter__(self) -> Any:
+        return iter(self._skills.values())
+
+    def __len__(self) -> int:
+        return len(self._skills)
+
+    def names(self) -> list[str]:
+        return list(self._skills)
+
+    def available_to(self, actor: Actor, channel: str | None) -> list[Skill]:
+        return [s for s in self._skills.values() if s.access.allows(actor, channel)]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSkills:
+    registry: SkillRegistry
+    issues: Sequence[SpecIssue]
+
+
+def python_skills() -> list[Skill]:
+    """The skills written in Python that ship with Switchboard."""
+    from skills.digest import DIGEST_SKILL
+
+    return [DIGEST_SKILL]
+
+
+def load_registry(
+    dirs: Sequence[str | Path] = (),
+    *,
+    env: Mapping[str, str],
+    include_python: bool = True,
+) -> LoadedSkills:
+    """Built-in YAML skills, skills from ``dirs`` and the Python skills.
+
+    A spec with errors is left out and its issues returned, so one team's typo does not take
+    the whole bot down; ``switchboard skills validate`` reports the same issues.
+    """
+    from skills.spec import load_spec_dirs
+
+    result = load_spec_dirs([Path(d) for d in dirs], env=env, include_builtin=True)
+    skills = [Skill.from_spec(spec) for spec in result.specs.values()]
+    if include_python:
+        taken = {s.name for s in skills}
+        skills.extend(s for s in python_skills() if s.name not in taken)
+    for issue in result.issues:
+        log.error("skill spec error: %s", issue)
+    return LoadedSkills(registry=SkillRegistry(skills), issues=list(result.issues))

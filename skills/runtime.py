@@ -1,0 +1,416 @@
+"""The one runtime API: run a skill on a thread, resume it with an approval decision.
+
+The Slack bot, the scheduler, the console, the sandbox and the evaluations all call
+:class:`Runtime`. It routes the message, checks access, takes the thread's lease (two
+messages on one thread never run at once; the second waits and then sees the first's
+answer in memory), runs the skill's LangGraph agent with the Redis checkpointer, records
+the run, and returns a typed :class:`~skills.outcomes.Outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command, Interrupt
+
+from skills.context import Actor, HttpPolicy, RunContext, SlackReader, ThreadRef
+from skills.errors import NothingToResume, RunFailed, ThreadBusy
+from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
+from skills.pii import mask_text
+from skills.registry import Skill, SkillRegistry
+from skills.router import Route, Router
+from storage.locks import RedisLocks
+from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[str], BaseChatModel]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Tunables with production defaults; the CLI fills them from settings."""
+
+    default_model: str = "offline"
+    fallback_models: tuple[str, ...] = ()
+    model_call_limit: int = 12
+    tool_call_limit: int = 20
+    model_retries: int = 2
+    retry_initial_delay: float = 0.5
+    summarize_after_tokens: int = 6000
+    summarize_keep_messages: int = 12
+    thread_lease_ttl: timedelta = timedelta(seconds=30)
+    thread_wait_timeout: float = 600.0
+    max_concurrent_runs: int = 16
+    http_policy: HttpPolicy = field(default_factory=HttpPolicy)
+    pii_key: bytes = field(default_factory=lambda: uuid.uuid4().bytes + uuid.uuid4().bytes)
+
+
+@dataclass(slots=True)
+class _RunState:
+    run_id: str
+    skill: Skill
+    model: str
+    usage: UsageMetadataCallbackHandler
+
+
+def _new_ref() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+class Runtime:
+    """Runs skills. Construct once per process; it is safe to share between tasks."""
+
+    def __init__(
+        self,
+        *,
+        registry: SkillRegistry,
+        checkpointer: BaseCheckpointSaver[Any],
+        locks: RedisLocks,
+        runs: RunStore,
+        threads: ThreadSkills,
+        channels: ChannelDefaults,
+        model_factory: ModelFactory,
+        middleware_factory: Callable[[], list[AgentMiddleware[Any, Any, Any]]] | None = None,
+        http: httpx.AsyncClient | None = None,
+        config: RuntimeConfig | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.registry = registry
+        self._checkpointer = checkpointer
+        self._locks = locks
+        self._runs = runs
+        self._threads = threads
+        self.channels = channels
+        self._model_factory = model_factory
+        self._extra_middleware = middleware_factory or (lambda: [])
+        self._http = http
+        self.config = config or RuntimeConfig()
+        self._clock = clock
+        self._graphs: dict[tuple[str, str], Any] = {}
+        self._models: dict[str, BaseChatModel] = {}
+        self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
+        from skills.agents import pii_middleware
+
+        self._pii = pii_middleware(self.config.pii_key)
+        self.router = Router(
+            registry=registry,
+            threads=threads,
+            channels=channels,
+            router_model=lambda: self.model(self.config.default_model),
+        )
+
+    # -- public API ---------------------------------------------------------------------
+
+    def available_skills(self, actor: Actor, channel: str | None) -> list[Skill]:
+        return self.registry.available_to(actor, channel)
+
+    async def run(
+        self,
+        *,
+        thread: ThreadRef,
+        message: str,
+        actor: Actor,
+        skill: str | None = None,
+        slack: SlackReader | None = None,
+        trigger: str = "message",
+    ) -> Outcome:
+        """Answer ``message`` from ``actor`` on ``thread``; ``skill`` forces a skill."""
+        allowed = self.available_skills(actor, thread.channel)
+        if skill is not None:
+            route = Route(skill=skill, text=message, reason="explicit")
+        else:
+            route = await self.router.route(
+                thread_id=thread.thread_id, channel=thread.channel, text=message, candidates=allowed
+            )
+        refusal = self._check_access(route.skill, actor, thread, allowed)
+        if refusal is not None:
+            log.info(
+                "refused skill=%s actor=%s channel=%s", route.skill, actor.user_id, thread.channel
+            )
+            return refusal
+        chosen = self.registry.get(route.skill)
+        async with self._thread_turn(thread):
+            pending = await self._pending(chosen, thread)
+            if pending is not None:
+                return Refusal(
+                    reason=(
+                        f"This conversation is waiting for approval of `{pending.value['name']}`."
+                        " Approve or reject it first."
+                    ),
+                    skill=chosen.name,
+                )
+            await self._threads.claim(thread.thread_id, chosen.name)
+            payload: Any = (
+                {"messages": [HumanMessage(mask_text(route.text))]}
+                if chosen.graph_factory is not None
+                else self._pii.prepare_input(route.text)
+            )
+            return await self._invoke(chosen, thread, actor, payload, slack, trigger)
+
+    async def resume(
+        self,
+        *,
+        thread: ThreadRef,
+        decision: Decision,
+        actor: Actor,
+        slack: SlackReader | None = None,
+    ) -> Outcome:
+        """Continue a run paused on an approval with ``decision``."""
+        owner = await self._threads.get(thread.thread_id)
+        if owner is None or owner not in self.registry:
+            raise NothingToResume(thread.thread_id)
+        chosen = self.registry.get(owner)
+        async with self._thread_turn(thread):
+            pending = await self._pending(chosen, thread, decision.interrupt_id)
+            if pending is None:
+                raise NothingToResume(thread.thread_id)
+            answer = decision.to_hitl(pending.value["name"])
+            command: Command[Any] = Command(resume={pending.id: answer})
+            return await self._invoke(chosen, thread, actor, command, slack, "approval")
+
+    async def pending_approval(self, thread: ThreadRef) -> ApprovalRequest | None:
+        """The approval this thread is waiting for, if any."""
+        owner = await self._threads.get(thread.thread_id)
+        if owner is None or owner not in self.registry:
+            return None
+        chosen = self.registry.get(owner)
+        pending = await self._pending(chosen, thread)
+        if pending is None:
+            return None
+        return self._approval(chosen, thread, "", pending, requester="")
+
+    async def reset(self, thread: ThreadRef) -> None:
+        """Forget the thread: its checkpoints and which skill owned it."""
+        async with self._thread_turn(thread):
+            await self._checkpointer.adelete_thread(thread.thread_id)
+            await self._threads.forget(thread.thread_id)
+
+    async def history(self, thread: ThreadRef) -> list[BaseMessage]:
+        """The messages remembered for ``thread`` (masked), oldest first."""
+        owner = await self._threads.get(thread.thread_id)
+        if owner is None or owner not in self.registry:
+            return []
+        graph = self._graph(self.registry.get(owner))
+        state = await graph.aget_state(self._config(self.registry.get(owner), thread))
+        return list(state.values.get("messages", [])) if state and state.values else []
+
+    def model(self, name: str) -> BaseChatModel:
+        """A cached chat model for ``name`` (``offline``, ``openai:gpt-4.1-mini``…)."""
+        if name not in self._models:
+            self._models[name] = self._model_factory(name)
+        return self._models[name]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_access(
+        self, name: str, actor: Actor, thread: ThreadRef, allowed: list[Skill]
+    ) -> Refusal | None:
+        names = tuple(s.name for s in allowed)
+        if name not in self.registry:
+            return Refusal(reason=f"There is no skill named `{name}`.", allowed_skills=names)
+        if name not in names:
+            return Refusal(reason=f"You can't use `{name}` here.", allowed_skills=names, skill=name)
+        return None
+
+    def _thread_turn(self, thread: ThreadRef) -> Any:
+        return _ThreadTurn(self, thread)
+
+    def _config(
+        self, skill: Skill, thread: ThreadRef, callbacks: list[Any] | None = None
+    ) -> RunnableConfig:
+        configurable = {
+            "thread_id": thread.thread_id,
+            "memory_ttl_seconds": int(skill.memory_ttl.total_seconds()),
+        }
+        config = RunnableConfig(configurable=configurable, recursion_limit=80)
+        if callbacks:
+            config["callbacks"] = callbacks
+        return config
+
+    async def _pending(
+        self, skill: Skill, thread: ThreadRef, interrupt_id: str | None = None
+    ) -> Interrupt | None:
+        graph = self._graph(skill)
+        state = await graph.aget_state(self._config(skill, thread))
+        interrupts: tuple[Interrupt, ...] = tuple(getattr(state, "interrupts", ()) or ())
+        for item in interrupts:
+            if interrupt_id is None or item.id == interrupt_id:
+                return item
+        return None
+
+    async def _invoke(
+        self,
+        skill: Skill,
+        thread: ThreadRef,
+        actor: Actor,
+        payload: Any,
+        slack: SlackReader | None,
+        trigger: str,
+    ) -> Outcome:
+        model_name = skill.model or self.config.default_model
+        graph = self._graph(skill)
+        run = _RunState(
+            run_id=uuid.uuid4().hex,
+            skill=skill,
+            model=model_name,
+            usage=UsageMetadataCallbackHandler(),
+        )
+        await self._runs.start(
+            run_id=run.run_id,
+            skill=skill.name,
+            thread_id=thread.thread_id,
+            actor=actor.user_id,
+            channel_id=thread.channel,
+            model=model_name,
+            trigger=trigger,
+            started_at=self._clock(),
+        )
+        context = RunContext(
+            run_id=run.run_id,
+            skill=skill.name,
+            thread=thread,
+            actor=actor,
+            slack=slack,
+            http=self._http,
+            http_policy=self.config.http_policy,
+            clock=self._clock,
+        )
+        config = self._config(skill, thread, callbacks=[run.usage])
+        try:
+            async with self._slots:
+                result = await graph.ainvoke(payload, config, context=context, version="v2")
+        except Exception as exc:
+            ref = _new_ref()
+            log.exception("run failed ref=%s skill=%s thread=%s", ref, skill.name, thread.thread_id)
+            await self._runs.finish(
+                run.run_id,
+                outcome="error",
+                usage=_usage(run.usage),
+                error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
+                error_ref=ref,
+                finished_at=self._clock(),
+            )
+            raise RunFailed(ref, cause=type(exc).__name__) from exc
+
+        interrupts: tuple[Interrupt, ...] = tuple(result.interrupts or ())
+        outcome: Outcome
+        if interrupts:
+            outcome = self._approval(skill, thread, run.run_id, interrupts[0], actor.user_id)
+        else:
+            outcome = Reply(
+                skill=skill.name,
+                thread=thread,
+                text=mask_text(_final_text(result.value)),
+                run_id=run.run_id,
+            )
+        await self._runs.finish(
+            run.run_id, outcome=outcome.kind, usage=_usage(run.usage), finished_at=self._clock()
+        )
+        return outcome
+
+    def _approval(
+        self, skill: Skill, thread: ThreadRef, run_id: str, item: Interrupt, requester: str
+    ) -> ApprovalRequest:
+        value: dict[str, Any] = dict(item.value)
+        tool_name = str(value.get("name", ""))
+        policy, schema = self._policy_for(skill, tool_name)
+        return ApprovalRequest(
+            skill=skill.name,
+            thread=thread,
+            run_id=run_id,
+            interrupt_id=item.id,
+            tool_call_id=str(value.get("tool_call_id", "")),
+            tool=tool_name,
+            args=dict(value.get("args") or {}),
+            policy=policy,
+            requester=requester,
+            description=str(value.get("description", "")),
+            parameters_schema=schema,
+        )
+
+    def _policy_for(
+        self, skill: Skill, tool_name: str
+    ) -> tuple[ApprovalPolicyView, dict[str, Any]]:
+        from skills.agents import approval_policy_view
+
+        return approval_policy_view(skill, tool_name)
+
+    def _graph(self, skill: Skill) -> Any:
+        model_name = skill.model or self.config.default_model
+        key = (skill.name, model_name)
+        if key not in self._graphs:
+            self._graphs[key] = self._build(skill, model_name)
+        return self._graphs[key]
+
+    def _build(self, skill: Skill, model_name: str) -> Any:
+        model = self.model(model_name)
+        if skill.graph_factory is not None:
+            return skill.graph_factory(model, self._checkpointer)
+        from skills.agents import build_agent
+
+        return build_agent(
+            skill,
+            model=model,
+            pii=self._pii,
+            checkpointer=self._checkpointer,
+            config=self.config,
+            fallbacks=[self.model(name) for name in self.config.fallback_models],
+            extra_middleware=self._extra_middleware(),
+        )
+
+
+class _ThreadTurn:
+    """Holds the thread's lease and a concurrency slot for one turn."""
+
+    def __init__(self, runtime: Runtime, thread: ThreadRef) -> None:
+        self._runtime = runtime
+        self._thread = thread
+        self._cm: Any = None
+
+    async def __aenter__(self) -> None:
+        cfg = self._runtime.config
+        self._cm = self._runtime._locks.holding(
+            f"thread:{self._thread.thread_id}",
+            ttl=cfg.thread_lease_ttl,
+            timeout=cfg.thread_wait_timeout,
+        )
+        try:
+            await self._cm.__aenter__()
+        except TimeoutError:
+            raise ThreadBusy(self._thread.thread_id) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._cm.__aexit__(*exc)
+
+
+def _usage(handler: UsageMetadataCallbackHandler) -> Usage:
+    total = Usage()
+    for meta in handler.usage_metadata.values():
+        total = total + Usage(
+            int(meta.get("input_tokens", 0)),
+            int(meta.get("output_tokens", 0)),
+            int(meta.get("total_tokens", 0)),
+        )
+    return total
+
+
+def _final_text(value: Any) -> str:
+    messages = value.get("messages", []) if isinstance(value, dict) else []
+    for message in reversed(messages):
+        if isinstance(message, AIMessage) and not message.tool_calls:
+            return str(message.text).strip() or "(no answer)"
+    return "(no answer)"

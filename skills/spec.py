@@ -1,0 +1,1248 @@
+"""Skill specs: the YAML contract, its validation, and request rendering for HTTP tools.
+
+A skill spec is a YAML file (see "Skill spec (contract)" in the design notes). Loading one:
+
+1. parses the YAML, remembering the line of every key (``skills._yaml``);
+2. expands ``${ENV}`` references from an explicit ``env`` mapping (never ``os.environ``
+   implicitly), in every string except the text the model reads (name, description,
+   instructions, tool parameters), so secrets can only reach HTTP requests;
+3. validates the result with the pydantic models below and reports *every* problem as a
+   ``SpecIssue`` such as ``refunds.yaml:14 tools[1].approval: required for POST tools``.
+
+At call time ``render_request`` checks a tool's arguments against its JSON Schema and fills
+the ``{param}`` placeholders of its URL, headers, query and JSON body.
+
+Exceptions::
+
+    SpecError                 base of everything raised here
+    ├── SpecValidationError   one or more spec files are invalid; ``.issues`` lists them all
+    └── ToolArgumentsError    a tool call's arguments do not match the tool's parameters
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, NoReturn
+from urllib.parse import quote, urlsplit
+
+import jsonschema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from skills._yaml import LineMappedDocument, YamlSyntaxError, load_yaml
+
+__all__ = [
+    "BUILTIN_TOOLS",
+    "Access",
+    "ApprovalPolicy",
+    "Approvers",
+    "BuiltinToolRef",
+    "HttpSpec",
+    "HttpToolSpec",
+    "LoadResult",
+    "Memory",
+    "RenderedRequest",
+    "SkillSpec",
+    "SpecError",
+    "SpecIssue",
+    "SpecValidationError",
+    "ToolArgumentsError",
+    "ToolSpec",
+    "builtin_dir",
+    "format_duration",
+    "load_spec_dirs",
+    "load_spec_file",
+    "load_spec_text",
+    "parse_duration",
+    "render_request",
+    "validate_paths",
+]
+
+BUILTIN_TOOLS: Final = frozenset(
+    {"slack.read_thread", "slack.read_channel", "slack.user_info", "time.now"}
+)
+"""Tools a spec may reference with ``use:``; the runtime provides their implementations."""
+
+READ_METHODS: Final = frozenset({"GET", "HEAD"})
+
+Loc = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------- exceptions
+
+
+class SpecError(Exception):
+    """Base class for skill spec errors."""
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in one spec file, printed as ``file:line field: message``."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where} {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SpecValidationError(SpecError):
+    """A spec (or several) failed to load; ``issues`` holds every problem found."""
+
+    def __init__(self, issues: Sequence[SpecIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+class ToolArgumentsError(SpecError):
+    """A tool call's arguments do not satisfy the tool's parameter schema.
+
+    The message is meant for the model, so it can correct the call.
+    """
+
+    def __init__(self, tool: str, problems: Sequence[str]) -> None:
+        self.tool = tool
+        self.problems = list(problems)
+        super().__init__(f"invalid arguments for {tool}: " + "; ".join(self.problems))
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_RE: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DURATION_HINT: Final = "expected a duration like 7d, 4h, 30m or 90s"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``7d``, ``4h``, ``30m``, ``90s`` or combinations such as ``1h30m``."""
+    match = _DURATION_RE.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"{_DURATION_HINT}, got {text!r}")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if duration <= timedelta(0):
+        raise ValueError("duration must be longer than zero")
+    return duration
+
+
+def format_duration(duration: timedelta) -> str:
+    """The compact form ``parse_duration`` reads: ``timedelta(hours=28)`` gives ``1d4h``."""
+    total = int(duration.total_seconds())
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def _to_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise _custom(_DURATION_HINT)
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise _custom(str(exc)) from None
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+
+
+# --------------------------------------------------------------------------- templates
+#
+# Strings under ``http`` are call-time templates: ``{name}`` is a parameter, ``{{``/``}}``
+# are literal braces. Values coming from the environment are brace-escaped on the way in,
+# so a token that happens to contain ``{`` is never mistaken for a placeholder.
+
+
+@dataclass(frozen=True)
+class _Placeholder:
+    name: str
+
+
+_Segment = str | _Placeholder
+_TEMPLATE_RE: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_template(text: str) -> tuple[_Segment, ...]:
+    """Split a call-time template into literal text and placeholders; ValueError if bad."""
+    segments: list[_Segment] = []
+    literal: list[str] = []
+    position = 0
+    for match in _TEMPLATE_RE.finditer(text):
+        literal.append(text[position : match.start()])
+        position = match.end()
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            literal.append(token[0])
+        elif match.group(1) is not None:
+            segments.append("".join(literal))
+            literal = []
+            segments.append(_Placeholder(match.group(1)))
+        else:
+            raise ValueError(
+                f"unmatched {token!r} at position {match.start()}; "
+                "write {name} for a parameter or {{ and }} for literal braces"
+            )
+    literal.append(text[position:])
+    segments.append("".join(literal))
+    return tuple(segment for segment in segments if segment != "")
+
+
+def _template_strings(value: JsonValue, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """Every string in a JSON-like value, with its location."""
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _template_strings(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _template_strings(item, (*loc, index))
+
+
+def _escape_braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+_ERROR_TYPE: Final = "skill_spec"
+
+
+def _custom(message: str) -> PydanticCustomError:
+    return PydanticCustomError(_ERROR_TYPE, message)
+
+
+def _fail(problems: Sequence[tuple[Loc, str]], value: Any) -> NoReturn:
+    """Raise several errors at locations relative to the value being validated."""
+    raise ValidationError.from_exception_data(
+        "SkillSpec",
+        [{"type": _custom(message), "loc": loc, "input": value} for loc, message in problems],
+    )
+
+
+def _reraise_with(
+    exc: ValidationError, problems: Sequence[tuple[Loc, str]], value: Any
+) -> NoReturn:
+    details: list[InitErrorDetails] = [
+        {
+            "type": PydanticCustomError(error["type"], error["msg"]),
+            "loc": error["loc"],
+            "input": error["input"],
+        }
+        for error in exc.errors()
+    ]
+    details.extend({"type": _custom(m), "loc": loc, "input": value} for loc, m in problems)
+    raise ValidationError.from_exception_data("SkillSpec", details)
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise _custom("must not be empty")
+    return value
+
+
+def _pattern_check(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise _custom(f"{value!r} is not a valid {what} (must match {pattern})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _scalar_to_str(value: Any) -> Any:
+    """Let YAML numbers and booleans stand in for header and query strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _builtin_tool_name(value: str) -> str:
+    if value not in BUILTIN_TOOLS:
+        close = difflib.get_close_matches(value, sorted(BUILTIN_TOOLS), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(sorted(BUILTIN_TOOLS))
+        )
+        raise _custom(f"unknown built-in tool {value!r}; {hint}")
+    return value
+
+
+@functools.cache
+def _schema_meta_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        jsonschema.Draft202012Validator.META_SCHEMA,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def _json_schema(value: Any) -> dict[str, Any] | bool:
+    """One entry of ``parameters``: must be a valid Draft 2020-12 JSON Schema."""
+    if not isinstance(value, dict | bool):
+        raise _custom("expected a JSON Schema mapping such as {type: string}")
+    error = jsonschema.exceptions.best_match(_schema_meta_validator().iter_errors(value))
+    if error is not None:
+        at = "/".join(str(part) for part in error.absolute_path)
+        raise _custom(f"invalid JSON Schema{f' at {at}' if at else ''}: {error.message}")
+    return value
+
+
+NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+SkillName = Annotated[str, _pattern_check(r"[a-z][a-z0-9_-]*", "skill name")]
+ToolName = Annotated[str, Field(max_length=64), _pattern_check(r"[a-z_][a-z0-9_]*", "tool name")]
+ParamName = Annotated[str, _pattern_check(r"[A-Za-z_][A-Za-z0-9_]*", "parameter name")]
+HeaderName = Annotated[str, _pattern_check(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", "header name")]
+ScalarStr = Annotated[str, BeforeValidator(_scalar_to_str)]
+JsonSchema = Annotated[Any, AfterValidator(_json_schema)]
+HttpMethod = Annotated[
+    Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)
+]
+
+
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise _custom(f"must be at least 1, got {value}")
+    return value
+
+
+class _Model(BaseModel):
+    # strict: `four_eyes: "false"` must not quietly become True; forbid: typos are errors.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Access(_Model):
+    """Allow-lists; all empty means everyone may use the skill."""
+
+    channels: list[NonEmptyStr] = Field(default_factory=list)
+    users: list[NonEmptyStr] = Field(default_factory=list)
+    usergroups: list[NonEmptyStr] = Field(default_factory=list)
+
+
+class Memory(_Model):
+    """How long a conversation is remembered after its last message."""
+
+    ttl: Duration = timedelta(days=7)
+
+
+class Approvers(_Model):
+    """Who may approve: Slack user ids and user group ids."""
+
+    users: list[NonEmptyStr] = Field(default_factory=list)
+    usergroups: list[NonEmptyStr] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _someone(self) -> Approvers:
+        if not self.users and not self.usergroups:
+            raise _custom("at least one approver (users or usergroups) is required")
+        return self
+
+
+class ApprovalPolicy(_Model):
+    """Gate for a risky tool call: who approves, how many, for how long."""
+
+    approvers: Approvers
+    quorum: Annotated[int, AfterValidator(_at_least_one)] = 1
+    four_eyes: bool = True
+    expires_in: Duration = timedelta(hours=24)
+    allow_edit: bool = False
+
+    @model_validator(mode="after")
+    def _quorum_reachable(self) -> ApprovalPolicy:
+        users = len(set(self.approvers.users))
+        if not self.approvers.usergroups and self.quorum > users:
+            message = f"quorum {self.quorum} is unreachable: only {users} approver(s) listed"
+            _fail([(("quorum",), message)], self.quorum)
+        return self
+
+
+def _approval_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<none>"
+    if isinstance(value, dict | ApprovalPolicy):
+        return "<policy>"
+    return None
+
+
+Approval = Annotated[
+    Annotated[ApprovalPolicy, Tag("<policy>")] | Annotated[Literal["none"], Tag("<none>")],
+    Discriminator(
+        _approval_kind,
+        custom_error_type=_ERROR_TYPE,
+        custom_error_message="expected `none` or a mapping with approvers",
+    ),
+]
+
+_SENSITIVE_NAME: Final = re.compile(
+    r"auth|token|secret|password|passwd|key|cookie|signature|session|credential", re.I
+)
+_REDACTED: Final = "<redacted>"
+_UNRESOLVED_URLS: Final = "skills.spec.unresolved"  # validation context key
+
+
+class HttpSpec(_Model):
+    """The request an HTTP tool makes. Strings are templates: ``{param}`` fills at call time.
+
+    Values may hold secrets expanded from the environment. ``repr`` and ``redacted_dict``
+    show the spec's ``${VAR}`` text instead, and hide literal values of sensitive-looking
+    headers and keys; only ``render_request`` uses the real values.
+    """
+
+    method: HttpMethod
+    url: NonEmptyStr
+    headers: dict[HeaderName, ScalarStr] = Field(default_factory=dict)
+    body: JsonValue = Field(default=None, alias="json")
+    query: dict[NonEmptyStr, ScalarStr] = Field(default_factory=dict)
+    timeout: Annotated[float, Field(gt=0)] | None = None
+
+    # Path within this block -> the string as written, before ${ENV} expansion.
+    _templates: dict[Loc, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def is_write(self) -> bool:
+        """Anything but GET/HEAD changes something and needs an approval decision."""
+        return self.method not in READ_METHODS
+
+    def templated_strings(self) -> Iterator[tuple[Loc, str]]:
+        """Every call-time template in the block, with its location (``("url",)`` …)."""
+        yield ("url",), self.url
+        for name, value in self.headers.items():
+            yield ("headers", name), value
+        for name, value in self.query.items():
+            yield ("query", name), value
+        yield from _template_strings(self.body, ("json",))
+
+    def display_url(self) -> str:
+        """The URL as written in the spec (``${CRM_URL}/orders/{order_id}``): safe to show."""
+        return self._templates.get(("url",), self.url)
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """The block as plain data with secrets replaced; for ``skills show`` and logs."""
+        data: dict[str, Any] = {"method": self.method, "url": self.display_url()}
+        if self.headers:
+            data["headers"] = {
+                name: self._shown(("headers", name), name, value)
+                for name, value in self.headers.items()
+            }
+        if self.query:
+            data["query"] = {
+                name: self._shown(("query", name), name, value)
+                for name, value in self.query.items()
+            }
+        if self.body is not None:
+            data["json"] = self._redact_json(self.body, ("json",), "")
+        if self.timeout is not None:
+            data["timeout"] = self.timeout
+        return data
+
+    def _shown(self, loc: Loc, name: str, value: str) -> str:
+        if loc in self._templates:
+            return self._templates[loc]
+        segments = _parse_template(value)
+        only_placeholder = len(segments) == 1 and isinstance(segments[0], _Placeholder)
+        if _SENSITIVE_NAME.search(name) and not only_placeholder:
+            return _REDACTED
+        return value
+
+    def _redact_json(self, value: JsonValue, loc: Loc, name: str) -> JsonValue:
+        if isinstance(value, str):
+            return self._shown(loc, name, value)
+        if isinstance(value, dict):
+            return {k: self._redact_json(v, (*loc, k), k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact_json(v, (*loc, i), name) for i, v in enumerate(value)]
+        return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        shown = self.redacted_dict()
+        for name, info in type(self).model_fields.items():
+            key = info.alias or name
+            yield name, shown[key] if key in shown else getattr(self, name)
+
+    @model_validator(mode="after")
+    def _templates_are_well_formed(self, info: ValidationInfo) -> HttpSpec:
+        problems: list[tuple[Loc, str]] = []
+        # The loader lists URLs that used an unset variable: that is reported already.
+        unresolved = (info.context or {}).get(_UNRESOLVED_URLS, ())
+        for loc, text in self.templated_strings():
+            try:
+                _parse_template(text)
+            except ValueError as exc:
+                problems.append((loc, str(exc)))
+        if not problems and self.url not in unresolved:
+            sample = "".join(s if isinstance(s, str) else "x" for s in _parse_template(self.url))
+            parts = urlsplit(sample)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                problems.append((("url",), "must be an absolute http:// or https:// URL"))
+        if problems:
+            _fail(problems, self)
+        return self
+
+
+class HttpToolSpec(_Model):
+    """A tool the model may call, implemented as one HTTP request."""
+
+    # Field order matters: validators below read earlier fields from ``info.data``.
+    name: ToolName
+    description: NonEmptyStr
+    parameters: dict[ParamName, JsonSchema] = Field(default_factory=dict)
+    required: list[str] | None = None
+    http: HttpSpec
+    approval: Approval | None = Field(default=None, validate_default=True)
+
+    @property
+    def is_write(self) -> bool:
+        return self.http.is_write
+
+    @property
+    def required_parameters(self) -> list[str]:
+        """``required`` if given, else every declared parameter."""
+        return list(self.parameters) if self.required is None else list(self.required)
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy | None:
+        """The policy to enforce, or None when calls run without approval."""
+        return self.approval if isinstance(self.approval, ApprovalPolicy) else None
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments object: what the model sees and calls must fit."""
+        return {
+            "type": "object",
+            "properties": dict(self.parameters),
+            "required": self.required_parameters,
+            "additionalProperties": False,
+        }
+
+    def display_url(self) -> str:
+        return self.http.display_url()
+
+    def describe(self) -> str:
+        """One line for people: ``issue_refund  POST ${CRM_URL}/refunds  approval: …``."""
+        line = f"{self.name}  {self.http.method} {self.display_url()}"
+        policy = self.approval_policy
+        if policy is not None:
+            approvers = ", ".join([*policy.approvers.users, *policy.approvers.usergroups])
+            line += (
+                f"  approval: {policy.quorum} of {approvers}, expires in "
+                f"{format_duration(policy.expires_in)}"
+                + ("" if policy.four_eyes else ", requester may approve")
+                + (", editable" if policy.allow_edit else "")
+            )
+        elif self.approval == "none":
+            line += "  approval: none"
+        return line
+
+    def redacted_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.parameters:
+            data["parameters"] = dict(self.parameters)
+        if self.required is not None:
+            data["required"] = list(self.required)
+        data["http"] = self.http.redacted_dict()
+        if self.approval is not None:
+            data["approval"] = (
+                self.approval
+                if isinstance(self.approval, str)
+                else self.approval.model_dump(mode="json")
+            )
+        return data
+
+    @field_validator("required")
+    @classmethod
+    def _required_are_declared(
+        cls, value: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        declared = info.data.get("parameters")
+        if value is None or declared is None:
+            return value
+        problems = [
+            ((index,), f"{name!r} is not a declared parameter")
+            for index, name in enumerate(value)
+            if name not in declared
+        ]
+        if problems:
+            _fail(problems, value)
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _placeholders_are_declared(cls, value: HttpSpec, info: ValidationInfo) -> HttpSpec:
+        declared = info.data.get("parameters")
+        if declared is None:
+            return value  # parameters already failed; don't pile on
+        problems = []
+        for loc, text in value.templated_strings():
+            unknown = [
+                s.name
+                for s in _parse_template(text)
+                if isinstance(s, _Placeholder) and s.name not in declared
+            ]
+            for name in dict.fromkeys(unknown):
+                known = ", ".join(declared) or "none"
+                problems.append(
+                    (loc, f"placeholder {{{name}}} is not a declared parameter (declared: {known})")
+                )
+        if problems:
+            _fail(problems, value)
+        return value
+
+    @field_validator("approval")
+    @classmethod
+    def _writes_need_approval(cls, value: Any, info: ValidationInfo) -> Any:
+        http = info.data.get("http")
+        if value is None and isinstance(http, HttpSpec) and http.is_write:
+            raise _custom(f"required for {http.method} tools (or write `approval: none`)")
+        return value
+
+
+class BuiltinToolRef(_Model):
+    """A tool the runtime implements, referenced by name (``use: slack.read_thread``)."""
+
+    use: Annotated[str, AfterValidator(_builtin_tool_name)]
+
+
+def _tool_kind(value: Any) -> str | None:
+    if isinstance(value, BuiltinToolRef) or (isinstance(value, dict) and "use" in value):
+        return "<builtin>"
+    if isinstance(value, dict | HttpToolSpec):
+        return "<http>"
+    return None
+
+
+ToolSpec = Annotated[
+    Annotated[BuiltinToolRef, Tag("<builtin>")] | Annotated[HttpToolSpec, Tag("<http>")],
+    Discriminator(
+        _tool_kind,
+        custom_error_type=_ERROR_TYPE,
+        custom_error_message="expected a mapping: `use: <built-in tool>` or an HTTP tool",
+    ),
+]
+_UNION_TAGS: Final = frozenset({"<builtin>", "<http>", "<policy>", "<none>"})
+
+
+def _tool_key(item: Any) -> tuple[str, str] | None:
+    """("name"|"use", value) identifying a raw or validated tool, for duplicate checks."""
+    if isinstance(item, BuiltinToolRef):
+        return "use", item.use
+    if isinstance(item, HttpToolSpec):
+        return "name", item.name
+    if isinstance(item, dict):
+        for key in ("use", "name"):
+            if isinstance(item.get(key), str):
+                return key, item[key]
+    return None
+
+
+class SkillSpec(_Model):
+    """One skill as declared in YAML. ``source`` is the file it came from, if any."""
+
+    name: SkillName
+    description: NonEmptyStr
+    instructions: NonEmptyStr
+    model: NonEmptyStr | None = None
+    access: Access = Field(default_factory=Access)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    memory: Memory = Field(default_factory=Memory)
+    examples: list[NonEmptyStr] = Field(default_factory=list, max_length=10)
+    """Example prompts shown in App Home and as Assistant suggested prompts."""
+
+    _source: Path | None = PrivateAttr(default=None)
+    _name_line: int | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this spec was loaded from (None when built from text or in code)."""
+        return self._source
+
+    @property
+    def http_tools(self) -> list[HttpToolSpec]:
+        return [tool for tool in self.tools if isinstance(tool, HttpToolSpec)]
+
+    @property
+    def builtin_tools(self) -> list[str]:
+        return [tool.use for tool in self.tools if isinstance(tool, BuiltinToolRef)]
+
+    def tool(self, name: str) -> HttpToolSpec | None:
+        """The HTTP tool called ``name``, if the skill has one."""
+        return next((tool for tool in self.http_tools if tool.name == name), None)
+
+    def describe_tools(self) -> list[str]:
+        """One line per tool, secrets redacted (for ``switchboard skills show``)."""
+        return [
+            f"{tool.use}  (built-in)" if isinstance(tool, BuiltinToolRef) else tool.describe()
+            for tool in self.tools
+        ]
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """The spec as plain data, secrets replaced by their ``${VAR}`` text: safe to print."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"tools"})
+        data["tools"] = [
+            {"use": tool.use} if isinstance(tool, BuiltinToolRef) else tool.redacted_dict()
+            for tool in self.tools
+        ]
+        return data
+
+    @field_validator("tools", mode="wrap")
+    @classmethod
+    def _unique_tool_names(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        problems: list[tuple[Loc, str]] = []
+        first_seen: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(value if isinstance(value, list) else []):
+            key = _tool_key(item)
+            if key is None:
+                continue
+            if key in first_seen:
+                problems.append(
+                    ((index, key[0]), f"duplicate tool {key[1]!r} (also tools[{first_seen[key]}])")
+                )
+            else:
+                first_seen[key] = index
+        try:
+            tools = handler(value)
+        except ValidationError as exc:
+            if problems:
+                _reraise_with(exc, problems, value)
+            raise
+        if problems:
+            _fail(problems, value)
+        return tools
+
+
+# --------------------------------------------------------------------------- ${ENV} expansion
+
+_ENV_RE: Final = re.compile(
+    r"\$\$\{(?P<escaped>[^}]*)\}"
+    r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
+    r"|(?P<bad>\$\{)"
+)
+# Text the model reads is never expanded, so a secret cannot end up in a prompt.
+_LITERAL_SKILL_KEYS: Final = frozenset({"name", "description", "instructions"})
+_LITERAL_TOOL_KEYS: Final = frozenset({"name", "description", "parameters", "required", "use"})
+
+
+@dataclass
+class _Expansion:
+    env: Mapping[str, str]
+    templates: dict[Loc, str] = field(default_factory=dict)
+    problems: list[tuple[Loc, str]] = field(default_factory=list)
+    unresolved_strings: set[str] = field(default_factory=set)
+
+    def skill(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key, value in data.items():
+            if key in _LITERAL_SKILL_KEYS:
+                out[key] = value
+            elif key == "tools" and isinstance(value, list):
+                out[key] = [self._tool(item, ("tools", i)) for i, item in enumerate(value)]
+            else:
+                out[key] = self._tree(value, (key,), call_template=False)
+        return out
+
+    def _tool(self, item: Any, loc: Loc) -> Any:
+        if not isinstance(item, dict):
+            return item
+        return {
+            key: value
+            if key in _LITERAL_TOOL_KEYS
+            else self._tree(value, (*loc, key), call_template=key == "http")
+            for key, value in item.items()
+        }
+
+    def _tree(self, value: Any, loc: Loc, *, call_template: bool) -> Any:
+        if isinstance(value, str):
+            return self._string(value, loc, call_template=call_template)
+        if isinstance(value, dict):
+            return {
+                k: self._tree(v, (*loc, k), call_template=call_template) for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [
+                self._tree(v, (*loc, i), call_template=call_template) for i, v in enumerate(value)
+            ]
+        return value
+
+    def _string(self, text: str, loc: Loc, *, call_template: bool) -> str:
+        if "${" not in text:
+            return text
+        escape = _escape_braces if call_template else (lambda s: s)
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group("escaped") is not None:
+                return "$" + escape("{" + match.group("escaped") + "}")
+            if match.group("bad") is not None:
+                self.problems.append(
+                    (
+                        loc,
+                        "malformed ${...}: write ${NAME}, ${NAME:-default}, "
+                        "or $${...} for a literal",
+                    )
+                )
+                return ""
+            name, default = match.group("name"), match.group("default")
+            value = self.env.get(name)
+            if default is not None and not value:
+                value = default
+            if value is None:
+                self.problems.append((loc, f"environment variable {name} is not set"))
+                return ""
+            return escape(value)
+
+        problems_before = len(self.problems)
+        expanded = _ENV_RE.sub(replace, text)
+        if len(self.problems) > problems_before:
+            self.unresolved_strings.add(expanded)
+        self.templates[loc] = text
+        return expanded
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def builtin_dir() -> Path:
+    """The folder of the YAML skills that ship with Switchboard."""
+    return Path(__file__).resolve().parent / "builtin"
+
+
+def load_spec_text(text: str, *, filename: str | Path, env: Mapping[str, str]) -> SkillSpec:
+    """Load one spec from YAML text; ``filename`` is only used in error messages.
+
+    Raises ``SpecValidationError`` listing every problem found.
+    """
+    return _load_text(text, filename=str(filename), env=env, source=None)
+
+
+def load_spec_file(path: Path, *, env: Mapping[str, str]) -> SkillSpec:
+    """Load one spec file; the spec's ``source`` is ``path``.
+
+    Raises ``SpecValidationError`` (also when the file cannot be read).
+    """
+    return _load_text(_read(path), filename=str(path), env=env, source=path)
+
+
+@dataclass
+class LoadResult:
+    """Specs that loaded, by name, and the issues of those that did not."""
+
+    specs: dict[str, SkillSpec] = field(default_factory=dict)
+    issues: list[SpecIssue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+
+def load_spec_dirs(
+    dirs: Sequence[Path], *, env: Mapping[str, str], include_builtin: bool = True
+) -> LoadResult:
+    """Load every spec under ``dirs`` (recursively), built-ins first unless excluded.
+
+    Files ending in ``.eval.yaml`` are evaluation datasets and are skipped. A skill name
+    defined twice is an issue naming both files; the first definition is kept.
+    """
+    folders = [builtin_dir(), *dirs] if include_builtin else list(dirs)
+    issues: list[SpecIssue] = []
+    files: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            files.extend(_spec_files(folder))
+        else:
+            issues.append(SpecIssue(str(folder), None, "", "not a directory"))
+    result = _load_files(files, env=env)
+    result.issues[:0] = issues
+    return result
+
+
+def validate_paths(paths: Sequence[Path], *, env: Mapping[str, str]) -> list[SpecIssue]:
+    """Check spec files and folders for ``switchboard skills validate``; [] means all good."""
+    issues: list[SpecIssue] = []
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(_spec_files(path))
+        elif path.is_file():
+            if not _is_eval_dataset(path):
+                files.append(path)
+        else:
+            issues.append(SpecIssue(str(path), None, "", "no such file or directory"))
+    return issues + _load_files(files, env=env).issues
+
+
+def _load_files(files: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
+    result = LoadResult()
+    seen: set[Path] = set()
+    for path in files:
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        try:
+            spec = load_spec_file(path, env=env)
+        except SpecValidationError as exc:
+            result.issues.extend(exc.issues)
+            continue
+        earlier = result.specs.get(spec.name)
+        if earlier is None:
+            result.specs[spec.name] = spec
+            continue
+        where = (
+            f"{earlier.source}:{earlier._name_line}" if earlier._name_line else str(earlier.source)
+        )
+        result.issues.append(
+            SpecIssue(
+                str(path),
+                spec._name_line,
+                "name",
+                f"skill {spec.name!r} is already defined in {where}",
+            )
+        )
+    return result
+
+
+def _spec_files(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix in (".yaml", ".yml")
+        and path.is_file()
+        and not _is_eval_dataset(path)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def _is_eval_dataset(path: Path) -> bool:
+    return path.name.endswith((".eval.yaml", ".eval.yml"))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecValidationError(
+            [SpecIssue(str(path), None, "", f"not UTF-8 text ({exc.reason})")]
+        ) from None
+    except OSError as exc:
+        raise SpecValidationError(
+            [SpecIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
+        ) from None
+
+
+def _load_text(
+    text: str, *, filename: str, env: Mapping[str, str], source: Path | None
+) -> SkillSpec:
+    try:
+        doc = load_yaml(text)
+    except YamlSyntaxError as exc:
+        raise SpecValidationError([SpecIssue(filename, exc.line, "", exc.message)]) from None
+
+    issues = [SpecIssue(filename, p.line, _format_loc(p.path), p.message) for p in doc.problems]
+    if not isinstance(doc.data, dict):
+        issues.append(
+            SpecIssue(
+                filename,
+                doc.line_for(()) or 1,
+                "",
+                "expected a mapping with name, description, instructions…",
+            )
+        )
+        raise SpecValidationError(issues)
+
+    expansion = _Expansion(env)
+    data = expansion.skill(doc.data)
+    for loc, message in expansion.problems:
+        issues.append(SpecIssue(filename, doc.line_for(loc), _format_loc(loc), message))
+
+    spec: SkillSpec | None = None
+    try:
+        spec = SkillSpec.model_validate(
+            data, context={_UNRESOLVED_URLS: expansion.unresolved_strings}
+        )
+    except ValidationError as exc:
+        env_locs = [loc for loc, _ in expansion.problems]
+        for error in exc.errors():
+            loc = _clean_loc(error["loc"])
+            # An unset variable already explains whatever its empty value broke.
+            if any(loc[: len(bad)] == bad for bad in env_locs):
+                continue
+            issues.append(
+                SpecIssue(filename, doc.line_for(loc), _format_loc(loc), _message(error, loc, doc))
+            )
+
+    if issues or spec is None:
+        raise SpecValidationError(sorted(issues, key=lambda i: (i.line or 0, i.field)))
+
+    spec._source = source
+    spec._name_line = doc.line_for(("name",))
+    for index, tool in enumerate(spec.tools):
+        if isinstance(tool, HttpToolSpec):
+            prefix = ("tools", index, "http")
+            tool.http._templates = {
+                loc[len(prefix) :]: text
+                for loc, text in expansion.templates.items()
+                if loc[: len(prefix)] == prefix
+            }
+    return spec
+
+
+# --------------------------------------------------------------------------- error messages
+
+_TYPE_MESSAGES: Final = {
+    "missing": "required",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "list_type": "expected a list",
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+}
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> Loc:
+    return tuple(part for part in loc if part not in _UNION_TAGS and part != "[key]")
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _message(error: ErrorDetails, loc: Loc, doc: LineMappedDocument) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key_message(loc, doc)
+    if kind in _TYPE_MESSAGES:
+        message = _TYPE_MESSAGES[kind]
+        got = _describe_input(error["input"])
+        return f"{message} (got {got})" if got and kind != "missing" else message
+    message = error["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:] if message[1:2].islower() else message
+
+
+def _describe_input(value: Any) -> str:
+    # Never echo strings: they may be expanded secrets.
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _unknown_key_message(loc: Loc, doc: LineMappedDocument) -> str:
+    model = _model_at(loc[:-1], doc)
+    if model is None:
+        return "unknown key"
+    allowed = [info.alias or name for name, info in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return "unknown key; expected one of: " + ", ".join(allowed)
+
+
+def _model_at(loc: Loc, doc: LineMappedDocument) -> type[BaseModel] | None:
+    shape = tuple("*" if isinstance(part, int) else part for part in loc)
+    if shape == ("tools", "*"):
+        item = _get(doc.data, loc)
+        return BuiltinToolRef if isinstance(item, dict) and "use" in item else HttpToolSpec
+    return _MODELS_BY_SHAPE.get(shape)
+
+
+_MODELS_BY_SHAPE: Final[dict[tuple[str, ...], type[BaseModel]]] = {
+    (): SkillSpec,
+    ("access",): Access,
+    ("memory",): Memory,
+    ("tools", "*", "http"): HttpSpec,
+    ("tools", "*", "approval"): ApprovalPolicy,
+    ("tools", "*", "approval", "approvers"): Approvers,
+}
+
+
+def _get(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class RenderedRequest:
+    """A concrete HTTP request for one tool call. ``repr`` hides header values."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: JsonValue
+    params: dict[str, str]
+    timeout: float | None = None
+
+    def __repr__(self) -> str:
+        headers = dict.fromkeys(self.headers, _REDACTED)
+        return (
+            f"RenderedRequest(method={self.method!r}, url={self.url!r}, headers={headers!r}, "
+            f"json={self.json!r}, params={self.params!r}, timeout={self.timeout!r})"
+        )
+
+
+_MISSING: Final = object()
+
+
+def render_request(tool: HttpToolSpec, args: Mapping[str, Any]) -> RenderedRequest:
+    """Validate ``args`` against the tool's parameters and fill in its request template.
+
+    URL placeholders are percent-encoded (``a/b c`` becomes ``a%2Fb%20c``). A JSON string
+    that is exactly ``"{amount}"`` becomes the argument itself, keeping its type; other
+    strings interpolate. An optional argument that was not given leaves out the JSON key,
+    header or query parameter that consists of only its placeholder, and is empty elsewhere.
+    Raises ``ToolArgumentsError`` when the arguments do not fit the schema.
+    """
+    values = _checked_arguments(tool, args)
+    http = tool.http
+    headers: dict[str, str] = {}
+    for name, template in http.headers.items():
+        header = _render_exact(template, values)
+        if header is _MISSING:
+            continue
+        text = _text(header)
+        if "\r" in text or "\n" in text:
+            raise ToolArgumentsError(tool.name, [f"header {name} may not contain line breaks"])
+        headers[name] = text
+    params = {
+        name: _text(value)
+        for name, template in http.query.items()
+        if (value := _render_exact(template, values)) is not _MISSING
+    }
+    body = _render_json(http.body, values)
+    return RenderedRequest(
+        method=http.method,
+        url=_render_string(http.url, values, encode=True),
+        headers=headers,
+        json=None if body is _MISSING else body,
+        params=params,
+        timeout=http.timeout,
+    )
+
+
+def _checked_arguments(tool: HttpToolSpec, args: Mapping[str, Any]) -> dict[str, Any]:
+    schema = tool.json_schema()
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(dict(args)), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ToolArgumentsError(
+            tool.name,
+            [
+                f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                if e.absolute_path
+                else e.message
+                for e in errors
+            ],
+        )
+    values = dict(args)
+    for name, prop in tool.parameters.items():
+        if name not in values and isinstance(prop, dict) and "default" in prop:
+            values[name] = prop["default"]
+    return values
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _render_string(template: str, values: Mapping[str, Any], *, encode: bool = False) -> str:
+    out = []
+    for segment in _parse_template(template):
+        if isinstance(segment, str):
+            out.append(segment)
+        elif segment.name in values:
+            text = _text(values[segment.name])
+            out.append(quote(text, safe="") if encode else text)
+    return "".join(out)
+
+
+def _render_exact(template: str, values: Mapping[str, Any]) -> Any:
+    """The typed value for a lone ``{name}``, _MISSING if it was not given, else a string."""
+    segments = _parse_template(template)
+    if len(segments) == 1 and isinstance(segments[0], _Placeholder):
+        return values.get(segments[0].name, _MISSING)
+    return _render_string(template, values)
+
+
+def _render_json(value: JsonValue, values: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _render_exact(value, values)
+    if isinstance(value, dict):
+        rendered = {key: _render_json(item, values) for key, item in value.items()}
+        return {key: item for key, item in rendered.items() if item is not _MISSING}
+    if isinstance(value, list):
+        items = [_render_json(item, values) for item in value]
+        return [item for item in items if item is not _MISSING]
+    return value

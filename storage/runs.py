@@ -1,0 +1,152 @@
+"""Run records, thread ownership and channel defaults: the runtime's SQL bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import ChannelDefault, Run, ThreadSkill, new_id
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+
+class RunStore:
+    """Writes one ``runs`` row per run: opened when it starts, closed with its outcome."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def start(
+        self,
+        *,
+        skill: str,
+        thread_id: str,
+        actor: str,
+        channel_id: str | None,
+        model: str,
+        trigger: str,
+        started_at: datetime | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        run = Run(
+            id=run_id or new_id(),
+            skill=skill,
+            thread_id=thread_id,
+            actor=actor,
+            channel_id=channel_id,
+            model=model,
+            trigger=trigger,
+            started_at=started_at or datetime.now(UTC),
+            outcome="running",
+        )
+        async with self._sessions.begin() as session:
+            session.add(run)
+        return run.id
+
+    async def finish(
+        self,
+        run_id: str,
+        *,
+        outcome: str,
+        usage: Usage,
+        error: str | None = None,
+        error_ref: str | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        async with self._sessions.begin() as session:
+            run = await session.get(Run, run_id)
+            if run is None:
+                return
+            end = finished_at or datetime.now(UTC)
+            run.finished_at = end
+            run.latency_ms = max(0, int((end - run.started_at).total_seconds() * 1000))
+            run.outcome = outcome
+            run.input_tokens = usage.input_tokens
+            run.output_tokens = usage.output_tokens
+            run.total_tokens = usage.total_tokens
+            run.error = error
+            run.error_ref = error_ref
+
+    async def get(self, run_id: str) -> Run | None:
+        async with self._sessions() as session:
+            return await session.get(Run, run_id)
+
+    async def for_thread(self, thread_id: str) -> list[Run]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Run).where(Run.thread_id == thread_id).order_by(Run.started_at)
+            )
+            return list(rows)
+
+    async def count(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Run)) or 0)
+
+
+class ThreadSkills:
+    """Which skill owns a conversation thread: the first skill to answer keeps it."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def get(self, thread_id: str) -> str | None:
+        async with self._sessions() as session:
+            row = await session.get(ThreadSkill, thread_id)
+            return row.skill if row else None
+
+    async def claim(self, thread_id: str, skill: str) -> str:
+        """Record ``skill`` as the owner unless one is already set; returns the owner."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(ThreadSkill(thread_id=thread_id, skill=skill))
+        except IntegrityError:
+            owner = await self.get(thread_id)
+            return owner or skill
+        return skill
+
+    async def forget(self, thread_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(ThreadSkill).where(ThreadSkill.thread_id == thread_id))
+
+
+class ChannelDefaults:
+    """Per-channel default skill, settable by anyone allowed to configure the channel."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def get(self, channel_id: str) -> str | None:
+        async with self._sessions() as session:
+            row = await session.get(ChannelDefault, channel_id)
+            return row.skill if row else None
+
+    async def set(self, channel_id: str, skill: str, *, set_by: str) -> None:
+        async with self._sessions.begin() as session:
+            row = await session.get(ChannelDefault, channel_id)
+            if row is None:
+                session.add(ChannelDefault(channel_id=channel_id, skill=skill, set_by=set_by))
+            else:
+                row.skill = skill
+                row.set_by = set_by
+
+    async def clear(self, channel_id: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(ChannelDefault).where(ChannelDefault.channel_id == channel_id)
+            )

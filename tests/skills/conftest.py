@@ -1,0 +1,99 @@
+"""Runtime fixtures: a Runtime over each SQL and Redis backend with scripted models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.language_models import BaseChatModel
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from skills.models.offline import OfflineChatModel
+from skills.registry import SkillRegistry, load_registry
+from skills.runtime import Runtime, RuntimeConfig
+from storage.checkpoint import RedisCheckpointSaver
+from storage.keys import Keys
+from storage.locks import RedisLocks
+from storage.runs import ChannelDefaults, RunStore, ThreadSkills
+from storage.sql import session_factory
+
+TEST_PII_KEY = b"k" * 32
+
+
+@dataclass
+class RuntimeKit:
+    """Builds runtimes that share one SQL database and one Redis (like replicas do)."""
+
+    engine: AsyncEngine
+    redis: Redis
+    keys: Keys
+    http: httpx.AsyncClient
+
+    def registry(self, env: Mapping[str, str] | None = None) -> SkillRegistry:
+        return load_registry([], env=dict(env or {})).registry
+
+    def runtime(
+        self,
+        models: Mapping[str, BaseChatModel] | Callable[[str], BaseChatModel] | None = None,
+        *,
+        registry: SkillRegistry | None = None,
+        config: RuntimeConfig | None = None,
+        **overrides: Any,
+    ) -> Runtime:
+        if models is None:
+            factory: Callable[[str], BaseChatModel] = lambda _name: OfflineChatModel()  # noqa: E731
+        elif callable(models):
+            factory = models
+        else:
+            table = dict(models)
+            factory = table.__getitem__
+        sessions = session_factory(self.engine)
+        base = config or RuntimeConfig(pii_key=TEST_PII_KEY, retry_initial_delay=0.01)
+        if overrides:
+            base = replace(base, **overrides)
+        return Runtime(
+            registry=registry or self.registry(),
+            checkpointer=RedisCheckpointSaver(redis=self.redis, keys=self.keys),
+            locks=RedisLocks(redis=self.redis, keys=self.keys),
+            runs=RunStore(sessions=sessions),
+            threads=ThreadSkills(sessions=sessions),
+            channels=ChannelDefaults(sessions=sessions),
+            model_factory=factory,
+            http=self.http,
+            config=base,
+        )
+
+    def runs(self) -> RunStore:
+        return RunStore(sessions=session_factory(self.engine))
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
+async def kit(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys: Keys
+) -> AsyncIterator[RuntimeKit]:
+    """SQLite + fakeredis (the embedded defaults), then PostgreSQL + real Redis."""
+    from storage.redis import create_redis
+    from storage.sql import create_engine, upgrade
+    from tests.conftest import _real_redis, _reset_postgres
+
+    if request.param == "embedded":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
+        redis = create_redis(None)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        await _reset_postgres(url)
+        redis = await _real_redis()
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        async with httpx.AsyncClient() as http:
+            yield RuntimeKit(engine=engine, redis=redis, keys=keys, http=http)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
