@@ -101,6 +101,7 @@ async def open_services(
         locks = RedisLocks(redis=redis_client, keys=keys)
         config = RuntimeConfig(
             default_model=settings.model,
+            router_model=settings.router_model,
             fallback_models=tuple(settings.fallback_models),
             max_concurrent_runs=settings.max_concurrent_runs,
             http_policy=HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),

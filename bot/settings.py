@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, alias="REDIS_URL", repr=False)
     redis_prefix: str = Field(default="sb", alias="SWITCHBOARD_REDIS_PREFIX")
     model: str = Field(default="offline", alias="SWITCHBOARD_MODEL")
+    router_model: str | None = Field(default=None, alias="SWITCHBOARD_ROUTER_MODEL")
     fallback_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="SWITCHBOARD_FALLBACK_MODELS"
     )

@@ -45,6 +45,7 @@ class RuntimeConfig:
     """Tunables with production defaults; the CLI fills them from settings."""
 
     default_model: str = "offline"
+    router_model: str | None = None  # None: the default model routes
     fallback_models: tuple[str, ...] = ()
     model_call_limit: int = 12
     tool_call_limit: int = 20
@@ -110,7 +111,7 @@ class Runtime:
             registry=registry,
             threads=threads,
             channels=channels,
-            router_model=lambda: self.model(self.config.default_model),
+            router_model=lambda: self.model(self.config.router_model or self.config.default_model),
         )
 
     # -- public API ---------------------------------------------------------------------
@@ -153,7 +154,12 @@ class Runtime:
                     ),
                     skill=chosen.name,
                 )
-            await self._threads.claim(thread.thread_id, chosen.name)
+            # The thread stays with its skill; naming another skill hands the thread over,
+            # so follow-ups and approval decisions reach the skill that last ran.
+            if route.reason == "explicit":
+                await self._threads.assign(thread.thread_id, chosen.name)
+            else:
+                await self._threads.claim(thread.thread_id, chosen.name)
             payload: Any = (
                 {"messages": [HumanMessage(mask_text(route.text))]}
                 if chosen.graph_factory is not None

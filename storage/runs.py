@@ -120,6 +120,15 @@ class ThreadSkills:
             return owner or skill
         return skill
 
+    async def assign(self, thread_id: str, skill: str) -> None:
+        """Hand the thread to ``skill`` (a person named another skill in it)."""
+        async with self._sessions.begin() as session:
+            row = await session.get(ThreadSkill, thread_id)
+            if row is None:
+                session.add(ThreadSkill(thread_id=thread_id, skill=skill))
+            else:
+                row.skill = skill
+
     async def forget(self, thread_id: str) -> None:
         async with self._sessions.begin() as session:
             await session.execute(delete(ThreadSkill).where(ThreadSkill.thread_id == thread_id))

@@ -50,9 +50,16 @@ class RuntimeKit:
             factory = models
         else:
             table = dict(models)
-            factory = table.__getitem__
+
+            def factory(name: str) -> BaseChatModel:
+                return table.get(name) or OfflineChatModel()
+
         sessions = session_factory(self.engine)
-        base = config or RuntimeConfig(pii_key=TEST_PII_KEY, retry_initial_delay=0.01)
+        # The router gets its own (offline, keyword-scoring) model so that scripted models
+        # only answer the skill's own calls.
+        base = config or RuntimeConfig(
+            pii_key=TEST_PII_KEY, retry_initial_delay=0.01, router_model="router"
+        )
         if overrides:
             base = replace(base, **overrides)
         return Runtime(
