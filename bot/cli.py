@@ -205,6 +205,24 @@ def console(
         typer.echo("bye")
 
 
+@app.command()
+def serve() -> None:
+    """Run the bot in HTTP mode: POST /slack/events, /healthz, /readyz, /metrics."""
+    from bot.serve import run_http
+
+    settings = load_settings("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    run_http(settings)
+
+
+@app.command()
+def socket() -> None:
+    """Run the bot over Socket Mode (SLACK_APP_TOKEN); no public URL needed."""
+    from bot.serve import run_socket
+
+    settings = load_settings("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    run_socket(settings)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

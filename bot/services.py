@@ -99,15 +99,15 @@ async def open_services(
         loaded = load_registry(settings.skills_dirs, env=env)
         runs = RunStore(sessions=sessions)
         locks = RedisLocks(redis=redis_client, keys=keys)
-        config = RuntimeConfig(
-            default_model=settings.model,
-            router_model=settings.router_model,
-            fallback_models=tuple(settings.fallback_models),
-            max_concurrent_runs=settings.max_concurrent_runs,
-            http_policy=HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
-            pii_key=pii_key(settings),
-            **runtime_overrides,
-        )
+        options: dict[str, Any] = {
+            "default_model": settings.model,
+            "router_model": settings.router_model,
+            "fallback_models": tuple(settings.fallback_models),
+            "max_concurrent_runs": settings.max_concurrent_runs,
+            "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
+            "pii_key": pii_key(settings),
+        }
+        config = RuntimeConfig(**{**options, **runtime_overrides})
         runtime = Runtime(
             registry=loaded.registry,
             checkpointer=checkpointer,

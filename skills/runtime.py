@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ import httpx
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
@@ -38,6 +39,8 @@ from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
 log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[str], BaseChatModel]
+#: Receives the answer's text as the model produces it (for streaming to Slack).
+TextSink = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +63,27 @@ class RuntimeConfig:
     pii_key: bytes = field(default_factory=lambda: uuid.uuid4().bytes + uuid.uuid4().bytes)
 
 
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """What observers (metrics) learn about each finished run."""
+
+    skill: str
+    outcome: str  # reply | approval | refusal | error
+    trigger: str
+    seconds: float
+    usage: Usage
+
+
+RunObserver = Callable[[RunFinished], None]
+
+
 @dataclass(slots=True)
 class _RunState:
     run_id: str
     skill: Skill
     model: str
     usage: UsageMetadataCallbackHandler
+    started: float = field(default_factory=time.monotonic)
 
 
 def _new_ref() -> str:
@@ -89,6 +107,7 @@ class Runtime:
         http: httpx.AsyncClient | None = None,
         config: RuntimeConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observers: list[RunObserver] | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -101,6 +120,7 @@ class Runtime:
         self._http = http
         self.config = config or RuntimeConfig()
         self._clock = clock
+        self.observers: list[RunObserver] = list(observers or [])
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
@@ -128,8 +148,13 @@ class Runtime:
         skill: str | None = None,
         slack: SlackReader | None = None,
         trigger: str = "message",
+        on_text: TextSink | None = None,
     ) -> Outcome:
-        """Answer ``message`` from ``actor`` on ``thread``; ``skill`` forces a skill."""
+        """Answer ``message`` from ``actor`` on ``thread``; ``skill`` forces a skill.
+
+        With ``on_text``, the answer's text is also passed on as it is generated; the
+        returned :class:`Reply` still carries the whole, masked text.
+        """
         allowed = self.available_skills(actor, thread.channel)
         if skill is not None:
             route = Route(skill=skill, text=message, reason="explicit")
@@ -165,7 +190,7 @@ class Runtime:
                 if chosen.graph_factory is not None
                 else self._pii.prepare_input(route.text)
             )
-            return await self._invoke(chosen, thread, actor, payload, slack, trigger)
+            return await self._invoke(chosen, thread, actor, payload, slack, trigger, on_text)
 
     async def resume(
         self,
@@ -174,6 +199,7 @@ class Runtime:
         decision: Decision,
         actor: Actor,
         slack: SlackReader | None = None,
+        on_text: TextSink | None = None,
     ) -> Outcome:
         """Continue a run paused on an approval with ``decision``."""
         owner = await self._threads.get(thread.thread_id)
@@ -186,7 +212,7 @@ class Runtime:
                 raise NothingToResume(thread.thread_id)
             answer = decision.to_hitl(pending.value["name"])
             command: Command[Any] = Command(resume={pending.id: answer})
-            return await self._invoke(chosen, thread, actor, command, slack, "approval")
+            return await self._invoke(chosen, thread, actor, command, slack, "approval", on_text)
 
     async def pending_approval(self, thread: ThreadRef) -> ApprovalRequest | None:
         """The approval this thread is waiting for, if any."""
@@ -198,6 +224,10 @@ class Runtime:
         if pending is None:
             return None
         return self._approval(chosen, thread, "", pending, requester="")
+
+    async def thread_skill(self, thread: ThreadRef) -> str | None:
+        """The skill a thread belongs to, or None when Switchboard never answered in it."""
+        return await self._threads.get(thread.thread_id)
 
     async def reset(self, thread: ThreadRef) -> None:
         """Forget the thread: its checkpoints and which skill owned it."""
@@ -266,6 +296,7 @@ class Runtime:
         payload: Any,
         slack: SlackReader | None,
         trigger: str,
+        on_text: TextSink | None = None,
     ) -> Outcome:
         model_name = skill.model or self.config.default_model
         graph = self._graph(skill)
@@ -298,7 +329,12 @@ class Runtime:
         config = self._config(skill, thread, callbacks=[run.usage])
         try:
             async with self._slots:
-                result = await graph.ainvoke(payload, config, context=context, version="v2")
+                # Python graphs compose their answer in code: only agents stream.
+                if on_text is None or skill.graph_factory is not None:
+                    result = await graph.ainvoke(payload, config, context=context, version="v2")
+                    value, interrupts = result.value, tuple(result.interrupts or ())
+                else:
+                    value, interrupts = await _stream(graph, payload, config, context, on_text)
         except Exception as exc:
             ref = _new_ref()
             log.exception("run failed ref=%s skill=%s thread=%s", ref, skill.name, thread.thread_id)
@@ -310,9 +346,9 @@ class Runtime:
                 error_ref=ref,
                 finished_at=self._clock(),
             )
+            self._notify(run, "error", trigger)
             raise RunFailed(ref, cause=type(exc).__name__) from exc
 
-        interrupts: tuple[Interrupt, ...] = tuple(result.interrupts or ())
         outcome: Outcome
         if interrupts:
             outcome = self._approval(skill, thread, run.run_id, interrupts[0], actor.user_id)
@@ -320,13 +356,28 @@ class Runtime:
             outcome = Reply(
                 skill=skill.name,
                 thread=thread,
-                text=mask_text(_final_text(result.value)),
+                text=mask_text(_final_text(value)),
                 run_id=run.run_id,
             )
         await self._runs.finish(
             run.run_id, outcome=outcome.kind, usage=_usage(run.usage), finished_at=self._clock()
         )
+        self._notify(run, outcome.kind, trigger)
         return outcome
+
+    def _notify(self, run: _RunState, outcome: str, trigger: str) -> None:
+        event = RunFinished(
+            skill=run.skill.name,
+            outcome=outcome,
+            trigger=trigger,
+            seconds=time.monotonic() - run.started,
+            usage=_usage(run.usage),
+        )
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:  # an observer must never fail a run
+                log.exception("run observer failed")
 
     def _approval(
         self, skill: Skill, thread: ThreadRef, run_id: str, item: Interrupt, requester: str
@@ -401,6 +452,32 @@ class _ThreadTurn:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._cm.__aexit__(*exc)
+
+
+async def _stream(
+    graph: Any, payload: Any, config: RunnableConfig, context: RunContext, on_text: TextSink
+) -> tuple[Any, tuple[Interrupt, ...]]:
+    """Run ``graph`` streaming the answer's tokens; returns the final state and interrupts."""
+    value: Any = None
+    async for mode, chunk in graph.astream(
+        payload, config, context=context, stream_mode=["messages", "values"]
+    ):
+        if mode == "values":
+            value = chunk
+            continue
+        message, metadata = chunk
+        node = str(metadata.get("langgraph_node", ""))
+        # Middleware nodes (e.g. summarisation) call models too; only the answer streams.
+        if "Middleware" in node or not isinstance(message, AIMessageChunk):
+            continue
+        if message.tool_call_chunks:
+            continue
+        text = message.text
+        if text:
+            await on_text(str(text))
+    state = await graph.aget_state(config)
+    interrupts: tuple[Interrupt, ...] = tuple(getattr(state, "interrupts", ()) or ())
+    return value, interrupts
 
 
 def _usage(handler: UsageMetadataCallbackHandler) -> Usage:

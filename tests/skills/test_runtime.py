@@ -257,3 +257,30 @@ async def test_offline_model_reaches_an_approval(kit: RuntimeKit) -> None:
     assert outcome.requester == "U0SAM"
     assert outcome.policy.quorum >= 1 and outcome.policy.four_eyes
     assert await runtime.pending_approval(thread()) is not None
+
+
+async def test_streaming_passes_the_answer_on_as_it_is_generated(kit: RuntimeKit) -> None:
+    model = ScriptedChatModel([reply("The settlement job ran at 06:00 and finished cleanly.")])
+    runtime = kit.runtime({"offline": model})
+    pieces: list[str] = []
+
+    async def sink(text: str) -> None:
+        pieces.append(text)
+
+    outcome = await runtime.run(thread=thread(), message="ask status?", actor=CAROL, on_text=sink)
+    assert isinstance(outcome, Reply)
+    assert len(pieces) > 1  # really streamed, not one final blob
+    assert "".join(pieces).strip() == outcome.text
+
+
+async def test_streaming_run_can_still_pause_for_approval(kit: RuntimeKit) -> None:
+    model = ScriptedChatModel([tool_call("issue_refund", order_id="1", amount=2)])
+    runtime = kit.runtime({"offline": model})
+
+    async def sink(text: str) -> None:
+        pass
+
+    outcome = await runtime.run(
+        thread=thread(), message="refunds refund 2 on order 1", actor=SAM, on_text=sink
+    )
+    assert isinstance(outcome, ApprovalRequest) and outcome.tool == "issue_refund"

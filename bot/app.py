@@ -1,0 +1,86 @@
+"""The Bolt app factory: wires listeners to injected dependencies, nothing else."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversations import Conversations
+from bot.directory import Directory
+from bot.listeners import BotContext, register
+from bot.metrics import Metrics
+from bot.slack.reader import WebApiSlackReader
+from bot.worker import Worker
+from skills.runtime import RunFinished
+from storage.feedback import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Bot:
+    """The Slack side of a process: the Bolt app plus what its listeners share."""
+
+    app: AsyncApp
+    context: BotContext
+    client: AsyncWebClient
+    metrics: Metrics
+    worker: Worker
+
+
+def create_bot(
+    services: object,
+    *,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    metrics: Metrics | None = None,
+) -> Bot:
+    """A Bolt app over ``services`` (see :func:`bot.services.open_services`).
+
+    Request signatures are verified by the HTTP layer (``bot.http``) before Bolt sees a
+    request, so Bolt's own check, which logs raw bodies on failure, is turned off.
+    """
+    from bot.services import Services
+
+    assert isinstance(services, Services)
+    metrics = metrics or Metrics()
+    worker = Worker()
+    runtime = services.runtime
+    reader = WebApiSlackReader(client=client)
+    conversations = Conversations(
+        runtime=runtime,
+        client=client,
+        reader=reader,
+        directory=Directory(reader=reader, registry=runtime.registry),
+        metrics=metrics,
+        streaming=services.settings.streaming,
+    )
+
+    def observe(event: RunFinished) -> None:
+        metrics.runs.labels(skill=event.skill, outcome=event.outcome).inc()
+        metrics.tokens.labels(skill=event.skill, direction="input").inc(event.usage.input_tokens)
+        metrics.tokens.labels(skill=event.skill, direction="output").inc(event.usage.output_tokens)
+
+    runtime.observers.append(observe)
+    context = BotContext(
+        conversations=conversations,
+        worker=worker,
+        locks=services.locks,
+        feedback=FeedbackStore(sessions=services.sessions),
+        metrics=metrics,
+    )
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=False,
+        # Listeners are thin (parse, authorize, spawn): running them before the response
+        # keeps acks fast and lets shutdown and tests wait for every spawned task.
+        process_before_response=True,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    register(app, context)
+    return Bot(app=app, context=context, client=client, metrics=metrics, worker=worker)

@@ -1,0 +1,265 @@
+"""Answering a message: status, run the skill, render the outcome, map errors.
+
+Listeners only parse, authorize and ack; they hand an :class:`Inbound` to
+:meth:`Conversations.answer`, which runs in the background after the ack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.directory import Directory
+from bot.metrics import Metrics
+from bot.views import blocks as views
+from bot.views.text import escape_mrkdwn
+from skills.context import SlackReader, ThreadRef
+from skills.errors import RunFailed, SkillError, ThreadBusy
+from skills.models import ModelConfigError
+from skills.outcomes import ApprovalRequest, Outcome, Refusal, Reply
+from skills.pii import mask_text, strip_token_ids
+from skills.runtime import Runtime
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+InboundKind = Literal["mention", "dm", "thread", "assistant", "command"]
+
+THINKING_REACTION = "hourglass_flowing_sand"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message for Switchboard, already parsed from whatever Slack payload brought it."""
+
+    team: str
+    channel: str
+    user: str
+    text: str
+    kind: InboundKind
+    memory: ThreadRef  # the conversation this message belongs to
+    reply_thread_ts: str | None  # where answers go; None = top level (a DM without thread)
+    message_ts: str | None = None  # the user's message, for the status reaction
+    skill: str | None = None  # forced (slash command)
+    placeholder_ts: str | None = None  # a message to replace with the answer (slash command)
+
+
+def user_error(exc: BaseException) -> tuple[str, str]:
+    """The one place that maps an exception to what a Slack user sees: a short sentence
+    and a reference id that is also in the log line. Never internals or provider text."""
+    if isinstance(exc, RunFailed):
+        return views.error_text(exc.ref), exc.ref
+    ref = uuid.uuid4().hex[:10]
+    if isinstance(exc, ThreadBusy):
+        return f"{exc} Please try again in a moment. (reference `{ref}`)", ref
+    if isinstance(exc, ModelConfigError):
+        return (
+            f"My model isn't configured correctly; an admin has to fix it. (reference `{ref}`)",
+            ref,
+        )
+    if isinstance(exc, StorageError):
+        return (
+            f"My storage is unreachable right now; please try again shortly. (reference `{ref}`)",
+            ref,
+        )
+    return views.error_text(ref), ref
+
+
+class _Stream:
+    """Streams an answer into Slack with chat.startStream/appendStream/stopStream.
+
+    Text is flushed line by line, each line PII-masked and escaped before it leaves, so a
+    card number can never be split across two appends and slip past the masking.
+    """
+
+    def __init__(self, client: AsyncWebClient, inbound: Inbound) -> None:
+        self.client = client
+        self._inbound = inbound
+        self._buffer = ""
+        self.ts: str | None = None
+        self.sent = ""
+
+    async def __call__(self, text: str) -> None:
+        self._buffer += text
+        if "\n" in self._buffer:
+            complete, _, self._buffer = self._buffer.rpartition("\n")
+            await self._send(complete + "\n")
+
+    async def _send(self, text: str) -> None:
+        safe = escape_mrkdwn(strip_token_ids(mask_text(text)))
+        if not safe:
+            return
+        inbound = self._inbound
+        assert inbound.reply_thread_ts is not None
+        if self.ts is None:
+            response = await self.client.chat_startStream(
+                channel=inbound.channel,
+                thread_ts=inbound.reply_thread_ts,
+                markdown_text=safe,
+                recipient_team_id=inbound.team,
+                recipient_user_id=inbound.user,
+            )
+            self.ts = str(response["ts"])
+        else:
+            await self.client.chat_appendStream(
+                channel=inbound.channel, ts=self.ts, markdown_text=safe
+            )
+        self.sent += safe
+
+    async def finish(self, blocks: list[Any] | None) -> None:
+        if self._buffer:
+            rest, self._buffer = self._buffer, ""
+            await self._send(rest)
+        if self.ts is not None:
+            await self.client.chat_stopStream(
+                channel=self._inbound.channel, ts=self.ts, blocks=blocks
+            )
+
+
+class Conversations:
+    """Runs skills for Slack messages and renders what comes back."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        client: AsyncWebClient,
+        reader: SlackReader,
+        directory: Directory,
+        metrics: Metrics,
+        streaming: bool = False,
+    ) -> None:
+        self.runtime = runtime
+        self.client = client
+        self._reader = reader
+        self.directory = directory
+        self._metrics = metrics
+        self._streaming = streaming
+
+    async def answer(self, inbound: Inbound) -> None:
+        """Run the message's skill and post the outcome; errors become a short reply."""
+        started = time.monotonic()
+        await self._status(inbound, on=True)
+        stream: _Stream | None = None
+        try:
+            actor = await self.directory.actor(inbound.user)
+            if self._streaming and inbound.reply_thread_ts and inbound.placeholder_ts is None:
+                stream = _Stream(self.client, inbound)
+            outcome = await self.runtime.run(
+                thread=inbound.memory,
+                message=inbound.text,
+                actor=actor,
+                skill=inbound.skill,
+                slack=self._reader,
+                trigger=inbound.kind,
+                on_text=stream,
+            )
+            await self._render(inbound, outcome, stream)
+        except Exception as exc:
+            text, ref = user_error(exc)
+            if isinstance(exc, SkillError | ModelConfigError | StorageError):
+                log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
+            else:
+                log.exception("answer failed ref=%s kind=%s", ref, inbound.kind)
+            await self._post_error(inbound, text)
+        finally:
+            await self._status(inbound, on=False)
+            self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
+                time.monotonic() - started
+            )
+
+    # -- rendering ----------------------------------------------------------------------
+
+    async def _render(self, inbound: Inbound, outcome: Outcome, stream: _Stream | None) -> None:
+        if isinstance(outcome, Reply):
+            if stream is not None:
+                extras = views.feedback_blocks(outcome.run_id, outcome.skill)
+                await stream.finish([b.to_dict() for b in extras])
+                if stream.ts is not None:
+                    return  # the answer is already in Slack
+            await self._post_reply(inbound, outcome)
+        elif isinstance(outcome, ApprovalRequest):
+            if stream is not None:
+                await stream.finish(None)
+            blocks = views.approval_pending_blocks(outcome)
+            await self._post(inbound, text=f"{outcome.tool} needs approval", blocks=blocks)
+        elif isinstance(outcome, Refusal):
+            if stream is not None:
+                await stream.finish(None)
+            await self._ephemeral(inbound, views.refusal_text(outcome))
+
+    async def _post_reply(self, inbound: Inbound, reply: Reply) -> None:
+        chunks = views.answer_chunks(reply.text)
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            blocks = views.answer_blocks(chunk, run_id=reply.run_id, skill=reply.skill, last=last)
+            if index == 0 and inbound.placeholder_ts is not None:
+                await self.client.chat_update(
+                    channel=inbound.channel,
+                    ts=inbound.placeholder_ts,
+                    text=chunk,
+                    blocks=[b.to_dict() for b in blocks],
+                )
+                continue
+            await self._post(inbound, text=chunk, blocks=blocks)
+
+    async def _post(self, inbound: Inbound, *, text: str, blocks: list[Any]) -> None:
+        await self.client.chat_postMessage(
+            channel=inbound.channel,
+            thread_ts=inbound.reply_thread_ts,
+            text=text,
+            blocks=[b.to_dict() if hasattr(b, "to_dict") else b for b in blocks],
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    async def _ephemeral(self, inbound: Inbound, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=inbound.channel,
+                user=inbound.user,
+                text=text,
+                thread_ts=inbound.reply_thread_ts,
+            )
+        except SlackApiError as exc:
+            log.warning("postEphemeral failed: %s", exc.response.get("error"))
+
+    async def _post_error(self, inbound: Inbound, text: str) -> None:
+        try:
+            if inbound.placeholder_ts is not None:
+                await self.client.chat_update(
+                    channel=inbound.channel, ts=inbound.placeholder_ts, text=text, blocks=[]
+                )
+            else:
+                await self.client.chat_postMessage(
+                    channel=inbound.channel, thread_ts=inbound.reply_thread_ts, text=text
+                )
+        except SlackApiError as exc:
+            log.error("could not tell the user about an error: %s", exc.response.get("error"))
+        except Exception:
+            log.exception("could not tell the user about an error")
+
+    # -- status -------------------------------------------------------------------------
+
+    async def _status(self, inbound: Inbound, *, on: bool) -> None:
+        """Show that work is under way: the Assistant status, or a reaction."""
+        try:
+            if inbound.kind == "assistant" and inbound.reply_thread_ts:
+                await self.client.assistant_threads_setStatus(
+                    channel_id=inbound.channel,
+                    thread_ts=inbound.reply_thread_ts,
+                    status="is thinking…" if on else "",
+                )
+            elif inbound.message_ts is not None:
+                method = self.client.reactions_add if on else self.client.reactions_remove
+                await method(
+                    channel=inbound.channel, timestamp=inbound.message_ts, name=THINKING_REACTION
+                )
+        except SlackApiError as exc:  # status is cosmetic: never fail the answer for it
+            log.info("status update skipped: %s", exc.response.get("error"))

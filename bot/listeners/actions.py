@@ -1,0 +1,89 @@
+"""Interactivity: 👍/👎 feedback buttons under answers and the optional comment modal."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.listeners._context import BotContext
+from bot.views import blocks as views
+from skills.context import ThreadRef
+from skills.pii import mask_text
+
+log = logging.getLogger(__name__)
+
+
+def register(app: AsyncApp, bot: BotContext) -> None:
+    async def feedback(
+        value: str, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        run_id, _, skill = str(action.get("value", "")).partition("|")
+        message = body.get("message") or {}
+        channel = str((body.get("channel") or {}).get("id", ""))
+        user = str((body.get("user") or {}).get("id", ""))
+        message_ts = str(message.get("ts", ""))
+        if not (run_id and skill and channel and user and message_ts):
+            log.warning("feedback click without run, channel, user or message; ignored")
+            return
+        thread_ts = str(message.get("thread_ts") or message_ts)
+        team = str((body.get("team") or {}).get("id") or "T0")
+        await bot.feedback.record(
+            skill=skill,
+            thread_id=ThreadRef(team=team, channel=channel, thread_ts=thread_ts).thread_id,
+            channel_id=channel,
+            message_ts=message_ts,
+            user_id=user,
+            value=value,
+            run_id=run_id,
+        )
+        try:
+            await client.chat_update(
+                channel=channel,
+                ts=message_ts,
+                text=str(message.get("text") or "answer"),
+                blocks=views.feedback_recorded_blocks(
+                    message.get("blocks") or [], value=value, user=user
+                ),
+            )
+            if value == "down" and body.get("trigger_id"):
+                await client.views_open(
+                    trigger_id=str(body["trigger_id"]),
+                    view=views.feedback_modal(
+                        run_id=run_id, skill=skill, channel=channel, message_ts=message_ts
+                    ),
+                )
+        except SlackApiError as exc:
+            log.warning("feedback display failed: %s", exc.response.get("error"))
+
+    @app.action(views.FEEDBACK_UP)
+    async def on_up(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await feedback("up", ack, body, client)
+
+    @app.action(views.FEEDBACK_DOWN)
+    async def on_down(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await feedback("down", ack, body, client)
+
+    @app.view(views.FEEDBACK_MODAL)
+    async def on_comment(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        parts = str(view.get("private_metadata", "")).split("|")
+        if len(parts) != 4:
+            log.warning("feedback modal without metadata; ignored")
+            return
+        _run_id, _skill, channel, message_ts = parts
+        values = (view.get("state") or {}).get("values") or {}
+        comment = str(((values.get("comment") or {}).get("text") or {}).get("value") or "")
+        user = str((body.get("user") or {}).get("id", ""))
+        if comment.strip():
+            await bot.feedback.comment(
+                channel_id=channel,
+                message_ts=message_ts,
+                user_id=user,
+                comment=mask_text(comment.strip()),
+            )

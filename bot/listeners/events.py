@@ -1,0 +1,182 @@
+"""Event listeners: mentions, DMs and thread follow-ups, the Assistant panel, App Home."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversations import Inbound, InboundKind
+from bot.listeners._context import BotContext
+from bot.views import blocks as views
+from skills.context import ThreadRef
+
+log = logging.getLogger(__name__)
+
+# Subtypes that are not someone talking to us (edits, deletions, joins, bots, files shared
+# by integrations…). Plain messages have no subtype; file_share and thread_broadcast are
+# still a person writing.
+_ANSWERABLE_SUBTYPES = {None, "file_share", "thread_broadcast"}
+_RESET = re.compile(r"^\s*(reset|forget( this)?|start over)\s*[.!]?\s*$", re.IGNORECASE)
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> str:
+    if bot_user_id:
+        text = text.replace(f"<@{bot_user_id}>", " ")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
+    return str(event.get("team") or body.get("team_id") or "T0")
+
+
+def _from_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    if event.get("bot_id") or event.get("subtype") not in _ANSWERABLE_SUBTYPES:
+        return False
+    user = event.get("user")
+    return bool(user) and user != bot_user_id
+
+
+def register(app: AsyncApp, bot: BotContext) -> None:
+    conversations = bot.conversations
+
+    async def start(inbound: Inbound) -> None:
+        if _RESET.match(inbound.text):
+            await conversations.runtime.reset(inbound.memory)
+            await conversations.client.chat_postMessage(
+                channel=inbound.channel,
+                thread_ts=inbound.reply_thread_ts,
+                text="Forgotten. This conversation starts over.",
+            )
+            return
+        bot.worker.spawn(conversations.answer(inbound), name=f"answer:{inbound.memory.thread_id}")
+
+    @app.event("app_mention")
+    async def on_mention(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if not _from_person(event, context.bot_user_id):
+            return
+        channel, ts = str(event["channel"]), str(event["ts"])
+        if not await _first_sight(bot, channel, ts):
+            return
+        root = str(event.get("thread_ts") or ts)
+        await start(
+            Inbound(
+                team=_team(body, event),
+                channel=channel,
+                user=str(event["user"]),
+                text=strip_mention(str(event.get("text", "")), context.bot_user_id),
+                kind="mention",
+                memory=ThreadRef(team=_team(body, event), channel=channel, thread_ts=root),
+                reply_thread_ts=root,
+                message_ts=ts,
+            )
+        )
+
+    @app.event("message")
+    async def on_message(
+        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if not _from_person(event, context.bot_user_id):
+            return
+        channel, ts = str(event["channel"]), str(event["ts"])
+        text = str(event.get("text", ""))
+        thread_ts = event.get("thread_ts")
+        team = _team(body, event)
+        bot_id = context.bot_user_id
+        if event.get("channel_type") == "im":
+            memory = ThreadRef(team=team, channel=channel, thread_ts=thread_ts)
+            kind: InboundKind = "assistant" if thread_ts else "dm"
+            inbound = Inbound(
+                team=team,
+                channel=channel,
+                user=str(event["user"]),
+                text=strip_mention(text, bot_id),
+                kind=kind,
+                memory=memory,
+                reply_thread_ts=thread_ts,
+                message_ts=None if kind == "assistant" else ts,
+            )
+        else:
+            # Channel messages: only follow-ups in a thread Switchboard is part of, and not
+            # the ones that mention us (the app_mention event answers those).
+            if not thread_ts or (bot_id and f"<@{bot_id}>" in text):
+                return
+            memory = ThreadRef(team=team, channel=channel, thread_ts=str(thread_ts))
+            if await conversations.runtime.thread_skill(memory) is None:
+                return
+            inbound = Inbound(
+                team=team,
+                channel=channel,
+                user=str(event["user"]),
+                text=text.strip(),
+                kind="thread",
+                memory=memory,
+                reply_thread_ts=str(thread_ts),
+                message_ts=ts,
+            )
+        if not await _first_sight(bot, channel, ts):
+            return
+        if inbound.kind == "assistant":
+            await _set_title(context.client, channel, str(thread_ts), inbound.text)
+        await start(inbound)
+
+    @app.event("assistant_thread_started")
+    async def on_assistant_started(event: dict[str, Any], client: AsyncWebClient) -> None:
+        thread = event.get("assistant_thread") or {}
+        channel, thread_ts, user = (
+            thread.get("channel_id"),
+            thread.get("thread_ts"),
+            thread.get("user_id"),
+        )
+        if not (channel and thread_ts and user):
+            return
+        actor = await conversations.directory.actor(str(user))
+        skills = conversations.runtime.available_skills(actor, None)
+        try:
+            await client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text="Hi! Ask me anything, or pick one of the suggestions below.",
+            )
+            await client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, thread_ts=thread_ts, prompts=views.suggested_prompts(skills)
+            )
+        except SlackApiError as exc:
+            log.warning("assistant greeting failed: %s", exc.response.get("error"))
+
+    @app.event("assistant_thread_context_changed")
+    async def on_assistant_context(event: dict[str, Any]) -> None:
+        return None  # acked; the context is read from the thread when needed
+
+    @app.event("app_home_opened")
+    async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
+        if event.get("tab") not in (None, "home"):
+            return
+        user = str(event["user"])
+        actor = await conversations.directory.actor(user)
+        skills = conversations.runtime.available_skills(actor, None)
+        await client.views_publish(user_id=user, view=views.home_view(skills, user=user))
+
+
+async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:
+    """One answer per message, whichever event (mention or message) brought it first."""
+    try:
+        return await bot.locks.claim("message", f"{channel}-{ts}")
+    except Exception:  # Redis blip: answering twice is better than not answering
+        log.warning("message dedupe skipped for %s/%s", channel, ts)
+        return True
+
+
+async def _set_title(client: AsyncWebClient, channel: str, thread_ts: str, text: str) -> None:
+    try:
+        await client.assistant_threads_setTitle(
+            channel_id=channel, thread_ts=thread_ts, title=text[:60] or "Conversation"
+        )
+    except SlackApiError as exc:
+        log.info("assistant title skipped: %s", exc.response.get("error"))

@@ -1,0 +1,59 @@
+"""Prometheus metrics, in a registry owned by the app (nothing global, nothing at import)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+_RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0)
+
+
+class Metrics:
+    """The counters and histograms ``GET /metrics`` exposes."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "switchboard_slack_requests",
+            "Slack requests received, by type and outcome.",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
+        self.ack_latency = Histogram(
+            "switchboard_slack_ack_seconds",
+            "Time from receiving a Slack request to acknowledging it.",
+            ["type"],
+            buckets=_ACK_BUCKETS,
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "switchboard_runs",
+            "Skill runs, by skill and outcome.",
+            ["skill", "outcome"],
+            registry=self.registry,
+        )
+        self.run_latency = Histogram(
+            "switchboard_run_seconds",
+            "Time from a message to the bot's answer, by skill.",
+            ["skill"],
+            buckets=_RUN_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "switchboard_model_tokens",
+            "Model tokens used, by skill and direction (input/output).",
+            ["skill", "direction"],
+            registry=self.registry,
+        )
+        self.slack_api_errors = Counter(
+            "switchboard_slack_api_errors",
+            "Slack Web API calls that failed after retries, by method and error.",
+            ["method", "error"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,76 @@
+"""Process entry points for ``switchboard serve`` and ``switchboard socket``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from bot.app import Bot, create_bot
+from bot.http import create_http_app
+from bot.logs import configure_logging
+from bot.services import Services, open_services
+from bot.settings import Settings
+from bot.slack.client import create_web_client
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def open_bot(settings: Settings) -> AsyncIterator[tuple[Services, Bot]]:
+    """Services plus the Bolt app, closed in order (background work drained first)."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+    secret = settings.slack_signing_secret
+    async with open_services(settings) as services:
+        client = create_web_client(token=token, base_url=settings.slack_api_url)
+        bot = create_bot(
+            services,
+            client=client,
+            signing_secret=secret.get_secret_value() if secret else None,
+        )
+        try:
+            yield services, bot
+        finally:
+            await bot.worker.drain()
+
+
+def run_http(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    secret = settings.slack_signing_secret
+    assert secret is not None
+
+    async def _main() -> None:
+        async with open_bot(settings) as (services, bot):
+            app: Starlette = create_http_app(
+                bot, signing_secret=secret.get_secret_value(), services=services
+            )
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+            log.info("serving on %s:%d", settings.host, settings.port)
+            await uvicorn.Server(config).serve()
+
+    asyncio.run(_main())
+
+
+def run_socket(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    from bot.socket import serve_socket_mode
+
+    app_token = settings.slack_app_token
+    assert app_token is not None
+
+    async def _main() -> None:
+        async with open_bot(settings) as (_services, bot):
+            await serve_socket_mode(bot, app_token=app_token.get_secret_value())
+
+    asyncio.run(_main())

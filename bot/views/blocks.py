@@ -1,0 +1,181 @@
+"""Block Kit builders and user-facing texts (built with slack_sdk models, so Slack's limits
+are checked when the blocks are built)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.views.text import escape_mrkdwn, markdown_to_mrkdwn, split_message
+from skills.outcomes import ApprovalRequest, Refusal
+from skills.pii import mask_obj, mask_text, strip_token_ids
+from skills.registry import Skill
+
+FEEDBACK_UP = "feedback_up"
+FEEDBACK_DOWN = "feedback_down"
+FEEDBACK_MODAL = "feedback_comment"
+COMMAND = "/switchboard"
+
+USAGE = f"""*Switchboard* — AI skills in Slack.
+• `{COMMAND} help` — this help
+• `{COMMAND} skills` — the skills you can use here
+• `{COMMAND} <skill> <text>` — run a skill, e.g. `{COMMAND} digest #payments-alerts 24h`
+• `{COMMAND} reset` — forget this conversation (in a DM) or the channel's conversation
+Mention me in a channel (`@Switchboard …`) and I answer in the thread; reply in that thread \
+and I keep the context. In a DM, just write."""
+
+
+def _mrkdwn(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text)
+
+
+def safe_answer(text: str) -> str:
+    """Model Markdown → Slack mrkdwn, PII masked, mentions and control sequences escaped."""
+    return markdown_to_mrkdwn(strip_token_ids(mask_text(text)))
+
+
+def answer_chunks(text: str) -> list[str]:
+    """An answer split under Slack's per-message limit (at least one chunk)."""
+    return split_message(safe_answer(text)) or ["(no answer)"]
+
+
+def feedback_actions(run_id: str, skill: str) -> ActionsBlock:
+    value = f"{run_id}|{skill}"
+    return ActionsBlock(
+        block_id="feedback",
+        elements=[
+            ButtonElement(text=PlainTextObject(text="👍"), action_id=FEEDBACK_UP, value=value),
+            ButtonElement(text=PlainTextObject(text="👎"), action_id=FEEDBACK_DOWN, value=value),
+        ],
+    )
+
+
+def feedback_blocks(run_id: str, skill: str) -> list[Block]:
+    """The skill label and 👍/👎 buttons under an answer."""
+    label = ContextBlock(elements=[_mrkdwn(f"_{skill}_ · was this helpful?")])
+    return [label, feedback_actions(run_id, skill)]
+
+
+def answer_blocks(chunk: str, *, run_id: str | None, skill: str, last: bool) -> list[Block]:
+    """A chunk of an answer; the last chunk carries the skill label and feedback buttons."""
+    blocks: list[Block] = [SectionBlock(text=_mrkdwn(chunk))]
+    if last and run_id is not None:
+        blocks.extend(feedback_blocks(run_id, skill))
+    return blocks
+
+
+def feedback_recorded_blocks(
+    existing: Sequence[dict[str, Any]], *, value: str, user: str
+) -> list[dict[str, Any]]:
+    """The message's blocks with the feedback buttons replaced by a thank-you note."""
+    emoji = "👍" if value == "up" else "👎"
+    kept = [b for b in existing if b.get("block_id") != "feedback" and b.get("type") != "context"]
+    note = ContextBlock(elements=[_mrkdwn(f"{emoji} Feedback recorded from <@{user}> — thank you")])
+    return [*kept, note.to_dict()]
+
+
+def feedback_modal(*, run_id: str, skill: str, channel: str, message_ts: str) -> View:
+    from slack_sdk.models.blocks import InputBlock, PlainTextInputElement
+
+    return View(
+        type="modal",
+        callback_id=FEEDBACK_MODAL,
+        private_metadata=f"{run_id}|{skill}|{channel}|{message_ts}",
+        title=PlainTextObject(text="What went wrong?"),
+        submit=PlainTextObject(text="Send"),
+        close=PlainTextObject(text="Skip"),
+        blocks=[
+            InputBlock(
+                block_id="comment",
+                label=PlainTextObject(text="Tell the skill's owners (optional)"),
+                optional=True,
+                element=PlainTextInputElement(action_id="text", multiline=True, max_length=2000),
+            )
+        ],
+    )
+
+
+def skills_text(skills: Sequence[Skill]) -> str:
+    if not skills:
+        return "You can't use any skill here."
+    lines = ["*Skills you can use here:*"]
+    for skill in skills:
+        lines.append(f"• *{skill.name}* — {escape_mrkdwn(skill.description)}")
+    return "\n".join(lines)
+
+
+def refusal_text(refusal: Refusal) -> str:
+    text = escape_mrkdwn(refusal.reason)
+    if refusal.allowed_skills:
+        text += " You can use: " + ", ".join(f"`{name}`" for name in refusal.allowed_skills)
+    return text
+
+
+def approval_pending_blocks(request: ApprovalRequest) -> list[Block]:
+    """Shown when a run pauses on a gated tool (the interactive card comes with approvals)."""
+    args = mask_obj(request.args)
+    pairs = ", ".join(f"`{k}`={escape_mrkdwn(str(v))}" for k, v in sorted(args.items()))
+    approvers = [*(f"<@{u}>" for u in request.policy.users)]
+    approvers += [f"<!subteam^{g}>" for g in request.policy.usergroups]
+    return [
+        SectionBlock(
+            text=_mrkdwn(
+                f":lock: *{request.skill}* wants to run *{request.tool}* ({pairs}) "
+                f"and needs approval from {', '.join(approvers) or 'an approver'}."
+            )
+        )
+    ]
+
+
+def error_text(ref: str) -> str:
+    return f"Sorry, something went wrong on my side. (reference `{ref}`)"
+
+
+def home_view(skills: Sequence[Skill], *, user: str) -> View:
+    """The App Home tab: the skills this person may use, with examples."""
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text="Switchboard")),
+        SectionBlock(
+            text=_mrkdwn(
+                f"Hi <@{user}>! Mention me in a channel, write to me here, or use "
+                f"`{COMMAND} <skill> <text>`."
+            )
+        ),
+        DividerBlock(),
+        HeaderBlock(text=PlainTextObject(text="Your skills")),
+    ]
+    if not skills:
+        blocks.append(SectionBlock(text=_mrkdwn("No skills are available to you yet.")))
+    for skill in skills[:40]:
+        text = f"*{skill.name}*\n{escape_mrkdwn(skill.description)}"
+        blocks.append(SectionBlock(text=_mrkdwn(text[:3000])))
+        if skill.examples:
+            examples = " · ".join(f"`{escape_mrkdwn(e)}`" for e in skill.examples[:3])
+            blocks.append(ContextBlock(elements=[_mrkdwn(("Try: " + examples)[:3000])]))
+    return View(type="home", blocks=blocks[:100])
+
+
+def suggested_prompts(skills: Sequence[Skill], limit: int = 4) -> list[dict[str, str]]:
+    """Assistant panel prompts drawn from the skills this person may use."""
+    prompts: list[dict[str, str]] = []
+    for skill in skills:
+        for example in skill.examples[:1]:
+            named = example.split(" ", 1)[0] == skill.name
+            message = example if named else f"{skill.name} {example}"
+            prompts.append({"title": f"{skill.name}: {example}"[:75], "message": message})
+        if len(prompts) >= limit:
+            break
+    return prompts or [{"title": "What can you do?", "message": "What can you do?"}]

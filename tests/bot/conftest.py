@@ -1,0 +1,261 @@
+"""Scenario fixtures: the real ASGI app, signed requests, a fake Slack Web API server.
+
+``slack_bot`` gives a :class:`BotEnv` that can "say" things to the bot (events, slash
+commands, button clicks) as Slack would — signed, over HTTP through the ASGI app — and read
+what the bot sent to the fake Web API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from langchain_core.language_models import BaseChatModel
+from redis.asyncio import Redis
+from slack_sdk.signature import SignatureVerifier
+
+from bot.app import Bot, create_bot
+from bot.http import create_http_app
+from bot.services import Services, open_services
+from bot.settings import Settings
+from bot.slack.client import create_web_client
+from skills.models.offline import OfflineChatModel
+from storage.keys import Keys
+from storage.redis import create_redis
+from storage.sql import upgrade
+from tests.fakes.slack_api import FakeSlackApi, slack_api_server
+
+SIGNING_SECRET = "test-signing-secret"
+TEAM = "T0FAKE"
+
+
+def sign(
+    body: str, *, timestamp: int | None = None, secret: str = SIGNING_SECRET
+) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    assert signature is not None
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": signature}
+
+
+@pytest.fixture
+def slack_api() -> Iterator[FakeSlackApi]:
+    with slack_api_server() as server:
+        server.add_user("U0SAM", "sam", real_name="Sam Whitaker", tz="America/New_York")
+        server.add_user("U0CAROL", "carol", real_name="Carol Pereira", tz="Europe/Lisbon")
+        server.add_user("U0DEV", "dev", real_name="Dev Raman", tz="Asia/Dubai")
+        server.add_user("U0OTHERBOT", "otherbot", is_bot=True)
+        server.add_channel("C0GENERAL", "general", members=["U0SAM", "U0CAROL", "U0DEV"])
+        server.add_channel("C0PAYMENTS", "payments", members=["U0SAM", "U0CAROL"])
+        server.add_channel("D0SAM", "sam-dm", members=["U0SAM"])
+        server.add_usergroup("S0LEADS", "leads", ["U0CAROL"])
+        yield server
+
+
+@dataclass
+class BotEnv:
+    """One bot replica: its services, its Bolt app, and an HTTP client to its ASGI app."""
+
+    services: Services
+    bot: Bot
+    http: httpx.AsyncClient
+    slack: FakeSlackApi
+    sent: list[httpx.Response] = field(default_factory=list)
+
+    async def post(
+        self, body: str, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        all_headers = {"content-type": content_type, **sign(body), **(headers or {})}
+        response = await self.http.post("/slack/events", content=body, headers=all_headers)
+        self.sent.append(response)
+        return response
+
+    async def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+    ) -> httpx.Response:
+        payload = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "A0FAKE",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(time.time()),
+            "event": {"event_ts": event.get("ts", "1.0"), **event},
+        }
+        headers = {}
+        if retry_num is not None:
+            headers = {"x-slack-retry-num": str(retry_num), "x-slack-retry-reason": "http_timeout"}
+        return await self.post(json.dumps(payload), "application/json", headers)
+
+    async def mention(
+        self,
+        text: str,
+        *,
+        user: str = "U0SAM",
+        channel: str = "C0GENERAL",
+        thread_ts: str | None = None,
+        **kw: Any,
+    ) -> tuple[httpx.Response, str]:
+        ts = self.slack.add_message(channel, f"<@U0BOT> {text}", user=user, thread_ts=thread_ts)
+        event = {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@U0BOT> {text}",
+            "ts": ts,
+            "channel": channel,
+            "team": TEAM,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return await self.event(event, **kw), ts
+
+    async def message(
+        self,
+        text: str,
+        *,
+        user: str = "U0SAM",
+        channel: str = "C0GENERAL",
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+        **extra: Any,
+    ) -> tuple[httpx.Response, str]:
+        ts = self.slack.add_message(channel, text, user=user, thread_ts=thread_ts)
+        event = {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "channel": channel,
+            "channel_type": channel_type,
+            "team": TEAM,
+            **extra,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return await self.event(event), ts
+
+    async def command(
+        self, text: str, *, user: str = "U0SAM", channel: str = "C0GENERAL"
+    ) -> httpx.Response:
+        form = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/switchboard",
+            "text": text,
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "response_url": "http://127.0.0.1:9/response",
+            "api_app_id": "A0FAKE",
+        }
+        return await self.post(urlencode(form), "application/x-www-form-urlencoded")
+
+    async def action(self, payload: dict[str, Any]) -> httpx.Response:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def idle(self, timeout: float = 20.0) -> None:
+        await self.bot.worker.idle(timeout)
+
+    def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.slack.messages(channel, thread_ts)
+            if m.get("user") == "U0BOT" or m.get("bot_id")
+        ]
+
+
+ModelTable = Mapping[str, BaseChatModel] | Callable[[str], BaseChatModel]
+
+
+@dataclass
+class BotFactory:
+    slack: FakeSlackApi
+    database_url: str
+    redis: Redis
+    keys: Keys
+    stack: contextlib.AsyncExitStack
+
+    async def __call__(self, models: ModelTable | None = None, **settings: str) -> BotEnv:
+        env = {
+            "DATABASE_URL": self.database_url,
+            "SLACK_API_URL": self.slack.base_url,
+            "SLACK_BOT_TOKEN": self.slack.token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
+            "SWITCHBOARD_PII_KEY": "test-pii-key",
+            **settings,
+        }
+        config = Settings.from_env(env)
+        if models is None:
+            factory: Callable[[str], BaseChatModel] = lambda _n: OfflineChatModel()  # noqa: E731
+        elif callable(models):
+            factory = models
+        else:
+            table = dict(models)
+
+            def factory(name: str) -> BaseChatModel:
+                return table.get(name) or OfflineChatModel()
+
+        services = await self.stack.enter_async_context(
+            open_services(
+                config,
+                model_factory=factory,
+                env={},
+                redis=self.redis,
+                router_model="router",
+                retry_initial_delay=0.01,
+            )
+        )
+        client = create_web_client(
+            token=self.slack.token, base_url=self.slack.base_url, backoff=0.01
+        )
+        bot = create_bot(services, client=client, signing_secret=SIGNING_SECRET)
+        app = create_http_app(bot, signing_secret=SIGNING_SECRET, services=services)
+        http = await self.stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switchboard")
+        )
+        self.stack.push_async_callback(bot.worker.drain, 5.0)
+        return BotEnv(services=services, bot=bot, http=http, slack=self.slack)
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
+async def make_bot(
+    request: pytest.FixtureRequest,
+    slack_api: FakeSlackApi,
+    tmp_path_factory: pytest.TempPathFactory,
+    keys: Keys,
+) -> AsyncIterator[BotFactory]:
+    """Builds bot replicas sharing one database, one Redis and one fake Slack."""
+    from tests.conftest import _real_redis, _reset_postgres
+
+    if request.param == "embedded":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
+        redis = create_redis(None)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        await _reset_postgres(url)
+        redis = await _real_redis()
+    await upgrade(url)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        yield BotFactory(slack=slack_api, database_url=url, redis=redis, keys=keys, stack=stack)
+
+
+@pytest.fixture
+async def slack_bot(make_bot: BotFactory) -> BotEnv:
+    return await make_bot()
