@@ -7,7 +7,6 @@ goes to the channel as a message whose thread carries the conversation on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -22,10 +21,10 @@ from skills.context import ThreadRef
 
 log = logging.getLogger(__name__)
 
-#: A subcommand added by a later feature: ``(body, ack, respond, client, args) -> None``.
-Subcommand = Callable[
-    [dict[str, Any], AsyncAck, AsyncRespond, AsyncWebClient, str], Awaitable[None]
-]
+
+def usage(bot: BotContext) -> str:
+    """The help text, with the lines that features added."""
+    return "\n".join([views.USAGE, *bot.help_lines])
 
 
 def register(app: AsyncApp, bot: BotContext) -> None:
@@ -43,7 +42,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
         team = str(body.get("team_id") or "T0")
 
         if word in {"", "help"}:
-            await ack(response_type="ephemeral", text=views.USAGE)
+            await ack(response_type="ephemeral", text=usage(bot))
             return
         if word == "skills":
             actor = await bot.conversations.directory.actor(user)
@@ -67,7 +66,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             )
             return
         extra = bot.subcommands.get(word)
-        if extra is not None and callable(extra):
+        if extra is not None:
             await extra(body, ack, respond, client, rest)
             return
         if word in runtime.registry:
@@ -96,7 +95,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             return
         await ack(
             response_type="ephemeral",
-            text=f"I don't know `{escape_mrkdwn(word)}`.\n\n{views.USAGE}",
+            text=f"I don't know `{escape_mrkdwn(word)}`.\n\n{usage(bot)}",
         )
 
 

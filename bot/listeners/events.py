@@ -161,7 +161,15 @@ def register(app: AsyncApp, bot: BotContext) -> None:
         user = str(event["user"])
         actor = await conversations.directory.actor(user)
         skills = conversations.runtime.available_skills(actor, None)
-        await client.views_publish(user_id=user, view=views.home_view(skills, user=user))
+        sections = []
+        for section in bot.home_sections:
+            try:
+                sections.extend(await section(actor))
+            except Exception:  # one broken section must not blank the whole tab
+                log.exception("App Home section failed")
+        await client.views_publish(
+            user_id=user, view=views.home_view(skills, user=user, sections=sections)
+        )
 
 
 async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:

@@ -144,7 +144,7 @@ def error_text(ref: str) -> str:
     return f"Sorry, something went wrong on my side. (reference `{ref}`)"
 
 
-def home_view(skills: Sequence[Skill], *, user: str) -> View:
+def home_view(skills: Sequence[Skill], *, user: str, sections: Sequence[Block] = ()) -> View:
     """The App Home tab: the skills this person may use, with examples."""
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text="Switchboard")),
@@ -165,6 +165,8 @@ def home_view(skills: Sequence[Skill], *, user: str) -> View:
         if skill.examples:
             examples = " · ".join(f"`{escape_mrkdwn(e)}`" for e in skill.examples[:3])
             blocks.append(ContextBlock(elements=[_mrkdwn(("Try: " + examples)[:3000])]))
+    if sections:
+        blocks.extend([DividerBlock(), *sections])
     return View(type="home", blocks=blocks[:100])
 
 
