@@ -7,7 +7,7 @@ it from the run context (``ToolRuntime.context``), never from a global.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -105,6 +105,26 @@ class SlackReader(Protocol):
     async def channel_name(self, channel: str) -> str | None: ...
 
 
+@runtime_checkable
+class PriorExecution(Protocol):
+    """An approved call that already ran: its outcome and (masked) result text."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def result(self) -> str: ...
+
+
+@runtime_checkable
+class ExecutionLedger(Protocol):
+    """Records approved tool calls before and after they run (see ``skills/approvals.py``)."""
+
+    async def begin_execution(self, request_id: str, key: str) -> PriorExecution | None: ...
+
+    async def finish_execution(self, request_id: str, *, ok: bool, result: str) -> None: ...
+
+
 def _utcnow() -> datetime:
     from datetime import UTC
 
@@ -135,6 +155,10 @@ class RunContext:
     http: httpx.AsyncClient | None = None  # shared by the runtime; tools never make their own
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
     clock: Callable[[], datetime] = _utcnow
+    # Tool call id -> approval request id, for calls a person approved in this run; such a
+    # call carries an Idempotency-Key derived from the request and goes through the ledger.
+    approvals: Mapping[str, str] = field(default_factory=dict)
+    ledger: ExecutionLedger | None = None
 
     def now(self) -> datetime:
         return self.clock()

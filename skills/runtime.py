@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +27,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
-from skills.context import Actor, HttpPolicy, RunContext, SlackReader, ThreadRef
+from skills.context import (
+    Actor,
+    ExecutionLedger,
+    HttpPolicy,
+    RunContext,
+    SlackReader,
+    ThreadRef,
+)
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_text
@@ -108,6 +115,7 @@ class Runtime:
         config: RuntimeConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observers: list[RunObserver] | None = None,
+        ledger: ExecutionLedger | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -121,6 +129,7 @@ class Runtime:
         self.config = config or RuntimeConfig()
         self._clock = clock
         self.observers: list[RunObserver] = list(observers or [])
+        self._ledger = ledger
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
@@ -200,8 +209,13 @@ class Runtime:
         actor: Actor,
         slack: SlackReader | None = None,
         on_text: TextSink | None = None,
+        approval_id: str | None = None,
     ) -> Outcome:
-        """Continue a run paused on an approval with ``decision``."""
+        """Continue a run paused on an approval with ``decision``.
+
+        ``approval_id`` names the approval request behind the decision: an approved call
+        then carries an Idempotency-Key derived from it and is recorded in the ledger.
+        """
         owner = await self._threads.get(thread.thread_id)
         if owner is None or owner not in self.registry:
             raise NothingToResume(thread.thread_id)
@@ -297,6 +311,7 @@ class Runtime:
         slack: SlackReader | None,
         trigger: str,
         on_text: TextSink | None = None,
+        approvals: Mapping[str, str] | None = None,
     ) -> Outcome:
         model_name = skill.model or self.config.default_model
         graph = self._graph(skill)
@@ -325,6 +340,8 @@ class Runtime:
             http=self._http,
             http_policy=self.config.http_policy,
             clock=self._clock,
+            approvals=dict(approvals or {}),
+            ledger=self._ledger,
         )
         config = self._config(skill, thread, callbacks=[run.usage])
         try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -132,3 +133,92 @@ class ThreadSkill(Base):
     thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     skill: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApprovalRequestRow(Base):
+    """A gated tool call waiting for (or past) human approval.
+
+    ``args_hash`` binds the request to the exact action: sha256 of the tool name and the
+    canonical JSON of its (masked) arguments. An edit supersedes the row with a new one.
+    """
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        Index("ix_approval_requests_status_expires_at", "status", "expires_at"),
+        Index("ix_approval_requests_thread_id", "thread_id"),
+        Index("ix_approval_requests_requester", "requester"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    skill: Mapped[str] = mapped_column(String(64))
+    thread_id: Mapped[str] = mapped_column(String(255))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    requester: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(128))
+    args_json: Mapped[str] = mapped_column(Text)
+    args_hash: Mapped[str] = mapped_column(String(64))
+    interrupt_id: Mapped[str] = mapped_column(String(128))
+    tool_call_id: Mapped[str] = mapped_column(String(128))
+    policy_json: Mapped[str] = mapped_column(Text)
+    quorum: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    edited_from: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    card_channel: Mapped[str | None] = mapped_column(String(64))
+    card_ts: Mapped[str | None] = mapped_column(String(32))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    result_summary: Mapped[str | None] = mapped_column(Text)
+
+
+class ApprovalVote(Base):
+    """One person's approval of one request; the unique key makes a double click count once."""
+
+    __tablename__ = "approval_votes"
+    __table_args__ = (
+        UniqueConstraint("request_id", "approver", name="uq_approval_votes_request_approver"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(32), ForeignKey("approval_requests.id"))
+    approver: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ToolExecution(Base):
+    """The execution of an approved tool call, recorded before and after the HTTP call."""
+
+    __tablename__ = "tool_executions"
+
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))  # started | succeeded | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    result: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained audit log of approval events."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_request_id", "request_id"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    args_hash: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    # Unique: two writers that read the same head cannot both append after it.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

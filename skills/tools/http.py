@@ -39,11 +39,13 @@ from langchain.tools import ToolRuntime
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from skills.context import HttpPolicy, RunContext
+from skills.pii import mask_text
 from skills.spec import READ_METHODS, HttpToolSpec, ToolArgumentsError, render_request
 from skills.tools.slack import run_context
 
 __all__ = [
     "IdempotencyKeyFn",
+    "approval_idempotency_key",
     "host_allowed",
     "http_tool",
     "tool_call_idempotency_key",
@@ -59,13 +61,22 @@ _MIN_SECRET_CHARS: Final = 6
 _REDACTED: Final = "[redacted]"
 
 
+def approval_idempotency_key(request_id: str) -> str:
+    """The key of a call a person approved: derived from the approval request only."""
+    return f"sb-approval-{request_id}"
+
+
 def tool_call_idempotency_key(runtime: ToolRuntime[RunContext]) -> str | None:
-    """``sb-`` + 32 hex chars of sha256(thread id, tool call id); None without a call id.
+    """The write key of a call: from its approval request when a person approved it, else
+    ``sb-`` + 32 hex chars of sha256(thread id, tool call id); None without a call id.
 
     The same tool call replayed (a retry after a crash, a resumed run) gets the same key.
     """
     if not runtime.tool_call_id:
         return None
+    request_id = run_context(runtime).approvals.get(runtime.tool_call_id)
+    if request_id:
+        return approval_idempotency_key(request_id)
     thread_id = run_context(runtime).thread.thread_id
     digest = hashlib.sha256(f"{thread_id}\n{runtime.tool_call_id}".encode()).hexdigest()
     return f"sb-{digest[:32]}"
@@ -96,7 +107,13 @@ def http_tool(spec: HttpToolSpec, *, idempotency_key: IdempotencyKeyFn | None = 
     secrets = _SecretNames.of(spec)
 
     async def call(runtime: ToolRuntime[RunContext], **arguments: Any) -> str:
-        return await _execute(spec, runtime, arguments, key_fn=key_fn, secrets=secrets)
+        context = run_context(runtime)
+        request_id = context.approvals.get(runtime.tool_call_id or "")
+        if request_id is None or context.ledger is None:
+            return await _execute(spec, runtime, arguments, key_fn=key_fn, secrets=secrets)
+        return await _execute_once(
+            spec, runtime, arguments, request_id, context, key_fn=key_fn, secrets=secrets
+        )
 
     return StructuredTool(
         name=spec.name,
@@ -106,6 +123,44 @@ def http_tool(spec: HttpToolSpec, *, idempotency_key: IdempotencyKeyFn | None = 
         handle_tool_error=True,
         metadata={"http_method": spec.http.method, "write": spec.is_write},
     )
+
+
+async def _execute_once(
+    spec: HttpToolSpec,
+    runtime: ToolRuntime[RunContext],
+    arguments: dict[str, Any],
+    request_id: str,
+    context: RunContext,
+    *,
+    key_fn: IdempotencyKeyFn,
+    secrets: _SecretNames,
+) -> str:
+    """An approved call, recorded before and after it runs.
+
+    Crash windows: before ``begin`` → nothing happened, the resumed run calls. Between
+    ``begin`` and ``finish`` (the call may or may not have reached the target) → the
+    resumed run calls again with the same Idempotency-Key, and the target answers the
+    first call's result without acting twice. After ``finish`` → the recorded result is
+    returned and the target is not called again.
+    """
+    ledger = context.ledger
+    assert ledger is not None
+    key = key_fn(runtime) or approval_idempotency_key(request_id)
+    prior = await ledger.begin_execution(request_id, key)
+    if prior is not None:
+        log.info(
+            "http tool %s: approval %s already executed; not calling again", spec.name, request_id
+        )
+        if prior.ok:
+            return prior.result
+        raise ToolException(prior.result)
+    try:
+        text = await _execute(spec, runtime, arguments, key_fn=key_fn, secrets=secrets)
+    except ToolException as exc:
+        await ledger.finish_execution(request_id, ok=False, result=mask_text(str(exc)))
+        raise
+    await ledger.finish_execution(request_id, ok=True, result=mask_text(text))
+    return text
 
 
 class _SecretNames:

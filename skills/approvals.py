@@ -1,0 +1,466 @@
+"""Approvals: who may decide a gated tool call, when it is decided, and running it once.
+
+A paused run (an :class:`~skills.outcomes.ApprovalRequest`) becomes an approval request
+row bound to the exact action: an id and the sha256 of the tool and its canonical
+arguments. People then approve, reject or edit it; this service applies the policy:
+
+* approvers are users and/or user groups; anyone else's click is refused (and audited);
+* ``four_eyes``: the requester can never approve their own request, even as an approver;
+* ``quorum``: N distinct approvers (the same person twice counts once); a single reject
+  rejects; an edit makes a new request (new hash) and earlier approvals do not count;
+* ``expires_in``: past it, the request is closed and the run resumed with a rejection.
+
+Exactly once: a decision is a transactional state change (see ``storage/approvals.py``);
+only the caller whose change applied resumes the run, the runtime resumes only a run
+that is still waiting on that interrupt (under the thread's lease), and the approved HTTP
+call carries an ``Idempotency-Key`` derived from the request id and is recorded before
+and after the call (``skills/tools/http.py``: ``_execute_once`` documents each crash
+window). A decided request whose run never completed (a crash after the decision) is
+resumed by :meth:`ApprovalService.sweep`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import jsonschema
+
+from skills.context import Actor, SlackReader, ThreadRef
+from skills.errors import NothingToResume
+from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Reply
+from skills.pii import mask_obj, mask_text
+from skills.runtime import Runtime
+from storage.approvals import ApprovalStore
+from storage.audit import AuditLog
+from storage.locks import RedisLocks
+from storage.models import ApprovalRequestRow
+
+log = logging.getLogger(__name__)
+
+DecidedKind = Literal[
+    "refused", "recorded", "approved", "rejected", "duplicate", "closed", "expired"
+]
+ActorLookup = Callable[[str], Awaitable[Actor]]
+
+
+def canonical_args(args: Mapping[str, Any]) -> str:
+    return json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def args_hash(tool: str, args: Mapping[str, Any]) -> str:
+    return hashlib.sha256(f"{tool}\n{canonical_args(args)}".encode()).hexdigest()
+
+
+def policy_of(row: ApprovalRequestRow) -> ApprovalPolicyView:
+    data = json.loads(row.policy_json)
+    return ApprovalPolicyView(
+        users=tuple(data.get("users", ())),
+        usergroups=tuple(data.get("usergroups", ())),
+        quorum=int(data.get("quorum", 1)),
+        four_eyes=bool(data.get("four_eyes", True)),
+        expires_in_seconds=int(data.get("expires_in_seconds", 86400)),
+        allow_edit=bool(data.get("allow_edit", False)),
+    )
+
+
+def args_of(row: ApprovalRequestRow) -> dict[str, Any]:
+    value = json.loads(row.args_json)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What a click did. ``message`` is a short sentence for the person who clicked."""
+
+    kind: DecidedKind
+    row: ApprovalRequestRow
+    votes: tuple[str, ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A decided request whose run resumed: the row (final state) and the run's outcome."""
+
+    row: ApprovalRequestRow
+    outcome: Outcome | None
+
+
+class EditRejected(ValueError):
+    """Edited arguments that do not satisfy the tool's parameters."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        *,
+        store: ApprovalStore,
+        audit: AuditLog,
+        runtime: Runtime,
+        locks: RedisLocks,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.runtime = runtime
+        self._locks = locks
+        self._clock = clock
+
+    # -- opening ------------------------------------------------------------------------
+
+    async def open(
+        self, request: ApprovalRequest, *, channel: str, thread_ts: str | None
+    ) -> ApprovalRequestRow:
+        """Store a paused run's request (arguments PII-masked) and audit it."""
+        now = self._clock()
+        args = mask_obj(request.args)
+        policy = request.policy
+        row = await self.store.create(
+            skill=request.skill,
+            thread_id=request.thread.thread_id,
+            channel_id=channel,
+            thread_ts=thread_ts,
+            requester=request.requester,
+            tool=request.tool,
+            args_json=canonical_args(args),
+            args_hash=args_hash(request.tool, args),
+            interrupt_id=request.interrupt_id,
+            tool_call_id=request.tool_call_id,
+            policy_json=json.dumps(
+                {
+                    "users": list(policy.users),
+                    "usergroups": list(policy.usergroups),
+                    "quorum": policy.quorum,
+                    "four_eyes": policy.four_eyes,
+                    "expires_in_seconds": policy.expires_in_seconds,
+                    "allow_edit": policy.allow_edit,
+                    "schema": request.parameters_schema,
+                }
+            ),
+            quorum=policy.quorum,
+            status="pending",
+            created_at=now,
+            expires_at=now + timedelta(seconds=policy.expires_in_seconds),
+        )
+        await self.audit.append(
+            "requested",
+            actor=request.requester,
+            request_id=row.id,
+            args_hash=row.args_hash,
+            summary=f"{request.skill}.{request.tool} {canonical_args(args)}",
+            at=now,
+        )
+        return row
+
+    # -- deciding -----------------------------------------------------------------------
+
+    def may_decide(self, row: ApprovalRequestRow, actor: Actor) -> str | None:
+        """None when ``actor`` may approve ``row``; otherwise why not (a sentence)."""
+        policy = policy_of(row)
+        if policy.four_eyes and actor.user_id == row.requester:
+            return "You asked for this action, so someone else has to approve it (four-eyes)."
+        allowed = actor.user_id in policy.users or bool(
+            set(policy.usergroups) & set(actor.usergroups)
+        )
+        if not allowed:
+            who = [f"<@{u}>" for u in policy.users] + [f"<!subteam^{g}>" for g in policy.usergroups]
+            return f"Only {', '.join(who) or 'the listed approvers'} can decide this request."
+        return None
+
+    async def approve(self, request_id: str, actor: Actor) -> Decided:
+        row, early = await self._open_row(request_id, actor, "approve")
+        if early is not None:
+            return early
+        assert row is not None
+        result = await self.store.add_vote(request_id, actor.user_id, now=self._clock())
+        votes = tuple(await self.store.votes(request_id))
+        if result.state == "duplicate":
+            return Decided("duplicate", result.request, votes, "Your approval was already counted.")
+        if result.state == "not_pending":
+            return self._closed(result.request, votes)
+        if result.state == "recorded":
+            await self.audit.append(
+                "vote",
+                actor=actor.user_id,
+                request_id=request_id,
+                args_hash=row.args_hash,
+                summary=f"{len(votes)} of {row.quorum} approvals",
+            )
+            return Decided(
+                "recorded",
+                result.request,
+                votes,
+                f"Approval recorded ({len(votes)} of {row.quorum}).",
+            )
+        await self.audit.append(
+            "approved",
+            actor=actor.user_id,
+            request_id=request_id,
+            args_hash=row.args_hash,
+            summary=f"approved by {', '.join(votes)}",
+        )
+        return Decided("approved", result.request, votes, "Approved.")
+
+    async def reject(self, request_id: str, actor: Actor, reason: str | None) -> Decided:
+        row, early = await self._open_row(request_id, actor, "reject")
+        if early is not None:
+            return early
+        assert row is not None
+        reason = mask_text(reason.strip())[:500] if reason and reason.strip() else None
+        won = await self.store.transition(
+            request_id,
+            to="rejected",
+            allowed_from=["pending"],
+            decided_at=self._clock(),
+            decided_by=actor.user_id,
+            reason=reason,
+        )
+        fresh = await self.store.get(request_id)
+        assert fresh is not None
+        if not won:
+            return self._closed(fresh, tuple(await self.store.votes(request_id)))
+        await self.audit.append(
+            "rejected",
+            actor=actor.user_id,
+            request_id=request_id,
+            args_hash=row.args_hash,
+            summary=reason or "",
+        )
+        return Decided("rejected", fresh, (), "Rejected.")
+
+    async def edit(
+        self, request_id: str, actor: Actor, new_args: Mapping[str, Any]
+    ) -> tuple[Decided, ApprovalRequestRow | None]:
+        """Replace the arguments: a new request (new hash) that needs approval again."""
+        row, early = await self._open_row(request_id, actor, "edit")
+        if early is not None:
+            return early, None
+        assert row is not None
+        policy = policy_of(row)
+        if not policy.allow_edit:
+            return Decided("refused", row, (), "This tool's requests can't be edited."), None
+        schema = json.loads(row.policy_json).get("schema") or {"type": "object"}
+        validator = jsonschema.Draft202012Validator(schema)
+        problems = [
+            f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
+            for e in validator.iter_errors(dict(new_args))
+        ]
+        if problems:
+            raise EditRejected(problems)
+        args = mask_obj(dict(new_args))
+        now = self._clock()
+        won = await self.store.transition(
+            request_id,
+            to="superseded",
+            allowed_from=["pending"],
+            decided_at=now,
+            decided_by=actor.user_id,
+            completed_at=now,
+        )
+        if not won:
+            fresh = await self.store.get(request_id)
+            assert fresh is not None
+            return self._closed(fresh, ()), None
+        new = await self.store.create(
+            skill=row.skill,
+            thread_id=row.thread_id,
+            channel_id=row.channel_id,
+            thread_ts=row.thread_ts,
+            requester=row.requester,
+            tool=row.tool,
+            args_json=canonical_args(args),
+            args_hash=args_hash(row.tool, args),
+            interrupt_id=row.interrupt_id,
+            tool_call_id=row.tool_call_id,
+            policy_json=row.policy_json,
+            quorum=row.quorum,
+            status="pending",
+            edited_from=row.id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=policy.expires_in_seconds),
+            card_channel=row.card_channel,
+            card_ts=row.card_ts,
+        )
+        await self.audit.append(
+            "edited",
+            actor=actor.user_id,
+            request_id=row.id,
+            args_hash=row.args_hash,
+            summary=f"replaced by {new.id}",
+        )
+        await self.audit.append(
+            "requested",
+            actor=actor.user_id,
+            request_id=new.id,
+            args_hash=new.args_hash,
+            summary=f"{row.skill}.{row.tool} {new.args_json} (edit of {row.id})",
+        )
+        return Decided("recorded", new, (), "Edited: the new arguments need approval."), new
+
+    async def _open_row(
+        self, request_id: str, actor: Actor, verb: str
+    ) -> tuple[ApprovalRequestRow | None, Decided | None]:
+        row = await self.store.get(request_id)
+        if row is None:
+            raise LookupError(f"no approval request {request_id!r}")
+        if row.status != "pending":
+            return row, self._closed(row, tuple(await self.store.votes(request_id)))
+        if row.expires_at <= self._clock():
+            await self.expire(row)
+            fresh = await self.store.get(request_id)
+            assert fresh is not None
+            return fresh, Decided("expired", fresh, (), "This request has expired.")
+        requester_withdraws = verb == "reject" and actor.user_id == row.requester
+        why = None if requester_withdraws else self.may_decide(row, actor)
+        if why is not None:
+            await self.audit.append(
+                "refused-click",
+                actor=actor.user_id,
+                request_id=request_id,
+                args_hash=row.args_hash,
+                summary=f"{verb}: {why}",
+            )
+            return row, Decided("refused", row, (), why)
+        return row, None
+
+    def _closed(self, row: ApprovalRequestRow, votes: tuple[str, ...]) -> Decided:
+        if row.status == "expired":
+            return Decided("expired", row, votes, "This request has expired.")
+        who = f" by <@{row.decided_by}>" if row.decided_by else ""
+        label = {"superseded": "replaced by an edited request"}.get(row.status, row.status)
+        return Decided("closed", row, votes, f"This request was already {label}{who}.")
+
+    async def expire(self, row: ApprovalRequestRow) -> bool:
+        won = await self.store.transition(
+            row.id,
+            to="expired",
+            allowed_from=["pending"],
+            decided_at=self._clock(),
+            decided_by="switchboard",
+        )
+        if won:
+            await self.audit.append(
+                "expired",
+                actor="switchboard",
+                request_id=row.id,
+                args_hash=row.args_hash,
+                summary=f"expired at {row.expires_at.isoformat()}",
+            )
+        return won
+
+    # -- resuming -------------------------------------------------------------------------
+
+    async def complete(
+        self,
+        row: ApprovalRequestRow,
+        *,
+        requester: Actor,
+        slack: SlackReader | None,
+    ) -> Completed:
+        """Resume the run of a decided request (approved, rejected or expired), once."""
+        if row.completed_at is not None:
+            return Completed(row, None)
+        if not await self._locks.claim("approval-resume", row.id, ttl=timedelta(minutes=10)):
+            return Completed(row, None)  # another replica is completing it
+        thread = ThreadRef.parse(row.thread_id)
+        decision = self._decision(row)
+        try:
+            outcome: Outcome | None = await self.runtime.resume(
+                thread=thread,
+                decision=decision,
+                actor=requester,
+                slack=slack,
+                approval_id=row.id if row.status == "approved" else None,
+            )
+        except NothingToResume:
+            log.warning("approval %s: the run was no longer waiting", row.id)
+            outcome = None
+        except Exception:
+            await self._locks.unclaim("approval-resume", row.id)  # let the sweep retry
+            raise
+        final, summary = await self._result(row, outcome)
+        await self.store.update_fields(
+            row.id,
+            completed_at=self._clock(),
+            result_summary=summary,
+            **({"status": final} if row.status == "approved" else {}),
+        )
+        if row.status == "approved":
+            await self.audit.append(
+                final,
+                actor="switchboard",
+                request_id=row.id,
+                args_hash=row.args_hash,
+                summary=summary,
+            )
+        fresh = await self.store.get(row.id)
+        assert fresh is not None
+        return Completed(fresh, outcome)
+
+    def _decision(self, row: ApprovalRequestRow) -> Decision:
+        if row.status == "approved":
+            if row.edited_from is not None:
+                return Decision(
+                    type="edit",
+                    interrupt_id=row.interrupt_id,
+                    actor=row.decided_by or "",
+                    args=args_of(row),
+                )
+            return Decision(
+                type="approve", interrupt_id=row.interrupt_id, actor=row.decided_by or ""
+            )
+        if row.status == "expired":
+            reason = "The approval request expired before anyone approved it. Tell the requester."
+        else:
+            reason = row.reason or "The approver gave no reason."
+            reason = f"Rejected by <@{row.decided_by}>: {reason}"
+        return Decision(
+            type="reject", interrupt_id=row.interrupt_id, actor=row.decided_by or "", reason=reason
+        )
+
+    async def _result(self, row: ApprovalRequestRow, outcome: Outcome | None) -> tuple[str, str]:
+        if row.status != "approved":
+            return row.status, row.reason or row.status
+        execution = await self.store.execution(row.id)
+        if execution is not None and execution.state == "failed":
+            return "failed", _short(execution.result or "the call failed")
+        if execution is not None and execution.state == "succeeded":
+            return "executed", _short(execution.result or "done")
+        if isinstance(outcome, Reply):
+            return "executed", _short(outcome.text)
+        return "executed", "done"
+
+    async def sweep(self, *, actor_for: ActorLookup, slack: SlackReader | None) -> list[Completed]:
+        """Expire overdue requests and finish decided ones whose run never completed."""
+        now = self._clock()
+        done: list[Completed] = []
+        for row in await self.store.due_for_expiry(now):
+            await self.expire(row)
+        for row in await self.store.stalled(now, older_than=timedelta(seconds=0)):
+            if (
+                row.status == "approved"
+                and row.decided_at
+                and now - row.decided_at < timedelta(minutes=2)
+            ):
+                continue  # the click that approved it is probably still running it
+            requester = await actor_for(row.requester)
+            try:
+                done.append(await self.complete(row, requester=requester, slack=slack))
+            except Exception:
+                log.exception("approval %s could not be completed; will retry", row.id)
+        return done
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(mask_text(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

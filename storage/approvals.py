@@ -1,0 +1,267 @@
+"""Approval requests and votes, with transactional state changes.
+
+Every state change is one ``UPDATE … WHERE status IN (…)``: of any number of concurrent
+clicks, retries or replicas, exactly one sees its update applied and acts on it. Votes
+have a unique (request, approver) key, so the same person clicking twice counts once. On
+PostgreSQL the request row is locked (``FOR UPDATE``) while a vote is counted, so two
+approvers reaching the quorum together cannot both miss it; SQLite serialises writers and
+a stale transaction is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import ApprovalRequestRow, ApprovalVote, ToolExecution, utcnow
+
+T = TypeVar("T")
+
+PENDING = "pending"
+OPEN_STATES = frozenset({PENDING})
+FINAL_STATES = frozenset({"approved", "rejected", "expired", "superseded", "executed", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResult:
+    state: Literal["recorded", "approved", "duplicate", "not_pending"]
+    request: ApprovalRequestRow
+    votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An execution already recorded for a request: its outcome and result text."""
+
+    state: str
+    ok: bool
+    result: str
+
+
+class ApprovalStore:
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        for attempt in range(20):
+            try:
+                async with self._sessions.begin() as session:
+                    return await work(session)
+            except OperationalError:  # SQLite: busy or a stale snapshot; start over
+                await asyncio.sleep(0.01 * (attempt + 1))
+        async with self._sessions.begin() as session:
+            return await work(session)
+
+    async def create(self, **fields: Any) -> ApprovalRequestRow:
+        row = ApprovalRequestRow(**fields)
+
+        async def work(session: AsyncSession) -> ApprovalRequestRow:
+            session.add(row)
+            return row
+
+        return await self._retrying(work)
+
+    async def get(self, request_id: str) -> ApprovalRequestRow | None:
+        async with self._sessions() as session:
+            return await session.get(ApprovalRequestRow, request_id)
+
+    async def votes(self, request_id: str) -> list[str]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ApprovalVote.approver)
+                .where(ApprovalVote.request_id == request_id)
+                .order_by(ApprovalVote.id)
+            )
+            return list(rows)
+
+    async def add_vote(self, request_id: str, approver: str, *, now: datetime) -> VoteResult:
+        """Record ``approver``'s approval; the vote that reaches the quorum approves."""
+
+        async def work(session: AsyncSession) -> VoteResult:
+            row = await session.scalar(
+                select(ApprovalRequestRow)
+                .where(ApprovalRequestRow.id == request_id)
+                .with_for_update()
+            )
+            if row is None:
+                raise LookupError(request_id)
+            if row.status != PENDING:
+                return VoteResult("not_pending", row, await self._count(session, request_id))
+            existing = await session.scalar(
+                select(ApprovalVote.id).where(
+                    ApprovalVote.request_id == request_id, ApprovalVote.approver == approver
+                )
+            )
+            if existing is not None:
+                return VoteResult("duplicate", row, await self._count(session, request_id))
+            session.add(ApprovalVote(request_id=request_id, approver=approver, created_at=now))
+            await session.flush()
+            count = await self._count(session, request_id)
+            if count < row.quorum:
+                return VoteResult("recorded", row, count)
+            won = await session.execute(
+                update(ApprovalRequestRow)
+                .where(ApprovalRequestRow.id == request_id, ApprovalRequestRow.status == PENDING)
+                .values(status="approved", decided_at=now, decided_by=approver)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return VoteResult("not_pending", row, count)
+            row.status, row.decided_at, row.decided_by = "approved", now, approver
+            return VoteResult("approved", row, count)
+
+        try:
+            return await self._retrying(work)
+        except IntegrityError:  # the same person's concurrent click won the insert
+            row = await self.get(request_id)
+            assert row is not None
+            return VoteResult("duplicate", row, len(await self.votes(request_id)))
+
+    @staticmethod
+    async def _count(session: AsyncSession, request_id: str) -> int:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(ApprovalVote)
+            .where(ApprovalVote.request_id == request_id)
+        )
+        return int(count or 0)
+
+    async def transition(
+        self, request_id: str, *, to: str, allowed_from: Iterable[str], **values: Any
+    ) -> bool:
+        """Move a request to ``to`` if it is in one of ``allowed_from``; True if this call did."""
+
+        async def work(session: AsyncSession) -> bool:
+            result = await session.execute(
+                update(ApprovalRequestRow)
+                .where(
+                    ApprovalRequestRow.id == request_id,
+                    ApprovalRequestRow.status.in_(list(allowed_from)),
+                )
+                .values(status=to, **values)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return await self._retrying(work)
+
+    async def update_fields(self, request_id: str, **values: Any) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(ApprovalRequestRow)
+                .where(ApprovalRequestRow.id == request_id)
+                .values(**values)
+            )
+
+        await self._retrying(work)
+
+    async def due_for_expiry(self, now: datetime, *, limit: int = 100) -> list[ApprovalRequestRow]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ApprovalRequestRow)
+                .where(ApprovalRequestRow.status == PENDING, ApprovalRequestRow.expires_at <= now)
+                .order_by(ApprovalRequestRow.expires_at)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def stalled(self, now: datetime, *, older_than: timedelta) -> list[ApprovalRequestRow]:
+        """Approved or rejected requests whose run was never completed (a crash window)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ApprovalRequestRow).where(
+                    ApprovalRequestRow.status.in_(["approved", "rejected", "expired"]),
+                    ApprovalRequestRow.completed_at.is_(None),
+                    ApprovalRequestRow.decided_at <= now - older_than,
+                )
+            )
+            return list(rows)
+
+    async def open_for(
+        self, *, approver: str, usergroups: Iterable[str], requester: str
+    ) -> tuple[list[ApprovalRequestRow], list[ApprovalRequestRow]]:
+        """(requests ``approver`` may decide, requests ``requester`` made), pending only."""
+        async with self._sessions() as session:
+            pending = list(
+                await session.scalars(
+                    select(ApprovalRequestRow)
+                    .where(ApprovalRequestRow.status == PENDING)
+                    .order_by(ApprovalRequestRow.created_at)
+                    .limit(200)
+                )
+            )
+        import json
+
+        groups = set(usergroups)
+        waiting: list[ApprovalRequestRow] = []
+        for row in pending:
+            policy = json.loads(row.policy_json)
+            allowed = approver in policy.get("users", []) or bool(
+                groups & set(policy.get("usergroups", []))
+            )
+            if allowed and not (policy.get("four_eyes", True) and row.requester == approver):
+                waiting.append(row)
+        mine = [row for row in pending if row.requester == requester]
+        return waiting, mine
+
+    async def for_thread(self, thread_id: str) -> list[ApprovalRequestRow]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ApprovalRequestRow)
+                .where(ApprovalRequestRow.thread_id == thread_id)
+                .order_by(ApprovalRequestRow.created_at)
+            )
+            return list(rows)
+
+    # -- executions (the ledger behind exactly-once tool calls) ---------------------------
+
+    async def begin_execution(self, request_id: str, key: str) -> Recorded | None:
+        """Record that the call is about to happen; returns the earlier outcome if the call
+        already finished (then it must not be made again)."""
+
+        async def work(session: AsyncSession) -> Recorded | None:
+            row = await session.get(ToolExecution, request_id, with_for_update=True)
+            if row is None:
+                session.add(
+                    ToolExecution(request_id=request_id, idempotency_key=key, state="started")
+                )
+                return None
+            if row.state in {"succeeded", "failed"}:
+                return Recorded(row.state, row.state == "succeeded", row.result or "")
+            row.attempts += 1  # started before and never finished: call again, same key
+            return None
+
+        try:
+            return await self._retrying(work)
+        except IntegrityError:
+            return await self.begin_execution(request_id, key)
+
+    async def finish_execution(self, request_id: str, *, ok: bool, result: str) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(ToolExecution)
+                .where(ToolExecution.request_id == request_id)
+                .values(
+                    state="succeeded" if ok else "failed",
+                    finished_at=utcnow(),
+                    result=result[:4000],
+                )
+            )
+
+        await self._retrying(work)
+
+    async def execution(self, request_id: str) -> ToolExecution | None:
+        async with self._sessions() as session:
+            return await session.get(ToolExecution, request_id)
+
+
+def is_open(row: ApprovalRequestRow) -> bool:
+    return row.status in OPEN_STATES
+
+
+__all__ = ["ApprovalStore", "Recorded", "VoteResult", "is_open", "or_"]
