@@ -37,3 +37,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache switchboard.db*
+
+## eval-smoke: the built-in skills' datasets on the offline model (a CI gate)
+eval-smoke: $(STAMP)
+	$(BIN)/switchboard eval run --model offline --out eval-results/ci

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals import ApprovalsBot
 from bot.conversations import Conversations
 from bot.directory import Directory
 from bot.listeners import BotContext, register
@@ -29,6 +30,7 @@ class Bot:
     client: AsyncWebClient
     metrics: Metrics
     worker: Worker
+    approvals: ApprovalsBot
 
 
 def create_bot(
@@ -83,4 +85,16 @@ def create_bot(
         logger=logging.getLogger("slack_bolt"),
     )
     register(app, context)
-    return Bot(app=app, context=context, client=client, metrics=metrics, worker=worker)
+    from bot.approvals import install as install_approvals
+
+    approvals = install_approvals(
+        app, context, services.approvals, dm_approvers=services.settings.approval_dms
+    )
+    return Bot(
+        app=app,
+        context=context,
+        client=client,
+        metrics=metrics,
+        worker=worker,
+        approvals=approvals,
+    )

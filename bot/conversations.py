@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -122,6 +123,10 @@ class _Stream:
             )
 
 
+#: Posts the card for a run that paused on a gated tool (installed by bot/approvals.py).
+ApprovalHook = Callable[[Inbound, ApprovalRequest], Awaitable[None]]
+
+
 class Conversations:
     """Runs skills for Slack messages and renders what comes back."""
 
@@ -137,10 +142,11 @@ class Conversations:
     ) -> None:
         self.runtime = runtime
         self.client = client
-        self._reader = reader
+        self.reader = reader
         self.directory = directory
         self._metrics = metrics
         self._streaming = streaming
+        self.approval_hook: ApprovalHook | None = None
 
     async def answer(self, inbound: Inbound) -> None:
         """Run the message's skill and post the outcome; errors become a short reply."""
@@ -156,18 +162,18 @@ class Conversations:
                 message=inbound.text,
                 actor=actor,
                 skill=inbound.skill,
-                slack=self._reader,
+                slack=self.reader,
                 trigger=inbound.kind,
                 on_text=stream,
             )
-            await self._render(inbound, outcome, stream)
+            await self.render(inbound, outcome, stream)
         except Exception as exc:
             text, ref = user_error(exc)
             if isinstance(exc, SkillError | ModelConfigError | StorageError):
                 log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
             else:
                 log.exception("answer failed ref=%s kind=%s", ref, inbound.kind)
-            await self._post_error(inbound, text)
+            await self.post_error(inbound, text)
         finally:
             await self._status(inbound, on=False)
             self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
@@ -176,7 +182,10 @@ class Conversations:
 
     # -- rendering ----------------------------------------------------------------------
 
-    async def _render(self, inbound: Inbound, outcome: Outcome, stream: _Stream | None) -> None:
+    async def render(
+        self, inbound: Inbound, outcome: Outcome, stream: _Stream | None = None
+    ) -> None:
+        """Post ``outcome`` where ``inbound`` asks for answers (also used after approvals)."""
         if isinstance(outcome, Reply):
             if stream is not None:
                 extras = views.feedback_blocks(outcome.run_id, outcome.skill)
@@ -187,12 +196,15 @@ class Conversations:
         elif isinstance(outcome, ApprovalRequest):
             if stream is not None:
                 await stream.finish(None)
+            if self.approval_hook is not None:
+                await self.approval_hook(inbound, outcome)
+                return
             blocks = views.approval_pending_blocks(outcome)
             await self._post(inbound, text=f"{outcome.tool} needs approval", blocks=blocks)
         elif isinstance(outcome, Refusal):
             if stream is not None:
                 await stream.finish(None)
-            await self._ephemeral(inbound, views.refusal_text(outcome))
+            await self.ephemeral(inbound, views.refusal_text(outcome))
 
     async def _post_reply(self, inbound: Inbound, reply: Reply) -> None:
         chunks = views.answer_chunks(reply.text)
@@ -219,7 +231,7 @@ class Conversations:
             unfurl_media=False,
         )
 
-    async def _ephemeral(self, inbound: Inbound, text: str) -> None:
+    async def ephemeral(self, inbound: Inbound, text: str) -> None:
         try:
             await self.client.chat_postEphemeral(
                 channel=inbound.channel,
@@ -230,7 +242,7 @@ class Conversations:
         except SlackApiError as exc:
             log.warning("postEphemeral failed: %s", exc.response.get("error"))
 
-    async def _post_error(self, inbound: Inbound, text: str) -> None:
+    async def post_error(self, inbound: Inbound, text: str) -> None:
         try:
             if inbound.placeholder_ts is not None:
                 await self.client.chat_update(

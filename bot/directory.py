@@ -17,7 +17,13 @@ class Directory:
 
     def __init__(self, *, reader: SlackReader, registry: SkillRegistry) -> None:
         self._reader = reader
-        self._groups = sorted({g for skill in registry for g in skill.access.usergroups})
+        groups = {g for skill in registry for g in skill.access.usergroups}
+        for skill in registry:  # approver groups of gated tools count too
+            for tool in skill.spec.http_tools if skill.spec else ():
+                policy = tool.approval
+                if policy is not None and policy != "none":
+                    groups.update(policy.approvers.usergroups)
+        self._groups = sorted(groups)
 
     async def actor(self, user_id: str) -> Actor:
         try:
@@ -33,6 +39,13 @@ class Directory:
             usergroups=groups,
             is_bot=bool(user and user.is_bot),
         )
+
+    async def group_members(self, usergroup: str) -> frozenset[str]:
+        try:
+            return await self._reader.usergroup_members(usergroup)
+        except SlackReaderError as exc:
+            log.warning("usergroups.users.list failed for %s: %s", usergroup, exc.error)
+            return frozenset()
 
     async def _memberships(self, user_id: str) -> frozenset[str]:
         if not self._groups:

@@ -32,9 +32,15 @@ async def open_bot(settings: Settings) -> AsyncIterator[tuple[Services, Bot]]:
             client=client,
             signing_secret=secret.get_secret_value() if secret else None,
         )
+        sweeper = asyncio.create_task(
+            bot.approvals.sweep_forever(settings.approval_sweep_seconds), name="approval-sweep"
+        )
         try:
             yield services, bot
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             await bot.worker.drain()
 
 

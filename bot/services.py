@@ -21,9 +21,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
+from skills.approvals import ApprovalService
 from skills.context import HttpPolicy
 from skills.registry import SkillRegistry, load_registry
 from skills.runtime import ModelFactory, Runtime, RuntimeConfig
+from storage.approvals import ApprovalStore
+from storage.audit import AuditLog
 from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
 from storage.locks import RedisLocks
@@ -47,6 +50,7 @@ class Services:
     runtime: Runtime
     runs: RunStore
     http: httpx.AsyncClient
+    approvals: ApprovalService
 
 
 def pii_key(settings: Settings) -> bytes:
@@ -108,6 +112,7 @@ async def open_services(
             "pii_key": pii_key(settings),
         }
         config = RuntimeConfig(**{**options, **runtime_overrides})
+        approval_store = ApprovalStore(sessions=sessions)
         runtime = Runtime(
             registry=loaded.registry,
             checkpointer=checkpointer,
@@ -118,6 +123,13 @@ async def open_services(
             model_factory=model_factory or default_model_factory(settings, env),
             http=http,
             config=config,
+            ledger=approval_store,
+        )
+        approvals = ApprovalService(
+            store=approval_store,
+            audit=AuditLog(sessions=sessions),
+            runtime=runtime,
+            locks=locks,
         )
         yield Services(
             settings=settings,
@@ -131,6 +143,7 @@ async def open_services(
             runtime=runtime,
             runs=runs,
             http=http,
+            approvals=approvals,
         )
     finally:
         await http.aclose()

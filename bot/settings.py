@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(default=16, ge=1, alias="SWITCHBOARD_MAX_CONCURRENT_RUNS")
     pii_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_PII_KEY")
     streaming: bool = Field(default=False, alias="SWITCHBOARD_STREAMING")
+    approval_dms: bool = Field(default=False, alias="SWITCHBOARD_APPROVAL_DMS")
+    approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")

@@ -2,15 +2,17 @@
 
 Middleware order (outermost first), and why:
 
-1. ``PiiMiddleware`` — first, so whatever any other middleware adds to a model request is
-   tokenized, and tools it wraps get originals only at call time.
+0. ``HumanInTheLoopMiddleware`` (per call) — outermost around tool calls, so the pause
+   (its interrupt value, which is checkpointed and shown on the card) holds the masked
+   tokens the model wrote, never resolved originals. A tool with an ``approval`` policy
+   pauses the run; the runtime returns an :class:`~skills.outcomes.ApprovalRequest`.
+1. ``PiiMiddleware`` — next, so whatever any other middleware adds to a model request is
+   tokenized, and tools it wraps get originals only at call time (after approval).
 2. ``SummarizationMiddleware`` — long threads are summarised to stay within a token budget.
 3. ``ModelCallLimitMiddleware`` / ``ToolCallLimitMiddleware`` — a runaway loop ends with a
    clear message instead of burning tokens.
 4. ``ModelFallbackMiddleware`` then ``ModelRetryMiddleware`` — each model (primary, then
    each fallback) is retried with backoff before the next one is tried.
-5. ``HumanInTheLoopMiddleware`` (per call) — a tool with an ``approval`` policy pauses the
-   run; the runtime returns an :class:`~skills.outcomes.ApprovalRequest`.
 """
 
 from __future__ import annotations
@@ -143,7 +145,11 @@ def build_agent(
 ) -> Any:
     """A compiled agent graph for a YAML skill (context schema: :class:`RunContext`)."""
     assert skill.spec is not None, "Python skills build their own graph"
-    middleware: list[AgentMiddleware[Any, Any, Any]] = [
+    gated = interrupt_config(skill)
+    middleware: list[AgentMiddleware[Any, Any, Any]] = []
+    if gated:
+        middleware.append(HumanInTheLoopMiddleware(interrupt_on=gated, interrupt_mode="per_call"))
+    middleware += [
         pii,
         SummarizationMiddleware(
             model,
@@ -165,9 +171,6 @@ def build_agent(
             )
         )
     middleware.extend(extra_middleware)
-    gated = interrupt_config(skill)
-    if gated:
-        middleware.append(HumanInTheLoopMiddleware(interrupt_on=gated, interrupt_mode="per_call"))
     return create_agent(
         model,
         tools=skill_tools(skill),

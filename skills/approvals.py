@@ -187,7 +187,7 @@ class ApprovalService:
         if result.state == "duplicate":
             return Decided("duplicate", result.request, votes, "Your approval was already counted.")
         if result.state == "not_pending":
-            return self._closed(result.request, votes)
+            return self.closed(result.request, votes)
         if result.state == "recorded":
             await self.audit.append(
                 "vote",
@@ -228,7 +228,7 @@ class ApprovalService:
         fresh = await self.store.get(request_id)
         assert fresh is not None
         if not won:
-            return self._closed(fresh, tuple(await self.store.votes(request_id)))
+            return self.closed(fresh, tuple(await self.store.votes(request_id)))
         await self.audit.append(
             "rejected",
             actor=actor.user_id,
@@ -270,7 +270,7 @@ class ApprovalService:
         if not won:
             fresh = await self.store.get(request_id)
             assert fresh is not None
-            return self._closed(fresh, ()), None
+            return self.closed(fresh, ()), None
         new = await self.store.create(
             skill=row.skill,
             thread_id=row.thread_id,
@@ -314,7 +314,7 @@ class ApprovalService:
         if row is None:
             raise LookupError(f"no approval request {request_id!r}")
         if row.status != "pending":
-            return row, self._closed(row, tuple(await self.store.votes(request_id)))
+            return row, self.closed(row, tuple(await self.store.votes(request_id)))
         if row.expires_at <= self._clock():
             await self.expire(row)
             fresh = await self.store.get(request_id)
@@ -333,7 +333,7 @@ class ApprovalService:
             return row, Decided("refused", row, (), why)
         return row, None
 
-    def _closed(self, row: ApprovalRequestRow, votes: tuple[str, ...]) -> Decided:
+    def closed(self, row: ApprovalRequestRow, votes: tuple[str, ...]) -> Decided:
         if row.status == "expired":
             return Decided("expired", row, votes, "This request has expired.")
         who = f" by <@{row.decided_by}>" if row.decided_by else ""
@@ -446,6 +446,7 @@ class ApprovalService:
         done: list[Completed] = []
         for row in await self.store.due_for_expiry(now):
             await self.expire(row)
+        now = self._clock()  # expiring took time: include what was just expired
         for row in await self.store.stalled(now, older_than=timedelta(seconds=0)):
             if (
                 row.status == "approved"

@@ -37,7 +37,7 @@ from skills.context import (
 )
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
-from skills.pii import mask_text
+from skills.pii import mask_obj, mask_text
 from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
 from storage.locks import RedisLocks
@@ -226,7 +226,12 @@ class Runtime:
                 raise NothingToResume(thread.thread_id)
             answer = decision.to_hitl(pending.value["name"])
             command: Command[Any] = Command(resume={pending.id: answer})
-            return await self._invoke(chosen, thread, actor, command, slack, "approval", on_text)
+            approvals: dict[str, str] = {}
+            if approval_id and decision.type != "reject":
+                approvals[str(pending.value.get("tool_call_id", ""))] = approval_id
+            return await self._invoke(
+                chosen, thread, actor, command, slack, "approval", on_text, approvals
+            )
 
     async def pending_approval(self, thread: ThreadRef) -> ApprovalRequest | None:
         """The approval this thread is waiting for, if any."""
@@ -409,7 +414,7 @@ class Runtime:
             interrupt_id=item.id,
             tool_call_id=str(value.get("tool_call_id", "")),
             tool=tool_name,
-            args=dict(value.get("args") or {}),
+            args=mask_obj(dict(value.get("args") or {})),
             policy=policy,
             requester=requester,
             description=str(value.get("description", "")),

@@ -1164,9 +1164,11 @@ def render_request(tool: HttpToolSpec, args: Mapping[str, Any]) -> RenderedReque
         header = _render_exact(template, values)
         if header is _MISSING:
             continue
-        text = _text(header)
+        text = _text(header).strip()  # HTTP forbids leading/trailing whitespace in values
         if "\r" in text or "\n" in text:
             raise ToolArgumentsError(tool.name, [f"header {name} may not contain line breaks"])
+        if not text or text.lower() in {"bearer", "basic", "token"}:
+            continue  # an unset secret (e.g. "Bearer ${CRM_TOKEN:-}"): send no header at all
         headers[name] = text
     params = {
         name: _text(value)

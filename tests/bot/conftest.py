@@ -188,7 +188,13 @@ class BotFactory:
     keys: Keys
     stack: contextlib.AsyncExitStack
 
-    async def __call__(self, models: ModelTable | None = None, **settings: str) -> BotEnv:
+    async def __call__(
+        self,
+        models: ModelTable | None = None,
+        *,
+        skills_env: Mapping[str, str] | None = None,
+        **settings: str,
+    ) -> BotEnv:
         env = {
             "DATABASE_URL": self.database_url,
             "SLACK_API_URL": self.slack.base_url,
@@ -213,7 +219,7 @@ class BotFactory:
             open_services(
                 config,
                 model_factory=factory,
-                env={},
+                env=dict(skills_env or {}),
                 redis=self.redis,
                 router_model="router",
                 retry_initial_delay=0.01,

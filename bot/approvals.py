@@ -1,0 +1,389 @@
+"""The Slack side of approvals: the card, the clicks, the modals, the sweep, the lists.
+
+Clicks are acked at once; the decision runs in the background. Button values carry the
+request id and nothing else trusted: who clicked comes from the signed payload, what is
+approved comes from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversations import Conversations, Inbound, user_error
+from bot.listeners._context import BotContext
+from bot.views import approvals as cards
+from bot.views.text import escape_mrkdwn
+from skills.approvals import ApprovalService, Completed, Decided, EditRejected, args_of
+from skills.context import Actor, ThreadRef
+from skills.outcomes import ApprovalRequest
+from storage.models import ApprovalRequestRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ApprovalsBot:
+    service: ApprovalService
+    conversations: Conversations
+    client: AsyncWebClient
+    bot: BotContext
+    dm_approvers: bool = False
+
+    # -- cards --------------------------------------------------------------------------
+
+    async def post_card(self, inbound: Inbound, request: ApprovalRequest) -> None:
+        """Store the request and post its card in the requesting thread."""
+        row = await self.service.open(
+            request, channel=inbound.channel, thread_ts=inbound.reply_thread_ts
+        )
+        posted = await self.client.chat_postMessage(
+            channel=inbound.channel,
+            thread_ts=inbound.reply_thread_ts,
+            text=cards.card_text(row),
+            blocks=cards.card_blocks(row),
+        )
+        await self.service.store.update_fields(
+            row.id, card_channel=inbound.channel, card_ts=str(posted["ts"])
+        )
+        if self.dm_approvers:
+            await self._dm_approvers(row, str(posted["ts"]))
+
+    async def refresh_card(self, row: ApprovalRequestRow) -> None:
+        if not (row.card_channel and row.card_ts):
+            return
+        votes = await self.service.store.votes(row.id) if row.status == "pending" else []
+        try:
+            await self.client.chat_update(
+                channel=row.card_channel,
+                ts=row.card_ts,
+                text=cards.card_text(row),
+                blocks=cards.card_blocks(row, votes=votes, outcome=cards.outcome_text(row)),
+            )
+        except SlackApiError as exc:
+            log.warning("approval card %s not updated: %s", row.id, exc.response.get("error"))
+
+    async def _dm_approvers(self, row: ApprovalRequestRow, card_ts: str) -> None:
+        try:
+            auth = await self.client.auth_test()
+            base = str(auth.get("url") or "https://slack.com/")
+            link = f"{base}archives/{row.channel_id}/p{card_ts.replace('.', '')}"
+            policy = json.loads(row.policy_json)
+            users = set(policy.get("users", []))
+            for group in policy.get("usergroups", []):
+                users |= await self.conversations.directory.group_members(group)
+            users.discard(row.requester)
+            for user in sorted(users)[:25]:
+                dm = await self.client.conversations_open(users=user)
+                channel = str(dm["channel"]["id"])
+                await self.client.chat_postMessage(
+                    channel=channel,
+                    text=f"<@{row.requester}> needs your approval for *{row.tool}*: {link}",
+                )
+        except SlackApiError as exc:
+            log.warning("approver DMs for %s failed: %s", row.id, exc.response.get("error"))
+
+    # -- decisions ----------------------------------------------------------------------
+
+    async def decided(self, decided: Decided, clicker: str, channel: str | None) -> None:
+        """Show the clicker what happened and carry the request on."""
+        row = decided.row
+        if decided.kind in {"refused", "duplicate", "closed", "expired", "recorded"}:
+            await self.tell(clicker, row, decided.message, channel)
+        if decided.kind in {"recorded", "approved", "rejected", "expired"}:
+            await self.refresh_card(row)
+        if decided.kind in {"approved", "rejected", "expired"}:
+            await self.complete(row)
+
+    async def complete(self, row: ApprovalRequestRow) -> None:
+        requester = await self.conversations.directory.actor(row.requester)
+        try:
+            done = await self.service.complete(
+                row, requester=requester, slack=self.conversations.reader
+            )
+        except Exception as exc:
+            text, ref = user_error(exc)
+            log.exception("approval %s: resuming the run failed ref=%s", row.id, ref)
+            await self.conversations.post_error(self._inbound(row), text)
+            return
+        await self.show(done)
+
+    async def show(self, done: Completed) -> None:
+        await self.refresh_card(done.row)
+        if done.outcome is not None:
+            await self.conversations.render(self._inbound(done.row), done.outcome)
+
+    def _inbound(self, row: ApprovalRequestRow) -> Inbound:
+        thread = ThreadRef.parse(row.thread_id)
+        return Inbound(
+            team=thread.team,
+            channel=row.channel_id,
+            user=row.requester,
+            text="",
+            kind="thread",
+            memory=thread,
+            reply_thread_ts=row.thread_ts,
+        )
+
+    async def tell(
+        self, user: str, row: ApprovalRequestRow, text: str, channel: str | None
+    ) -> None:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel or row.card_channel or row.channel_id,
+                user=user,
+                thread_ts=row.thread_ts,
+                text=text,
+            )
+        except SlackApiError as exc:
+            log.info("ephemeral to %s failed: %s", user, exc.response.get("error"))
+
+    # -- sweep ----------------------------------------------------------------------------
+
+    async def sweep_once(self) -> list[Completed]:
+        done = await self.service.sweep(
+            actor_for=self.conversations.directory.actor, slack=self.conversations.reader
+        )
+        for item in done:
+            await self.show(item)
+        return done
+
+    async def sweep_forever(self, interval: float = 30.0) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:  # keep sweeping: a Redis or database blip passes
+                log.exception("approval sweep failed")
+            await asyncio.sleep(interval)
+
+    # -- lists ----------------------------------------------------------------------------
+
+    async def lists(self, actor: Actor) -> list[Block]:
+        waiting, mine = await self.service.store.open_for(
+            approver=actor.user_id, usergroups=actor.usergroups, requester=actor.user_id
+        )
+        blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Approvals"))]
+        blocks.append(_heading(f"Waiting for you ({len(waiting)})"))
+        blocks.extend(b for row in waiting[:15] for b in _row_blocks(row, buttons=True))
+        blocks.append(_heading(f"Requested by you ({len(mine)})"))
+        blocks.extend(b for row in mine[:15] for b in _row_blocks(row, buttons=False))
+        return blocks
+
+
+def _heading(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=f"*{text}*"))
+
+
+def _row_blocks(row: ApprovalRequestRow, *, buttons: bool) -> list[Block]:
+    args = ", ".join(f"{k}={v}" for k, v in sorted(args_of(row).items()))
+    text = (
+        f"*{escape_mrkdwn(row.skill)}* → `{escape_mrkdwn(row.tool)}` "
+        f"({escape_mrkdwn(args)[:300]}) for <@{row.requester}> · expires "
+        f"{cards.slack_date(row.expires_at)}"
+    )
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    if buttons:
+        blocks.append(
+            ActionsBlock(
+                block_id=f"list:{row.id}",
+                elements=[
+                    ButtonElement(
+                        text=PlainTextObject(text="Approve"),
+                        action_id=cards.APPROVE,
+                        value=row.id,
+                        style="primary",
+                    ),
+                    ButtonElement(
+                        text=PlainTextObject(text="Reject"),
+                        action_id=cards.REJECT,
+                        value=row.id,
+                        style="danger",
+                    ),
+                ],
+            )
+        )
+    return blocks
+
+
+def _modal_errors(view: dict[str, Any], problems: list[str]) -> dict[str, str]:
+    """Slack modal validation errors: each problem under its argument's input."""
+    blocks = list(((view.get("state") or {}).get("values") or {}).keys()) or ["arg:"]
+    errors: dict[str, str] = {}
+    for problem in problems:
+        name = problem.split(":", 1)[0]
+        block = f"arg:{name}" if f"arg:{name}" in blocks else blocks[0]
+        errors[block] = (errors.get(block, "") + " " + problem).strip()[:150]
+    return errors
+
+
+def install(
+    app: AsyncApp, bot: BotContext, service: ApprovalService, *, dm_approvers: bool = False
+) -> ApprovalsBot:
+    """Register the approval listeners, the card hook, /switchboard approvals, App Home."""
+    conversations = bot.conversations
+    client = conversations.client
+    approvals = ApprovalsBot(
+        service=service,
+        conversations=conversations,
+        client=client,
+        bot=bot,
+        dm_approvers=dm_approvers,
+    )
+    conversations.approval_hook = approvals.post_card
+
+    def _click(body: dict[str, Any]) -> tuple[str, str, str | None]:
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id", ""))
+        channel = (body.get("channel") or {}).get("id")
+        return str(action.get("value", "")), user, channel
+
+    async def _row(request_id: str) -> ApprovalRequestRow | None:
+        return await service.store.get(request_id) if request_id else None
+
+    @app.action(cards.APPROVE)
+    async def on_approve(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        request_id, user, channel = _click(body)
+        if await _row(request_id) is None:
+            log.warning("approve click for unknown request %r ignored", request_id)
+            return
+
+        async def work() -> None:
+            actor = await conversations.directory.actor(user)
+            await approvals.decided(await service.approve(request_id, actor), user, channel)
+
+        bot.worker.spawn(work(), name=f"approve:{request_id}")
+
+    @app.action(cards.REJECT)
+    async def on_reject(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        request_id, user, channel = _click(body)
+        row = await _row(request_id)
+        if row is None:
+            return
+        actor = await conversations.directory.actor(user)
+        if row.status != "pending":
+            await approvals.decided(service.closed(row, ()), user, channel)
+            return
+        why = None if user == row.requester else service.may_decide(row, actor)
+        if why is not None:
+            await service.audit.append(
+                "refused-click",
+                actor=user,
+                request_id=row.id,
+                args_hash=row.args_hash,
+                summary=f"reject: {why}",
+            )
+            await approvals.tell(user, row, why, channel)
+            return
+        trigger = body.get("trigger_id")
+        if trigger:
+            await client.views_open(trigger_id=str(trigger), view=cards.reject_modal(row.id))
+        else:  # no modal possible: reject without a reason
+            bot.worker.spawn(_reject(request_id, actor, None, channel), name=f"reject:{request_id}")
+
+    async def _reject(
+        request_id: str, actor: Actor, reason: str | None, channel: str | None
+    ) -> None:
+        await approvals.decided(
+            await service.reject(request_id, actor, reason), actor.user_id, channel
+        )
+
+    @app.view(cards.REJECT_MODAL)
+    async def on_reject_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()
+        request_id = str(view.get("private_metadata", ""))
+        values = (view.get("state") or {}).get("values") or {}
+        reason = ((values.get("reason") or {}).get("text") or {}).get("value")
+        user = str((body.get("user") or {}).get("id", ""))
+        if await _row(request_id) is None:
+            return
+        actor = await conversations.directory.actor(user)
+        bot.worker.spawn(_reject(request_id, actor, reason, None), name=f"reject:{request_id}")
+
+    @app.action(cards.EDIT)
+    async def on_edit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        request_id, user, channel = _click(body)
+        row = await _row(request_id)
+        if row is None:
+            return
+        actor = await conversations.directory.actor(user)
+        why = (
+            "This request is closed." if row.status != "pending" else service.may_decide(row, actor)
+        )
+        if why is not None:
+            await approvals.tell(user, row, why, channel)
+            return
+        if body.get("trigger_id"):
+            await client.views_open(trigger_id=str(body["trigger_id"]), view=cards.edit_modal(row))
+
+    @app.view(cards.EDIT_MODAL)
+    async def on_edit_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        request_id = str(view.get("private_metadata", ""))
+        row = await _row(request_id)
+        if row is None:
+            await ack()
+            return
+        schema = json.loads(row.policy_json).get("schema") or {}
+        args = cards.parse_edit(view, schema)
+        user = str((body.get("user") or {}).get("id", ""))
+        actor = await conversations.directory.actor(user)
+        try:
+            decided, new = await service.edit(request_id, actor, args)
+        except EditRejected as exc:
+            errors = {}
+            for problem in exc.problems:
+                name = problem.split(":", 1)[0]
+                block = (
+                    f"arg:{name}"
+                    if f"arg:{name}" in ((view.get("state") or {}).get("values") or {})
+                    else None
+                )
+                errors[
+                    block or next(iter((view.get("state") or {}).get("values") or {"arg:": 0}))
+                ] = problem[:150]
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        if new is None:
+            bot.worker.spawn(approvals.decided(decided, user, None), name=f"edit:{request_id}")
+            return
+        bot.worker.spawn(approvals.refresh_card(new), name=f"edit:{request_id}")
+
+    async def approvals_command(
+        body: dict[str, Any],
+        ack: AsyncAck,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        args: str,
+    ) -> None:
+        user = str(body.get("user_id", ""))
+        actor = await conversations.directory.actor(user)
+        blocks = await approvals.lists(actor)
+        await ack(
+            response_type="ephemeral",
+            text="Approvals waiting for you and requested by you",
+            blocks=[b.to_dict() for b in blocks],
+        )
+
+    bot.subcommands["approvals"] = approvals_command
+    bot.help_lines.append("• `/switchboard approvals` — requests waiting for you, and yours")
+    bot.home_sections.append(approvals.lists)
+    return approvals

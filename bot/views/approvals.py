@@ -1,0 +1,209 @@
+"""The approval card (see the design contract) and its modals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.views.text import escape_mrkdwn
+from skills.approvals import args_of, policy_of
+from skills.pii import mask_obj, strip_token_ids
+from storage.models import ApprovalRequestRow
+
+APPROVE = "approval_approve"
+REJECT = "approval_reject"
+EDIT = "approval_edit"
+REJECT_MODAL = "approval_reject_reason"
+EDIT_MODAL = "approval_edit_args"
+
+
+def slack_date(when: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
+    """Slack's viewer-neutral date: each person sees it in their own time zone."""
+    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
+
+
+def _mrkdwn(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text)
+
+
+def approvers_text(row: ApprovalRequestRow) -> str:
+    policy = policy_of(row)
+    who = [f"<@{u}>" for u in policy.users] + [f"<!subteam^{g}>" for g in policy.usergroups]
+    return ", ".join(who) or "anyone"
+
+
+def args_block_text(args: dict[str, Any]) -> str:
+    shown = json.dumps(mask_obj(args), indent=2, sort_keys=True, ensure_ascii=False)
+    shown = strip_token_ids(shown).replace("```", "'''")
+    return "```" + escape_mrkdwn(shown)[:2800] + "```"
+
+
+def card_blocks(
+    row: ApprovalRequestRow,
+    *,
+    votes: Sequence[str] = (),
+    outcome: str | None = None,
+) -> list[dict[str, Any]]:
+    """The card: who asked for what, with which arguments, who may approve, until when.
+
+    ``outcome`` replaces the buttons with the result once decided.
+    """
+    policy = policy_of(row)
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=":lock: Approval needed")),
+        SectionBlock(
+            fields=[
+                _mrkdwn(f"*Requested by*\n<@{row.requester}>"),
+                _mrkdwn(f"*Skill*\n{escape_mrkdwn(row.skill)}"),
+                _mrkdwn(f"*Tool*\n`{escape_mrkdwn(row.tool)}`"),
+                _mrkdwn(f"*Expires*\n{slack_date(row.expires_at)}"),
+            ]
+        ),
+        SectionBlock(text=_mrkdwn("*Arguments*\n" + args_block_text(args_of(row)))),
+    ]
+    quorum = f"{len(votes)} of {row.quorum} approval{'s' if row.quorum != 1 else ''}"
+    rules = [f"Approvers: {approvers_text(row)}", quorum]
+    if policy.four_eyes:
+        rules.append("the requester can't approve")
+    if row.edited_from:
+        rules.append("edited: earlier approvals don't count")
+    blocks.append(ContextBlock(elements=[_mrkdwn(" · ".join(rules))]))
+    if outcome is None:
+        buttons = [
+            ButtonElement(
+                text=PlainTextObject(text="Approve"),
+                action_id=APPROVE,
+                value=row.id,
+                style="primary",
+            ),
+            ButtonElement(
+                text=PlainTextObject(text="Reject"), action_id=REJECT, value=row.id, style="danger"
+            ),
+        ]
+        if policy.allow_edit:
+            buttons.append(
+                ButtonElement(text=PlainTextObject(text="Edit"), action_id=EDIT, value=row.id)
+            )
+        blocks.append(ActionsBlock(block_id=f"approval:{row.id}", elements=buttons))
+    else:
+        blocks.append(SectionBlock(text=_mrkdwn(outcome)))
+    return [b.to_dict() for b in blocks]
+
+
+def outcome_text(row: ApprovalRequestRow) -> str | None:
+    """The line that replaces the buttons, or None while the request is open."""
+    who = f"<@{row.decided_by}>" if row.decided_by and row.decided_by != "switchboard" else ""
+    when = slack_date(row.decided_at, "{time}") if row.decided_at else ""
+    summary = escape_mrkdwn(strip_token_ids(row.result_summary or ""))
+    if row.status == "pending":
+        return None
+    if row.status == "approved":
+        return f":hourglass_flowing_sand: Approved by {who} at {when} — running…"
+    if row.status == "executed":
+        return f":white_check_mark: Approved by {who} at {when} — done: {summary}"
+    if row.status == "failed":
+        return f":x: Approved by {who} at {when} — Failed: {summary}"
+    if row.status == "rejected":
+        reason = escape_mrkdwn(row.reason) if row.reason else "no reason given"
+        return f":no_entry: Rejected by {who}: {reason}"
+    if row.status == "expired":
+        return ":alarm_clock: Expired"
+    if row.status == "superseded":
+        return f":pencil2: Edited by {who}: see the new request below"
+    return escape_mrkdwn(row.status)
+
+
+def card_text(row: ApprovalRequestRow) -> str:
+    return f"Approval needed: {row.skill} wants to run {row.tool}"
+
+
+def reject_modal(request_id: str) -> View:
+    return View(
+        type="modal",
+        callback_id=REJECT_MODAL,
+        private_metadata=request_id,
+        title=PlainTextObject(text="Reject request"),
+        submit=PlainTextObject(text="Reject"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            InputBlock(
+                block_id="reason",
+                optional=True,
+                label=PlainTextObject(text="Reason (shown in the thread)"),
+                element=PlainTextInputElement(action_id="text", multiline=True, max_length=500),
+            )
+        ],
+    )
+
+
+def edit_modal(row: ApprovalRequestRow) -> View:
+    """One input per parameter, pre-filled; values are parsed as JSON where they can be."""
+    schema = json.loads(row.policy_json).get("schema") or {}
+    properties: dict[str, Any] = schema.get("properties") or {}
+    args = args_of(row)
+    names = list(properties) or list(args)
+    blocks: list[Block] = []
+    for name in names[:20]:
+        spec = properties.get(name, {})
+        value = args.get(name)
+        initial = "" if value is None else (value if isinstance(value, str) else json.dumps(value))
+        blocks.append(
+            InputBlock(
+                block_id=f"arg:{name}",
+                optional=name not in (schema.get("required") or names),
+                label=PlainTextObject(text=name[:2000]),
+                hint=PlainTextObject(
+                    text=str(spec.get("description", spec.get("type", "")))[:150] or " "
+                ),
+                element=PlainTextInputElement(action_id="value", initial_value=str(initial)[:3000]),
+            )
+        )
+    return View(
+        type="modal",
+        callback_id=EDIT_MODAL,
+        private_metadata=row.id,
+        title=PlainTextObject(text="Edit request"),
+        submit=PlainTextObject(text="Save"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=blocks,
+    )
+
+
+def parse_edit(view: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The arguments typed into the edit modal, typed per the schema where possible."""
+    properties: dict[str, Any] = schema.get("properties") or {}
+    values = (view.get("state") or {}).get("values") or {}
+    args: dict[str, Any] = {}
+    for block_id, inputs in values.items():
+        if not block_id.startswith("arg:"):
+            continue
+        name = block_id[4:]
+        raw = (inputs.get("value") or {}).get("value")
+        if raw is None or raw == "":
+            continue
+        kind = (properties.get(name) or {}).get("type")
+        if kind == "string":
+            args[name] = raw
+            continue
+        try:
+            args[name] = json.loads(raw)
+        except ValueError:
+            args[name] = raw
+    return args

@@ -1,0 +1,477 @@
+"""Runs datasets through the same `Runtime` the bot uses, one fresh thread per attempt.
+
+For each dataset the runner builds a registry (built-in skills plus ``skills_dirs``, with
+the dataset's access overrides), an HTTP client whose transport answers from the
+dataset's recorded responses — nothing leaves the process, whatever URL a tool renders —
+and a `Runtime` over the evaluation's own SQL database and Redis, with its clock fixed at
+the dataset's ``now``. Each attempt gets a sample Slack workspace (plus the case's
+messages), runs the case's earlier turns, then the case's message, and approves a gated
+call only when the case says ``approve: true``. The thread's messages give the
+trajectory; the run records give tokens; `evals.scorers` and the judge give the verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from evals.dataset import Case, Dataset, HttpRoute, SlackMessageSpec
+from evals.judge import Judge, JudgeError
+from evals.results import AttemptResult, CaseResult, EvalRun, estimate_cost
+from evals.scorers import CallStatus, CheckResult, Observation, ToolCallRecord, score
+from skills.context import Actor, HttpPolicy, ThreadRef
+from skills.outcomes import ApprovalRequest, Decision, Outcome, Refusal, Reply
+from skills.pii import mask_text
+from skills.registry import Access, Skill, SkillRegistry, load_registry
+from skills.runtime import ModelFactory, Runtime, RuntimeConfig
+from skills.sample import StaticSlackReader, WorkspaceChannel
+from storage.checkpoint import RedisCheckpointSaver
+from storage.keys import Keys
+from storage.locks import RedisLocks
+from storage.runs import ChannelDefaults, RunStore, ThreadSkills
+
+__all__ = [
+    "EvalRunner",
+    "EvalStores",
+    "FixtureTransport",
+    "HistoryPaused",
+    "embedded_stores",
+    "fixture_url",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_APPROVALS = 5
+"""How many approvals in a row an ``approve: true`` case may go through."""
+FIXTURE_DOMAIN = "fixture.invalid"  # .invalid never resolves (RFC 2606)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalStores:
+    """Where evaluation runs keep their state: their own SQL database and Redis."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: Keys
+
+
+@contextlib.asynccontextmanager
+async def embedded_stores(folder: Path | None = None) -> AsyncIterator[EvalStores]:
+    """A throw-away SQLite database (in ``folder`` or a temporary one) and in-process Redis,
+    so evaluations never write run records or checkpoints into a real deployment."""
+    from storage.redis import create_redis
+    from storage.sql import create_engine, session_factory, upgrade
+
+    with tempfile.TemporaryDirectory(prefix="switchboard-eval-") as scratch:
+        base = folder or Path(scratch)
+        base.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite+aiosqlite:///{base / 'eval.db'}"
+        await upgrade(url)
+        engine = create_engine(url)
+        redis = create_redis(None)
+        try:
+            yield EvalStores(
+                sessions=session_factory(engine),
+                redis=redis,
+                keys=Keys(prefix=f"sbeval-{uuid.uuid4().hex[:8]}"),
+            )
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+
+def fixture_url(variable: str) -> str:
+    """The base URL a dataset's ``http`` variable is set to, e.g. ``CRM_URL`` →
+    ``http://crm-url.fixture.invalid``."""
+    return f"http://{variable.lower().replace('_', '-')}.{FIXTURE_DOMAIN}"
+
+
+class FixtureTransport(httpx.AsyncBaseTransport):
+    """Answers every request from recorded responses; anything else gets a 404.
+
+    Requests never reach a network: this transport is the HTTP client's only way out.
+    """
+
+    def __init__(self, routes: Mapping[str, Sequence[HttpRoute]]) -> None:
+        self._routes = {
+            (host.lower(), route.method, route.path): route
+            for host, items in routes.items()
+            for route in items
+        }
+        self.requests: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host.lower()
+        self.requests.append((request.method, str(request.url)))
+        route = self._routes.get(
+            (host, request.method, request.url.raw_path.split(b"?")[0].decode())
+        )
+        if route is None:
+            return httpx.Response(
+                404, json={"error": f"no fixture for {request.method} {request.url.path}"}
+            )
+        if route.json_body is not None:
+            return httpx.Response(route.status, json=route.json_body, headers=route.headers)
+        return httpx.Response(route.status, text=route.text or "", headers=route.headers)
+
+
+AttemptHook = Callable[[CaseResult | None], None]
+"""Called after every attempt (with the case's result once its last attempt is done)."""
+
+
+class EvalRunner:
+    """Runs datasets; see the module docstring. One runner per evaluation."""
+
+    def __init__(
+        self,
+        *,
+        stores: EvalStores,
+        model_factory: ModelFactory,
+        model: str = "offline",
+        force_model: bool = False,
+        router_model: str | None = None,
+        judge: Judge | None = None,
+        repeat: int = 1,
+        concurrency: int = 4,
+        skills_dirs: Sequence[str | Path] = (),
+        on_attempt: AttemptHook | None = None,
+    ) -> None:
+        if repeat < 1 or concurrency < 1:
+            raise ValueError("repeat and concurrency must be at least 1")
+        self._stores = stores
+        self._model_factory = model_factory
+        self._model = model
+        self._force_model = force_model
+        self._router_model = router_model
+        self._judge = judge
+        self._repeat = repeat
+        self._gate = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._skills_dirs = list(skills_dirs)
+        self._on_attempt = on_attempt or (lambda _result: None)
+        self._pii_key = secrets.token_bytes(32)
+
+    async def run(self, datasets: Sequence[Dataset]) -> EvalRun:
+        """Every case of every dataset, ``repeat`` times; results in dataset order."""
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        results: list[CaseResult] = []
+        for dataset in datasets:
+            results.extend(await self._run_dataset(dataset))
+        return EvalRun(
+            started_at=started.isoformat(timespec="seconds"),
+            model=self._model,
+            judge_model=self._judge.model_name if self._judge is not None else None,
+            repeat=self._repeat,
+            cases=results,
+            duration_s=time.perf_counter() - clock,
+        )
+
+    # -- per dataset ----------------------------------------------------------------------
+
+    async def _run_dataset(self, dataset: Dataset) -> list[CaseResult]:
+        env = {**dataset.env, **{name: fixture_url(name) for name in dataset.http}}
+        hosts = {httpx.URL(fixture_url(name)).host: routes for name, routes in dataset.http.items()}
+        registry = self._registry(dataset, env)
+        transport = FixtureTransport(hosts)
+        async with httpx.AsyncClient(transport=transport, follow_redirects=False) as http:
+            runtime = self._runtime(dataset, registry, http)
+            tasks = [self._run_case(runtime, dataset, case) for case in dataset.cases]
+            return list(await asyncio.gather(*tasks))
+
+    def _registry(self, dataset: Dataset, env: Mapping[str, str]) -> SkillRegistry:
+        loaded = load_registry(self._skills_dirs, env=env)
+        for issue in loaded.issues:
+            log.warning("eval %s: skill spec error: %s", dataset.name, issue)
+        skills: list[Skill] = []
+        for skill in loaded.registry:
+            override = dataset.access.get(skill.name)
+            if override is not None:
+                skill = replace(
+                    skill,
+                    access=Access(
+                        channels=frozenset(override.channels),
+                        users=frozenset(override.users),
+                        usergroups=frozenset(override.usergroups),
+                    ),
+                )
+            if self._force_model:
+                skill = replace(skill, model=None)
+            skills.append(skill)
+        return SkillRegistry(skills)
+
+    def _runtime(
+        self, dataset: Dataset, registry: SkillRegistry, http: httpx.AsyncClient
+    ) -> Runtime:
+        stores = self._stores
+        hosts = tuple(httpx.URL(fixture_url(name)).host for name in dataset.http)
+        now = dataset.now
+        return Runtime(
+            registry=registry,
+            checkpointer=RedisCheckpointSaver(redis=stores.redis, keys=stores.keys),
+            locks=RedisLocks(redis=stores.redis, keys=stores.keys),
+            runs=RunStore(sessions=stores.sessions),
+            threads=ThreadSkills(sessions=stores.sessions),
+            channels=ChannelDefaults(sessions=stores.sessions),
+            model_factory=self._model_factory,
+            http=http,
+            config=RuntimeConfig(
+                default_model=self._model,
+                router_model=self._router_model,
+                max_concurrent_runs=self._concurrency,
+                http_policy=HttpPolicy(allowed_hosts=hosts or (f"*.{FIXTURE_DOMAIN}",)),
+                pii_key=self._pii_key,
+            ),
+            clock=lambda: now,
+        )
+
+    # -- per case ------------------------------------------------------------------------
+
+    async def _run_case(self, runtime: Runtime, dataset: Dataset, case: Case) -> CaseResult:
+        attempts: list[AttemptResult] = []
+        for _ in range(self._repeat):
+            async with self._gate:
+                attempts.append(await self._attempt(runtime, dataset, case))
+            if len(attempts) < self._repeat:
+                self._on_attempt(None)
+        expected = case.expect.trajectory
+        result = CaseResult(
+            skill=dataset.skill,
+            dataset=dataset.name,
+            case_id=case.id,
+            message=case.message,
+            description=case.description,
+            expected_route=dataset.expected_route(case),
+            expected_trajectory=[c.describe() for c in expected.calls] if expected else [],
+            trajectory_mode=expected.mode if expected else None,
+            attempts=attempts,
+            line=case.line,
+            known_issue=case.known_issue,
+            tags=list(case.tags),
+        )
+        self._on_attempt(result)
+        return result
+
+    async def _attempt(self, runtime: Runtime, dataset: Dataset, case: Case) -> AttemptResult:
+        started = time.perf_counter()
+        try:
+            observation, tokens = await self._observe(runtime, dataset, case)
+        except Exception as exc:  # one broken case must not stop the evaluation
+            log.exception("eval case %s/%s failed", dataset.skill, case.id)
+            observation = Observation(
+                outcome="error", route=None, answer="", error=f"{type(exc).__name__}: {exc}"
+            )
+            tokens = (0, 0, 0.0)
+        latency_ms = (time.perf_counter() - started) * 1000
+        checks = score(observation, case.expect, route=dataset.expected_route(case))
+        checks.append(await self._rubric(case, observation))
+        passed = all(c.passed or c.skipped for c in checks)
+        return AttemptResult(
+            passed=passed,
+            outcome=observation.outcome,
+            route=observation.route,
+            answer=observation.answer,
+            calls=[{"name": c.name, "args": c.args, "status": c.status} for c in observation.calls],
+            checks=checks,
+            latency_ms=round(latency_ms, 2),
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            cost_usd=tokens[2],
+            error=observation.error,
+        )
+
+    async def _rubric(self, case: Case, observation: Observation) -> CheckResult:
+        rubric = case.expect.rubric
+        if rubric is None:
+            return CheckResult("rubric", "rubric", True, "no rubric", skipped=True)
+        if self._judge is None:
+            return CheckResult("rubric", "rubric", True, "no judge model set", skipped=True)
+        if observation.outcome == "error":
+            return CheckResult("rubric", "rubric", False, "the run failed")
+        try:
+            verdict = await self._judge.grade(
+                rubric=rubric,
+                request=case.message,
+                answer=observation.answer,
+                trajectory="\n".join(c.describe() for c in observation.calls),
+            )
+        except JudgeError as exc:
+            return CheckResult("rubric", "rubric", False, str(exc))
+        threshold = case.expect.rubric_threshold
+        return CheckResult(
+            "rubric",
+            f"rubric score ≥ {threshold:g}",
+            verdict.score >= threshold,
+            verdict.reason,
+            score=verdict.score,
+        )
+
+    async def _observe(
+        self, runtime: Runtime, dataset: Dataset, case: Case
+    ) -> tuple[Observation, tuple[int, int, float | None]]:
+        reader = StaticSlackReader.sample(dataset.now)
+        channel = case.channel or dataset.channel
+        thread_ts = _seed_slack(reader, dataset, case, channel)
+        actor = _actor(reader, case.actor or dataset.actor)
+        # The team part keeps every attempt's thread apart, even when the case declares
+        # the same Slack thread (same ts) as another attempt.
+        thread = ThreadRef(
+            team=f"EVAL{uuid.uuid4().hex[:10].upper()}", channel=channel, thread_ts=thread_ts
+        )
+        for turn in case.history:
+            who = _actor(reader, turn.user) if turn.user else actor
+            seeded = await runtime.run(
+                thread=thread,
+                message=turn.text,
+                actor=who,
+                slack=reader,
+                skill=turn.skill or case.skill,
+            )
+            if isinstance(seeded, ApprovalRequest):
+                raise HistoryPaused(turn.text)
+
+        runs = RunStore(sessions=self._stores.sessions)
+        runs_before = len(await runs.for_thread(thread.thread_id))
+        messages_before = len(await runtime.history(thread))
+        outcome = await runtime.run(
+            thread=thread, message=case.message, actor=actor, slack=reader, skill=case.skill
+        )
+        approvals = 0
+        while isinstance(outcome, ApprovalRequest) and case.approve and approvals < MAX_APPROVALS:
+            approvals += 1
+            decision = Decision(
+                type="approve",
+                interrupt_id=outcome.interrupt_id,
+                actor=_approver(reader, outcome),
+            )
+            outcome = await runtime.resume(
+                thread=thread, decision=decision, actor=actor, slack=reader
+            )
+
+        messages = (await runtime.history(thread))[messages_before:]
+        records = (await runs.for_thread(thread.thread_id))[runs_before:]
+        input_tokens = sum(r.input_tokens for r in records)
+        output_tokens = sum(r.output_tokens for r in records)
+        costs = [estimate_cost(r.model, r.input_tokens, r.output_tokens) for r in records]
+        cost = None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+        observation = _observation(outcome, messages)
+        return observation, (input_tokens, output_tokens, cost)
+
+
+class HistoryPaused(Exception):
+    """An earlier turn of a case paused for approval, so the case cannot go on."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"the history turn {text[:60]!r} paused for approval")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ensure_channel(reader: StaticSlackReader, channel: str) -> None:
+    if channel not in reader.workspace.channels:
+        reader.add_channel(WorkspaceChannel(channel, channel.lower()))
+
+
+def _seed_slack(reader: StaticSlackReader, dataset: Dataset, case: Case, channel: str) -> str:
+    """Post the case's channel history and thread; returns the thread's ts to run in."""
+    _ensure_channel(reader, channel)
+
+    def post(item: SlackMessageSpec, thread_ts: str | None = None) -> str:
+        where = item.channel or channel
+        _ensure_channel(reader, where)
+        at = dataset.now - timedelta(minutes=item.minutes_ago)
+        return reader.add_message(where, item.user, item.text, at=at, thread_ts=thread_ts).ts
+
+    for item in case.channel_history:
+        post(item)
+    if case.thread:
+        root = post(case.thread[0].model_copy(update={"channel": channel}))
+        for item in case.thread[1:]:
+            post(item.model_copy(update={"channel": channel}), thread_ts=root)
+        return root
+    # No declared thread: a ts of its own, just after `now`, that no sample message uses.
+    return f"{dataset.now.timestamp() + 1:.6f}"
+
+
+def _actor(reader: StaticSlackReader, user_id: str) -> Actor:
+    """The person as the workspace knows them: name, time zone, user groups."""
+    workspace = reader.workspace
+    user = workspace.users.get(user_id)
+    groups = frozenset(g.id for g in workspace.usergroups.values() if user_id in g.members)
+    return Actor(
+        user_id=user_id,
+        name=user.name if user else user_id,
+        tz=(user.tz if user and user.tz else "UTC"),
+        usergroups=groups,
+        is_bot=bool(user and user.is_bot),
+    )
+
+
+def _approver(reader: StaticSlackReader, request: ApprovalRequest) -> str:
+    """Someone the policy lets approve who is not the requester (four-eyes)."""
+    candidates = list(request.policy.users)
+    for group in request.policy.usergroups:
+        found = reader.workspace.usergroups.get(group)
+        candidates.extend(sorted(found.members) if found else ())
+    for user in candidates:
+        if user != request.requester:
+            return user
+    return "U0EVALAPPROVER"
+
+
+def _observation(outcome: Outcome, messages: Sequence[BaseMessage]) -> Observation:
+    pending = outcome if isinstance(outcome, ApprovalRequest) else None
+    calls = tuple(_calls(messages, pending))
+    if isinstance(outcome, Reply):
+        return Observation("reply", outcome.skill, outcome.text, calls)
+    if isinstance(outcome, ApprovalRequest):
+        args = json.dumps(outcome.args, sort_keys=True, ensure_ascii=False, default=str)
+        answer = f"approval requested: {outcome.tool} {args}"
+        return Observation("approval", outcome.skill, answer, calls, approval_tool=outcome.tool)
+    assert isinstance(outcome, Refusal)
+    return Observation("refusal", outcome.skill, outcome.reason, calls)
+
+
+def _calls(
+    messages: Sequence[BaseMessage], pending: ApprovalRequest | None
+) -> list[ToolCallRecord]:
+    """The tool calls in ``messages``, in order, with what became of each."""
+    results = {m.tool_call_id: m.status for m in messages if isinstance(m, ToolMessage)}
+    records: list[ToolCallRecord] = []
+    for message in messages:
+        if not isinstance(message, AIMessage):
+            continue
+        for call in message.tool_calls:
+            call_id = call.get("id") or ""
+            status: CallStatus
+            if call_id in results:
+                status = "error" if results[call_id] == "error" else "ok"
+            elif pending is not None and (
+                call_id == pending.tool_call_id or call["name"] == pending.tool
+            ):
+                status = "gated"
+            else:
+                status = "pending"
+            records.append(ToolCallRecord(call["name"], _masked(call.get("args") or {}), status))
+    return records
+
+
+def _masked(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: mask_text(v) if isinstance(v, str) else v for k, v in args.items()}
