@@ -4,8 +4,10 @@ A *turn* is what the runtime does for one Slack message: ``aget_tuple`` (load th
 thread), ``aput`` (store the next checkpoint) and ``aput_writes`` (store a task's writes).
 Each timed turn runs on a thread that already holds 1, 50 or 200 turns; the checkpoint
 carries a fixed window of real LangChain messages, so its size stays constant while the
-thread grows. Savers are timed round-robin within each repetition (order rotated every
-time) so machine noise hits all of them alike.
+thread grows. The turn's new messages are built before the clock starts (they are the
+model's work, not the saver's), so the timings are the savers' own cost. Savers are timed
+round-robin within each repetition (order rotated every time) so machine noise hits all
+of them alike.
 
     .venv/bin/python bench/checkpointer.py [--quick]
     env: BENCH_REDIS_URL (redis://127.0.0.1:6379/15), BENCH_POSTGRES_URL
@@ -54,19 +56,32 @@ def _messages(step: int) -> list[BaseMessage]:
     return [HumanMessage(question, id=str(uuid.uuid4())), AIMessage(answer, id=str(uuid.uuid4()))]
 
 
-async def turn(saver: BaseCheckpointSaver[Any], thread_id: str, step: int) -> None:
+class TurnInput:
+    """What a turn brings in from outside the saver (the user's and the model's messages)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.new_messages = _messages(step)
+        self.task_id = str(uuid.uuid4())
+
+
+async def turn(
+    saver: BaseCheckpointSaver[Any], thread_id: str, step: int, given: TurnInput | None = None
+) -> None:
     """One conversation turn, exactly as timed: load, store checkpoint, store writes."""
+    given = given or TurnInput(step)
     config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     current = await saver.aget_tuple(config)
-    # A new thread starts with a full window (earlier context), so the checkpoint has the
-    # same size at every length.
-    history = [m for k in range(1, WINDOW // 2) for m in _messages(-k)]
     previous_version = None
     if current is not None:
         history = current.checkpoint["channel_values"].get("messages", [])
         previous_version = current.checkpoint["channel_versions"].get("messages")
         config = current.config
-    new_messages = _messages(step)
+    else:
+        # A new thread starts with a full window (earlier context), so the checkpoint has
+        # the same size at every length. (Never timed: timed turns run on grown threads.)
+        history = [m for k in range(1, WINDOW // 2) for m in _messages(-k)]
+    new_messages = given.new_messages
     version = saver.get_next_version(previous_version, None)
     checkpoint = Checkpoint(
         v=4,
@@ -79,7 +94,7 @@ async def turn(saver: BaseCheckpointSaver[Any], thread_id: str, step: int) -> No
     )
     metadata: Any = {"source": "loop", "step": step, "parents": {}, "run_id": thread_id}
     stored = await saver.aput(config, checkpoint, metadata, {"messages": version})
-    await saver.aput_writes(stored, [("messages", new_messages[-1:])], str(uuid.uuid4()), "~agent")
+    await saver.aput_writes(stored, [("messages", new_messages[-1:])], given.task_id, "~agent")
 
 
 # -- savers -----------------------------------------------------------------------------------
@@ -182,7 +197,8 @@ async def run(reps: int) -> dict[tuple[str, int], list[float]]:
                     thread_id = pools[name, length][rep]
                     step = steps[thread_id] = steps.get(thread_id, length)
                     steps[thread_id] += 1
-                    micros = await _timed(turn(savers[name], thread_id, step))
+                    given = TurnInput(step)  # built untimed: the same shape for every saver
+                    micros = await _timed(turn(savers[name], thread_id, step, given))
                     if rep > 0:
                         samples[name, length].append(micros)
         return samples

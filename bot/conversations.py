@@ -51,6 +51,12 @@ class Inbound:
     placeholder_ts: str | None = None  # a message to replace with the answer (slash command)
 
 
+def slack_method(exc: SlackApiError) -> str:
+    """The Web API method a failed call was for (``chat.postMessage``…)."""
+    url = str(getattr(exc.response, "api_url", "") or "")
+    return url.rstrip("/").rsplit("/", 1)[-1] or "unknown"
+
+
 def user_error(exc: BaseException) -> tuple[str, str]:
     """The one place that maps an exception to what a Slack user sees: a short sentence
     and a reference id that is also in the log line. Never internals or provider text."""
@@ -168,6 +174,10 @@ class Conversations:
             )
             await self.render(inbound, outcome, stream)
         except Exception as exc:
+            if isinstance(exc, SlackApiError):
+                self._metrics.slack_api_errors.labels(
+                    method=slack_method(exc), error=str(exc.response.get("error", "unknown"))
+                ).inc()
             text, ref = user_error(exc)
             if isinstance(exc, SkillError | ModelConfigError | StorageError):
                 log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)

@@ -91,6 +91,43 @@ def valid_signature(
     return hmac.compare_digest(expected, signature)
 
 
+def ops_routes(bot: Bot, services: Any) -> list[Route]:
+    """``/healthz``, ``/readyz`` and ``/metrics`` (served in HTTP and in Socket Mode)."""
+    metrics = bot.metrics
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            async with services.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["sql"] = "ok"
+        except Exception as exc:  # readiness reports, it never raises
+            checks["sql"] = f"unreachable ({type(exc).__name__})"
+        checks["redis"] = "ok" if await ping(services.redis) else "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", **checks},
+            status_code=200 if ready else 503,
+        )
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+
+
+def create_ops_app(bot: Bot, *, services: Any) -> Starlette:
+    """Health and metrics only: the HTTP side of a Socket Mode process."""
+    return Starlette(routes=ops_routes(bot, services))
+
+
 def create_http_app(
     bot: Bot,
     *,
@@ -144,27 +181,6 @@ def create_http_app(
         finally:
             metrics.ack_latency.labels(type=kind).observe(time.perf_counter() - started)
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> Response:
-        checks: dict[str, str] = {}
-        try:
-            async with services.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["sql"] = "ok"
-        except Exception as exc:  # readiness reports, it never raises
-            checks["sql"] = f"unreachable ({type(exc).__name__})"
-        checks["redis"] = "ok" if await ping(services.redis) else "unreachable"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", **checks},
-            status_code=200 if ready else 503,
-        )
-
-    async def metrics_endpoint(_: Request) -> Response:
-        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
     @contextlib.asynccontextmanager
     async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         if lifespan is not None:
@@ -177,9 +193,7 @@ def create_http_app(
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *ops_routes(bot, services),
         ],
         lifespan=_lifespan,
     )

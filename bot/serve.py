@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from bot.app import Bot, create_bot
-from bot.http import create_http_app
+from bot.http import create_http_app, create_ops_app
 from bot.logs import configure_logging
 from bot.services import Services, open_services
 from bot.settings import Settings
@@ -76,7 +76,22 @@ def run_socket(settings: Settings) -> None:
     assert app_token is not None
 
     async def _main() -> None:
-        async with open_bot(settings) as (_services, bot):
-            await serve_socket_mode(bot, app_token=app_token.get_secret_value())
+        async with open_bot(settings) as (services, bot):
+            # Socket Mode needs no public URL, but probes and Prometheus still do.
+            config = uvicorn.Config(
+                create_ops_app(bot, services=services),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+            ops = asyncio.create_task(uvicorn.Server(config).serve(), name="ops-http")
+            try:
+                await serve_socket_mode(bot, app_token=app_token.get_secret_value())
+            finally:
+                ops.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ops
 
     asyncio.run(_main())

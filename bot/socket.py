@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
 
 from bot.app import Bot
+from bot.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,11 @@ class SilenceWatchdog:
         self._last = self._clock()
 
     def silent_for(self) -> float:
+        """Seconds since the last frame: an event we saw, or a pong slack_sdk saw.
+
+        slack_sdk stamps pongs with ``time.time()``, so ``clock`` must count wall-clock
+        seconds too (the default; tests pass a fake that starts at ``time.time()``).
+        """
         pong = getattr(self._client, "last_ping_pong_time", None) or 0.0
         return self._clock() - max(self._last, float(pong))
 
@@ -66,18 +73,39 @@ class SilenceWatchdog:
             await self.check()
 
 
+async def check_app_token(bot: Bot, app_token: str) -> str:
+    """Open a Socket Mode URL once, so a wrong token stops start-up with one clear line
+    instead of slack_sdk retrying forever; returns the URL to connect to."""
+    try:
+        response = await bot.client.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown_error"))
+        raise ConfigError("SLACK_APP_TOKEN", f"Slack refused it ({error})") from None
+    return str(response["url"])
+
+
 async def serve_socket_mode(
-    bot: Bot, *, app_token: str, ping_interval: float = 10.0, silence: float = 60.0
+    bot: Bot,
+    *,
+    app_token: str,
+    ping_interval: float = 10.0,
+    silence: float = 60.0,
+    check_every: float = 5.0,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """Connect and serve until cancelled."""
+    url = await check_app_token(bot, app_token)
     handler = AsyncSocketModeHandler(
         bot.app, app_token, web_client=bot.client, ping_interval=ping_interval
     )
-    watchdog = SilenceWatchdog(handler.client, silence=silence)
+    handler.client.wss_uri = url
+    watchdog = SilenceWatchdog(
+        handler.client, silence=silence, check_every=check_every, clock=clock
+    )
     handler.client.on_message_listeners.append(watchdog.touch)
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    log.info("connected over Socket Mode")
     try:
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("connected over Socket Mode")
         await watchdog.run()
     finally:
         await handler.close_async()  # type: ignore[no-untyped-call]

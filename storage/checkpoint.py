@@ -38,11 +38,12 @@ prefix, which Redis Cluster does not allow across slots.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import quote, unquote
 
 from langchain_core.runnables import RunnableConfig
@@ -60,9 +61,10 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from storage.keys import KeyKind, Keys, ttl_ms
-from storage.redis import redis_errors
+from storage.redis import TRANSIENT_ERRORS, redis_errors
 
 __all__ = ["MEMORY_TTL_KEY", "RedisCheckpointSaver"]
 
@@ -70,6 +72,8 @@ __all__ = ["MEMORY_TTL_KEY", "RedisCheckpointSaver"]
 MEMORY_TTL_KEY = "memory_ttl_seconds"
 
 _LIST_PAGE = 100
+#: Key names cached per (thread, namespace); the cache is simply emptied when full.
+_KEY_CACHE_SIZE = 4096
 
 # -- Lua ------------------------------------------------------------------------------------
 # Shared helpers, prepended to the scripts that use them. ``base`` is a namespace key base
@@ -88,9 +92,9 @@ local function touch(ns_hash, base, ttl)
   for i = 1, #SUFFIXES do redis.call('PEXPIRE', base .. SUFFIXES[i], ttl) end
 end
 
-local function load_writes(base, id)
+-- Append one checkpoint's pending writes to ``out``.
+local function load_writes(base, id, out)
   local fields = redis.call('ZRANGEBYLEX', base .. 'widx', '[' .. id .. '\0', '(' .. id .. '\1')
-  local out = {}
   for i = 1, #fields, 500 do
     local chunk = {unpack(fields, i, math.min(i + 499, #fields))}
     local values = redis.call('HMGET', base .. 'writes', unpack(chunk))
@@ -101,9 +105,9 @@ local function load_writes(base, id)
   return out
 end
 
--- Remove one checkpoint: its record, its pending writes and its run-index entry.
-local function drop_checkpoint(base, id)
-  redis.call('ZREM', base .. 'idx', id)
+-- Remove a checkpoint already taken out of the idx zset: its record, its pending writes
+-- and its run-index entry.
+local function drop_unindexed(base, id)
   redis.call('HDEL', base .. 'data', id)
   local run_key = redis.call('HGET', base .. 'runs', id)
   if run_key then
@@ -112,13 +116,23 @@ local function drop_checkpoint(base, id)
   end
   local lo, hi = '[' .. id .. '\0', '(' .. id .. '\1'
   local fields = redis.call('ZRANGEBYLEX', base .. 'widx', lo, hi)
-  for i = 1, #fields do redis.call('HDEL', base .. 'writes', fields[i]) end
-  if #fields > 0 then redis.call('ZREMRANGEBYLEX', base .. 'widx', lo, hi) end
+  if #fields > 0 then
+    for i = 1, #fields, 500 do
+      redis.call('HDEL', base .. 'writes', unpack(fields, i, math.min(i + 499, #fields)))
+    end
+    redis.call('ZREMRANGEBYLEX', base .. 'widx', lo, hi)
+  end
+end
+
+local function drop_checkpoint(base, id)
+  redis.call('ZREM', base .. 'idx', id)
+  drop_unindexed(base, id)
 end
 """
 
-# KEYS: idx | ARGV: base, checkpoint id ('' = latest) -> false, or {id, record, write...}
-# (flat, so the client parses one array)
+# KEYS: idx | ARGV: base, checkpoint id ('' = latest) -> false, or one string framing
+# id, record, write... as netstrings ("<length>:<bytes>"), which the client splits far
+# faster than redis-py parses a multi-bulk reply.
 _GET = (
     _LUA_HELPERS
     + r"""
@@ -130,10 +144,13 @@ if id == '' then
 end
 local record = redis.call('HGET', base .. 'data', id)
 if not record then return false end
-local out = load_writes(base, id)
-table.insert(out, 1, record)
-table.insert(out, 1, id)
-return out
+local parts = load_writes(base, id, {id, record})
+local out = {}
+for i = 1, #parts do
+  out[#out + 1] = #parts[i] .. ':'
+  out[#out + 1] = parts[i]
+end
+return table.concat(out)
 """
 )
 
@@ -148,7 +165,7 @@ local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], hi, '-', 'LIMIT', 0, tonumber(
 local out = {}
 for i = 1, #ids do
   local record = redis.call('HGET', ARGV[1] .. 'data', ids[i])
-  if record then out[#out + 1] = {ids[i], record, load_writes(ARGV[1], ids[i])} end
+  if record then out[#out + 1] = {ids[i], record, load_writes(ARGV[1], ids[i], {})} end
 end
 return out
 """
@@ -171,8 +188,9 @@ if run_key then
 end
 local excess = redis.call('ZCARD', idx) - tonumber(ARGV[6])
 if excess > 0 then
-  local old = redis.call('ZRANGE', idx, 0, excess - 1)
-  for i = 1, #old do drop_checkpoint(base, old[i]) end
+  -- All scores are 0, so the lowest members are the oldest ids.
+  local old = redis.call('ZPOPMIN', idx, excess)
+  for i = 1, #old, 2 do drop_unindexed(base, old[i]) end
 else
   excess = 0
 end
@@ -181,8 +199,9 @@ return excess
 """
 )
 
-# KEYS: ns-hash | ARGV: base, ns field, ttl override ms ('' = none), default ttl ms,
-# then (field, value, overwrite)* -> 1
+# KEYS: ns-hash | ARGV: base, ns field, ttl override ms ('' = none), default ttl ms, n,
+# then (field, value)*: the first n overwrite (special channels), the rest keep the first
+# value stored for their field -> 1
 _PUT_WRITES = (
     _LUA_HELPERS
     + r"""
@@ -196,13 +215,20 @@ if ttl == '' then
 else
   redis.call('HSET', KEYS[1], ARGV[2], ttl)
 end
-for i = 5, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then
-    redis.call('HSET', base .. 'writes', ARGV[i], ARGV[i + 1])
+local writes, members = base .. 'writes', {}
+local last_overwrite = 4 + 2 * tonumber(ARGV[5])
+for i = 6, #ARGV, 2 do
+  local field = ARGV[i]
+  if i <= last_overwrite then
+    redis.call('HSET', writes, field, ARGV[i + 1])
   else
-    redis.call('HSETNX', base .. 'writes', ARGV[i], ARGV[i + 1])
+    redis.call('HSETNX', writes, field, ARGV[i + 1])
   end
-  redis.call('ZADD', base .. 'widx', 0, ARGV[i])
+  members[#members + 1] = 0
+  members[#members + 1] = field
+end
+for i = 1, #members, 1000 do
+  redis.call('ZADD', base .. 'widx', unpack(members, i, math.min(i + 999, #members)))
 end
 touch(KEYS[1], base, ttl)
 return 1
@@ -317,6 +343,17 @@ def _unpack(data: bytes) -> list[bytes]:
     return parts
 
 
+def _split_framed(data: bytes) -> list[bytes]:
+    """Split the netstrings (``<length>:<bytes>``) that ``_GET`` concatenates."""
+    parts: list[bytes] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        colon = data.index(b":", pos)
+        pos = colon + 1 + int(data[pos:colon])
+        parts.append(data[colon + 1 : pos])
+    return parts
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -324,6 +361,25 @@ def _text(value: bytes | str) -> str:
 def _enc(value: str) -> str:
     """Percent-encode a key part so ':' and friends inside ids cannot alias other keys."""
     return quote(value, safe="")
+
+
+class _Script:
+    """A Lua script run with EVALSHA, loaded on NOSCRIPT (a restarted or fresh server)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+class _NsKeys(NamedTuple):
+    """The key names of one (thread, namespace), built once and cached."""
+
+    ns_hash: str  # {prefix}:cp:t=T:ns
+    field: str  # n=N, the namespace's field in ns_hash
+    base: str  # {prefix}:cp:t=T:n=N:
+    idx: str  # base + "idx"
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
@@ -363,16 +419,53 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         self._keys = keys
         self._ttl_ms = ttl_ms(ttl)
         self._max_checkpoints = max_checkpoints
-        self._get = redis.register_script(_GET)
-        self._list = redis.register_script(_LIST)
-        self._put = redis.register_script(_PUT)
-        self._put_writes = redis.register_script(_PUT_WRITES)
-        self._delete_thread = redis.register_script(_DELETE_THREAD)
-        self._keep_latest = redis.register_script(_KEEP_LATEST)
-        self._delete_for_runs = redis.register_script(_DELETE_FOR_RUNS)
-        self._copy_thread = redis.register_script(_COPY_THREAD)
+        self._get = _Script(_GET)
+        self._list = _Script(_LIST)
+        self._put = _Script(_PUT)
+        self._put_writes = _Script(_PUT_WRITES)
+        self._delete_thread = _Script(_DELETE_THREAD)
+        self._keep_latest = _Script(_KEEP_LATEST)
+        self._delete_for_runs = _Script(_DELETE_FOR_RUNS)
+        self._copy_thread = _Script(_COPY_THREAD)
+        self._key_cache: dict[tuple[str, str], _NsKeys] = {}
+
+    async def _eval(
+        self,
+        script: _Script,
+        operation: str,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int] = (),
+    ) -> Any:
+        """Run ``script``: one EVALSHA, plus SCRIPT LOAD and a retry if the server lacks it.
+
+        Calls ``execute_command`` directly (redis-py's ``Script`` wrapper and the
+        ``redis_errors`` context manager cost a few microseconds per call on the hot
+        path); transport failures still become :class:`RedisUnavailable` via
+        ``redis_errors``, entered only once a failure has happened.
+        """
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            try:
+                return await self._redis.execute_command(*command)  # type: ignore[no-untyped-call]
+            except NoScriptError:
+                await self._redis.script_load(script.source)
+                return await self._redis.execute_command(*command)  # type: ignore[no-untyped-call]
+        except TRANSIENT_ERRORS:
+            async with redis_errors(operation):
+                raise
 
     # -- keys -----------------------------------------------------------------------------
+
+    def _ns_keys(self, thread_id: str, ns: str) -> _NsKeys:
+        cached = self._key_cache.get((thread_id, ns))
+        if cached is None:
+            field = self._ns_field(ns)
+            base = self._thread_base(thread_id) + field + ":"
+            cached = _NsKeys(self._ns_hash(thread_id), field, base, base + "idx")
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            self._key_cache[thread_id, ns] = cached
+        return cached
 
     def _thread_base(self, thread_id: str) -> str:
         return self._keys.key(KeyKind.CHECKPOINT, f"t={_enc(thread_id)}") + ":"
@@ -383,9 +476,6 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
     @staticmethod
     def _ns_field(ns: str) -> str:
         return f"n={_enc(ns)}"
-
-    def _ns_base(self, thread_id: str, ns: str) -> str:
-        return self._thread_base(thread_id) + self._ns_field(ns) + ":"
 
     def _run_key(self, run_id: str) -> str:
         return self._keys.key(KeyKind.CHECKPOINT, "run", _enc(run_id))
@@ -442,8 +532,8 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             pending_writes=self._decode_writes(raw_writes),
         )
 
-    def _decode(self, thread_id: str, ns: str, row: Sequence[Any]) -> CheckpointTuple:
-        checkpoint_id, record, *raw_writes = row
+    def _decode(self, thread_id: str, ns: str, framed: bytes) -> CheckpointTuple:
+        checkpoint_id, record, *raw_writes = _split_framed(framed)
         cp_type, cp_bytes, md_type, md_bytes, parent = _unpack(record)
         return self._tuple(
             thread_id,
@@ -460,12 +550,13 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint named by ``config``, or the thread's latest; one round trip."""
         thread_id, ns = self._thread_and_ns(config)
-        base = self._ns_base(thread_id, ns)
-        async with redis_errors("checkpoint get"):
-            row = await self._get(keys=[base + "idx"], args=[base, get_checkpoint_id(config) or ""])
-        if not row:
+        k = self._ns_keys(thread_id, ns)
+        framed = await self._eval(
+            self._get, "checkpoint get", (k.idx,), (k.base, get_checkpoint_id(config) or "")
+        )
+        if not framed:
             return None
-        return self._decode(thread_id, ns, row)
+        return self._decode(thread_id, ns, framed)
 
     async def alist(
         self,
@@ -514,14 +605,14 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         only_id: str | None,
         limit: int | None,
     ) -> AsyncIterator[CheckpointTuple]:
-        base = self._ns_base(thread_id, ns)
-        keys = [base + "idx"]
+        k = self._ns_keys(thread_id, ns)
+        keys = (k.idx,)
         if only_id is not None:
             if before_id is not None and only_id >= before_id:
                 return
-            async with redis_errors("checkpoint list"):
-                row = await self._get(keys=keys, args=[base, only_id])
-            rows = [(row[0], row[1], row[2:])] if row else []
+            framed = await self._eval(self._get, "checkpoint list", keys, (k.base, only_id))
+            parts = _split_framed(framed) if framed else []
+            rows = [(parts[0], parts[1], parts[2:])] if parts else []
             for tup in self._filtered(thread_id, ns, rows, filter):
                 yield tup
             return
@@ -530,8 +621,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         upper = before_id or ""
         produced = 0
         while True:
-            async with redis_errors("checkpoint list"):
-                rows = await self._list(keys=keys, args=[base, upper, page_size])
+            rows = await self._eval(self._list, "checkpoint list", keys, (k.base, upper, page_size))
             for tup in self._filtered(thread_id, ns, rows, filter):
                 yield tup
                 produced += 1
@@ -581,20 +671,11 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         md_type, md_bytes = self.serde.dumps_typed(full_metadata)
         parent_id = get_checkpoint_id(config) or ""
         record = _pack(cp_type.encode(), cp_bytes, md_type.encode(), md_bytes, parent_id.encode())
-        keys = [self._ns_hash(thread_id)]
+        k = self._ns_keys(thread_id, ns)
         run_id = full_metadata.get("run_id")
-        if run_id:
-            keys.append(self._run_key(str(run_id)))
-        args: list[str | bytes | int] = [
-            self._ns_base(thread_id, ns),
-            self._ns_field(ns),
-            checkpoint["id"],
-            record,
-            ttl,
-            self._max_checkpoints,
-        ]
-        async with redis_errors("checkpoint put"):
-            await self._put(keys=keys, args=args)
+        keys = (k.ns_hash, self._run_key(str(run_id))) if run_id else (k.ns_hash,)
+        args = (k.base, k.field, checkpoint["id"], record, ttl, self._max_checkpoints)
+        await self._eval(self._put, "checkpoint put", keys, args)
         return _config(thread_id, ns, checkpoint["id"])
 
     async def aput_writes(
@@ -614,55 +695,58 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         if not checkpoint_id:
             raise ValueError("aput_writes needs configurable['checkpoint_id']")
         override = self._ttl_override_ms(config)
-        args: list[str | bytes | int] = [
-            self._ns_base(thread_id, ns),
-            self._ns_field(ns),
-            "" if override is None else override,
-            self._ttl_ms,
-        ]
+        k = self._ns_keys(thread_id, ns)
+        overwrite: list[str | bytes] = []  # special channels (idx < 0): latest value wins
+        keep_first: list[str | bytes] = []
+        task, path = task_id.encode(), task_path.encode()
         for position, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, position)
             type_, payload = self.serde.dumps_typed(value)
-            args += [
-                f"{checkpoint_id}\x00{task_id}\x00{idx}",
-                _pack(
-                    task_id.encode(),
-                    channel.encode(),
-                    type_.encode(),
-                    payload,
-                    task_path.encode(),
-                    str(idx).encode(),
-                ),
-                "1" if idx < 0 else "0",
-            ]
-        async with redis_errors("checkpoint put_writes"):
-            await self._put_writes(keys=[self._ns_hash(thread_id)], args=args)
+            (overwrite if idx < 0 else keep_first).extend(
+                (
+                    f"{checkpoint_id}\x00{task_id}\x00{idx}",
+                    _pack(task, channel.encode(), type_.encode(), payload, path, b"%d" % idx),
+                )
+            )
+        args = (
+            k.base,
+            k.field,
+            "" if override is None else override,
+            self._ttl_ms,
+            len(overwrite) // 2,
+            *overwrite,
+            *keep_first,
+        )
+        await self._eval(self._put_writes, "checkpoint put_writes", (k.ns_hash,), args)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of ``thread_id``, in all namespaces."""
         thread_id = str(thread_id)
-        async with redis_errors("checkpoint delete_thread"):
-            await self._delete_thread(
-                keys=[self._ns_hash(thread_id)], args=[self._thread_base(thread_id)]
-            )
+        await self._eval(
+            self._delete_thread,
+            "checkpoint delete_thread",
+            (self._ns_hash(thread_id),),
+            (self._thread_base(thread_id),),
+        )
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by any of ``run_ids``."""
         if not run_ids:
             return
-        async with redis_errors("checkpoint delete_for_runs"):
-            await self._delete_for_runs(keys=[self._run_key(str(r)) for r in run_ids])
+        run_keys = [self._run_key(str(r)) for r in run_ids]
+        await self._eval(self._delete_for_runs, "checkpoint delete_for_runs", run_keys)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of one thread onto another (merging)."""
         source, target = str(source_thread_id), str(target_thread_id)
         if source == target:
             return
-        async with redis_errors("checkpoint copy_thread"):
-            await self._copy_thread(
-                keys=[self._ns_hash(source), self._ns_hash(target)],
-                args=[self._thread_base(source), self._thread_base(target)],
-            )
+        await self._eval(
+            self._copy_thread,
+            "checkpoint copy_thread",
+            (self._ns_hash(source), self._ns_hash(target)),
+            (self._thread_base(source), self._thread_base(target)),
+        )
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest`` keeps each namespace's newest checkpoint; ``delete`` drops all."""
@@ -672,10 +756,12 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 await self.adelete_thread(thread_id)
                 continue
-            async with redis_errors("checkpoint prune"):
-                await self._keep_latest(
-                    keys=[self._ns_hash(str(thread_id))], args=[self._thread_base(str(thread_id))]
-                )
+            await self._eval(
+                self._keep_latest,
+                "checkpoint prune",
+                (self._ns_hash(str(thread_id)),),
+                (self._thread_base(str(thread_id)),),
+            )
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Zero-padded counter plus a random tie-breaker, as LangGraph's own savers do."""

@@ -22,6 +22,7 @@ from langgraph.checkpoint.conformance.test_utils import (
     generate_config,
     generate_metadata,
 )
+from langgraph.checkpoint.serde.types import ERROR
 from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from redis.asyncio import Redis
@@ -312,6 +313,56 @@ async def test_pending_writes_come_back_in_task_path_order(redis: Redis, keys: K
     tup = await saver.aget_tuple(stored)
     assert tup is not None
     assert [w[2] for w in tup.pending_writes or []] == ["first", "also first", "second"]
+
+
+@pytest.mark.usefixtures("clean")
+async def test_special_channels_overwrite_and_others_keep_their_first_value(
+    redis: Redis, keys: Keys
+) -> None:
+    saver = RedisCheckpointSaver(redis=redis, keys=keys)
+    stored = await saver.aput(generate_config("t"), generate_checkpoint(), generate_metadata(), {})
+    await saver.aput_writes(stored, [("a", 1), (ERROR, "boom 1"), ("b", 2)], task_id="task")
+    await saver.aput_writes(stored, [("a", 10), (ERROR, "boom 2"), ("b", 20)], task_id="task")
+    tup = await saver.aget_tuple(stored)
+    assert tup is not None
+    assert sorted(tup.pending_writes or []) == [
+        ("task", ERROR, "boom 2"),  # the error channel: the latest value wins
+        ("task", "a", 1),  # ordinary channels: a retried task does not overwrite
+        ("task", "b", 2),
+    ]
+
+
+@pytest.mark.usefixtures("clean")
+async def test_checkpoint_ids_with_separators_round_trip(redis: Redis, keys: Keys) -> None:
+    saver = RedisCheckpointSaver(redis=redis, keys=keys)
+    odd_id = "12:34:\x00:5"  # digits and ':' cannot confuse the reply framing
+    stored = await saver.aput(
+        generate_config("t"), generate_checkpoint(checkpoint_id=odd_id), generate_metadata(), {}
+    )
+    await saver.aput_writes(stored, [("ch", "7:x")], task_id="1:2")
+    for found in (
+        await saver.aget_tuple(generate_config("t")),
+        await saver.aget_tuple(stored),
+        *[t async for t in saver.alist(stored)],
+    ):
+        assert found is not None
+        assert found.checkpoint["id"] == odd_id
+        assert found.pending_writes == [("1:2", "ch", "7:x")]
+
+
+async def test_scripts_are_reloaded_after_the_server_forgets_them(keys: Keys) -> None:
+    # A private server: flushing the script cache of the shared real Redis would disturb
+    # other clients (they would recover the same way, but it is not this test's business).
+    redis = create_redis(None)
+    saver = RedisCheckpointSaver(redis=redis, keys=keys)
+    try:
+        stored = await _turn(saver, "t", None, 0)
+        await redis.script_flush()
+        tup = await saver.aget_tuple(generate_config("t"))
+        assert tup is not None and tup.config == stored
+        await _turn(saver, "t", stored, 1)
+    finally:
+        await redis.aclose()
 
 
 @pytest.mark.usefixtures("clean")
