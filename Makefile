@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## run: the embedded main job on zero-config defaults
 run: $(STAMP)
-	$(BIN)/switchboard console
+	$(BIN)/switchboard sandbox
 
 ## test: the whole suite (real PostgreSQL and Redis when reachable)
 test: $(STAMP)
@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/checkpointer.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache switchboard.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache switchboard.db* .switchboard-sandbox
 
 ## eval-smoke: the built-in skills' datasets on the offline model (a CI gate)
 eval-smoke: $(STAMP)

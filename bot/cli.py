@@ -79,8 +79,10 @@ app.add_typer(skills_app, name="skills")
 
 def _mount_features() -> None:
     from evals.cli import eval_app
+    from sandbox.cli import register as register_sandbox
 
     app.add_typer(eval_app, name="eval")
+    register_sandbox(app)
 
 
 _mount_features()

@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Inbound, user_error
 from bot.listeners._context import BotContext
+from bot.listeners.events import plain_text
 from bot.views import blocks as views
 from bot.views.text import escape_mrkdwn
 from skills.context import ThreadRef
@@ -34,7 +35,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
     async def switchboard(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
-        text = str(body.get("text") or "").strip()
+        text = plain_text(str(body.get("text") or "").strip())
         word, _, rest = text.partition(" ")
         word = word.lower()
         rest = rest.strip()

@@ -24,10 +24,17 @@ _ANSWERABLE_SUBTYPES = {None, "file_share", "thread_broadcast"}
 _RESET = re.compile(r"^\s*(reset|forget( this)?|start over)\s*[.!]?\s*$", re.IGNORECASE)
 
 
+def plain_text(text: str) -> str:
+    """Slack escapes ``&``, ``<`` and ``>`` in message text; the model gets them back as
+    typed (otherwise answers come out double-escaped). Mentions and links stay as Slack
+    wrote them (``<@U…>``, ``<https://…|label>``)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def strip_mention(text: str, bot_user_id: str | None) -> str:
     if bot_user_id:
         text = text.replace(f"<@{bot_user_id}>", " ")
-    return re.sub(r"\s+", " ", text).strip()
+    return plain_text(re.sub(r"[ \t]+", " ", text).strip())
 
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
@@ -114,7 +121,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 team=team,
                 channel=channel,
                 user=str(event["user"]),
-                text=text.strip(),
+                text=plain_text(text.strip()),
                 kind="thread",
                 memory=memory,
                 reply_thread_ts=str(thread_ts),

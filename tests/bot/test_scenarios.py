@@ -345,3 +345,32 @@ async def test_streaming_answers(make_bot: BotFactory) -> None:
     streamed = starts[0].args["markdown_text"] + "".join(a.args["markdown_text"] for a in appends)
     assert "Third." in streamed and "[card ****1111]" in streamed
     assert "4111 1111 1111 1111" not in streamed
+
+
+async def test_redis_blip_gives_a_short_answer_and_the_bot_stays_up(
+    make_bot: BotFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away mid-flight: the person gets a short reply with a reference, the
+    request is still acked, and the bot answers normally once Redis is back."""
+    env = await make_bot({"offline": ScriptedChatModel(default="back to normal")})
+    server = env.services.redis.connection_pool.connection_kwargs.get("server")
+    if server is None:
+        pytest.skip("a Redis outage is simulated with fakeredis only (the embedded backend)")
+    server.connected = False
+    response, ts = await env.mention("ask are you there?")
+    await env.idle()
+    assert response.status_code == 200
+    text = env.replies("C0GENERAL", ts)[-1]["text"]
+    assert "storage is unreachable" in text and "reference" in text
+    server.connected = True
+    _, ts = await env.mention("ask and now?")
+    await env.idle()
+    assert env.replies("C0GENERAL", ts)[-1]["text"] == "back to normal"
+
+
+async def test_slack_escaping_is_undone_before_the_model(make_bot: BotFactory) -> None:
+    model = ScriptedChatModel([reply("ok")])
+    env = await make_bot({"offline": model})
+    await env.mention("ask is 3 &lt; 5 &amp;&amp; 7 &gt; 2?")
+    await env.idle()
+    assert "is 3 < 5 && 7 > 2?" in texts(model)

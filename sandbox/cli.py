@@ -1,0 +1,75 @@
+"""``switchboard sandbox``: the local workspace in the browser, record and replay.
+
+Mounted by the main CLI with :func:`register` (``register(app)`` adds the command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import typer
+
+__all__ = ["register", "sandbox"]
+
+
+def sandbox(
+    port: int = typer.Option(3000, "--port", min=0, max=65535, help="port on 127.0.0.1"),
+    seed: Path | None = typer.Option(  # noqa: B008 - typer's declaration style
+        None, "--seed", help="a YAML/JSON workspace to start from instead of the sample"
+    ),
+    reset: bool = typer.Option(False, "--reset", help="delete the sandbox's saved state first"),
+    record: Path | None = typer.Option(  # noqa: B008
+        None, "--record", help="save the session (actions, payloads, API calls) to FILE"
+    ),
+    replay: Path | None = typer.Option(  # noqa: B008
+        None, "--replay", help="replay a recorded session against the current bot"
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="with --replay: no page; exit 1 and print a diff on changes"
+    ),
+    state_dir: Path = typer.Option(  # noqa: B008
+        Path(".switchboard-sandbox"), "--state-dir", help="where the sandbox keeps its state"
+    ),
+) -> None:
+    """A local Slack workspace in the browser with the bot connected (zero config)."""
+    from bot.logs import configure_logging
+    from bot.settings import ConfigError
+    from sandbox.record import ReplayError
+    from sandbox.seed import SeedError
+    from sandbox.server import SandboxOptions, check_recording, reset_state, run_sandbox
+
+    level = os.environ.get("SWITCHBOARD_LOG_LEVEL", "WARNING").upper()
+    configure_logging(level if level in {"DEBUG", "INFO", "WARNING", "ERROR"} else "WARNING")
+    if check and replay is None:
+        _fail("--check needs --replay FILE")
+    try:
+        if replay is not None and check:
+            diff, steps = asyncio.run(check_recording(replay))
+            if diff:
+                typer.echo(f"the bot now answers differently from {replay}:\n")
+                typer.echo(diff)
+                raise typer.Exit(1)
+            typer.echo(f"replay matches {replay} ({steps} steps)")
+            return
+        if reset and reset_state(state_dir):
+            typer.echo(f"deleted the sandbox state in {state_dir}")
+        options = SandboxOptions(port=port, seed=seed, record=record, state_dir=state_dir)
+        run_sandbox(options, echo=typer.echo, replay=replay)
+    except ConfigError as exc:
+        _fail(str(exc))
+    except (SeedError, ReplayError, ValueError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot start the sandbox on port {port}: {exc.strerror or exc}", 1)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"switchboard: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sandbox`` to the ``switchboard`` command line."""
+    app.command("sandbox")(sandbox)

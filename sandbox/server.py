@@ -1,0 +1,403 @@
+"""Wires the sandbox: one HTTP server on 127.0.0.1 hosting the bot, the emulator and the page.
+
+    /slack/events, /healthz, /readyz, /metrics   the bot's own HTTP app, unchanged
+    /api/{method}                                the Web API emulator (SLACK_API_URL)
+    /hooks/{token}                               response_url for commands and clicks
+    /crm/…                                       the demo CRM (CRM_URL for the skills)
+    /, /sandbox/…, /static/…                     the page, its JSON API, live updates
+
+The bot runs exactly as ``switchboard serve`` runs it: it receives signed requests and
+calls the Web API through its retrying client; only the URLs point here. The sandbox uses
+its own SQLite file and in-process Redis under ``state_dir`` (never ``DATABASE_URL`` or
+``REDIS_URL``, so it cannot touch real data), its own random signing secret and bot token,
+and the model from ``SWITCHBOARD_MODEL`` (default: ``offline``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from bot.app import Bot, create_bot
+from bot.http import create_http_app
+from bot.services import Services, open_services
+from bot.settings import Settings
+from bot.slack.client import create_web_client
+from sandbox import crm as crm_module
+from sandbox import emulator as emulator_module
+from sandbox import web
+from sandbox.actions import Actions
+from sandbox.crm import DemoCrm
+from sandbox.emulator import ApiCall, Emulator, RateLimit
+from sandbox.events import EventSender
+from sandbox.record import Recorder
+from sandbox.seed import load_state, save_state, seed_file, seed_sample
+
+__all__ = ["RunningSandbox", "SandboxOptions", "open_sandbox", "run_sandbox"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = Path(".switchboard-sandbox")
+SAVE_EVERY = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxOptions:
+    """How to run the sandbox. ``port=0`` picks a free port (tests, replays).
+
+    ``workspace`` (a saved snapshot) wins over ``seed``, which wins over the saved state,
+    which wins over the built-in sample. ``persist=False`` neither loads nor saves state.
+    """
+
+    port: int = 3000
+    state_dir: Path = DEFAULT_STATE_DIR
+    seed: Path | None = None
+    reset: bool = False
+    record: Path | None = None
+    workspace: Mapping[str, Any] | None = None
+    persist: bool = True
+    env: Mapping[str, str] | None = None
+    rate_limit: RateLimit | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class RunningSandbox:
+    """A started sandbox: where it is and its parts (tests and replays drive these)."""
+
+    url: str
+    emulator: Emulator
+    actions: Actions
+    crm: DemoCrm
+    services: Services
+    bot: Bot
+    settings: Settings
+    server: uvicorn.Server
+    calls: list[ApiCall] = field(default_factory=list)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        """Ask the server to stop (a second call stops without waiting for connections)."""
+        if self.server.should_exit:
+            self.server.force_exit = True
+        self.server.should_exit = True
+        self.stopped.set()
+
+    async def wait_closed(self) -> None:
+        await self.stopped.wait()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling: :func:`run_sandbox` owns Ctrl-C, so
+    shutdown can drain the bot and save the workspace before the process ends."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def reset_state(state_dir: Path) -> bool:
+    """Delete the sandbox's own state folder; True when there was one."""
+    if not state_dir.exists():
+        return False
+    if not (state_dir / ".switchboard-sandbox").exists():
+        # Refuse to delete a folder the sandbox did not create (a mistyped --state-dir).
+        raise ValueError(f"{state_dir} does not look like a sandbox state folder")
+    shutil.rmtree(state_dir)
+    return True
+
+
+def _prepare_state_dir(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker = state_dir / ".switchboard-sandbox"
+    if not marker.exists():
+        marker.write_text("state of `switchboard sandbox`; delete with --reset\n")
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def sandbox_settings(
+    env: Mapping[str, str], *, url: str, token: str, secret: str, database: Path
+) -> tuple[Settings, dict[str, str]]:
+    """Settings for the sandboxed bot, and the environment its skills load with."""
+    skill_env = dict(env)
+    skill_env.setdefault("CRM_URL", f"{url}/crm")
+    overrides = {
+        "SLACK_BOT_TOKEN": token,
+        "SLACK_SIGNING_SECRET": secret,
+        "SLACK_API_URL": f"{url}/api/",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "REDIS_URL": "",
+        "HOST": "127.0.0.1",
+    }
+    overrides.pop("PORT", None)
+    merged = {k: v for k, v in skill_env.items() if k not in {"PORT"}}
+    return Settings.from_env({**merged, **overrides}), skill_env
+
+
+def _seed(emulator: Emulator, options: SandboxOptions, saved: Path) -> str:
+    now = options.now()
+    if options.workspace is not None:
+        emulator.load(options.workspace)
+        return "recorded workspace"
+    if options.seed is not None:
+        seed_file(emulator, options.seed, now)
+        return f"seed file {options.seed}"
+    if options.persist and load_state(emulator, saved):
+        return f"saved state in {saved.parent}"
+    seed_sample(emulator, now)
+    return "built-in sample workspace"
+
+
+@contextlib.asynccontextmanager
+async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]:
+    """Start everything; on exit stop the server, drain the bot and save the workspace."""
+    env = dict(os.environ if options.env is None else options.env)
+    if options.reset:
+        reset_state(options.state_dir)
+    _prepare_state_dir(options.state_dir)
+    sock = _bind(options.port)
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    token = "xoxb-sandbox-" + secrets.token_hex(12)
+    secret = secrets.token_hex(16)
+    saved = options.state_dir / "workspace.json"
+    try:
+        settings, skill_env = sandbox_settings(
+            env, url=url, token=token, secret=secret, database=options.state_dir / "sandbox.db"
+        )
+        emulator = Emulator(token=token, rate_limit=options.rate_limit)
+        source = _seed(emulator, options, saved)
+        log.info("sandbox workspace: %s", source)
+    except BaseException:
+        sock.close()
+        raise
+    crm = DemoCrm.sample()
+    hub = web.Hub()
+    emulator.listeners.append(hub.publish)
+    dirty = asyncio.Event()
+    emulator.listeners.append(lambda _change: dirty.set())
+    recorder: Recorder | None = None
+    http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+    try:
+        async with open_services(settings, env=skill_env) as services:
+            client = create_web_client(token=token, base_url=settings.slack_api_url)
+            bot = create_bot(services, client=client, signing_secret=secret)
+            sender = EventSender(
+                url=f"{url}/slack/events",
+                signing_secret=secret,
+                team_id=emulator.team_id,
+                app_id=emulator.app_id,
+                bot_user_id=emulator.bot_user_id,
+                http=http,
+            )
+            actions = Actions(
+                emulator=emulator, sender=sender, hooks_url=f"{url}/hooks/", idle=bot.worker.idle
+            )
+            if options.record is not None:
+                recorder = Recorder(
+                    options.record, workspace=emulator.snapshot(), started=time.time()
+                )
+                actions.observers.append(recorder.action)
+                sender.observers.append(recorder.inbound)
+                emulator.call_listeners.append(recorder.call)
+            app = Starlette(
+                routes=_routes(
+                    emulator=emulator,
+                    actions=actions,
+                    hub=hub,
+                    crm=crm,
+                    bot_app=create_http_app(bot, signing_secret=secret, services=services),
+                )
+            )
+            config = uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+            server = _Server(config)
+            running = RunningSandbox(
+                url=url,
+                emulator=emulator,
+                actions=actions,
+                crm=crm,
+                services=services,
+                bot=bot,
+                settings=settings,
+                server=server,
+            )
+            emulator.call_listeners.append(running.calls.append)
+            serving = asyncio.create_task(server.serve(sockets=[sock]), name="sandbox-server")
+            serving.add_done_callback(lambda _task: running.stopped.set())
+            # What `open_bot` runs beside the bot: the sweep that expires stale approvals.
+            sweeper = asyncio.create_task(
+                bot.approvals.sweep_forever(settings.approval_sweep_seconds),
+                name="approval-sweep",
+            )
+            saver = asyncio.create_task(
+                _save_loop(emulator, saved, dirty) if options.persist else asyncio.sleep(0),
+                name="sandbox-saver",
+            )
+            try:
+                while not server.started:
+                    if serving.done():
+                        serving.result()  # raise what stopped it
+                        raise RuntimeError("the sandbox server stopped while starting")
+                    await asyncio.sleep(0.02)
+                yield running
+            finally:
+                hub.close()
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
+                await actions.settle(timeout=10)
+                await bot.worker.drain(timeout=10)
+                for task in (sweeper, saver):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                if options.persist:
+                    save_state(emulator, saved)
+    finally:
+        sock.close()
+        await http.aclose()
+        if recorder is not None:
+            recorder.close()
+
+
+async def _save_loop(emulator: Emulator, path: Path, dirty: asyncio.Event) -> None:
+    while True:
+        await dirty.wait()
+        dirty.clear()
+        await asyncio.sleep(SAVE_EVERY)
+        try:
+            save_state(emulator, path)
+        except OSError as exc:
+            log.warning("could not save the sandbox workspace: %s", exc)
+
+
+def _routes(
+    *, emulator: Emulator, actions: Actions, hub: web.Hub, crm: DemoCrm, bot_app: Starlette
+) -> list[BaseRoute]:
+    async def hook(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"ok": False, "error": "invalid_payload"}, status_code=400)
+        answer = emulator.hook(request.path_params["token"], body)
+        return JSONResponse(answer, status_code=200 if answer.get("ok") else 404)
+
+    return [
+        Mount("/api", routes=emulator_module.routes(emulator)),
+        Mount("/crm", routes=crm_module.routes(crm)),
+        Route("/hooks/{token}", hook, methods=["POST"]),
+        *web.routes(emulator=emulator, actions=actions, hub=hub),
+        Mount("", app=bot_app),
+    ]
+
+
+def run_sandbox(
+    options: SandboxOptions,
+    *,
+    echo: Callable[[str], None] = print,
+    replay: Path | None = None,
+) -> None:
+    """``switchboard sandbox``: serve until Ctrl-C; prints the page's URL, opens nothing.
+
+    With ``replay``, the recorded session is performed again once the page is up, so it
+    can be watched, and the sandbox keeps serving afterwards.
+    """
+    recording = None
+    mapping: dict[str, str] = {}
+    if replay is not None:
+        from sandbox.record import read_recording, shift_workspace
+
+        recording = read_recording(replay)
+        shifted = shift_workspace(recording.workspace, time.time() - recording.started, mapping)
+        options = replace(options, workspace=shifted, persist=False)
+
+    async def _main() -> None:
+        async with open_sandbox(options) as sandbox:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, sandbox.stop)
+            model = sandbox.settings.model
+            echo(f"Switchboard sandbox: open {sandbox.url}/  (model: {model}; Ctrl-C to stop)")
+            if options.record is not None:
+                echo(f"recording the session to {options.record}")
+            if recording is not None:
+                from sandbox.record import replay as perform
+
+                echo(f"replaying {replay} …")
+                steps = await perform(
+                    recording, sandbox.actions, mapping=mapping, calls=sandbox.calls
+                )
+                echo(f"replayed {len(steps)} steps; the sandbox keeps running")
+            await sandbox.wait_closed()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
+
+
+async def check_recording(
+    path: Path, *, env: Mapping[str, str] | None = None, state_dir: Path | None = None
+) -> tuple[str, int]:
+    """Replay ``path`` against the current bot, headless; (diff, number of steps).
+
+    The diff is empty when the bot sent the same as when the session was recorded.
+    """
+    import tempfile
+
+    from sandbox.record import compare, read_recording, replay, shift_workspace
+
+    recording = read_recording(path)
+    mapping: dict[str, str] = {}
+    workspace = shift_workspace(recording.workspace, time.time() - recording.started, mapping)
+    with tempfile.TemporaryDirectory(prefix="switchboard-replay-") as tmp:
+        options = SandboxOptions(
+            port=0,
+            state_dir=state_dir or Path(tmp) / "state",
+            workspace=workspace,
+            persist=False,
+            env=env,
+        )
+        async with open_sandbox(options) as sandbox:
+            steps = await replay(recording, sandbox.actions, mapping=mapping, calls=sandbox.calls)
+    return compare(recording.steps, steps), len(steps)
