@@ -7,12 +7,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml requirements.lock README.md ./
 # Runtime deps only: drop the dev/test pins from the lock.
-RUN grep -vE '^(pytest|pytest-asyncio|pytest-timeout|freezegun|ruff|mypy|mypy-extensions|types-|langgraph-checkpoint-conformance|langgraph-checkpoint-sqlite|langgraph-checkpoint-postgres|psycopg|psycopg-binary|psycopg-pool|iniconfig|pluggy|pathspec)==' requirements.lock > runtime.lock \
+RUN grep -vE '^(pytest|pytest-asyncio|pytest-timeout|freezegun|ruff|mypy|mypy-extensions|types-|langgraph-checkpoint-conformance|langgraph-checkpoint-sqlite|langgraph-checkpoint-postgres|psycopg|psycopg-binary|psycopg-pool|iniconfig|pluggy|pathspec|playwright|pyee)==' requirements.lock > runtime.lock \
  && pip install -r runtime.lock
 COPY bot ./bot
 COPY skills ./skills
 COPY scheduler ./scheduler
 COPY storage ./storage
+COPY evals ./evals
+COPY sandbox ./sandbox
 RUN pip install --no-deps .
 
 # Final stage: slim, non-root, only the virtualenv.
