@@ -9,6 +9,7 @@ one without the other.
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -271,6 +272,13 @@ def _web_api_names() -> dict[str, str]:
     }
 
 
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse`` on a fresh thread: CPython 3.11.7 can raise "AST constructor recursion
+    depth mismatch" when parsing deep inside another stack (fixed in 3.11.8, gh-106905)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ast.parse, path.read_text(encoding="utf-8"), str(path)).result()
+
+
 def called_methods() -> dict[str, set[str]]:
     """Web API methods the code calls → the files calling them.
 
@@ -282,7 +290,7 @@ def called_methods() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for package in SCANNED:
         for path in sorted((ROOT / package).rglob("*.py")):
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            tree = _parse(path)
             where = str(path.relative_to(ROOT))
             for node in ast.walk(tree):
                 method = None
