@@ -80,8 +80,11 @@ app.add_typer(skills_app, name="skills")
 def _mount_features() -> None:
     from evals.cli import eval_app
     from sandbox.cli import register as register_sandbox
+    from scheduler.cli import scheduler_command, schedules_app
 
     app.add_typer(eval_app, name="eval")
+    app.add_typer(schedules_app, name="schedules")
+    app.command("scheduler")(scheduler_command)
     register_sandbox(app)
 
 

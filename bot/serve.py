@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import uvicorn
 from starlette.applications import Starlette
@@ -21,26 +21,54 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def open_bot(settings: Settings) -> AsyncIterator[tuple[Services, Bot]]:
-    """Services plus the Bolt app, closed in order (background work drained first)."""
+async def run_features(bot: Bot, services: Services, settings: Settings) -> AsyncIterator[None]:
+    """What runs beside the listeners in every bot process: the approval sweep and the
+    scheduler (leader-elected: only one process in the deployment fires schedules)."""
+    from bot.schedules import create_scheduler, install
+
+    scheduler = create_scheduler(
+        services,
+        client=bot.client,
+        weekend=settings.weekend,
+        holidays=settings.holidays,
+        max_failures=settings.schedule_max_failures,
+    )
+    feature = install(bot, services, scheduler)
+    bot.context.dm_hooks.append(feature.capture_standup_reply)
+    sweeper = asyncio.create_task(
+        bot.approvals.sweep_forever(settings.approval_sweep_seconds), name="approval-sweep"
+    )
+    if settings.scheduler_enabled:
+        await scheduler.start()
+    try:
+        yield
+    finally:
+        if settings.scheduler_enabled:
+            await scheduler.stop()
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+
+@contextlib.asynccontextmanager
+async def open_bot(
+    settings: Settings, *, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[Services, Bot]]:
+    """Services plus the Bolt app and its features, closed in order (background work
+    drained first). ``env`` is what skill specs expand ``${VAR}`` from (default: os.environ)."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     secret = settings.slack_signing_secret
-    async with open_services(settings) as services:
+    async with open_services(settings, env=env) as services:
         client = create_web_client(token=token, base_url=settings.slack_api_url)
         bot = create_bot(
             services,
             client=client,
             signing_secret=secret.get_secret_value() if secret else None,
         )
-        sweeper = asyncio.create_task(
-            bot.approvals.sweep_forever(settings.approval_sweep_seconds), name="approval-sweep"
-        )
         try:
-            yield services, bot
+            async with run_features(bot, services, settings):
+                yield services, bot
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
             await bot.worker.drain()
 
 

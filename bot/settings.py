@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     pii_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_PII_KEY")
     streaming: bool = Field(default=False, alias="SWITCHBOARD_STREAMING")
     approval_dms: bool = Field(default=False, alias="SWITCHBOARD_APPROVAL_DMS")
+    scheduler_enabled: bool = Field(default=True, alias="SWITCHBOARD_SCHEDULER")
+    weekend: str = Field(default="sat-sun", alias="SWITCHBOARD_WEEKEND")
+    holidays: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SWITCHBOARD_HOLIDAYS"
+    )
+    schedule_max_failures: int = Field(default=5, ge=1, alias="SWITCHBOARD_SCHEDULE_MAX_FAILURES")
     approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
@@ -101,7 +107,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, _MappingEnvSource(settings_cls))
 
-    @field_validator("fallback_models", "http_allowed_hosts", mode="before")
+    @field_validator("fallback_models", "http_allowed_hosts", "holidays", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -147,6 +153,26 @@ class Settings(BaseSettings):
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise ValueError("expected an http(s) URL such as https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("weekend")
+    @classmethod
+    def _check_weekend(cls, value: str) -> str:
+        from scheduler.calendar import parse_weekend
+
+        parse_weekend(value)  # raises ValueError with the accepted forms
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _check_holidays(cls, value: list[str]) -> list[str]:
+        from datetime import date
+
+        for day in value:
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                raise ValueError(f"{day!r} is not an ISO date like 2026-12-25") from None
+        return value
 
     @field_validator("log_level")
     @classmethod

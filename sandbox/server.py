@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from bot.app import Bot, create_bot
 from bot.http import create_http_app
+from bot.serve import run_features
 from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.slack.client import create_web_client
@@ -264,11 +265,9 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
             emulator.call_listeners.append(running.calls.append)
             serving = asyncio.create_task(server.serve(sockets=[sock]), name="sandbox-server")
             serving.add_done_callback(lambda _task: running.stopped.set())
-            # What `open_bot` runs beside the bot: the sweep that expires stale approvals.
-            sweeper = asyncio.create_task(
-                bot.approvals.sweep_forever(settings.approval_sweep_seconds),
-                name="approval-sweep",
-            )
+            # What every bot process runs beside the listeners: approval sweep, scheduler.
+            features = contextlib.AsyncExitStack()
+            await features.enter_async_context(run_features(bot, services, settings))
             saver = asyncio.create_task(
                 _save_loop(emulator, saved, dirty) if options.persist else asyncio.sleep(0),
                 name="sandbox-saver",
@@ -286,11 +285,11 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                 with contextlib.suppress(asyncio.CancelledError):
                     await serving
                 await actions.settle(timeout=10)
+                await features.aclose()
                 await bot.worker.drain(timeout=10)
-                for task in (sweeper, saver):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                saver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await saver
                 if options.persist:
                     save_state(emulator, saved)
     finally:

@@ -248,10 +248,13 @@ class Trigger(ABC):
         return {}
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> Trigger:
-        """Rebuild a trigger stored with :meth:`to_dict`; raise TriggerError if corrupt."""
+    def from_dict(data: Mapping[str, Any], *, min_interval: timedelta = MIN_INTERVAL) -> Trigger:
+        """Rebuild a trigger stored with :meth:`to_dict`; raise TriggerError if corrupt.
+
+        ``min_interval`` lowers the shortest accepted interval (tests only).
+        """
         try:
-            return _from_dict(data)
+            return _from_dict(data, min_interval=min_interval)
         except TriggerError as error:
             raise TriggerError(
                 f"stored trigger is invalid: {error.problem}", examples=False
@@ -374,12 +377,15 @@ class IntervalTrigger(Trigger):
     seconds: int
     anchor: datetime
     tz: str
+    #: The shortest interval accepted; lowered only by tests that need fast firings.
+    min_interval: timedelta = field(default=MIN_INTERVAL, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _zone(self.tz)
-        if not MIN_INTERVAL.total_seconds() <= self.seconds <= MAX_INTERVAL.total_seconds():
+        low = self.min_interval.total_seconds()
+        if not low <= self.seconds <= MAX_INTERVAL.total_seconds():
             raise TriggerError(
-                f"an interval must be between {int(MIN_INTERVAL.total_seconds())} seconds "
+                f"an interval must be between {int(low)} seconds "
                 f"and {MAX_INTERVAL.days} days, got {self.seconds} seconds"
             )
         object.__setattr__(self, "anchor", _aware_utc(self.anchor, "anchor"))
@@ -428,7 +434,7 @@ class OnceTrigger(Trigger):
             yield self.at
 
 
-def _from_dict(data: Mapping[str, Any]) -> Trigger:
+def _from_dict(data: Mapping[str, Any], *, min_interval: timedelta) -> Trigger:
     kind, expr, tz = data["kind"], data["expr"], data["tz"]
     if not isinstance(expr, str) or not isinstance(tz, str):
         raise TypeError("'expr' and 'tz' must be strings")
@@ -439,7 +445,9 @@ def _from_dict(data: Mapping[str, Any]) -> Trigger:
     parsed = parse_text(expr)
     if kind == "interval" and isinstance(parsed, Every):
         anchor = datetime.fromisoformat(data["anchor"])
-        return IntervalTrigger(seconds=parsed.seconds, anchor=anchor, tz=tz)
+        return IntervalTrigger(
+            seconds=parsed.seconds, anchor=anchor, tz=tz, min_interval=min_interval
+        )
     if kind == "business" and isinstance(parsed, BusinessDaily):
         calendar = BusinessCalendar.from_dict(data)
         return BusinessDayTrigger(at=parsed.at, tz=tz, calendar=calendar)
@@ -476,12 +484,14 @@ def parse_trigger(
     tz: str,
     now: datetime,
     calendar: BusinessCalendar | None = None,
+    min_interval: timedelta = MIN_INTERVAL,
 ) -> Trigger:
     """Turn a phrase or crontab typed by a person into a trigger.
 
     ``tz`` is the schedule's zone (the creator's Slack zone unless overridden); ``now`` is
     an aware datetime that relative phrases resolve against and that anchors intervals.
     ``calendar`` serves ``every business day`` (default: Sat-Sun weekend, no holidays).
+    ``min_interval`` lowers the shortest accepted interval (tests only).
     Raises TriggerError, whose message includes examples of valid input.
     """
     zone = _zone(tz)
@@ -499,7 +509,12 @@ def parse_trigger(
         case CronSpec():
             trigger: Trigger = CronTrigger(cron=parsed.expression, tz=tz)
         case Every(seconds=seconds):
-            trigger = IntervalTrigger(seconds=seconds, anchor=now.replace(microsecond=0), tz=tz)
+            trigger = IntervalTrigger(
+                seconds=seconds,
+                anchor=now.replace(microsecond=0),
+                tz=tz,
+                min_interval=min_interval,
+            )
         case Weekly(weekdays=weekdays, at=clock):
             cron = f"{clock.minute} {clock.hour} * * {_cron_weekdays(weekdays)}"
             trigger = CronTrigger(cron=cron, tz=tz)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -222,3 +223,117 @@ class AuditEntry(Base):
     # Unique: two writers that read the same head cannot both append after it.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Schedule(Base):
+    """A recurring automation: run ``skill`` on ``input_text`` and post to ``channel_id``.
+
+    ``trigger_json`` is ``scheduler.triggers.Trigger.to_dict()``. ``last_fire_at`` is the
+    latest scheduled instant already handled (run, missed or skipped), from which the leader
+    plans what is due; ``version`` grows with every change so a resync can tell what moved.
+    ``kind`` is ``skill`` or ``standup`` (``options_json`` then holds the user group, the
+    answer window and the prompt).
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        Index("ix_schedules_channel_id", "channel_id"),
+        Index("ix_schedules_owner", "owner"),
+        Index("ix_schedules_enabled_next_run_at", "enabled", "next_run_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="skill")
+    skill: Mapped[str] = mapped_column(String(64))
+    input_text: Mapped[str] = mapped_column(Text, default="")
+    channel_id: Mapped[str] = mapped_column(String(64))
+    trigger_json: Mapped[str] = mapped_column(Text)
+    tz: Mapped[str] = mapped_column(String(64))
+    grace_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    options_json: Mapped[str] = mapped_column(Text, default="{}")
+    owner: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0)
+    failure_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ScheduleRun(Base):
+    """One firing of a schedule; the unique (schedule, scheduled time) key backs the Redis
+    claim, so a firing is recorded - and run - at most once."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (
+        UniqueConstraint(
+            "schedule_id", "scheduled_for", name="uq_schedule_runs_schedule_id_scheduled_for"
+        ),
+        Index("ix_schedule_runs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("schedules.id", ondelete="CASCADE")
+    )
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled | manual
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed | missed | skipped
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    fence: Mapped[int | None] = mapped_column(Integer)
+
+
+class StandupSession(Base):
+    """One stand-up: prompts went out at ``opens_at``; answers count until ``closes_at``."""
+
+    __tablename__ = "standup_sessions"
+    __table_args__ = (
+        UniqueConstraint(
+            "schedule_id", "scheduled_for", name="uq_standup_sessions_schedule_id_scheduled_for"
+        ),
+        Index("ix_standup_sessions_status_closes_at", "status", "closes_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    schedule_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("schedules.id", ondelete="CASCADE")
+    )
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
+    team_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    usergroup: Mapped[str] = mapped_column(String(64))
+    prompt: Mapped[str] = mapped_column(Text)
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closing | closed
+    summary_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class StandupAnswer(Base):
+    """A member asked in a stand-up, with what they replied in their DM (PII-masked)."""
+
+    __tablename__ = "standup_answers"
+    __table_args__ = (
+        UniqueConstraint("session_id", "user_id", name="uq_standup_answers_session_id_user_id"),
+        Index("ix_standup_answers_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("standup_sessions.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(String(64))
+    dm_channel: Mapped[str | None] = mapped_column(String(64))
+    prompt_ts: Mapped[str | None] = mapped_column(String(32))
+    answer: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

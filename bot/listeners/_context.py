@@ -21,6 +21,8 @@ from storage.locks import RedisLocks
 Subcommand = Callable[
     [dict[str, Any], AsyncAck, AsyncRespond, AsyncWebClient, str], Awaitable[None]
 ]
+#: Sees each new DM first ``(team, channel, user, text, ts)``; True = handled, no answer.
+DmHook = Callable[[str, str, str, str, str], Awaitable[bool]]
 #: A section of the App Home tab added by a feature, for one person.
 HomeSection = Callable[[Actor], Awaitable[list[Block]]]
 
@@ -36,3 +38,4 @@ class BotContext:
     subcommands: dict[str, Subcommand] = field(default_factory=dict)
     help_lines: list[str] = field(default_factory=list)
     home_sections: list[HomeSection] = field(default_factory=list)
+    dm_hooks: list[DmHook] = field(default_factory=list)

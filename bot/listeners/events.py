@@ -129,6 +129,10 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             )
         if not await _first_sight(bot, channel, ts):
             return
+        if inbound.kind == "dm":
+            for hook in bot.dm_hooks:  # e.g. a stand-up collecting answers in DMs
+                if await hook(team, channel, inbound.user, inbound.text, ts):
+                    return
         if inbound.kind == "assistant":
             await _set_title(context.client, channel, str(thread_ts), inbound.text)
         await start(inbound)

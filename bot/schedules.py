@@ -1,0 +1,400 @@
+"""The Slack side of schedules: posting for the scheduler, ``/switchboard schedule(s)``,
+the buttons, the create modal, the App Home section, and stand-up replies in DMs.
+
+Wiring (done by the process entry points)::
+
+    scheduler = create_scheduler(services, client=bot.client, weekend=..., holidays=...)
+    feature = install(bot, services, scheduler)
+    async with scheduler: ...
+
+``install`` only uses the extension points of :class:`~bot.listeners.BotContext`
+(``subcommands``, ``help_lines``, ``home_sections``) and Bolt's action/view registration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block, SectionBlock
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app import Bot
+from bot.directory import Directory
+from bot.services import Services
+from bot.slack.reader import WebApiSlackReader
+from bot.views import blocks as views
+from bot.views import schedules as sviews
+from bot.views.text import escape_mrkdwn
+from scheduler.calendar import BusinessCalendar
+from scheduler.errors import SchedulerError
+from scheduler.feed import ChangeFeed
+from scheduler.manage import STANDUP, ScheduleManager, StandupOptions, parse_one_line
+from scheduler.ports import Posted, PostFailed
+from scheduler.runner import FiringRunner
+from scheduler.service import SchedulerConfig, SchedulerService
+from scheduler.standup import StandupCollector
+from skills.context import Actor, SlackReaderError
+from storage.schedules import ScheduleStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SchedulesFeature", "SlackPoster", "create_scheduler", "install"]
+
+
+class SlackPoster:
+    """The scheduler's :class:`~scheduler.ports.Poster` over the bot's Web API client.
+
+    Answers are rendered like conversation answers (masked, escaped, split under Slack's
+    limit; later chunks go in the first one's thread).
+    """
+
+    def __init__(self, *, client: AsyncWebClient) -> None:
+        self._client = client
+
+    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+        chunks = views.answer_chunks(text)
+        first: Posted | None = None
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            blocks = views.answer_blocks(chunk, run_id=run_id, skill=skill, last=last)
+            posted = await self._post(
+                channel,
+                text=chunk,
+                blocks=[b.to_dict() for b in blocks],
+                thread_ts=first.ts if first else None,
+            )
+            first = first or posted
+        assert first is not None
+        return first
+
+    async def notice(self, channel: str, text: str) -> Posted:
+        return await self._post(
+            channel, text=text, blocks=[SectionBlock(text=views._mrkdwn(text[:3000])).to_dict()]
+        )
+
+    async def _post(
+        self, channel: str, *, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None
+    ) -> Posted:
+        try:
+            response = await self._client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise PostFailed(str(exc.response.get("error") or "error")) from exc
+        except OSError as exc:
+            raise PostFailed(type(exc).__name__) from exc
+        return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
+
+
+def create_scheduler(
+    services: Services,
+    *,
+    client: AsyncWebClient,
+    weekend: str = "sat-sun",
+    holidays: Iterable[str] = (),
+    max_failures: int = 5,
+    config: SchedulerConfig | None = None,
+    directory: Directory | None = None,
+) -> SchedulerService:
+    """A scheduler service for this process, posting through ``client``.
+
+    ``weekend`` / ``holidays`` configure ``every business day`` (SWITCHBOARD_WEEKEND,
+    SWITCHBOARD_HOLIDAYS); ``max_failures`` is the auto-pause limit.
+    """
+    config = config or SchedulerConfig()
+    calendar = BusinessCalendar.from_config(weekend=weekend, holidays=holidays)
+    reader = WebApiSlackReader(client=client)
+    directory = directory or Directory(reader=reader, registry=services.registry)
+    store = ScheduleStore(sessions=services.sessions)
+    feed = ChangeFeed(redis=services.redis, keys=services.keys)
+    poster = SlackPoster(client=client)
+    manager = ScheduleManager(
+        store=store,
+        feed=feed,
+        skills=lambda: [skill.name for skill in services.registry],
+        calendar=calendar,
+        min_interval=config.min_interval,
+    )
+    runner = FiringRunner(
+        store=store,
+        runtime=services.runtime,
+        poster=poster,
+        slack=reader,
+        actor_for=directory.actor,
+        group_members=reader.usergroup_members,
+        max_failures=max_failures,
+    )
+    return SchedulerService(
+        store=store,
+        locks=services.locks,
+        feed=feed,
+        runner=runner,
+        manager=manager,
+        collector=StandupCollector(store=store, poster=poster),
+        calendar=calendar,
+        config=config,
+    )
+
+
+@dataclass(slots=True)
+class SchedulesFeature:
+    """What :func:`install` wired; ``capture_standup_reply`` is for the bot's DM path."""
+
+    scheduler: SchedulerService
+
+    async def capture_standup_reply(
+        self, team: str, channel: str, user: str, text: str, ts: str
+    ) -> bool:
+        """True when a DM was a stand-up answer (then it must not get a normal answer)."""
+        try:
+            return await self.scheduler.collector.capture(
+                team=team, channel=channel, user=user, text=text, ts=ts
+            )
+        except Exception:  # never lose the message: fall back to the normal answer path
+            log.exception("stand-up reply capture failed")
+            return False
+
+
+def _user_error(exc: Exception) -> str:
+    if isinstance(exc, SchedulerError):
+        return str(exc)
+    log.exception("schedule command failed")
+    return "Sorry, something went wrong on my side saving that schedule."
+
+
+def install(bot: Bot, services: Services, scheduler: SchedulerService) -> SchedulesFeature:
+    """Register ``/switchboard schedule`` and ``schedules``, buttons, modal and App Home."""
+    context = bot.context
+    manager: ScheduleManager = scheduler.manager
+    runtime = services.runtime
+    directory = context.conversations.directory
+    reader = WebApiSlackReader(client=bot.client)
+    feature = SchedulesFeature(scheduler=scheduler)
+
+    def skill_names(actor: Actor, channel: str | None) -> list[str]:
+        return [s.name for s in runtime.available_skills(actor, channel)]
+
+    async def list_blocks(channel: str, note: str | None = None) -> tuple[str, list[Block]]:
+        rows = await manager.for_channel(channel)
+        blocks = sviews.channel_list_blocks(
+            rows, channel=channel, summary=manager.summary, note=note
+        )
+        return sviews.channel_list_text(rows, channel=channel, summary=manager.summary), blocks
+
+    async def resolve_channel(token: str | None, current: str) -> str:
+        if token is None:
+            return current
+        if not token.startswith("#"):
+            return token
+        try:
+            name = await reader.channel_name(current)
+        except SlackReaderError:
+            name = None
+        if name is not None and f"#{name}" == token:
+            return current
+        raise SchedulerError(
+            f"I can't look up {token} by name. Type # and pick the channel from the list, "
+            "or run the command in that channel."
+        )
+
+    async def create_from_line(*, text: str, team: str, user: str, channel: str) -> str:
+        line = parse_one_line(text)
+        actor = await directory.actor(user)
+        target = await resolve_channel(line.channel, channel)
+        if line.skill != STANDUP and line.skill not in skill_names(actor, target):
+            raise SchedulerError(f"You can't use `{line.skill}` in <#{target}>.")
+        standup = None
+        if line.skill == STANDUP:
+            assert line.usergroup is not None
+            standup = StandupOptions(
+                usergroup=line.usergroup,
+                prompt=line.text or StandupOptions(usergroup=line.usergroup).prompt,
+            )
+            if line.window is not None:
+                standup = StandupOptions(
+                    usergroup=line.usergroup, window=line.window, prompt=standup.prompt
+                )
+        created = await manager.create(
+            team=team,
+            owner=user,
+            channel=target,
+            skill=line.skill,
+            when=line.when,
+            tz=line.tz or actor.tz,
+            text="" if standup else line.text,
+            standup=standup,
+        )
+        return sviews.created_text(line.skill, target, created.echo, created.schedule.id)
+
+    async def schedule(
+        body: dict[str, Any],
+        ack: AsyncAck,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        args: str,
+    ) -> None:
+        user, channel = str(body.get("user_id", "")), str(body.get("channel_id", ""))
+        team = str(body.get("team_id") or "T0")
+        if not args:
+            await ack()
+            actor = await directory.actor(user)
+            try:
+                await client.views_open(
+                    trigger_id=str(body.get("trigger_id", "")),
+                    view=sviews.schedule_modal(
+                        skills=skill_names(actor, channel),
+                        channel=channel or None,
+                        tz=actor.tz,
+                        metadata=f"{team}|{channel}",
+                    ),
+                )
+            except SlackApiError as exc:
+                log.warning("schedule modal not opened: %s", exc.response.get("error"))
+            return
+        try:
+            text = await create_from_line(text=args, team=team, user=user, channel=channel)
+        except Exception as exc:
+            await ack(response_type="ephemeral", text=_user_error(exc))
+            return
+        await ack(response_type="ephemeral", text=text)
+
+    async def schedules(
+        body: dict[str, Any],
+        ack: AsyncAck,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        args: str,
+    ) -> None:
+        text, blocks = await list_blocks(str(body.get("channel_id", "")))
+        await ack(response_type="ephemeral", text=text, blocks=blocks)
+
+    context.subcommands["schedule"] = schedule
+    context.subcommands["schedules"] = schedules
+    context.help_lines.extend(sviews.HELP_LINES)
+
+    async def home(actor: Actor) -> list[Block]:
+        rows = await manager.for_owner(actor.user_id)
+        return sviews.home_blocks(rows, summary=manager.summary)
+
+    context.home_sections.append(home)
+
+    async def refresh_home(client: AsyncWebClient, user: str) -> None:
+        actor = await directory.actor(user)
+        sections: list[Block] = []
+        for section in context.home_sections:
+            try:
+                sections.extend(await section(actor))
+            except Exception:
+                log.exception("App Home section failed")
+        await client.views_publish(
+            user_id=user,
+            view=views.home_view(
+                runtime.available_skills(actor, None), user=user, sections=sections
+            ),
+        )
+
+    async def on_button(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        action_id, schedule_id = str(action.get("action_id", "")), str(action.get("value", ""))
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            if action_id == sviews.PAUSE:
+                row = await manager.pause(schedule_id, by=f"<@{user}>")
+                note = f"Paused `{row.id[:8]}`."
+            elif action_id == sviews.RESUME:
+                row = await manager.resume(schedule_id, by=f"<@{user}>")
+                note = f"Resumed `{row.id[:8]}`."
+            elif action_id == sviews.DELETE:
+                row = await manager.delete(schedule_id, by=user, admin=False)
+                note = f"Deleted `{row.id[:8]}`."
+            else:
+                row = await manager.run_now(schedule_id, by=user)
+                note = f"Running `{row.id[:8]}` now; the result goes to <#{row.channel_id}>."
+        except Exception as exc:
+            row = None
+            note = _user_error(exc)
+        view = body.get("view") or {}
+        try:
+            if view.get("type") == "home":
+                await refresh_home(client, user)
+                return
+            channel = (
+                row.channel_id
+                if row is not None
+                else str((body.get("channel") or {}).get("id", ""))
+            )
+            text, blocks = await list_blocks(channel, note=escape_mrkdwn(note))
+            await respond(
+                replace_original=True, response_type="ephemeral", text=text, blocks=blocks
+            )
+        except Exception:  # the change is made; only the refresh failed
+            log.warning("schedule list refresh failed", exc_info=True)
+
+    for action_id in sviews.ACTIONS:
+        bot.app.action(action_id)(on_button)
+
+    async def on_submit(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        values = (view.get("state") or {}).get("values") or {}
+
+        def value(block: str, key: str = "value") -> str:
+            field = (values.get(block) or {}).get(block) or {}
+            if key == "selected_option":
+                return str((field.get("selected_option") or {}).get("value") or "")
+            return str(field.get(key) or "")
+
+        user = str((body.get("user") or {}).get("id", ""))
+        team_id, _, _origin = str(view.get("private_metadata", "")).partition("|")
+        skill = value(sviews.SKILL, "selected_option")
+        channel = value(sviews.CHANNEL, "selected_conversation")
+        actor = await directory.actor(user)
+        if skill not in skill_names(actor, channel):
+            await ack(
+                response_action="errors",
+                errors={sviews.SKILL: f"You can't use {skill or 'that skill'} there."},
+            )
+            return
+        try:
+            created = await manager.create(
+                team=team_id or "T0",
+                owner=user,
+                channel=channel,
+                skill=skill,
+                when=value(sviews.WHEN),
+                tz=value(sviews.TZ).strip() or actor.tz,
+                text=value(sviews.INPUT),
+            )
+        except SchedulerError as exc:
+            block = sviews.TZ if "time zone" in str(exc) else sviews.WHEN
+            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            return
+        await ack()
+        text = sviews.created_text(skill, channel, created.echo, created.schedule.id)
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError:
+            try:
+                await client.chat_postMessage(channel=user, text=text)
+            except SlackApiError as exc:
+                log.warning("schedule confirmation not delivered: %s", exc.response.get("error"))
+
+    bot.app.view(sviews.SCHEDULE_MODAL)(on_submit)
+
+    hooks = getattr(context, "dm_hooks", None)
+    if isinstance(hooks, list):
+        hooks.append(feature.capture_standup_reply)
+    return feature

@@ -1,0 +1,49 @@
+"""What the scheduler needs from Slack, as small interfaces the bot side implements.
+
+The scheduler never imports Slack listener code: the process that runs it injects a
+:class:`Poster` (the bot's Web API client behind it) and a way to resolve people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from skills.context import Actor
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Where a message landed: ``channel`` is the real id (a ``D…`` id for a DM)."""
+
+    channel: str
+    ts: str
+
+
+class PostFailed(Exception):
+    """Slack refused or could not take a message; ``error`` is Slack's code."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__(f"Slack refused the message: {error}")
+
+
+@runtime_checkable
+class Poster(Protocol):
+    """Posts for the scheduler. Raise :class:`PostFailed` when Slack says no."""
+
+    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+        """Post a skill's answer (model Markdown, to be masked and escaped) to ``channel``."""
+        ...
+
+    async def notice(self, channel: str, text: str) -> Posted:
+        """Post a short Switchboard notice (Slack mrkdwn we wrote) to a channel, or to a
+        person's DM when ``channel`` is a user id."""
+        ...
+
+
+#: Resolves a Slack user id to the actor a scheduled run acts for (name, zone, groups).
+ActorResolver = Callable[[str], Awaitable[Actor]]
+#: Members of a Slack user group (``usergroups.users.list``).
+GroupMembers = Callable[[str], Awaitable[frozenset[str]]]

@@ -1,0 +1,241 @@
+"""Running one recorded firing: the skill through the runtime, or a stand-up step.
+
+The leader decides *whether* a firing runs (claim + run record, in ``service.py``); this
+module does the work and closes the record: post the answer to the target channel, or
+record the failure, DM the owner on the first failure of a streak, and pause the schedule
+(saying so) after ``max_failures`` failures in a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from scheduler.manage import STANDUP, StandupOptions
+from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed
+from scheduler.standup import prompt_text, summary_text
+from scheduler.triggers import format_run_time
+from skills.context import Actor, SlackReader, SlackReaderError, ThreadRef
+from skills.errors import RunFailed, SkillError
+from skills.outcomes import ApprovalRequest, Refusal, Reply
+from skills.runtime import Runtime
+from storage.errors import StorageError
+from storage.models import Schedule, ScheduleRun, StandupSession
+from storage.schedules import FiringResult, ScheduleStore, loads
+
+log = logging.getLogger(__name__)
+
+OnStandupOpened = Callable[[StandupSession], None]
+
+
+class _Failed(Exception):
+    """A firing failed for a reason the owner can act on (shown in the DM and the list)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _is_user(owner: str) -> bool:
+    return owner[:1] in ("U", "W")
+
+
+async def _plain_actor(user_id: str) -> Actor:
+    return Actor(user_id=user_id)
+
+
+class FiringRunner:
+    """Executes recorded firings. One per process; safe to share between tasks."""
+
+    def __init__(
+        self,
+        *,
+        store: ScheduleStore,
+        runtime: Runtime,
+        poster: Poster,
+        slack: SlackReader | None = None,
+        actor_for: ActorResolver | None = None,
+        group_members: GroupMembers | None = None,
+        max_failures: int = 5,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if max_failures < 1:
+            raise ValueError("max_failures must be at least 1")
+        self._store = store
+        self._runtime = runtime
+        self._poster = poster
+        self._slack = slack
+        self._actor_for = actor_for or _plain_actor
+        self._group_members = group_members
+        self.max_failures = max_failures
+        self._clock = clock
+
+    async def execute(
+        self,
+        schedule: Schedule,
+        run: ScheduleRun,
+        *,
+        on_standup_opened: OnStandupOpened | None = None,
+    ) -> FiringResult:
+        """Do the firing recorded as ``run`` and close its record."""
+        message_ts: str | None = None
+        skill_run: str | None = None
+        try:
+            if schedule.kind == STANDUP:
+                opened = await self._open_standup(schedule, run)
+                if opened is not None and on_standup_opened is not None:
+                    on_standup_opened(opened)
+            else:
+                message_ts, skill_run = await self._run_skill(schedule)
+        except _Failed as failure:
+            return await self._failed(schedule, run, failure.reason)
+        except (StorageError, SkillError) as exc:
+            log.warning("schedule %s firing failed: %s", schedule.id, exc)
+            return await self._failed(schedule, run, str(exc))
+        except Exception:
+            ref = uuid.uuid4().hex[:10]
+            log.exception("schedule %s firing failed ref=%s", schedule.id, ref)
+            return await self._failed(schedule, run, f"an internal error (reference {ref})")
+        return await self._store.finish_firing(
+            run.id,
+            status="ok",
+            finished_at=self._clock(),
+            message_ts=message_ts,
+            skill_run_id=skill_run,
+            max_failures=self.max_failures,
+        )
+
+    # -- skills ---------------------------------------------------------------------------
+
+    async def _run_skill(self, schedule: Schedule) -> tuple[str, str]:
+        actor = await self._actor_for(schedule.owner)
+        # One conversation per schedule, started afresh each time: a firing never sees
+        # the previous firing's messages, and memory does not grow with every run.
+        thread = ThreadRef(
+            team=schedule.team_id, channel=schedule.channel_id, thread_ts=f"schedule-{schedule.id}"
+        )
+        await self._runtime.reset(thread)
+        try:
+            outcome = await self._runtime.run(
+                thread=thread,
+                message=schedule.input_text or schedule.skill,
+                actor=actor,
+                skill=schedule.skill,
+                slack=self._slack,
+                trigger="schedule",
+            )
+        except RunFailed as exc:
+            raise _Failed(f"the run failed (reference {exc.ref})") from exc
+        if isinstance(outcome, Refusal):
+            raise _Failed(f"the skill refused: {outcome.reason}")
+        if isinstance(outcome, ApprovalRequest):
+            raise _Failed(
+                f"the skill asked for approval to use `{outcome.tool}`; scheduled runs "
+                "cannot wait for approvals"
+            )
+        assert isinstance(outcome, Reply)
+        try:
+            posted = await self._poster.answer(
+                schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
+            )
+        except PostFailed as exc:
+            raise _Failed(f"could not post in <#{schedule.channel_id}> ({exc.error})") from exc
+        return posted.ts, outcome.run_id
+
+    # -- stand-ups ------------------------------------------------------------------------
+
+    async def _open_standup(self, schedule: Schedule, run: ScheduleRun) -> StandupSession | None:
+        options = StandupOptions.from_dict(loads(schedule.options_json))
+        if self._group_members is None:
+            raise _Failed("this process cannot read user groups")
+        try:
+            members = sorted(await self._group_members(options.usergroup))
+        except SlackReaderError as exc:
+            raise _Failed(f"could not read the user group ({exc.error})") from exc
+        now = self._clock()
+        session = await self._store.open_standup(
+            schedule_id=schedule.id,
+            scheduled_for=run.scheduled_for,
+            team_id=schedule.team_id,
+            channel_id=schedule.channel_id,
+            usergroup=options.usergroup,
+            prompt=options.prompt,
+            opens_at=now,
+            closes_at=max(run.scheduled_for, now) + options.window,
+            members=members,
+        )
+        if session is None:
+            return None
+        reached = 0
+        for member in members:
+            try:
+                posted = await self._poster.notice(member, prompt_text(session, tz=schedule.tz))
+            except PostFailed as exc:
+                log.warning("stand-up prompt to %s failed: %s", member, exc.error)
+                continue
+            reached += 1
+            await self._store.prompted(session.id, member, dm_channel=posted.channel, ts=posted.ts)
+        if members and not reached:
+            raise _Failed("none of the stand-up prompts could be delivered")
+        return session
+
+    async def close_standup(self, session_id: str, *, tz: str = "UTC") -> bool:
+        """Post the summary of a stand-up whose window ended; True if this call posted it."""
+        session = await self._store.close_standup(session_id)
+        if session is None:
+            return False
+        answers = await self._store.standup_answers(session_id)
+        ts: str | None = None
+        try:
+            posted = await self._poster.notice(
+                session.channel_id, summary_text(session, answers, tz=tz)
+            )
+            ts = posted.ts
+        except PostFailed as exc:
+            log.warning("stand-up summary for %s not posted: %s", session_id, exc.error)
+        await self._store.standup_closed(session_id, summary_ts=ts)
+        return ts is not None
+
+    # -- failures -------------------------------------------------------------------------
+
+    async def _failed(self, schedule: Schedule, run: ScheduleRun, reason: str) -> FiringResult:
+        now = self._clock()
+        result = await self._store.finish_firing(
+            run.id,
+            status="failed",
+            finished_at=now,
+            error=reason,
+            max_failures=self.max_failures,
+            pause_reason=f"paused itself after {self.max_failures} failures in a row",
+        )
+        if not _is_user(schedule.owner):
+            return result
+        when = format_run_time(run.scheduled_for, schedule.tz, now=now)
+        name = f"*{schedule.skill}* in <#{schedule.channel_id}>"
+        text: str | None = None
+        if result.paused:
+            text = (
+                f":double_vertical_bar: I paused your schedule {name} (`{schedule.id[:8]}`): it "
+                f"failed {result.streak} times in a row. Last error ({when}): {reason}.\n"
+                f"Fix the cause, then resume it from `/switchboard schedules` in that channel."
+            )
+        elif result.notify:
+            text = (
+                f":warning: Your schedule {name} (`{schedule.id[:8]}`) failed at {when}: "
+                f"{reason}.\nI won't repeat this for each failure; after "
+                f"{self.max_failures} failures in a row I'll pause it."
+            )
+        if text is not None:
+            try:
+                await self._poster.notice(schedule.owner, text)
+            except PostFailed as exc:
+                log.warning(
+                    "could not DM %s about schedule %s: %s", schedule.owner, schedule.id, exc.error
+                )
+        return result
+
+
+#: How long an unanswered manual run request stays valid.
+RUN_REQUEST_TTL = timedelta(hours=1)

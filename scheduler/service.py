@@ -1,0 +1,593 @@
+"""The scheduler service: leader election, APScheduler timing, change sync, firings.
+
+Any number of processes run a :class:`SchedulerService`; exactly one — the holder of the
+Redis lease ``scheduler`` — runs an APScheduler ``AsyncIOScheduler`` with one job per
+enabled schedule. The others stand by, retrying the lease every ``poll_interval`` and at
+once when the leader announces it is stepping down.
+
+Why the pieces are there:
+
+* **Lease with renewal and fencing.** The leader renews every ``lease_ttl / 3``. When a
+  renewal finds the lease taken, or Redis has been unreachable for a whole TTL, it stops
+  its APScheduler at once. Each term's fencing token is written on its run records.
+* **Exactly once per firing.** A due firing is planned from SQL (``last_fire_at``, via
+  :func:`~scheduler.triggers.due_firings`), then claimed in Redis under
+  ``schedule id + scheduled time`` and recorded with a unique SQL key before anything runs.
+  A second leader — after a hand-over mid-firing or during a split — loses one of the two
+  and skips. (A firing whose leader dies after claiming it is not run again: at most once.)
+* **Changes within a second.** Managers publish ``changed <id>`` (``feed.py``); the leader
+  reloads that schedule. A full resync every ``resync_interval`` catches lost messages.
+* **Misfires.** Planning uses the grace window: after downtime at most one run, the rest
+  recorded ``missed``; never a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+from sqlalchemy.exc import DBAPIError
+
+from scheduler.calendar import BusinessCalendar
+from scheduler.feed import CHANGED, RELEASED, ChangeFeed
+from scheduler.manage import ScheduleManager
+from scheduler.runner import FiringRunner
+from scheduler.standup import StandupCollector
+from scheduler.triggers import MIN_INTERVAL, Trigger, TriggerError, due_firings
+from storage.errors import LeaseLost, RedisUnavailable, StorageError
+from storage.locks import Lease, RedisLocks
+from storage.models import Schedule, ScheduleRun, StandupSession
+from storage.schedules import ScheduleStore
+
+log = logging.getLogger(__name__)
+
+CLAIM_SCOPE = "schedule-firing"
+_ATTEMPTS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Tunables with production defaults.
+
+    ``lease_ttl`` bounds the hand-over time after a leader dies; ``poll_interval`` is how
+    often a standby tries the lease; ``resync_interval`` is the full-resync period;
+    ``min_interval`` lowers the shortest interval trigger (tests only).
+    """
+
+    lease_ttl: timedelta = timedelta(seconds=6)
+    poll_interval: float = 1.0
+    resync_interval: float = 30.0
+    claim_ttl: timedelta = timedelta(days=2)
+    lease_name: str = "scheduler"
+    min_interval: timedelta = MIN_INTERVAL
+    drain_timeout: float = 30.0
+    #: Firings are claimed and recorded at once; at most this many run skills at a time,
+    #: so a burst of due schedules does not starve the firing (and the lease) of CPU.
+    max_concurrent_runs: int = 16
+    max_concurrent_firings: int = 24
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderTerm:
+    """One period of leadership, for logs, metrics and tests."""
+
+    holder: str
+    token: int
+    started: float  # time.time()
+    ended: float | None = None
+
+
+class _Fires(BaseTrigger):  # type: ignore[misc]
+    """Our :class:`Trigger` as an APScheduler trigger.
+
+    ``first`` is the first wake-up (``now`` when something is already due, so the firing
+    code can run or record it). Afterwards the next firing strictly after the later of the
+    last wake-up and now: a late wake-up never replays the firings it overslept — the
+    firing code plans those from SQL instead.
+    """
+
+    def __init__(self, trigger: Trigger, first: datetime | None) -> None:
+        self.trigger = trigger
+        self.first = first
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            return self.first
+        return self.trigger.next_fire(max(previous_fire_time, now))
+
+    def __str__(self) -> str:
+        return self.trigger.description()
+
+
+class SchedulerService:
+    """Leader-elected scheduler; ``async with service:`` starts and stops it."""
+
+    def __init__(
+        self,
+        *,
+        store: ScheduleStore,
+        locks: RedisLocks,
+        feed: ChangeFeed,
+        runner: FiringRunner,
+        manager: ScheduleManager,
+        collector: StandupCollector | None = None,
+        calendar: BusinessCalendar | None = None,
+        config: SchedulerConfig | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        holder: str | None = None,
+    ) -> None:
+        self.store = store
+        self.manager = manager
+        self.runner = runner
+        self.collector = collector or StandupCollector(store=store, clock=clock)
+        self._locks = locks
+        self._feed = feed
+        self.calendar = calendar or manager.calendar
+        self.config = config or SchedulerConfig()
+        self._clock = clock
+        self.holder = holder or uuid.uuid4().hex[:12]
+        self.terms: list[LeaderTerm] = []
+        self._lease: Lease | None = None
+        self._aps: AsyncIOScheduler | None = None
+        self._active = False
+        self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
+        self._rows: dict[str, Schedule] = {}
+        self._claimed: dict[str, None] = {}  # insertion-ordered set of claims won
+        # Bounds the claim-and-record phase so a burst never exhausts the Redis/SQL pools.
+        self._gate = asyncio.Semaphore(self.config.max_concurrent_firings)
+        self._jobs: dict[str, int] = {}
+        self._running: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._main: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._lost = asyncio.Event()
+        self.listening = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self._active and self._lease is not None
+
+    async def start(self) -> None:
+        """Start standing by (and leading when the lease is free); returns at once."""
+        if self._main is not None:
+            return
+        self._stopping.clear()
+        self._listener = asyncio.create_task(self._listen(), name="scheduler:listen")
+        self._main = asyncio.create_task(self._elect(), name="scheduler:elect")
+
+    async def stop(self) -> None:
+        """Step down (announcing it, so a standby takes over at once) and stop."""
+        self._stopping.set()
+        self._wake.set()
+        for task in (self._main, self._listener):
+            if task is None:
+                continue
+            if task is self._listener:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._main = self._listener = None
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def job_ids(self) -> frozenset[str]:
+        """Ids of the schedules this leader has a timer for (empty on a standby)."""
+        return frozenset(self._jobs) if self._aps is not None else frozenset()
+
+    async def wait_leader(self, timeout: float = 10.0) -> None:
+        """Wait until this replica leads (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while not self.is_leader:
+            if time.monotonic() > deadline:
+                raise TimeoutError("this replica did not become the scheduler leader")
+            await asyncio.sleep(0.01)
+
+    # -- election -------------------------------------------------------------------------
+
+    async def _elect(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                lease = await self._locks.acquire(
+                    self.config.lease_name, ttl=self.config.lease_ttl, holder=self.holder
+                )
+            except RedisUnavailable:
+                lease = None
+            if lease is not None:
+                await self._lead(lease)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_interval)
+
+    async def _lead(self, lease: Lease) -> None:
+        term = LeaderTerm(holder=self.holder, token=lease.token, started=time.time())
+        log.info("scheduler leader: %s (token %d)", self.holder, lease.token)
+        self._lost.clear()
+        self._lease = lease
+        self._jobs = {}
+        self._rows = {}
+        aps = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 8},
+        )
+        renewer = asyncio.create_task(self._keep_lease(lease), name="scheduler:renew")
+        resync: asyncio.Task[None] | None = None
+        try:
+            self._aps = aps
+            await self._resync(full=True)
+            for session in await self.store.open_standups():
+                self._add_close_job(session)
+            aps.start()
+            self._active = True
+            self.terms.append(term)
+            resync = asyncio.create_task(self._resync_loop(), name="scheduler:resync")
+            stop = asyncio.create_task(self._stopping.wait())
+            lost = asyncio.create_task(self._lost.wait())
+            await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            lost.cancel()
+        except (StorageError, OSError) as exc:
+            log.warning("scheduler leader start-up failed (%s); standing by", exc)
+        finally:
+            self._active = False
+            self._aps = None
+            with contextlib.suppress(Exception):
+                aps.shutdown(wait=False)
+            for task in (renewer, resync):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            self._lease = None
+            if self.terms and self.terms[-1] is term:
+                self.terms[-1] = LeaderTerm(
+                    holder=term.holder, token=term.token, started=term.started, ended=time.time()
+                )
+            released = False
+            with contextlib.suppress(Exception):
+                released = await self._locks.release(lease)
+            if released:
+                await self._feed.publish(RELEASED, self.holder)
+            log.info("scheduler leader %s stepped down", self.holder)
+            if not self._stopping.is_set():
+                # Give the others a fair chance at the lease before trying again.
+                await asyncio.sleep(self.config.poll_interval)
+
+    async def _keep_lease(self, lease: Lease) -> None:
+        interval = max(lease.ttl.total_seconds() / 3, 0.05)
+        last_ok = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._locks.renew(lease)
+                last_ok = time.monotonic()
+            except LeaseLost:
+                log.warning("scheduler lease lost (token %d); stepping down", lease.token)
+                self._lost.set()
+                return
+            except RedisUnavailable:
+                if time.monotonic() - last_ok >= lease.ttl.total_seconds():
+                    log.warning("Redis unreachable for a whole lease; stepping down")
+                    self._lost.set()
+                    return
+
+    async def _still_leader(self, *, strict: bool = False) -> bool:
+        """True while our lease is current; ``strict`` raises on a Redis error (retry)."""
+        lease = self._lease
+        if lease is None or self._lost.is_set():
+            return False
+        try:
+            return await self._locks.is_current(lease)
+        except RedisUnavailable:
+            if strict:
+                raise
+            return False
+
+    # -- notifications and resync ---------------------------------------------------------
+
+    async def _listen(self) -> None:
+        async for kind, ident in self._feed.listen(ready=self.listening):
+            if kind == RELEASED and ident != self.holder:
+                self._wake.set()
+            elif kind == CHANGED and ident and self._aps is not None:
+                self._spawn(self._refresh(ident), name=f"scheduler:refresh:{ident}")
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_interval)
+            try:
+                await self._resync(full=False)
+            except (StorageError, OSError) as exc:
+                log.warning("scheduler resync failed: %s", exc)
+            except Exception:
+                log.exception("scheduler resync failed")
+
+    async def _resync(self, *, full: bool) -> None:
+        """Make the jobs match SQL: add new schedules, drop gone ones, reload changed ones."""
+        if full:
+            rows = await self.store.list_schedules(enabled=True)
+            for row in rows:
+                self._apply(row)
+            for session in await self.store.standups_due(self._clock()):
+                self._add_close_job(session)
+            return
+        versions = await self.store.versions()
+        for schedule_id in set(self._jobs) - set(versions):
+            self._remove(schedule_id)
+        changed = [sid for sid, v in versions.items() if self._jobs.get(sid) != v]
+        for schedule_id in changed:
+            fresh = await self.store.get(schedule_id)
+            if fresh is not None:
+                self._apply(fresh)
+        for session in await self.store.standups_due(self._clock()):
+            self._add_close_job(session)
+
+    async def _refresh(self, schedule_id: str) -> None:
+        row = await self.store.get(schedule_id)
+        if row is None:
+            self._remove(schedule_id)
+            return
+        self._apply(row)
+
+    def _apply(self, row: Schedule) -> None:
+        """Add, replace or remove the job of one schedule row (and start a manual run)."""
+        aps = self._aps
+        if aps is None:
+            return
+        if row.run_requested_at is not None:
+            self._spawn(self._manual(row.id, row.run_requested_at), name=f"scheduler:run:{row.id}")
+        if not row.enabled:
+            self._remove(row.id)
+            return
+        if self._jobs.get(row.id) == row.version:
+            return
+        self._rows[row.id] = row
+        try:
+            trigger = self.manager.trigger(row)
+        except TriggerError as exc:
+            log.error("schedule %s has an unreadable trigger: %s", row.id, exc)
+            self._remove(row.id)
+            return
+        now = self._clock()
+        plan = due_firings(
+            trigger,
+            row.last_fire_at,
+            now,
+            grace=timedelta(seconds=row.grace_seconds),
+            since=row.created_at,
+        )
+        first = now if (plan.run is not None or plan.missed) else plan.next
+        if first is None:
+            self._remove(row.id)
+            return
+        aps.add_job(
+            self._job,
+            trigger=_Fires(trigger, first),
+            args=(row.id,),
+            id=row.id,
+            name=f"{row.skill}:{row.id}",
+            replace_existing=True,
+        )
+        self._jobs[row.id] = row.version
+
+    def _remove(self, schedule_id: str) -> None:
+        self._jobs.pop(schedule_id, None)
+        self._rows.pop(schedule_id, None)
+        if self._aps is not None:
+            with contextlib.suppress(Exception):
+                self._aps.remove_job(schedule_id)
+
+    def _add_close_job(self, session: StandupSession) -> None:
+        if self._aps is None:
+            return
+        self._aps.add_job(
+            self._close_job,
+            trigger=DateTrigger(run_date=session.closes_at, timezone=UTC),
+            args=(session.id,),
+            id=f"standup-close:{session.id}",
+            replace_existing=True,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduler task %s failed", task.get_name(), exc_info=task.exception())
+
+    # -- firing ---------------------------------------------------------------------------
+
+    async def _job(self, schedule_id: str) -> None:
+        # APScheduler cancels the jobs it is still running when it shuts down (a leader
+        # stepping down); a claimed firing must finish instead, so it runs as our own task.
+        self._spawn(self._fire_logged(schedule_id), name=f"scheduler:fire:{schedule_id}")
+
+    async def _fire_logged(self, schedule_id: str) -> None:
+        try:
+            await self.fire_due(schedule_id)
+        except Exception:
+            log.exception("schedule %s firing crashed", schedule_id)
+
+    async def _close_job(self, session_id: str) -> None:
+        self._spawn(self._close(session_id), name=f"scheduler:close:{session_id}")
+
+    async def _close(self, session_id: str) -> None:
+        if not await self._still_leader():
+            return
+        session = await self.store.standup(session_id)
+        if session is None:
+            return
+        schedule = await self.store.get(session.schedule_id)
+        tz = schedule.tz if schedule is not None else "UTC"
+        try:
+            await self.runner.close_standup(session_id, tz=tz)
+        except Exception:
+            log.exception("stand-up %s could not be closed", session_id)
+
+    async def fire_due(self, schedule_id: str) -> str:
+        """Run or record whatever is due for a schedule now; returns what happened.
+
+        ``ran`` · ``missed`` (recorded, nothing ran) · ``skipped`` (the previous run was
+        still going) · ``taken`` (another leader has it) · ``idle`` (nothing due, paused,
+        gone, or not the leader). Redis or SQL blips while deciding are retried: a firing
+        is never dropped because a pool was busy for a moment.
+        """
+        prepared: tuple[Schedule, ScheduleRun] | str = "idle"
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._gate:
+                    prepared = await self._prepare(schedule_id)
+                break
+            except (StorageError, DBAPIError, OSError) as exc:
+                if attempt == _ATTEMPTS - 1:
+                    log.error("schedule %s: giving up on this firing (%s)", schedule_id, exc)
+                    return "idle"
+                log.warning("schedule %s: firing retried after %s", schedule_id, exc)
+                await asyncio.sleep(0.05 * 2**attempt)
+        if isinstance(prepared, str):
+            return prepared
+        row, run = prepared
+        self._running.add(row.id)
+        try:
+            await self._execute(row, run)
+        finally:
+            self._running.discard(row.id)
+        return "ran"
+
+    async def _prepare(self, schedule_id: str) -> tuple[Schedule, ScheduleRun] | str:
+        """Plan, claim and record a due firing; the caller runs it."""
+        # The leader's copy of the row (kept current by notifications and resyncs) plans the
+        # firing; begin_firing re-checks it inside its transaction, so a stale copy can only
+        # make a firing skip, never run twice or run while paused.
+        row = self._rows.get(schedule_id) or await self.store.get(schedule_id)
+        if row is None or not row.enabled:
+            self._remove(schedule_id)
+            return "idle"
+        try:
+            trigger = self.manager.trigger(row)
+        except TriggerError:
+            return "idle"
+        now = self._clock()
+        plan = due_firings(
+            trigger,
+            row.last_fire_at,
+            now,
+            grace=timedelta(seconds=row.grace_seconds),
+            since=row.created_at,
+        )
+        if plan.run is None and not plan.missed:
+            return "idle"
+        if not await self._still_leader(strict=True):
+            return "idle"
+        if plan.run is None:
+            await self.store.record_missed(row.id, plan.missed, now=now, next_run_at=plan.next)
+            row.last_fire_at = max(plan.missed)
+            return "missed"
+        if not await self._claim(row.id, plan.run):
+            return "taken"
+        token = self._lease.token if self._lease is not None else None
+        if row.id in self._running:
+            await self.store.begin_firing(
+                row.id,
+                plan.run,
+                started_at=now,
+                fence=token,
+                missed=plan.missed,
+                next_run_at=plan.next,
+                status="skipped",
+                error="the previous run of this schedule was still going",
+            )
+            row.last_fire_at = plan.run
+            return "skipped"
+        run = await self.store.begin_firing(
+            row.id,
+            plan.run,
+            started_at=now,
+            fence=token,
+            missed=plan.missed,
+            next_run_at=plan.next,
+        )
+        if run is None:
+            self._rows.pop(row.id, None)  # re-read it next time: it changed under us
+            return "taken"
+        row.last_fire_at = plan.run
+        return row, run
+
+    async def _execute(self, row: Schedule, run: ScheduleRun) -> None:
+        async with self._slots:
+            result = await self.runner.execute(row, run, on_standup_opened=self._add_close_job)
+        if result.paused:
+            self._remove(row.id)
+            await self._feed.publish(CHANGED, row.id)
+
+    async def _manual(self, schedule_id: str, requested: datetime) -> None:
+        """A "run now" request: one extra firing at the requested instant."""
+        if not await self._still_leader():
+            return
+        # Claim first: if Redis fails here the request stays in SQL for the next resync.
+        if not await self._claim(schedule_id, requested, manual=True):
+            return
+        if not await self.store.take_run_request(schedule_id, requested):
+            return
+        row = await self.store.get(schedule_id)
+        if row is None:
+            return
+        token = self._lease.token if self._lease is not None else None
+        run = await self.store.begin_firing(
+            row.id,
+            requested,
+            started_at=self._clock(),
+            kind="manual",
+            fence=token,
+            next_run_at=row.next_run_at,
+        )
+        if run is None:
+            return
+        await self._execute(row, run)
+
+    async def _claim(self, schedule_id: str, at: datetime, *, manual: bool = False) -> bool:
+        """Claim a firing in Redis (raises RedisUnavailable). A claim this process already
+        won counts as ours, so retrying a half-done firing does not drop it."""
+        ident = f"{schedule_id}:{'manual:' if manual else ''}{at.isoformat()}"
+        if ident in self._claimed:
+            return True
+        won = await self._locks.claim(CLAIM_SCOPE, ident, ttl=self.config.claim_ttl)
+        if won:
+            self._claimed[ident] = None
+            while len(self._claimed) > 10_000:
+                self._claimed.pop(next(iter(self._claimed)))
+        return won

@@ -1,0 +1,553 @@
+"""Schedules, their run records and stand-up state, with transactional state changes.
+
+Exactly-once support lives here as much as in Redis: a firing is recorded by inserting a
+``schedule_runs`` row whose (schedule, scheduled time) key is unique, in the same
+transaction that advances the schedule's ``last_fire_at``. Whoever inserts the row runs the
+firing; a second leader (after a hand-over, or during a split) gets an integrity error and
+skips. Failure streaks and auto-pause are one ``UPDATE`` per finished firing, so the owner
+is told once per streak however many replicas are involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import Schedule, ScheduleRun, StandupAnswer, StandupSession
+
+T = TypeVar("T")
+
+RunStatus = Literal["running", "ok", "failed", "missed", "skipped"]
+FINAL_STATUSES = frozenset({"ok", "failed", "missed", "skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class FiringResult:
+    """What finishing a firing did to its schedule's failure streak.
+
+    ``notify`` is True for the first failure of a streak (tell the owner once);
+    ``paused`` is True when this failure reached the limit and paused the schedule.
+    """
+
+    schedule: Schedule | None
+    streak: int
+    notify: bool
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StandupReply:
+    """A captured stand-up answer: the session it went to; ``first`` for a first answer."""
+
+    session_id: str
+    user_id: str
+    first: bool
+
+
+class ScheduleStore:
+    """All SQL about schedules. Rows come back detached (``expire_on_commit=False``)."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        for attempt in range(20):
+            try:
+                async with self._sessions.begin() as session:
+                    return await work(session)
+            except OperationalError:  # SQLite: the database is busy; start over
+                await asyncio.sleep(0.01 * (attempt + 1))
+        async with self._sessions.begin() as session:
+            return await work(session)
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def create(self, **fields: Any) -> Schedule:
+        """Insert a schedule; ``fields`` are :class:`Schedule` columns."""
+        row = Schedule(**fields)
+
+        async def work(session: AsyncSession) -> Schedule:
+            session.add(row)
+            return row
+
+        return await self._retrying(work)
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk insert (benchmarks and imports)."""
+
+        async def work(session: AsyncSession) -> None:
+            session.add_all([Schedule(**fields) for fields in rows])
+
+        await self._retrying(work)
+
+    async def get(self, schedule_id: str) -> Schedule | None:
+        async with self._sessions() as session:
+            return await session.get(Schedule, schedule_id)
+
+    async def find(self, prefix: str) -> Schedule | None:
+        """A schedule by id or by an unambiguous id prefix (operators type short ids)."""
+        found = await self.get(prefix)
+        if found is not None or len(prefix) < 4:
+            return found
+        async with self._sessions() as session:
+            rows = list(
+                await session.scalars(
+                    select(Schedule).where(Schedule.id.startswith(prefix, autoescape=True)).limit(2)
+                )
+            )
+        return rows[0] if len(rows) == 1 else None
+
+    async def list_schedules(
+        self,
+        *,
+        channel: str | None = None,
+        owner: str | None = None,
+        enabled: bool | None = None,
+        limit: int | None = None,
+    ) -> list[Schedule]:
+        """Schedules, oldest first, filtered by channel, owner and state."""
+        query = select(Schedule).order_by(Schedule.created_at, Schedule.id)
+        if channel is not None:
+            query = query.where(Schedule.channel_id == channel)
+        if owner is not None:
+            query = query.where(Schedule.owner == owner)
+        if enabled is not None:
+            query = query.where(Schedule.enabled == enabled)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
+
+    async def versions(self) -> dict[str, int]:
+        """``{id: version}`` of enabled schedules: what a resync compares against."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Schedule.id, Schedule.version).where(Schedule.enabled.is_(True))
+            )
+            return {str(row[0]): int(row[1]) for row in rows}
+
+    async def set_enabled(
+        self,
+        schedule_id: str,
+        enabled: bool,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        next_run_at: datetime | None = None,
+    ) -> Schedule | None:
+        """Pause or resume. Resuming restarts the count at ``now`` (runs that fell in the
+        pause are not missed, they were paused) and clears the failure streak."""
+
+        async def work(session: AsyncSession) -> Schedule | None:
+            row = await session.get(Schedule, schedule_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.enabled == enabled:
+                return row
+            row.enabled = enabled
+            row.updated_at = now
+            row.version += 1
+            row.next_run_at = next_run_at if enabled else None
+            if enabled:
+                row.paused_reason = None
+                row.failure_streak = 0
+                row.failure_notified = False
+                row.last_fire_at = (
+                    now if row.last_fire_at is None or row.last_fire_at < now else row.last_fire_at
+                )
+            else:
+                row.paused_reason = reason
+            return row
+
+        return await self._retrying(work)
+
+    async def delete(self, schedule_id: str) -> bool:
+        """Delete a schedule with its runs and stand-ups; False if it did not exist."""
+
+        async def work(session: AsyncSession) -> bool:
+            sessions = select(StandupSession.id).where(StandupSession.schedule_id == schedule_id)
+            await session.execute(
+                delete(StandupAnswer).where(StandupAnswer.session_id.in_(sessions))
+            )
+            await session.execute(
+                delete(StandupSession).where(StandupSession.schedule_id == schedule_id)
+            )
+            await session.execute(delete(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id))
+            result = await session.execute(delete(Schedule).where(Schedule.id == schedule_id))
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return await self._retrying(work)
+
+    async def request_run(self, schedule_id: str, at: datetime) -> bool:
+        """Ask the leader to run the schedule now (kept until the leader takes it)."""
+
+        async def work(session: AsyncSession) -> bool:
+            result = await session.execute(
+                update(Schedule)
+                .where(Schedule.id == schedule_id)
+                .values(run_requested_at=at, version=Schedule.version + 1, updated_at=at)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return await self._retrying(work)
+
+    async def take_run_request(self, schedule_id: str, at: datetime) -> bool:
+        """Clear the run request made at ``at``; True for the one caller that cleared it."""
+
+        async def work(session: AsyncSession) -> bool:
+            result = await session.execute(
+                update(Schedule)
+                .where(Schedule.id == schedule_id, Schedule.run_requested_at == at)
+                .values(run_requested_at=None)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+        return await self._retrying(work)
+
+    # -- firings --------------------------------------------------------------------------
+
+    async def begin_firing(
+        self,
+        schedule_id: str,
+        scheduled_for: datetime,
+        *,
+        started_at: datetime,
+        kind: str = "scheduled",
+        fence: int | None = None,
+        next_run_at: datetime | None = None,
+        missed: Iterable[datetime] = (),
+        status: RunStatus = "running",
+        error: str | None = None,
+    ) -> ScheduleRun | None:
+        """Record a firing (and the firings it makes ``missed``) and advance the schedule.
+
+        Returns the new run row, or None when this firing was already recorded by someone
+        else — then the caller must not run it.
+        """
+        missed = sorted(missed)
+
+        async def work(session: AsyncSession) -> ScheduleRun | None:
+            # Core statements, not the ORM: this is the hot path when many schedules fire
+            # in the same second. The UPDATE re-checks what the leader planned with.
+            values: dict[str, Any] = {"next_run_at": next_run_at}
+            if status != "running":
+                values["last_status"] = status
+            query = update(Schedule).where(Schedule.id == schedule_id)
+            if kind == "scheduled":
+                values["last_fire_at"] = scheduled_for
+                query = query.where(
+                    Schedule.enabled.is_(True),
+                    or_(Schedule.last_fire_at.is_(None), Schedule.last_fire_at < scheduled_for),
+                )
+            else:
+                values.pop("next_run_at")
+                values["updated_at"] = Schedule.updated_at
+            result = await session.execute(query.values(**values))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            if missed:
+                await session.execute(
+                    insert(ScheduleRun),
+                    [
+                        {
+                            "schedule_id": schedule_id,
+                            "scheduled_for": at,
+                            "kind": "scheduled",
+                            "status": "missed",
+                            "finished_at": started_at,
+                            "error": "the scheduler was not running within the grace window",
+                        }
+                        for at in missed
+                    ],
+                )
+            fields: dict[str, Any] = {
+                "schedule_id": schedule_id,
+                "scheduled_for": scheduled_for,
+                "kind": kind,
+                "status": status,
+                "started_at": started_at,
+                "finished_at": None if status == "running" else started_at,
+                "error": error,
+                "fence": fence,
+            }
+            run_id = await session.scalar(
+                insert(ScheduleRun).values(**fields).returning(ScheduleRun.id)
+            )
+            return ScheduleRun(id=run_id, **fields)
+
+        try:
+            return await self._retrying(work)
+        except IntegrityError:
+            return None
+
+    async def record_missed(
+        self,
+        schedule_id: str,
+        missed: Sequence[datetime],
+        *,
+        now: datetime,
+        next_run_at: datetime | None,
+    ) -> int:
+        """Record firings that were too late to run; returns how many were new."""
+        if not missed:
+            return 0
+
+        async def work(session: AsyncSession) -> int:
+            schedule = await session.get(Schedule, schedule_id, with_for_update=True)
+            if schedule is None:
+                return 0
+            known = set(
+                await session.scalars(
+                    select(ScheduleRun.scheduled_for).where(
+                        ScheduleRun.schedule_id == schedule_id,
+                        ScheduleRun.scheduled_for.in_(list(missed)),
+                    )
+                )
+            )
+            fresh = [at for at in missed if at not in known]
+            for at in fresh:
+                session.add(
+                    ScheduleRun(
+                        schedule_id=schedule_id,
+                        scheduled_for=at,
+                        status="missed",
+                        finished_at=now,
+                        error="the scheduler was not running within the grace window",
+                    )
+                )
+            latest = max(missed)
+            if schedule.last_fire_at is None or schedule.last_fire_at < latest:
+                schedule.last_fire_at = latest
+            schedule.last_status = "missed"
+            schedule.next_run_at = next_run_at
+            return len(fresh)
+
+        try:
+            return await self._retrying(work)
+        except IntegrityError:
+            return 0
+
+    async def finish_firing(
+        self,
+        run_id: int,
+        *,
+        status: Literal["ok", "failed"],
+        finished_at: datetime,
+        error: str | None = None,
+        message_ts: str | None = None,
+        skill_run_id: str | None = None,
+        max_failures: int = 5,
+        pause_reason: str | None = None,
+    ) -> FiringResult:
+        """Close a run and update the schedule's streak; may pause it (see FiringResult)."""
+
+        async def work(session: AsyncSession) -> FiringResult:
+            run = await session.get(ScheduleRun, run_id)
+            if run is None:
+                return FiringResult(None, 0, False, False)
+            run.status = status
+            run.finished_at = finished_at
+            run.error = error
+            run.message_ts = message_ts
+            run.run_id = skill_run_id
+            schedule = await session.get(Schedule, run.schedule_id, with_for_update=True)
+            if schedule is None:
+                return FiringResult(None, 0, False, False)
+            schedule.last_status = status
+            if status == "ok":
+                schedule.failure_streak = 0
+                schedule.failure_notified = False
+                return FiringResult(schedule, 0, False, False)
+            schedule.failure_streak += 1
+            notify = not schedule.failure_notified
+            schedule.failure_notified = True
+            paused = schedule.enabled and schedule.failure_streak >= max_failures
+            if paused:
+                schedule.enabled = False
+                schedule.paused_reason = pause_reason or (
+                    f"paused after {schedule.failure_streak} failures in a row"
+                )
+                schedule.next_run_at = None
+                schedule.version += 1
+                schedule.updated_at = finished_at
+            return FiringResult(schedule, schedule.failure_streak, notify, paused)
+
+        return await self._retrying(work)
+
+    async def runs(self, schedule_id: str, *, limit: int = 50) -> builtins.list[ScheduleRun]:
+        """The latest runs of a schedule, newest first."""
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(ScheduleRun)
+                    .where(ScheduleRun.schedule_id == schedule_id)
+                    .order_by(ScheduleRun.scheduled_for.desc(), ScheduleRun.id.desc())
+                    .limit(limit)
+                )
+            )
+
+    async def count_runs(self, *, status: str | None = None) -> int:
+        query = select(func.count()).select_from(ScheduleRun)
+        if status is not None:
+            query = query.where(ScheduleRun.status == status)
+        async with self._sessions() as session:
+            return int(await session.scalar(query) or 0)
+
+    # -- stand-ups ------------------------------------------------------------------------
+
+    async def open_standup(
+        self,
+        *,
+        schedule_id: str,
+        scheduled_for: datetime,
+        team_id: str,
+        channel_id: str,
+        usergroup: str,
+        prompt: str,
+        opens_at: datetime,
+        closes_at: datetime,
+        members: Sequence[str],
+    ) -> StandupSession | None:
+        """Create a stand-up with its members; None if this firing already has one."""
+
+        async def work(session: AsyncSession) -> StandupSession:
+            row = StandupSession(
+                schedule_id=schedule_id,
+                scheduled_for=scheduled_for,
+                team_id=team_id,
+                channel_id=channel_id,
+                usergroup=usergroup,
+                prompt=prompt,
+                opens_at=opens_at,
+                closes_at=closes_at,
+                status="open",
+            )
+            session.add(row)
+            await session.flush()
+            session.add_all(StandupAnswer(session_id=row.id, user_id=u) for u in members)
+            return row
+
+        try:
+            return await self._retrying(work)
+        except IntegrityError:
+            return None
+
+    async def prompted(self, session_id: str, user_id: str, *, dm_channel: str, ts: str) -> None:
+        """Remember where a member's prompt went, so their replies there are captured."""
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(StandupAnswer)
+                .where(StandupAnswer.session_id == session_id, StandupAnswer.user_id == user_id)
+                .values(dm_channel=dm_channel, prompt_ts=ts)
+            )
+
+        await self._retrying(work)
+
+    async def capture_reply(
+        self, *, user_id: str, channel: str, text: str, now: datetime
+    ) -> StandupReply | None:
+        """Append ``text`` to the member's answer in an open stand-up prompted in ``channel``.
+
+        Several messages from one person are joined; None when no stand-up is waiting for
+        this person in this DM.
+        """
+
+        async def work(session: AsyncSession) -> StandupReply | None:
+            answer = await session.scalar(
+                select(StandupAnswer)
+                .join(StandupSession, StandupSession.id == StandupAnswer.session_id)
+                .where(
+                    StandupAnswer.user_id == user_id,
+                    StandupAnswer.dm_channel == channel,
+                    StandupSession.status == "open",
+                    StandupSession.opens_at <= now,
+                    StandupSession.closes_at > now,
+                )
+                .order_by(StandupSession.opens_at.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            if answer is None:
+                return None
+            first = not answer.answer
+            answer.answer = text if first else f"{answer.answer}\n{text}"
+            answer.answered_at = now
+            return StandupReply(session_id=answer.session_id, user_id=user_id, first=first)
+
+        return await self._retrying(work)
+
+    async def standups_due(self, now: datetime) -> builtins.list[StandupSession]:
+        """Open stand-ups whose answer window has ended."""
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(StandupSession)
+                    .where(StandupSession.status == "open", StandupSession.closes_at <= now)
+                    .order_by(StandupSession.closes_at)
+                )
+            )
+
+    async def open_standups(self) -> builtins.list[StandupSession]:
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(select(StandupSession).where(StandupSession.status == "open"))
+            )
+
+    async def close_standup(self, session_id: str) -> StandupSession | None:
+        """Move a stand-up from open to closing; the one caller that did gets the row."""
+
+        async def work(session: AsyncSession) -> StandupSession | None:
+            result = await session.execute(
+                update(StandupSession)
+                .where(StandupSession.id == session_id, StandupSession.status == "open")
+                .values(status="closing")
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return await session.get(StandupSession, session_id)
+
+        return await self._retrying(work)
+
+    async def standup_closed(self, session_id: str, *, summary_ts: str | None) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(StandupSession)
+                .where(StandupSession.id == session_id)
+                .values(status="closed", summary_ts=summary_ts)
+            )
+
+        await self._retrying(work)
+
+    async def standup_answers(self, session_id: str) -> builtins.list[StandupAnswer]:
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(StandupAnswer)
+                    .where(StandupAnswer.session_id == session_id)
+                    .order_by(StandupAnswer.id)
+                )
+            )
+
+    async def standup(self, session_id: str) -> StandupSession | None:
+        async with self._sessions() as session:
+            return await session.get(StandupSession, session_id)
+
+
+def dumps(data: Any) -> str:
+    """The JSON stored in ``trigger_json`` / ``options_json``."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str) -> dict[str, Any]:
+    value = json.loads(text or "{}")
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,201 @@
+"""Scheduler fixtures: a store on each SQL backend, and in-process scheduler replicas.
+
+A replica is the real :class:`SchedulerService` over real services (runtime, SQL, Redis)
+with a scripted zero-latency model and a :class:`RecordingPoster` — or, for the Slack
+tests, the bot's :class:`~bot.schedules.SlackPoster` against the fake Slack Web API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.services import Services, open_services
+from bot.settings import Settings
+from scheduler.calendar import BusinessCalendar
+from scheduler.feed import ChangeFeed
+from scheduler.manage import ScheduleManager
+from scheduler.ports import ActorResolver, GroupMembers, Posted, Poster, PostFailed
+from scheduler.runner import FiringRunner
+from scheduler.service import SchedulerConfig, SchedulerService
+from scheduler.standup import StandupCollector
+from storage.keys import Keys
+from storage.schedules import ScheduleStore
+from storage.sql import session_factory, upgrade
+from tests.fakes.chat import ScriptedChatModel
+
+FAST = SchedulerConfig(
+    lease_ttl=timedelta(seconds=1.5),
+    poll_interval=0.2,
+    resync_interval=2.0,
+    min_interval=timedelta(seconds=1),
+)
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> ScheduleStore:
+    return ScheduleStore(sessions=session_factory(engine))
+
+
+@dataclass
+class RecordingPoster:
+    """A Poster that remembers every message; ``fail_answers`` makes answers fail."""
+
+    answers: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    fail_answers: str | None = None
+    times: list[float] = field(default_factory=list)
+
+    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+        if self.fail_answers:
+            raise PostFailed(self.fail_answers)
+        self.answers.append((channel, text))
+        self.times.append(time.time())
+        return Posted(channel=channel, ts=f"{time.time():.6f}")
+
+    async def notice(self, channel: str, text: str) -> Posted:
+        self.notices.append((channel, text))
+        dm = f"D{channel[1:]}" if channel.startswith("U") else channel
+        return Posted(channel=dm, ts=f"{time.time():.6f}")
+
+    def dms(self, user: str) -> list[str]:
+        return [text for channel, text in self.notices if channel == user]
+
+
+@dataclass
+class Replica:
+    services: Services
+    service: SchedulerService
+    poster: Poster
+
+    @property
+    def manager(self) -> ScheduleManager:
+        return self.service.manager
+
+    @property
+    def store(self) -> ScheduleStore:
+        return self.service.store
+
+
+@dataclass
+class ReplicaFactory:
+    database_url: str
+    redis: Redis
+    keys: Keys
+    stack: contextlib.AsyncExitStack
+
+    async def __call__(
+        self,
+        *,
+        model: BaseChatModel | None = None,
+        poster: Poster | None = None,
+        config: SchedulerConfig = FAST,
+        max_failures: int = 5,
+        actor_for: ActorResolver | None = None,
+        group_members: GroupMembers | None = None,
+        calendar: BusinessCalendar | None = None,
+        start: bool = True,
+        clock: Callable[[], Any] | None = None,
+    ) -> Replica:
+        settings = Settings.from_env(
+            {
+                "DATABASE_URL": self.database_url,
+                "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
+                "SWITCHBOARD_PII_KEY": "test-pii-key",
+            }
+        )
+        chat = model or ScriptedChatModel(default="All quiet today.")
+        services = await self.stack.enter_async_context(
+            open_services(
+                settings,
+                model_factory=lambda _name: chat,
+                env={},
+                redis=self.redis,
+                model_retries=0,
+                retry_initial_delay=0.01,
+            )
+        )
+        poster = poster or RecordingPoster()
+        store = ScheduleStore(sessions=services.sessions)
+        feed = ChangeFeed(redis=self.redis, keys=self.keys)
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        manager = ScheduleManager(
+            store=store,
+            feed=feed,
+            skills=lambda: [s.name for s in services.registry],
+            calendar=calendar,
+            min_interval=config.min_interval,
+            **extra,
+        )
+        runner = FiringRunner(
+            store=store,
+            runtime=services.runtime,
+            poster=poster,
+            actor_for=actor_for,
+            group_members=group_members,
+            max_failures=max_failures,
+            **extra,
+        )
+        service = SchedulerService(
+            store=store,
+            locks=services.locks,
+            feed=feed,
+            runner=runner,
+            manager=manager,
+            collector=StandupCollector(store=store, poster=poster, **extra),
+            config=config,
+            **extra,
+        )
+        if start:
+            await service.start()
+            self.stack.push_async_callback(service.stop)
+        return Replica(services=services, service=service, poster=poster)
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
+async def make_replica(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys: Keys
+) -> AsyncIterator[ReplicaFactory]:
+    """Scheduler replicas sharing one database and one Redis (embedded, then real)."""
+    from storage.redis import create_redis
+    from tests.conftest import _real_redis, _reset_postgres
+
+    if request.param == "embedded":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
+        redis = create_redis(None)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        await _reset_postgres(url)
+        redis = await _real_redis()
+    await upgrade(url)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(redis.aclose)
+        yield ReplicaFactory(database_url=url, redis=redis, keys=keys, stack=stack)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 5.0, step: float = 0.02
+) -> float:
+    """Poll ``check`` (sync or async) until truthy; return the seconds it took."""
+    started = time.monotonic()
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(step)

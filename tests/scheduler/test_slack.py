@@ -1,0 +1,209 @@
+"""Schedules through Slack: the one-line command, the list and its buttons, the modal, and
+the stand-up end to end — signed requests into a bot replica, posts on the fake Slack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.schedules import SchedulesFeature, create_scheduler, install
+from bot.views import schedules as sviews
+from scheduler.service import SchedulerService
+from tests.bot.conftest import BotEnv, BotFactory, make_bot, slack_api  # noqa: F401
+from tests.fakes.chat import ScriptedChatModel
+from tests.scheduler.conftest import FAST, eventually
+
+
+@dataclass
+class Env:
+    bot: BotEnv
+    scheduler: SchedulerService
+    feature: SchedulesFeature
+
+
+@pytest.fixture
+async def env(make_bot: BotFactory) -> AsyncIterator[Env]:  # noqa: F811
+    model = ScriptedChatModel(default="Payments were quiet.")
+    bot = await make_bot(lambda _name: model)
+    bot.slack.add_usergroup("S0TEAM", "team", ["U0SAM", "U0CAROL", "U0DEV"])
+    scheduler = create_scheduler(bot.services, client=bot.bot.client, config=FAST)
+    feature = install(bot.bot, bot.services, scheduler)
+    await scheduler.start()
+    try:
+        yield Env(bot=bot, scheduler=scheduler, feature=feature)
+    finally:
+        await scheduler.stop()
+
+
+def _ack(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200
+    return dict(json.loads(response.text)) if response.text else {}
+
+
+async def test_one_line_command_saves_echoes_and_posts(env: Env) -> None:
+    ack = _ack(
+        await env.bot.command(
+            "schedule digest #general every 1 second tz Asia/Dubai -- 24h", user="U0DEV"
+        )
+    )
+    assert "Scheduled *digest* in <#C0GENERAL>" in ack["text"]
+    assert "every second (Asia/Dubai)" in ack["text"] and "Next runs:" in ack["text"]
+    [row] = await env.scheduler.store.list_schedules(channel="C0GENERAL")
+    assert (row.skill, row.input_text, row.tz, row.owner) == (
+        "digest",
+        "24h",
+        "Asia/Dubai",
+        "U0DEV",
+    )
+    # the default zone is the creator's Slack zone
+    _ack(await env.bot.command("schedule ask every day at 9:00", user="U0CAROL"))
+    rows = await env.scheduler.store.list_schedules(owner="U0CAROL")
+    assert [r.tz for r in rows] == ["Europe/Lisbon"]
+    await env.scheduler.wait_leader()
+    await env.bot.slack.wait_for("chat.postMessage", timeout=5)
+    posted = [m for m in env.bot.slack.messages("C0GENERAL") if m.get("bot_id")]
+    assert posted, "the firing posted its answer in the target channel"
+
+
+async def test_bad_input_gets_examples_and_saves_nothing(env: Env) -> None:
+    ack = _ack(await env.bot.command("schedule digest #general every fortnight"))
+    assert "Try: every weekday at 9:00" in ack["text"]
+    ack = _ack(await env.bot.command("schedule digest #elsewhere every day at 9"))
+    assert "pick the channel" in ack["text"]
+    assert await env.scheduler.store.list_schedules() == []
+    help_text = _ack(await env.bot.command("help"))["text"]
+    assert "/switchboard schedule digest #payments-alerts every weekday at 9:00" in help_text
+
+
+async def test_list_and_buttons(env: Env) -> None:
+    _ack(await env.bot.command("schedule ask every day at 9:00"))
+    [row] = await env.scheduler.store.list_schedules()
+    ack = _ack(await env.bot.command("schedules"))
+    buttons = [e for b in ack["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["text"]["text"] for b in buttons] == ["Pause", "Run now", "Delete"]
+    assert "next " in ack["blocks"][0]["text"]["text"]
+
+    async def click(action_id: str, user: str = "U0SAM") -> None:
+        await env.bot.action(
+            {
+                "type": "block_actions",
+                "team": {"id": "T0FAKE"},
+                "user": {"id": user},
+                "channel": {"id": "C0GENERAL"},
+                "container": {"type": "message", "is_ephemeral": True},
+                "actions": [{"action_id": action_id, "value": row.id, "type": "button"}],
+            }
+        )
+        await env.bot.idle()
+
+    await click(sviews.PAUSE)
+    fresh = await env.scheduler.store.get(row.id)
+    assert fresh is not None and not fresh.enabled and fresh.paused_reason == "paused by <@U0SAM>"
+    await click(sviews.RESUME)
+    fresh = await env.scheduler.store.get(row.id)
+    assert fresh is not None and fresh.enabled
+    await click(sviews.RUN_NOW)
+    await env.bot.slack.wait_for("chat.postMessage", timeout=5)
+    await click(sviews.DELETE, user="U0CAROL")  # not the owner: refused
+    assert await env.scheduler.store.get(row.id) is not None
+    await click(sviews.DELETE)
+    assert await env.scheduler.store.get(row.id) is None
+
+
+async def test_modal(env: Env) -> None:
+    _ack(await env.bot.command("schedule"))
+    opened = await env.bot.slack.wait_for("views.open")
+    view = opened[-1].args["view"]
+    assert view["callback_id"] == sviews.SCHEDULE_MODAL
+    tz_block = next(b for b in view["blocks"] if b["block_id"] == sviews.TZ)
+    assert tz_block["element"]["initial_value"] == "America/New_York"  # U0SAM's zone
+
+    def submission(when: str) -> dict[str, Any]:
+        values = {
+            sviews.SKILL: {sviews.SKILL: {"selected_option": {"value": "digest"}}},
+            sviews.INPUT: {sviews.INPUT: {"value": "12h"}},
+            sviews.CHANNEL: {sviews.CHANNEL: {"selected_conversation": "C0PAYMENTS"}},
+            sviews.WHEN: {sviews.WHEN: {"value": when}},
+            sviews.TZ: {sviews.TZ: {"value": "Europe/Lisbon"}},
+        }
+        return {
+            "type": "view_submission",
+            "team": {"id": "T0FAKE"},
+            "user": {"id": "U0SAM"},
+            "view": {**view, "id": "V1", "state": {"values": values}},
+        }
+
+    bad = _ack(await env.bot.action(submission("every blue moon")))
+    assert bad["response_action"] == "errors" and sviews.WHEN in bad["errors"]
+    assert await env.scheduler.store.list_schedules() == []
+    _ack(await env.bot.action(submission("every monday at 10am")))
+    await env.bot.idle()
+    [row] = await env.scheduler.store.list_schedules()
+    assert (row.channel_id, row.input_text, row.tz) == ("C0PAYMENTS", "12h", "Europe/Lisbon")
+    confirmation = env.bot.slack.ephemeral[-1]
+    assert confirmation["user"] == "U0SAM" and "every monday at 10:00" in confirmation["text"]
+
+
+async def test_home_shows_my_schedules(env: Env) -> None:
+    _ack(await env.bot.command("schedule ask every day at 9:00"))
+    await env.bot.event({"type": "app_home_opened", "user": "U0SAM", "tab": "home"})
+    await env.bot.idle()
+    home = env.bot.slack.home_view("U0SAM")
+    assert home is not None
+    texts = [b.get("text", {}).get("text", "") for b in home["blocks"]]
+    assert "Your schedules" in texts
+    assert any("ask every day at 09:00 (America/New_York)" in t for t in texts)
+
+
+async def test_standup_end_to_end_survives_a_restart(env: Env) -> None:
+    slack = env.bot.slack
+    ack = _ack(
+        await env.bot.command(
+            "schedule standup <!subteam^S0TEAM|@team> #general in 1 second for 3 seconds"
+        )
+    )
+    assert "Scheduled *standup*" in ack["text"], ack
+    prompts = await slack.wait_for("chat.postMessage", 3, timeout=6)
+    dms = {c.args["channel"]: c.response["channel"] for c in prompts}
+    assert set(dms) == {"U0SAM", "U0CAROL", "U0DEV"}
+
+    capture = env.feature.capture_standup_reply
+    assert await capture("T0FAKE", dms["U0SAM"], "U0SAM", "Fixed the refund bug.", "1.1")
+    assert await capture(
+        "T0FAKE", dms["U0SAM"], "U0SAM", "Blocked on review from the risk team.", "1.2"
+    )
+    assert await capture(
+        "T0FAKE", dms["U0CAROL"], "U0CAROL", "Shipped the payout report.\nNo blockers.", "1.3"
+    )
+    # an ordinary DM from someone not asked is not swallowed
+    assert not await capture("T0FAKE", "D0OTHER", "U0OTHERBOT", "hello", "1.4")
+
+    # a restart while the stand-up is open: a fresh scheduler picks the state up from SQL
+    await env.scheduler.stop()
+    fresh = create_scheduler(env.bot.services, client=env.bot.bot.client, config=FAST)
+    await fresh.start()
+    try:
+
+        def summaries() -> list[dict[str, Any]]:
+            return [
+                m
+                for m in slack.messages("C0GENERAL")
+                if m.get("bot_id") and "Stand-up summary" in m["text"]
+            ]
+
+        await eventually(lambda: summaries(), timeout=8)
+        [summary] = summaries()
+        text = summary["text"]
+        assert "2 of 3 answered" in text
+        blockers = text.split("*Blockers*")[1].split("*Answers*")[0]
+        assert "<@U0SAM>: Blocked on review from the risk team." in blockers
+        assert "U0CAROL" not in blockers
+        assert "Fixed the refund bug." in text and "Shipped the payout report." in text
+        assert "*No answer:* <@U0DEV>" in text
+        assert not await capture("T0FAKE", dms["U0DEV"], "U0DEV", "late answer", "9.9")
+    finally:
+        await fresh.stop()

@@ -1,0 +1,156 @@
+"""ScheduleStore on SQLite and PostgreSQL: CRUD, firing records, streaks, stand-up state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from scheduler.triggers import parse_trigger
+from storage.schedules import ScheduleStore, dumps
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+async def _schedule(store: ScheduleStore, **extra: object) -> str:
+    trigger = parse_trigger("every weekday at 9:00", tz="Asia/Dubai", now=NOW)
+    fields: dict[str, object] = {
+        "team_id": "T0",
+        "skill": "digest",
+        "input_text": "24h",
+        "channel_id": "C0ALERTS",
+        "trigger_json": dumps(trigger.to_dict()),
+        "tz": "Asia/Dubai",
+        "owner": "U0SAM",
+        "created_at": NOW,
+        "updated_at": NOW,
+        **extra,
+    }
+    row = await store.create(**fields)
+    return row.id
+
+
+async def test_create_get_list_pause_resume_delete(store: ScheduleStore) -> None:
+    first = await _schedule(store)
+    second = await _schedule(store, channel_id="C0OTHER", owner="U0CAROL")
+    row = await store.get(first)
+    assert row is not None
+    assert (row.skill, row.input_text, row.tz, row.enabled, row.version) == (
+        "digest",
+        "24h",
+        "Asia/Dubai",
+        True,
+        1,
+    )
+    assert row.created_at == NOW  # aware UTC on every backend
+    assert [r.id for r in await store.list_schedules(channel="C0ALERTS")] == [first]
+    assert [r.id for r in await store.list_schedules(owner="U0CAROL")] == [second]
+    assert (await store.find(first[:8])) is not None
+
+    paused = await store.set_enabled(first, False, now=NOW, reason="paused by U0SAM")
+    assert paused is not None and not paused.enabled and paused.version == 2
+    assert set(await store.versions()) == {second}
+    resumed = await store.set_enabled(
+        first, True, now=NOW + timedelta(hours=1), next_run_at=NOW + timedelta(days=1)
+    )
+    assert resumed is not None and resumed.enabled and resumed.paused_reason is None
+    assert resumed.last_fire_at == NOW + timedelta(hours=1)  # no catch-up for the pause
+
+    assert await store.delete(first)
+    assert not await store.delete(first)
+    assert await store.get(first) is None
+    assert [r.id for r in await store.list_schedules()] == [second]
+
+
+async def test_a_firing_is_recorded_once(store: ScheduleStore) -> None:
+    sid = await _schedule(store)
+    at = NOW
+    run = await store.begin_firing(
+        sid,
+        at,
+        started_at=NOW,
+        fence=7,
+        missed=[at - timedelta(days=1)],
+        next_run_at=NOW + timedelta(days=1),
+    )
+    assert run is not None and run.status == "running"
+    again = await store.begin_firing(sid, at, started_at=NOW, fence=8)
+    assert again is None  # a second leader loses
+    row = await store.get(sid)
+    assert row is not None and row.last_fire_at == at and row.next_run_at == NOW + timedelta(days=1)
+    statuses = {r.scheduled_for: r.status for r in await store.runs(sid)}
+    assert statuses == {at: "running", at - timedelta(days=1): "missed"}
+
+
+async def test_failure_streak_notifies_once_and_pauses_at_the_limit(store: ScheduleStore) -> None:
+    sid = await _schedule(store)
+    results = []
+    for day in range(3):
+        run = await store.begin_firing(sid, NOW + timedelta(days=day), started_at=NOW)
+        assert run is not None
+        results.append(
+            await store.finish_firing(
+                run.id, status="failed", finished_at=NOW, error="boom", max_failures=3
+            )
+        )
+    assert [(r.streak, r.notify, r.paused) for r in results] == [
+        (1, True, False),
+        (2, False, False),
+        (3, False, True),
+    ]
+    row = await store.get(sid)
+    assert row is not None and not row.enabled and row.paused_reason
+    # a paused schedule records no scheduled firing
+    assert await store.begin_firing(sid, NOW + timedelta(days=4), started_at=NOW) is None
+    await store.set_enabled(sid, True, now=NOW + timedelta(days=5))
+    # success resets the streak, so the next failure notifies again
+    run = await store.begin_firing(sid, NOW + timedelta(days=9), started_at=NOW)
+    assert run is not None
+    ok = await store.finish_firing(run.id, status="ok", finished_at=NOW, message_ts="1.2")
+    assert ok.streak == 0
+    run = await store.begin_firing(sid, NOW + timedelta(days=10), started_at=NOW)
+    assert run is not None
+    again = await store.finish_firing(run.id, status="failed", finished_at=NOW, max_failures=3)
+    assert again.notify and again.streak == 1
+
+
+async def test_standup_state(store: ScheduleStore) -> None:
+    sid = await _schedule(store, kind="standup", skill="standup")
+    session = await store.open_standup(
+        schedule_id=sid,
+        scheduled_for=NOW,
+        team_id="T0",
+        channel_id="C0TEAM",
+        usergroup="S0TEAM",
+        prompt="How's it going?",
+        opens_at=NOW,
+        closes_at=NOW + timedelta(hours=1),
+        members=["U0A", "U0B"],
+    )
+    assert session is not None
+    assert (
+        await store.open_standup(
+            schedule_id=sid,
+            scheduled_for=NOW,
+            team_id="T0",
+            channel_id="C0TEAM",
+            usergroup="S0TEAM",
+            prompt="x",
+            opens_at=NOW,
+            closes_at=NOW,
+            members=[],
+        )
+        is None
+    )
+    await store.prompted(session.id, "U0A", dm_channel="D0A", ts="1.0")
+    later = NOW + timedelta(minutes=5)
+    first = await store.capture_reply(user_id="U0A", channel="D0A", text="did X", now=later)
+    second = await store.capture_reply(user_id="U0A", channel="D0A", text="blocked", now=later)
+    assert first is not None and first.first and second is not None and not second.first
+    assert await store.capture_reply(user_id="U0A", channel="D0OTHER", text="hi", now=later) is None
+    assert await store.capture_reply(user_id="U0B", channel="D0A", text="hi", now=later) is None
+    too_late = NOW + timedelta(hours=2)
+    assert await store.capture_reply(user_id="U0A", channel="D0A", text="x", now=too_late) is None
+    assert [s.id for s in await store.standups_due(too_late)] == [session.id]
+    assert await store.close_standup(session.id) is not None
+    assert await store.close_standup(session.id) is None  # closed once
+    answers = {a.user_id: a.answer for a in await store.standup_answers(session.id)}
+    assert answers == {"U0A": "did X\nblocked", "U0B": ""}
