@@ -59,6 +59,7 @@ def create_bot(
         directory=Directory(reader=reader, registry=runtime.registry),
         metrics=metrics,
         streaming=services.settings.streaming,
+        max_concurrent=services.settings.max_concurrent_runs,
     )
 
     def observe(event: RunFinished) -> None:

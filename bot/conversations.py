@@ -6,6 +6,7 @@ Listeners only parse, authorize and ack; they hand an :class:`Inbound` to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -145,8 +146,12 @@ class Conversations:
         directory: Directory,
         metrics: Metrics,
         streaming: bool = False,
+        max_concurrent: int = 16,
     ) -> None:
         self.runtime = runtime
+        # Answers share the event loop with acks: a burst of mentions queues here instead
+        # of starting hundreds of answers (and status calls to Slack) at once.
+        self._slots = asyncio.Semaphore(max_concurrent)
         self.client = client
         self.reader = reader
         self.directory = directory
@@ -156,6 +161,10 @@ class Conversations:
 
     async def answer(self, inbound: Inbound) -> None:
         """Run the message's skill and post the outcome; errors become a short reply."""
+        async with self._slots:
+            await self._answer(inbound)
+
+    async def _answer(self, inbound: Inbound) -> None:
         started = time.monotonic()
         await self._status(inbound, on=True)
         stream: _Stream | None = None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 
+import aiohttp
 import uvicorn
 from starlette.applications import Starlette
 
@@ -58,8 +59,11 @@ async def open_bot(
     drained first). ``env`` is what skill specs expand ``${VAR}`` from (default: os.environ)."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     secret = settings.slack_signing_secret
-    async with open_services(settings, env=env) as services:
-        client = create_web_client(token=token, base_url=settings.slack_api_url)
+    async with (
+        open_services(settings, env=env) as services,
+        aiohttp.ClientSession() as session,  # one connection pool for every Web API call
+    ):
+        client = create_web_client(token=token, base_url=settings.slack_api_url, session=session)
         bot = create_bot(
             services,
             client=client,

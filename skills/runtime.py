@@ -93,6 +93,17 @@ class _RunState:
     started: float = field(default_factory=time.monotonic)
 
 
+class _UsageHandler(UsageMetadataCallbackHandler):
+    """Token usage of a run, collected inline: the stock handler is dispatched through a
+    thread pool for every chain event (14 hand-offs per run), which costs more than it
+    collects."""
+
+    run_inline = True
+    ignore_chain = True
+    ignore_retriever = True
+    ignore_agent = True
+
+
 def _new_ref() -> str:
     return uuid.uuid4().hex[:10]
 
@@ -324,7 +335,7 @@ class Runtime:
             run_id=uuid.uuid4().hex,
             skill=skill,
             model=model_name,
-            usage=UsageMetadataCallbackHandler(),
+            usage=_UsageHandler(),
         )
         await self._runs.start(
             run_id=run.run_id,
@@ -353,7 +364,11 @@ class Runtime:
             async with self._slots:
                 # Python graphs compose their answer in code: only agents stream.
                 if on_text is None or skill.graph_factory is not None:
-                    result = await graph.ainvoke(payload, config, context=context, version="v2")
+                    # Checkpoint when the run ends (or pauses for an approval), not after
+                    # every step: a crash mid-run loses that run's steps, not the thread.
+                    result = await graph.ainvoke(
+                        payload, config, context=context, version="v2", durability="exit"
+                    )
                     value, interrupts = result.value, tuple(result.interrupts or ())
                 else:
                     value, interrupts = await _stream(graph, payload, config, context, on_text)
@@ -482,7 +497,7 @@ async def _stream(
     """Run ``graph`` streaming the answer's tokens; returns the final state and interrupts."""
     value: Any = None
     async for mode, chunk in graph.astream(
-        payload, config, context=context, stream_mode=["messages", "values"]
+        payload, config, context=context, stream_mode=["messages", "values"], durability="exit"
     ):
         if mode == "values":
             value = chunk

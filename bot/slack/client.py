@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 
+import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -193,8 +194,12 @@ def create_web_client(
     max_retries: int = 3,
     backoff: float = 0.5,
     max_retry_after: float = 30.0,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """Build the Web API client: ``token`` (``xoxb-…``), ``base_url`` (``SLACK_API_URL``).
+
+    Pass a long-lived ``session`` to reuse connections (the caller closes it); without one
+    slack_sdk opens a connection per call.
 
     ``timeout`` is per HTTP attempt; ``max_retries`` bounds the retries of one call across
     all failure kinds; ``backoff`` is the first backoff step for 5xx and connection errors;
@@ -215,4 +220,5 @@ def create_web_client(
         retry_handlers=retry_handlers(
             max_retries=max_retries, backoff=backoff, max_retry_after=max_retry_after
         ),
+        session=session,
     )
