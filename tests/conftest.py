@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -159,3 +160,38 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         assert checked_out == 0, f"{checked_out} connection(s) left checked out"
     finally:
         await eng.dispose()
+
+
+# -- a whole deployment's backends -------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """One SQL database (migrated) and one Redis that replicas of a test share."""
+
+    name: str
+    database_url: str
+    redis: Redis
+
+
+@pytest.fixture(
+    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
+async def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Backend]:
+    """SQLite + fakeredis (the embedded defaults), then PostgreSQL + real Redis."""
+    from storage.sql import upgrade
+
+    if request.param == "embedded":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
+        client = create_redis(None)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        await _reset_postgres(url)
+        client = await _real_redis()
+    await upgrade(url)
+    try:
+        yield Backend(name=request.param, database_url=url, redis=client)
+    finally:
+        await client.aclose()

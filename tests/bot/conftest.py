@@ -29,8 +29,7 @@ from bot.settings import Settings
 from bot.slack.client import create_web_client
 from skills.models.offline import OfflineChatModel
 from storage.keys import Keys
-from storage.redis import create_redis
-from storage.sql import upgrade
+from tests.conftest import Backend
 from tests.fakes.slack_api import FakeSlackApi, slack_api_server
 
 SIGNING_SECRET = "test-signing-secret"
@@ -237,29 +236,19 @@ class BotFactory:
         return BotEnv(services=services, bot=bot, http=http, slack=self.slack)
 
 
-@pytest.fixture(
-    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
-)
+@pytest.fixture
 async def make_bot(
-    request: pytest.FixtureRequest,
-    slack_api: FakeSlackApi,
-    tmp_path_factory: pytest.TempPathFactory,
-    keys: Keys,
+    backend: Backend, slack_api: FakeSlackApi, keys: Keys
 ) -> AsyncIterator[BotFactory]:
     """Builds bot replicas sharing one database, one Redis and one fake Slack."""
-    from tests.conftest import _real_redis, _reset_postgres
-
-    if request.param == "embedded":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
-        redis = create_redis(None)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        await _reset_postgres(url)
-        redis = await _real_redis()
-    await upgrade(url)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(redis.aclose)
-        yield BotFactory(slack=slack_api, database_url=url, redis=redis, keys=keys, stack=stack)
+        yield BotFactory(
+            slack=slack_api,
+            database_url=backend.database_url,
+            redis=backend.redis,
+            keys=keys,
+            stack=stack,
+        )
 
 
 @pytest.fixture

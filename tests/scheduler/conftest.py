@@ -31,7 +31,8 @@ from scheduler.service import SchedulerConfig, SchedulerService
 from scheduler.standup import StandupCollector
 from storage.keys import Keys
 from storage.schedules import ScheduleStore
-from storage.sql import session_factory, upgrade
+from storage.sql import session_factory
+from tests.conftest import Backend
 from tests.fakes.chat import ScriptedChatModel
 
 FAST = SchedulerConfig(
@@ -162,27 +163,13 @@ class ReplicaFactory:
         return Replica(services=services, service=service, poster=poster)
 
 
-@pytest.fixture(
-    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
-)
-async def make_replica(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys: Keys
-) -> AsyncIterator[ReplicaFactory]:
+@pytest.fixture
+async def make_replica(backend: Backend, keys: Keys) -> AsyncIterator[ReplicaFactory]:
     """Scheduler replicas sharing one database and one Redis (embedded, then real)."""
-    from storage.redis import create_redis
-    from tests.conftest import _real_redis, _reset_postgres
-
-    if request.param == "embedded":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
-        redis = create_redis(None)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        await _reset_postgres(url)
-        redis = await _real_redis()
-    await upgrade(url)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(redis.aclose)
-        yield ReplicaFactory(database_url=url, redis=redis, keys=keys, stack=stack)
+        yield ReplicaFactory(
+            database_url=backend.database_url, redis=backend.redis, keys=keys, stack=stack
+        )
 
 
 async def eventually(

@@ -19,7 +19,8 @@ from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills
-from storage.sql import session_factory
+from storage.sql import create_engine, session_factory
+from tests.conftest import Backend
 
 TEST_PII_KEY = b"k" * 32
 
@@ -78,29 +79,12 @@ class RuntimeKit:
         return RunStore(sessions=session_factory(self.engine))
 
 
-@pytest.fixture(
-    params=["embedded", pytest.param("services", marks=[pytest.mark.postgres, pytest.mark.redis])]
-)
-async def kit(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, keys: Keys
-) -> AsyncIterator[RuntimeKit]:
-    """SQLite + fakeredis (the embedded defaults), then PostgreSQL + real Redis."""
-    from storage.redis import create_redis
-    from storage.sql import create_engine, upgrade
-    from tests.conftest import _real_redis, _reset_postgres
-
-    if request.param == "embedded":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sql') / 'sb.db'}"
-        redis = create_redis(None)
-    else:
-        url = request.getfixturevalue("postgres_url")
-        await _reset_postgres(url)
-        redis = await _real_redis()
-    await upgrade(url)
-    engine = create_engine(url)
+@pytest.fixture
+async def kit(backend: Backend, keys: Keys) -> AsyncIterator[RuntimeKit]:
+    """A runtime kit over each backend (SQLite + fakeredis, PostgreSQL + real Redis)."""
+    engine = create_engine(backend.database_url)
     try:
         async with httpx.AsyncClient() as http:
-            yield RuntimeKit(engine=engine, redis=redis, keys=keys, http=http)
+            yield RuntimeKit(engine=engine, redis=backend.redis, keys=keys, http=http)
     finally:
-        await redis.aclose()
         await engine.dispose()
