@@ -87,7 +87,8 @@ async def open_services(
     env = os.environ if env is None else env
     if settings.uses_embedded_sql:
         await upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
+    # Enough connections for every concurrent run plus listeners and the scheduler.
+    engine = create_engine(settings.database_url, pool_size=settings.max_concurrent_runs + 4)
     sessions = session_factory(engine)
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)

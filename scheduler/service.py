@@ -19,6 +19,16 @@ Why the pieces are there:
   reloads that schedule. A full resync every ``resync_interval`` catches lost messages.
 * **Misfires.** Planning uses the grace window: after downtime at most one run, the rest
   recorded ``missed``; never a burst.
+* **Look-ahead.** Claiming and recording costs a Redis and an SQL round trip per firing,
+  and when hundreds of schedules share a minute that queueing made runs start late. So a
+  look-ahead pass claims and records the firings due in the next ``lookahead`` in batches
+  (concurrent claims, one transaction with one multi-row ``INSERT``) as *pending* runs;
+  at the instant one compare-and-set ``UPDATE`` per batch starts them, re-checking that
+  each schedule is still enabled (a pause in between drops the firing, as before). A
+  leader stopping cleanly gives its pending firings back before releasing the lease; after
+  a crash or a lost lease the next leader adopts them (the compare-and-set start still
+  lets only one process run each), running them late within the grace window or
+  recording them ``missed``.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from typing import Any, Self
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scheduler.calendar import BusinessCalendar
 from scheduler.feed import CHANGED, RELEASED, ChangeFeed
@@ -48,12 +58,17 @@ from scheduler.triggers import MIN_INTERVAL, Trigger, TriggerError, due_firings
 from storage.errors import LeaseLost, RedisUnavailable, StorageError
 from storage.locks import Lease, RedisLocks
 from storage.models import Schedule, ScheduleRun, StandupSession
-from storage.schedules import ScheduleStore
+from storage.schedules import PlannedFiring, ScheduleStore
 
 log = logging.getLogger(__name__)
 
 CLAIM_SCOPE = "schedule-firing"
 _ATTEMPTS = 6
+#: A firing closer than this is left to the instant path: the look-ahead batch (claims
+#: and one transaction) must be done before the instant.
+_LOOKAHEAD_MARGIN = timedelta(milliseconds=500)
+_CLAIM_BATCH = 32
+_STILL_GOING = "the previous run of this schedule was still going"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,11 @@ class SchedulerConfig:
     #: so a burst of due schedules does not starve the firing (and the lease) of CPU.
     max_concurrent_runs: int = 16
     max_concurrent_firings: int = 24
+    #: Firings due within ``lookahead`` are claimed and recorded ahead, in batches, by a
+    #: pass every ``lookahead_interval`` seconds; at the instant they only start. Zero
+    #: turns this off (each firing is claimed and recorded at its instant).
+    lookahead: timedelta = timedelta(seconds=3)
+    lookahead_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +106,16 @@ class LeaderTerm:
     token: int
     started: float  # time.time()
     ended: float | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A firing recorded ahead of its instant (or adopted from an earlier leader)."""
+
+    run: ScheduleRun
+    row: Schedule
+    firing: PlannedFiring | None  # None when adopted: we cannot give it back
+    starting: bool = False
 
 
 class _Fires(BaseTrigger):  # type: ignore[misc]
@@ -150,6 +180,8 @@ class SchedulerService:
         self._gate = asyncio.Semaphore(self.config.max_concurrent_firings)
         self._jobs: dict[str, int] = {}
         self._running: set[str] = set()
+        self._pending: dict[str, _Pending] = {}  # by schedule id
+        self._timers: dict[datetime, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -243,6 +275,7 @@ class SchedulerService:
         )
         renewer = asyncio.create_task(self._keep_lease(lease), name="scheduler:renew")
         resync: asyncio.Task[None] | None = None
+        ahead: asyncio.Task[None] | None = None
         try:
             self._aps = aps
             await self._resync(full=True)
@@ -252,6 +285,7 @@ class SchedulerService:
             self._active = True
             self.terms.append(term)
             resync = asyncio.create_task(self._resync_loop(), name="scheduler:resync")
+            ahead = asyncio.create_task(self._lookahead_loop(), name="scheduler:lookahead")
             stop = asyncio.create_task(self._stopping.wait())
             lost = asyncio.create_task(self._lost.wait())
             await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
@@ -264,11 +298,16 @@ class SchedulerService:
             self._aps = None
             with contextlib.suppress(Exception):
                 aps.shutdown(wait=False)
-            for task in (renewer, resync):
+            for task in (renewer, resync, ahead, *self._timers.values()):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            self._timers.clear()
+            if self._stopping.is_set():
+                await self._give_back(lease)
+            # Whatever is left pending is adopted by the next leader (maybe us again).
+            self._pending = {sid: p for sid, p in self._pending.items() if p.starting}
             self._lease = None
             if self.terms and self.terms[-1] is term:
                 self.terms[-1] = LeaderTerm(
@@ -432,6 +471,8 @@ class SchedulerService:
     # -- firing ---------------------------------------------------------------------------
 
     async def _job(self, schedule_id: str) -> None:
+        if schedule_id in self._pending:
+            return  # recorded ahead; its own timer starts it
         # APScheduler cancels the jobs it is still running when it shuts down (a leader
         # stepping down); a claimed firing must finish instead, so it runs as our own task.
         self._spawn(self._fire_logged(schedule_id), name=f"scheduler:fire:{schedule_id}")
@@ -582,7 +623,7 @@ class SchedulerService:
     async def _claim(self, schedule_id: str, at: datetime, *, manual: bool = False) -> bool:
         """Claim a firing in Redis (raises RedisUnavailable). A claim this process already
         won counts as ours, so retrying a half-done firing does not drop it."""
-        ident = f"{schedule_id}:{'manual:' if manual else ''}{at.isoformat()}"
+        ident = _ident(schedule_id, at, manual=manual)
         if ident in self._claimed:
             return True
         won = await self._locks.claim(CLAIM_SCOPE, ident, ttl=self.config.claim_ttl)
@@ -591,3 +632,205 @@ class SchedulerService:
             while len(self._claimed) > 10_000:
                 self._claimed.pop(next(iter(self._claimed)))
         return won
+
+    # -- look-ahead -----------------------------------------------------------------------
+
+    async def _lookahead_loop(self) -> None:
+        while True:
+            try:
+                await self._adopt()
+                await self._look_ahead()
+            except (StorageError, DBAPIError, OSError) as exc:
+                # The firings not recorded ahead are claimed at their instant instead.
+                log.warning("scheduler look-ahead failed: %s", exc)
+            except Exception:
+                log.exception("scheduler look-ahead failed")
+            await asyncio.sleep(self.config.lookahead_interval)
+
+    def _upcoming(self) -> list[PlannedFiring]:
+        """The next firing of each schedule due within the look-ahead window.
+
+        Only a firing that is the very next one after ``last_fire_at`` qualifies (nothing
+        missed before it); anything else is planned at the instant as before.
+        """
+        aps = self._aps
+        if aps is None or self.config.lookahead <= timedelta(0):
+            return []
+        now = self._clock()
+        earliest, horizon = now + _LOOKAHEAD_MARGIN, now + self.config.lookahead
+        planned: list[PlannedFiring] = []
+        for job in aps.get_jobs():
+            at: datetime | None = job.next_run_time
+            if at is None or not earliest <= at <= horizon or job.id in self._pending:
+                continue
+            row = self._rows.get(job.id)
+            if row is None or not row.enabled:
+                continue
+            try:
+                trigger = self.manager.trigger(row)
+            except TriggerError:
+                continue
+            plan = due_firings(
+                trigger,
+                row.last_fire_at,
+                at,
+                grace=timedelta(seconds=row.grace_seconds),
+                since=row.created_at,
+            )
+            if plan.run is None or plan.run != at or plan.missed:
+                continue
+            planned.append(
+                PlannedFiring(
+                    schedule_id=row.id,
+                    scheduled_for=plan.run,
+                    next_run_at=plan.next,
+                    previous_fire_at=row.last_fire_at,
+                )
+            )
+        return planned
+
+    async def _look_ahead(self) -> None:
+        """Claim and record, in batches, the firings due within the look-ahead window."""
+        planned = self._upcoming()
+        if not planned or not await self._still_leader(strict=True):
+            return
+        won: list[PlannedFiring] = []
+        for start in range(0, len(planned), _CLAIM_BATCH):
+            chunk = planned[start : start + _CLAIM_BATCH]
+            claims = await asyncio.gather(
+                *(self._claim(f.schedule_id, f.scheduled_for) for f in chunk)
+            )
+            won.extend(f for f, ok in zip(chunk, claims, strict=True) if ok)
+        lease = self._lease
+        if not won or lease is None:
+            return
+        try:
+            runs = await self.store.preclaim_firings(won, fence=lease.token)
+        except IntegrityError:
+            # One of them was recorded meanwhile (a manual run at that very instant?):
+            # the claims are ours, so the instant path records them one by one.
+            log.info("look-ahead batch conflicted; those firings are recorded at their instant")
+            return
+        for firing in won:
+            run = runs.get(firing.schedule_id)
+            row = self._rows.get(firing.schedule_id)
+            if run is None or row is None:
+                self._rows.pop(firing.schedule_id, None)  # changed under us: re-read it
+                continue
+            row.last_fire_at = firing.scheduled_for
+            row.next_run_at = firing.next_run_at
+            self._pending[row.id] = _Pending(run=run, row=row, firing=firing)
+            self._arm(firing.scheduled_for)
+
+    async def _adopt(self) -> None:
+        """Take over pending firings nobody here is waiting for (a previous leader's, or
+        ours whose start failed): start them at their instant, late within the grace
+        window, or record them missed."""
+        late: list[int] = []
+        now = self._clock()
+        for run in await self.store.pending_firings():
+            if run.schedule_id in self._pending:
+                continue
+            row = self._rows.get(run.schedule_id) or await self.store.get(run.schedule_id)
+            if row is None:
+                continue
+            if now - run.scheduled_for > timedelta(seconds=row.grace_seconds):
+                late.append(run.id)
+                continue
+            log.info("adopting pending firing %s of schedule %s", run.id, row.id)
+            self._pending[row.id] = _Pending(run=run, row=row, firing=None)
+            self._arm(run.scheduled_for)
+        if late:
+            await self.store.miss_firings(late, now=now)
+
+    def _arm(self, at: datetime) -> None:
+        if at not in self._timers:
+            self._timers[at] = asyncio.get_running_loop().create_task(
+                self._start_when_due(at), name=f"scheduler:at:{at.isoformat()}"
+            )
+
+    async def _start_when_due(self, at: datetime) -> None:
+        delay = (at - self._clock()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay + 0.001)  # the loop's timers may fire a hair early
+        self._timers.pop(at, None)
+        batch = [p for p in self._pending.values() if p.run.scheduled_for == at and not p.starting]
+        for pending in batch:
+            pending.starting = True
+        if batch:
+            # A task of its own: a leader stepping down cancels timers, never a start.
+            self._spawn(self._start(batch), name=f"scheduler:start:{at.isoformat()}")
+
+    async def _start(self, batch: list[_Pending]) -> None:
+        """Start a batch of pending firings with one compare-and-set, then run them."""
+        now = self._clock()
+        lease = self._lease
+        skip = {p.run.id: _STILL_GOING for p in batch if p.row.id in self._running}
+        ids = [p.run.id for p in batch]
+        started: set[int] | None = None
+        try:
+            for attempt in range(_ATTEMPTS):
+                fence = lease.token if lease is not None else batch[0].run.fence
+                try:
+                    started = set(
+                        await self.store.start_firings(ids, started_at=now, fence=fence, skip=skip)
+                    )
+                    break
+                except (StorageError, DBAPIError, OSError) as exc:
+                    if attempt == _ATTEMPTS - 1:
+                        # Still pending in SQL: the next look-ahead pass adopts them.
+                        log.error("could not start %d firings (%s)", len(ids), exc)
+                        return
+                    log.warning("starting %d firings retried after %s", len(ids), exc)
+                    await asyncio.sleep(0.05 * 2**attempt)
+        finally:
+            for pending in batch:
+                if self._pending.get(pending.row.id) is pending:
+                    del self._pending[pending.row.id]
+        for pending in batch:
+            if started is None or pending.run.id not in started:
+                continue
+            row = self._rows.get(pending.row.id) or pending.row
+            run = pending.run
+            run.started_at = now
+            run.fence = fence
+            self._running.add(row.id)
+            self._spawn(self._run_started(row, run), name=f"scheduler:fire:{row.id}")
+
+    async def _run_started(self, row: Schedule, run: ScheduleRun) -> None:
+        try:
+            await self._execute(row, run)
+        finally:
+            self._running.discard(row.id)
+
+    async def _give_back(self, lease: Lease) -> None:
+        """Stepping down cleanly: undo our pending firings so the next leader runs them.
+
+        Only while the lease is still ours (nobody else can have adopted them); otherwise
+        they stay pending and the next leader adopts them.
+        """
+        mine = [p for p in self._pending.values() if p.firing is not None and not p.starting]
+        if not mine:
+            return
+        try:
+            if not await self._locks.is_current(lease):
+                return
+            # Claims first: a firing unclaimed but still recorded is adopted and run by the
+            # next leader; one released in SQL but still claimed would be lost.
+            for pending in mine:
+                ident = _ident(pending.row.id, pending.run.scheduled_for)
+                await self._locks.unclaim(CLAIM_SCOPE, ident)
+                self._claimed.pop(ident, None)
+            released = await self.store.release_firings(
+                [(p.run.id, p.firing) for p in mine if p.firing is not None]
+            )
+            for pending in mine:
+                if pending.run.id in released:
+                    del self._pending[pending.row.id]
+        except (StorageError, DBAPIError, OSError) as exc:
+            log.warning("pending firings not given back (%s); the next leader adopts them", exc)
+
+
+def _ident(schedule_id: str, at: datetime, *, manual: bool = False) -> str:
+    """The idempotency key of a firing: schedule id + scheduled time."""
+    return f"{schedule_id}:{'manual:' if manual else ''}{at.isoformat()}"

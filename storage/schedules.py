@@ -6,6 +6,12 @@ transaction that advances the schedule's ``last_fire_at``. Whoever inserts the r
 firing; a second leader (after a hand-over, or during a split) gets an integrity error and
 skips. Failure streaks and auto-pause are one ``UPDATE`` per finished firing, so the owner
 is told once per streak however many replicas are involved.
+
+Firings can also be recorded a few seconds *ahead* of their instant, in batches
+(:meth:`ScheduleStore.preclaim_firings`): the row is inserted with ``status='running'`` and
+no ``started_at``. Such a *pending* row is started at the instant by one compare-and-set
+``UPDATE`` (:meth:`ScheduleStore.start_firings`) that also re-checks that the schedule is
+still enabled, so exactly one process starts it and a pause in between makes it ``skipped``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,21 @@ class FiringResult:
     streak: int
     notify: bool
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFiring:
+    """A firing to record ahead of its instant: the schedule's state before and after.
+
+    ``previous_fire_at`` is the schedule's ``last_fire_at`` when it was planned; recording
+    only succeeds if it is still older than ``scheduled_for``, and releasing the firing
+    (:meth:`ScheduleStore.release_firings`) puts it back.
+    """
+
+    schedule_id: str
+    scheduled_for: datetime
+    next_run_at: datetime | None
+    previous_fire_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +272,9 @@ class ScheduleStore:
             else:
                 values.pop("next_run_at")
                 values["updated_at"] = Schedule.updated_at
-            result = await session.execute(query.values(**values))
+            result = await session.execute(
+                query.values(**values).execution_options(synchronize_session=False)
+            )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             if missed:
@@ -288,6 +311,213 @@ class ScheduleStore:
             return await self._retrying(work)
         except IntegrityError:
             return None
+
+    async def preclaim_firings(
+        self, firings: Sequence[PlannedFiring], *, fence: int | None
+    ) -> dict[str, ScheduleRun]:
+        """Record upcoming firings before their instant, in one transaction.
+
+        Each schedule is advanced as :meth:`begin_firing` would (only if it is enabled and
+        has not fired at or after that instant); the run rows are inserted as *pending*
+        (``status='running'``, no ``started_at``) with one multi-row ``INSERT``. Returns the
+        recorded runs by schedule id; schedules missing from the result must not be run
+        from this record. Raises :class:`IntegrityError` when one of the firings was
+        already recorded (nothing is kept then).
+        """
+        if not firings:
+            return {}
+
+        async def work(session: AsyncSession) -> dict[str, ScheduleRun]:
+            kept: list[PlannedFiring] = []
+            for firing in firings:
+                result = await session.execute(
+                    update(Schedule)
+                    .where(
+                        Schedule.id == firing.schedule_id,
+                        Schedule.enabled.is_(True),
+                        or_(
+                            Schedule.last_fire_at.is_(None),
+                            Schedule.last_fire_at < firing.scheduled_for,
+                        ),
+                    )
+                    .values(last_fire_at=firing.scheduled_for, next_run_at=firing.next_run_at)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    kept.append(firing)
+            if not kept:
+                return {}
+            rows = [
+                {
+                    "schedule_id": firing.schedule_id,
+                    "scheduled_for": firing.scheduled_for,
+                    "kind": "scheduled",
+                    "status": "running",
+                    "started_at": None,
+                    "finished_at": None,
+                    "error": None,
+                    "fence": fence,
+                }
+                for firing in kept
+            ]
+            ids = (
+                await session.scalars(
+                    insert(ScheduleRun).returning(ScheduleRun.id, sort_by_parameter_order=True),
+                    rows,
+                )
+            ).all()
+            return {
+                firing.schedule_id: ScheduleRun(id=run_id, **fields)
+                for run_id, firing, fields in zip(ids, kept, rows, strict=True)
+            }
+
+        return await self._retrying(work)
+
+    async def start_firings(
+        self,
+        run_ids: Sequence[int],
+        *,
+        started_at: datetime,
+        fence: int | None,
+        skip: dict[int, str] | None = None,
+    ) -> builtins.list[int]:
+        """Start pending firings at their instant; returns the ids this call started.
+
+        One compare-and-set ``UPDATE`` sets ``started_at`` (and the starter's fence) on the
+        runs in ``run_ids`` that are still pending and whose schedule is still enabled, so
+        of several processes trying, exactly one starts each run. Pending runs whose
+        schedule was paused meanwhile are deleted — a paused schedule leaves no record of
+        the firing, as if it had not been recorded ahead — and those in ``skip``
+        (id → reason) are closed as ``skipped``. Runs already started, or gone with their
+        deleted schedule, are left alone.
+        """
+        skip = skip or {}
+        wanted = [run_id for run_id in run_ids if run_id not in skip]
+
+        def pending(ids: Sequence[int]) -> tuple[Any, ...]:
+            return (
+                ScheduleRun.id.in_(list(ids)),
+                ScheduleRun.status == "running",
+                ScheduleRun.started_at.is_(None),
+            )
+
+        async def work(session: AsyncSession) -> builtins.list[int]:
+            enabled = select(Schedule.id).where(Schedule.enabled.is_(True)).scalar_subquery()
+            started: builtins.list[int] = []
+            if wanted:
+                started = list(
+                    await session.scalars(
+                        update(ScheduleRun)
+                        .where(*pending(wanted), ScheduleRun.schedule_id.in_(enabled))
+                        .values(started_at=started_at, fence=fence)
+                        .returning(ScheduleRun.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
+            paused = [run_id for run_id in wanted if run_id not in started]
+            if paused:
+                await session.execute(
+                    delete(ScheduleRun)
+                    .where(*pending(paused), ScheduleRun.schedule_id.not_in(enabled))
+                    .execution_options(synchronize_session=False)
+                )
+            for reason in set(skip.values()):
+                ids = [run_id for run_id, why in skip.items() if why == reason]
+                skipped = list(
+                    await session.scalars(
+                        update(ScheduleRun)
+                        .where(*pending(ids))
+                        .values(status="skipped", finished_at=started_at, error=reason)
+                        .returning(ScheduleRun.schedule_id)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
+                if skipped:
+                    await session.execute(
+                        update(Schedule)
+                        .where(Schedule.id.in_(skipped))
+                        .values(last_status="skipped")
+                        .execution_options(synchronize_session=False)
+                    )
+            return started
+
+        return await self._retrying(work)
+
+    async def miss_firings(self, run_ids: Sequence[int], *, now: datetime) -> int:
+        """Close pending firings found too late to run (beyond grace) as ``missed``."""
+        if not run_ids:
+            return 0
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(
+                update(ScheduleRun)
+                .where(
+                    ScheduleRun.id.in_(list(run_ids)),
+                    ScheduleRun.status == "running",
+                    ScheduleRun.started_at.is_(None),
+                )
+                .values(
+                    status="missed",
+                    finished_at=now,
+                    error="the scheduler was not running within the grace window",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self._retrying(work)
+
+    async def release_firings(self, firings: Sequence[tuple[int, PlannedFiring]]) -> set[int]:
+        """Undo pending firings that were never started (a leader stepping down cleanly).
+
+        Deletes each pending run and puts its schedule's ``last_fire_at`` and
+        ``next_run_at`` back, so the next leader plans that firing as if it had never been
+        recorded. Returns the ids released; a run already started is left alone.
+        """
+        if not firings:
+            return set()
+
+        async def work(session: AsyncSession) -> set[int]:
+            released: set[int] = set()
+            for run_id, firing in firings:
+                result = await session.execute(
+                    delete(ScheduleRun)
+                    .where(
+                        ScheduleRun.id == run_id,
+                        ScheduleRun.status == "running",
+                        ScheduleRun.started_at.is_(None),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                released.add(run_id)
+                await session.execute(
+                    update(Schedule)
+                    .where(
+                        Schedule.id == firing.schedule_id,
+                        Schedule.last_fire_at == firing.scheduled_for,
+                    )
+                    .values(last_fire_at=firing.previous_fire_at, next_run_at=firing.scheduled_for)
+                    .execution_options(synchronize_session=False)
+                )
+            return released
+
+        return await self._retrying(work)
+
+    async def pending_firings(self) -> builtins.list[ScheduleRun]:
+        """Scheduled runs recorded ahead of time and not started yet, oldest first."""
+        query = (
+            select(ScheduleRun)
+            .where(
+                ScheduleRun.status == "running",
+                ScheduleRun.started_at.is_(None),
+                ScheduleRun.kind == "scheduled",
+            )
+            .order_by(ScheduleRun.scheduled_for, ScheduleRun.id)
+        )
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
 
     async def record_missed(
         self,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from scheduler.triggers import IntervalTrigger
-from storage.schedules import dumps
+from scheduler.service import CLAIM_SCOPE
+from scheduler.triggers import IntervalTrigger, OnceTrigger
+from storage.models import Schedule
+from storage.schedules import PlannedFiring, ScheduleStore, dumps
 from tests.fakes.chat import ScriptedChatModel
-from tests.scheduler.conftest import RecordingPoster, ReplicaFactory, eventually
+from tests.scheduler.conftest import FAST, RecordingPoster, ReplicaFactory, eventually
 
 OWNER = "U0OWNER"
 
@@ -200,3 +203,164 @@ async def test_standby_takes_over_when_the_leader_stops(make_replica: ReplicaFac
     await first.service.stop()
     took = await eventually(lambda: second.service.is_leader, timeout=3)
     assert took < 1.0  # a clean stop announces itself; no waiting for the lease to expire
+
+
+# -- look-ahead: firings claimed and recorded ahead of their instant -----------------------
+
+AHEAD = dataclasses.replace(FAST, lookahead=timedelta(seconds=3), lookahead_interval=0.2)
+
+
+async def _once(store: ScheduleStore, at: datetime, *, grace: int = 600) -> Schedule:
+    now = datetime.now(UTC)
+    return await store.create(
+        team_id="T0",
+        skill="ask",
+        channel_id="C0OPS",
+        trigger_json=dumps(OnceTrigger(at=at, tz="UTC").to_dict()),
+        tz="UTC",
+        owner=OWNER,
+        created_at=now - timedelta(seconds=1),
+        updated_at=now,
+        grace_seconds=grace,
+    )
+
+
+def _soon(seconds: float) -> datetime:
+    return (datetime.now(UTC) + timedelta(seconds=seconds + 1)).replace(microsecond=0)
+
+
+async def _pending(store: ScheduleStore, schedule_id: str) -> bool:
+    return any(
+        r.status == "running" and r.started_at is None for r in await store.runs(schedule_id)
+    )
+
+
+async def test_firing_is_recorded_ahead_and_starts_at_its_instant(
+    make_replica: ReplicaFactory,
+) -> None:
+    replica = await make_replica(start=False, config=AHEAD)
+    at = _soon(2)
+    row = await _once(replica.store, at)
+    await replica.service.start()
+    try:
+        await eventually(lambda: _pending(replica.store, row.id), timeout=3)
+        assert datetime.now(UTC) < at  # recorded before the instant, not yet run
+        poster = replica.poster
+        assert isinstance(poster, RecordingPoster)
+        assert poster.answers == []
+        await eventually(lambda: len(poster.answers) == 1, timeout=5)
+        await eventually(lambda: _statuses(replica, row.id, "ok", 1))
+        [run] = await replica.store.runs(row.id)
+        assert run.scheduled_for == at and run.started_at is not None
+        assert timedelta(0) <= run.started_at - at < timedelta(milliseconds=500)
+        assert poster.times[0] >= at.timestamp()
+        await asyncio.sleep(0.5)
+        assert len(poster.answers) == 1
+    finally:
+        await replica.service.stop()
+
+
+async def test_pause_after_the_firing_was_recorded_ahead_drops_it(
+    make_replica: ReplicaFactory,
+) -> None:
+    replica = await make_replica(start=False, config=AHEAD)
+    at = _soon(2.5)
+    row = await _once(replica.store, at)
+    await replica.service.start()
+    try:
+        await eventually(lambda: _pending(replica.store, row.id), timeout=3)
+        await replica.manager.pause(row.id, by=OWNER)
+        await asyncio.sleep(max(0.0, at.timestamp() - datetime.now(UTC).timestamp()) + 0.5)
+        poster = replica.poster
+        assert isinstance(poster, RecordingPoster)
+        assert poster.answers == []
+        assert await replica.store.runs(row.id) == []  # as if it had never been recorded
+    finally:
+        await replica.service.stop()
+
+
+async def test_pause_and_resume_before_the_instant_still_runs_it(
+    make_replica: ReplicaFactory,
+) -> None:
+    replica = await make_replica(start=False, config=AHEAD)
+    at = _soon(2.5)
+    row = await _once(replica.store, at)
+    await replica.service.start()
+    try:
+        await eventually(lambda: _pending(replica.store, row.id), timeout=3)
+        await replica.manager.pause(row.id, by=OWNER)
+        await replica.manager.resume(row.id, by=OWNER)
+        assert datetime.now(UTC) < at
+        poster = replica.poster
+        assert isinstance(poster, RecordingPoster)
+        await eventually(lambda: len(poster.answers) == 1, timeout=5)
+        await eventually(lambda: _statuses(replica, row.id, "ok", 1))
+        assert [r.status for r in await replica.store.runs(row.id)] == ["ok"]
+    finally:
+        await replica.service.stop()
+
+
+async def test_a_leader_stopping_gives_its_recorded_firings_to_the_next(
+    make_replica: ReplicaFactory,
+) -> None:
+    first = await make_replica(start=False, config=AHEAD)
+    at = _soon(2.5)
+    row = await _once(first.store, at)
+    await first.service.start()
+    await first.service.wait_leader()
+    second = await make_replica(config=AHEAD)
+    await eventually(lambda: second.service.listening.is_set())
+    await eventually(lambda: _pending(first.store, row.id), timeout=3)
+    token = first.service.terms[-1].token
+    await first.service.stop()
+    await eventually(lambda: second.service.is_leader, timeout=3)
+    poster = second.poster
+    assert isinstance(poster, RecordingPoster)
+    await eventually(lambda: len(poster.answers) == 1, timeout=6)
+    await eventually(lambda: _statuses(second, row.id, "ok", 1))
+    [run] = await second.store.runs(row.id)
+    assert run.scheduled_for == at and run.fence is not None and run.fence > token
+    first_poster = first.poster
+    assert isinstance(first_poster, RecordingPoster)
+    assert first_poster.answers == []
+
+
+async def test_firings_left_pending_by_a_dead_leader_run_once_or_are_missed(
+    make_replica: ReplicaFactory,
+) -> None:
+    replica = await make_replica(start=False, config=AHEAD)
+    store = replica.store
+    now = datetime.now(UTC).replace(microsecond=0)
+    fresh = await _once(store, now - timedelta(seconds=1))
+    stale = await _once(store, now - timedelta(seconds=120), grace=60)
+    # What a leader that crashed after its look-ahead pass leaves: claims and pending runs.
+    dead = await store.preclaim_firings(
+        [
+            PlannedFiring(s.id, s_at, None, None)
+            for s, s_at in (
+                (fresh, now - timedelta(seconds=1)),
+                (stale, now - timedelta(seconds=120)),
+            )
+        ],
+        fence=1,
+    )
+    assert set(dead) == {fresh.id, stale.id}
+    for s_id, run in dead.items():
+        assert await replica.services.locks.claim(
+            CLAIM_SCOPE, f"{s_id}:{run.scheduled_for.isoformat()}"
+        )
+    await replica.service.start()
+    try:
+        poster = replica.poster
+        assert isinstance(poster, RecordingPoster)
+        await eventually(lambda: _statuses(replica, fresh.id, "ok", 1))
+        await eventually(lambda: _statuses(replica, stale.id, "missed", 1))
+        await asyncio.sleep(0.5)
+        assert len(poster.answers) == 1
+        assert [r.status for r in await store.runs(fresh.id)] == ["ok"]
+        assert [r.status for r in await store.runs(stale.id)] == ["missed"]
+        # A second starter (a split brain's other leader) cannot start it again.
+        again = await store.start_firings([dead[fresh.id].id], started_at=now, fence=99)
+        assert again == []
+    finally:
+        await replica.service.stop()
