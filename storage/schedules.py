@@ -698,7 +698,10 @@ class ScheduleStore:
                 .join(StandupSession, StandupSession.id == StandupAnswer.session_id)
                 .where(
                     StandupAnswer.user_id == user_id,
-                    StandupAnswer.dm_channel == channel,
+                    # The prompt's DM channel is recorded just after the prompt is posted;
+                    # a reply racing that record is still this member's answer (only DMs
+                    # reach this method).
+                    or_(StandupAnswer.dm_channel == channel, StandupAnswer.dm_channel.is_(None)),
                     StandupSession.status == "open",
                     StandupSession.opens_at <= now,
                     StandupSession.closes_at > now,
