@@ -21,10 +21,10 @@ import builtins
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +34,10 @@ T = TypeVar("T")
 
 RunStatus = Literal["running", "ok", "failed", "missed", "skipped"]
 FINAL_STATUSES = frozenset({"ok", "failed", "missed", "skipped"})
+
+
+#: How long after a stand-up opens a reply may arrive before its prompt is recorded.
+PROMPTING_WINDOW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,9 +703,15 @@ class ScheduleStore:
                 .where(
                     StandupAnswer.user_id == user_id,
                     # The prompt's DM channel is recorded just after the prompt is posted;
-                    # a reply racing that record is still this member's answer (only DMs
-                    # reach this method).
-                    or_(StandupAnswer.dm_channel == channel, StandupAnswer.dm_channel.is_(None)),
+                    # a reply racing that record (while prompts are still going out) is
+                    # still this member's answer (only DMs reach this method).
+                    or_(
+                        StandupAnswer.dm_channel == channel,
+                        and_(
+                            StandupAnswer.dm_channel.is_(None),
+                            StandupSession.opens_at > now - PROMPTING_WINDOW,
+                        ),
+                    ),
                     StandupSession.status == "open",
                     StandupSession.opens_at <= now,
                     StandupSession.closes_at > now,
