@@ -10,16 +10,16 @@ a stale transaction is retried.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage._tx import retrying
 from storage.models import ApprovalRequestRow, ApprovalVote, ToolExecution, utcnow
 
 T = TypeVar("T")
@@ -50,14 +50,7 @@ class ApprovalStore:
         self._sessions = sessions
 
     async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        for attempt in range(20):
-            try:
-                async with self._sessions.begin() as session:
-                    return await work(session)
-            except OperationalError:  # SQLite: busy or a stale snapshot; start over
-                await asyncio.sleep(0.01 * (attempt + 1))
-        async with self._sessions.begin() as session:
-            return await work(session)
+        return await retrying(self._sessions, work)
 
     async def create(self, **fields: Any) -> ApprovalRequestRow:
         row = ApprovalRequestRow(**fields)
@@ -264,4 +257,4 @@ def is_open(row: ApprovalRequestRow) -> bool:
     return row.status in OPEN_STATES
 
 
-__all__ = ["ApprovalStore", "Recorded", "VoteResult", "is_open", "or_"]
+__all__ = ["ApprovalStore", "Recorded", "VoteResult", "is_open"]

@@ -16,7 +16,6 @@ still enabled, so exactly one process starts it and a pause in between makes it 
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -25,9 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage._tx import retrying
 from storage.models import Schedule, ScheduleRun, StandupAnswer, StandupSession
 
 T = TypeVar("T")
@@ -85,14 +85,7 @@ class ScheduleStore:
         self._sessions = sessions
 
     async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        for attempt in range(20):
-            try:
-                async with self._sessions.begin() as session:
-                    return await work(session)
-            except OperationalError:  # SQLite: the database is busy; start over
-                await asyncio.sleep(0.01 * (attempt + 1))
-        async with self._sessions.begin() as session:
-            return await work(session)
+        return await retrying(self._sessions, work)
 
     # -- schedules ------------------------------------------------------------------------
 
