@@ -2,7 +2,8 @@
 
 Clicks are acked at once; the decision runs in the background. Button values carry the
 request id and nothing else trusted: who clicked comes from the signed payload, what is
-approved comes from the database.
+approved comes from the database, and whether the clicker is an approver is asked of Slack
+at that moment (user groups resolved afresh, never from a cache).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bot.listeners._context import BotContext
 from bot.views import approvals as cards
 from bot.views.text import escape_mrkdwn
 from skills.approvals import ApprovalService, Completed, Decided, EditRejected, args_of
-from skills.context import Actor, ThreadRef
+from skills.context import Principal, ThreadRef
 from skills.outcomes import ApprovalRequest
 from storage.models import ApprovalRequestRow
 
@@ -115,7 +116,10 @@ class ApprovalsBot:
         requester = await self.conversations.directory.actor(row.requester)
         try:
             done = await self.service.complete(
-                row, requester=requester, slack=self.conversations.reader
+                row,
+                requester=requester,
+                slack=self.conversations.reader,
+                access=self.conversations.access,
             )
         except Exception as exc:
             text, ref = user_error(exc)
@@ -158,7 +162,9 @@ class ApprovalsBot:
 
     async def sweep_once(self) -> list[Completed]:
         done = await self.service.sweep(
-            actor_for=self.conversations.directory.actor, slack=self.conversations.reader
+            actor_for=self.conversations.directory.actor,
+            slack=self.conversations.reader,
+            access=self.conversations.access,
         )
         for item in done:
             await self.show(item)
@@ -172,12 +178,21 @@ class ApprovalsBot:
                 log.exception("approval sweep failed")
             await asyncio.sleep(interval)
 
+    # -- reset ----------------------------------------------------------------------------
+
+    async def reset(self, thread: ThreadRef, user: str) -> str | None:
+        """The conversation's reset, as ``user``: refused while someone else's approval is
+        open; the requester's own reset abandons it and its card says so."""
+        actor = await self.conversations.directory.actor(user)
+        result = await self.service.reset(thread, actor)
+        for row in result.abandoned:
+            await self.refresh_card(row)
+        return None if result.done else result.message
+
     # -- lists ----------------------------------------------------------------------------
 
-    async def lists(self, actor: Actor) -> list[Block]:
-        waiting, mine = await self.service.store.open_for(
-            approver=actor.user_id, usergroups=actor.usergroups, requester=actor.user_id
-        )
+    async def lists(self, actor: Principal) -> list[Block]:
+        waiting, mine = await self.service.waiting_for(actor)
         blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="Approvals"))]
         blocks.append(_heading(f"Waiting for you ({len(waiting)})"))
         blocks.extend(b for row in waiting[:15] for b in _row_blocks(row, buttons=True))
@@ -246,6 +261,11 @@ def install(
         dm_approvers=dm_approvers,
     )
     conversations.approval_hook = approvals.post_card
+    conversations.reset_hook = approvals.reset
+
+    async def decider(user: str) -> Principal:
+        """The clicker, with user groups asked of Slack now: a decision is authorization."""
+        return await conversations.directory.actor(user, fresh=True)
 
     def _click(body: dict[str, Any]) -> tuple[str, str, str | None]:
         action = (body.get("actions") or [{}])[0]
@@ -265,7 +285,7 @@ def install(
             return
 
         async def work() -> None:
-            actor = await conversations.directory.actor(user)
+            actor = await decider(user)
             await approvals.decided(await service.approve(request_id, actor), user, channel)
 
         bot.worker.spawn(work(), name=f"approve:{request_id}")
@@ -277,11 +297,11 @@ def install(
         row = await _row(request_id)
         if row is None:
             return
-        actor = await conversations.directory.actor(user)
+        actor = await decider(user)
         if row.status != "pending":
             await approvals.decided(service.closed(row, ()), user, channel)
             return
-        why = None if user == row.requester else service.may_decide(row, actor)
+        why = None if user == row.requester else await service.may_decide(row, actor, "reject")
         if why is not None:
             await service.audit.append(
                 "refused-click",
@@ -299,7 +319,7 @@ def install(
             bot.worker.spawn(_reject(request_id, actor, None, channel), name=f"reject:{request_id}")
 
     async def _reject(
-        request_id: str, actor: Actor, reason: str | None, channel: str | None
+        request_id: str, actor: Principal, reason: str | None, channel: str | None
     ) -> None:
         await approvals.decided(
             await service.reject(request_id, actor, reason), actor.user_id, channel
@@ -314,7 +334,7 @@ def install(
         user = str((body.get("user") or {}).get("id", ""))
         if await _row(request_id) is None:
             return
-        actor = await conversations.directory.actor(user)
+        actor = await decider(user)
         bot.worker.spawn(_reject(request_id, actor, reason, None), name=f"reject:{request_id}")
 
     @app.action(cards.EDIT)
@@ -324,9 +344,11 @@ def install(
         row = await _row(request_id)
         if row is None:
             return
-        actor = await conversations.directory.actor(user)
+        actor = await decider(user)
         why = (
-            "This request is closed." if row.status != "pending" else service.may_decide(row, actor)
+            "This request is closed."
+            if row.status != "pending"
+            else await service.may_decide(row, actor, "edit")
         )
         if why is not None:
             await approvals.tell(user, row, why, channel)
@@ -344,7 +366,7 @@ def install(
         schema = json.loads(row.policy_json).get("schema") or {}
         args = cards.parse_edit(view, schema)
         user = str((body.get("user") or {}).get("id", ""))
-        actor = await conversations.directory.actor(user)
+        actor = await decider(user)
         try:
             decided, new = await service.edit(request_id, actor, args)
         except EditRejected as exc:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import SlackConversationAccess
 from bot.directory import Directory
 from bot.metrics import Metrics
 from bot.views import blocks as views
@@ -132,6 +133,9 @@ class _Stream:
 
 #: Posts the card for a run that paused on a gated tool (installed by bot/approvals.py).
 ApprovalHook = Callable[[Inbound, ApprovalRequest], Awaitable[None]]
+#: Resets a conversation for a person; returns why not, or None when it was reset. Installed
+#: by bot/approvals.py, which knows the approvals a reset must not silently drop.
+ResetHook = Callable[[ThreadRef, str], Awaitable[str | None]]
 
 
 class Conversations:
@@ -147,6 +151,7 @@ class Conversations:
         metrics: Metrics,
         streaming: bool = False,
         max_concurrent: int = 16,
+        access: SlackConversationAccess | None = None,
     ) -> None:
         self.runtime = runtime
         # Answers share the event loop with acks: a burst of mentions queues here instead
@@ -154,10 +159,13 @@ class Conversations:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.client = client
         self.reader = reader
+        # Who is in which conversation: every run reads Slack as the person who asked.
+        self.access = access or SlackConversationAccess(client=client)
         self.directory = directory
         self._metrics = metrics
         self._streaming = streaming
         self.approval_hook: ApprovalHook | None = None
+        self.reset_hook: ResetHook | None = None
 
     async def answer(self, inbound: Inbound) -> None:
         """Run the message's skill and post the outcome; errors become a short reply."""
@@ -178,6 +186,7 @@ class Conversations:
                 actor=actor,
                 skill=inbound.skill,
                 slack=self.reader,
+                access=self.access,
                 trigger=inbound.kind,
                 on_text=stream,
             )
@@ -198,6 +207,13 @@ class Conversations:
             self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
                 time.monotonic() - started
             )
+
+    async def reset(self, thread: ThreadRef, user: str) -> str | None:
+        """Forget ``thread`` for ``user``: None when done, else why not (a sentence)."""
+        if self.reset_hook is not None:
+            return await self.reset_hook(thread, user)
+        await self.runtime.reset(thread)
+        return None
 
     # -- rendering ----------------------------------------------------------------------
 

@@ -1,23 +1,51 @@
-"""Who is asking: a Slack user as an :class:`~skills.context.Actor` (name, time zone, and
-membership of the user groups that skills' access lists mention)."""
+"""Who is asking: a Slack user as a :class:`~skills.context.Principal` (name, time zone,
+guest and Slack Connect flags, and membership of the user groups that skills' access lists
+and approval policies mention).
+
+A principal is built once per turn. User-group memberships come from a short cache for
+what is only shown (lists, App Home) and from Slack itself for decisions
+(``fresh=True``: approving, administering schedules), so someone removed from an
+approvers group cannot approve a moment later.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
-from skills.context import Actor, SlackReader, SlackReaderError
+from skills.context import Principal, SlackReaderError, SlackUser
 from skills.registry import SkillRegistry
 
 log = logging.getLogger(__name__)
 
 
-class Directory:
-    """Resolves actors through the (cached) Slack reader."""
+class DirectoryReader(Protocol):
+    """What the directory needs from Slack (``WebApiSlackReader`` provides it)."""
 
-    def __init__(self, *, reader: SlackReader, registry: SkillRegistry) -> None:
+    async def user_info(self, user_id: str) -> SlackUser | None: ...
+
+    async def usergroup_members(
+        self, usergroup_id: str, *, fresh: bool = False
+    ) -> frozenset[str]: ...
+
+    async def workspace(self) -> tuple[str | None, str | None]:
+        """(team id, Enterprise Grid id) of the workspace the bot is installed in."""
+        ...
+
+
+class Directory:
+    """Resolves principals through the (cached) Slack reader."""
+
+    def __init__(
+        self,
+        *,
+        reader: DirectoryReader,
+        registry: SkillRegistry,
+        extra_groups: tuple[str, ...] = (),
+    ) -> None:
         self._reader = reader
-        groups = {g for skill in registry for g in skill.access.usergroups}
+        groups = {g for skill in registry for g in skill.access.usergroups} | set(extra_groups)
         for skill in registry:  # approver groups of gated tools count too
             for tool in skill.spec.http_tools if skill.spec else ():
                 policy = tool.approval
@@ -25,35 +53,67 @@ class Directory:
                     groups.update(policy.approvers.usergroups)
         self._groups = sorted(groups)
 
-    async def actor(self, user_id: str) -> Actor:
+    async def actor(self, user_id: str, *, fresh: bool = False) -> Principal:
+        """The principal for ``user_id``; ``fresh`` asks Slack for group memberships anew.
+
+        Someone Slack does not know (``users.info`` answers ``user_not_found``) is treated
+        as external: they are refused wherever external people are.
+        """
         try:
             user = await self._reader.user_info(user_id)
         except SlackReaderError as exc:
             log.warning("users.info failed for %s: %s", user_id, exc.error)
             user = None
-        groups = await self._memberships(user_id)
-        return Actor(
+            unknown = False  # Slack did not answer; the person may well be one of ours
+        else:
+            unknown = user is None
+        groups = await self._memberships(user_id, fresh=fresh)
+        external = unknown or (user is not None and await self._is_external(user))
+        return Principal(
             user_id=user_id,
             name=(user.real_name or user.name) if user else None,
             tz=(user.tz if user and user.tz else "UTC"),
             usergroups=groups,
             is_bot=bool(user and user.is_bot),
+            team=user.team_id if user else None,
+            is_restricted=bool(user and user.is_restricted),
+            is_ultra_restricted=bool(user and user.is_ultra_restricted),
+            is_external=external,
         )
 
-    async def group_members(self, usergroup: str) -> frozenset[str]:
+    async def group_members(self, usergroup: str, *, fresh: bool = False) -> frozenset[str]:
         try:
-            return await self._reader.usergroup_members(usergroup)
+            return await self._reader.usergroup_members(usergroup, fresh=fresh)
         except SlackReaderError as exc:
             log.warning("usergroups.users.list failed for %s: %s", usergroup, exc.error)
             return frozenset()
 
-    async def _memberships(self, user_id: str) -> frozenset[str]:
+    async def in_group(self, user_id: str, usergroup: str | None) -> bool:
+        """Whether ``user_id`` is in ``usergroup`` now (asked afresh; None: nobody is)."""
+        if not usergroup:
+            return False
+        return user_id in await self.group_members(usergroup, fresh=True)
+
+    async def _is_external(self, user: SlackUser) -> bool:
+        if user.is_stranger:
+            return True
+        try:
+            team, enterprise = await self._reader.workspace()
+        except SlackReaderError as exc:
+            log.warning("auth.test failed: %s", exc.error)
+            return False
+        if team is None or user.team_id in (None, team):
+            return False
+        # Enterprise Grid: people of other workspaces in the same organization are ours.
+        return enterprise is None or user.enterprise_id != enterprise
+
+    async def _memberships(self, user_id: str, *, fresh: bool) -> frozenset[str]:
         if not self._groups:
             return frozenset()
 
         async def member(group: str) -> str | None:
             try:
-                members = await self._reader.usergroup_members(group)
+                members = await self._reader.usergroup_members(group, fresh=fresh)
             except SlackReaderError as exc:
                 log.warning("usergroups.users.list failed for %s: %s", group, exc.error)
                 return None

@@ -9,6 +9,12 @@ Wiring (done by the process entry points)::
 
 ``install`` only uses the extension points of :class:`~bot.listeners.BotContext`
 (``subcommands``, ``help_lines``, ``home_sections``) and Bolt's action/view registration.
+
+Authorization (docs/security.md): a schedule acts as its owner, so creating one for a
+channel needs the creator to be a member of it (and of any channel its input names, such
+as a digest's), asked of Slack at that moment; Pause, Resume, Run now and Delete are for
+the owner or a member of ``SWITCHBOARD_ADMIN_USERGROUP`` (asked afresh at each click);
+refusals are audited. The scheduler checks the owner again whenever a schedule fires.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block, SectionBlock
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.access import SlackConversationAccess
 from bot.app import Bot
 from bot.directory import Directory
 from bot.services import Services
@@ -31,14 +38,16 @@ from bot.views import blocks as views
 from bot.views import schedules as sviews
 from bot.views.text import escape_mrkdwn
 from scheduler.calendar import BusinessCalendar
-from scheduler.errors import SchedulerError
+from scheduler.errors import InvalidSchedule, NotAllowed, SchedulerError
 from scheduler.feed import ChangeFeed
 from scheduler.manage import STANDUP, ScheduleManager, StandupOptions, parse_one_line
 from scheduler.ports import Posted, PostFailed
 from scheduler.runner import FiringRunner
 from scheduler.service import SchedulerConfig, SchedulerService
 from scheduler.standup import StandupCollector
-from skills.context import Actor, SlackReaderError
+from skills.access import decide
+from skills.context import ConversationAccess, Principal, SlackReaderError
+from storage.audit import AuditLog
 from storage.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -105,11 +114,14 @@ def create_scheduler(
     max_failures: int = 5,
     config: SchedulerConfig | None = None,
     directory: Directory | None = None,
+    access: ConversationAccess | None = None,
 ) -> SchedulerService:
     """A scheduler service for this process, posting through ``client``.
 
     ``weekend`` / ``holidays`` configure ``every business day`` (SWITCHBOARD_WEEKEND,
-    SWITCHBOARD_HOLIDAYS); ``max_failures`` is the auto-pause limit.
+    SWITCHBOARD_HOLIDAYS); ``max_failures`` is the auto-pause limit. ``access`` answers
+    who is in which conversation when a schedule fires (default: asked of Slack every
+    time, uncached, since this process may not receive membership events).
     """
     config = config or SchedulerConfig()
     calendar = BusinessCalendar.from_config(weekend=weekend, holidays=holidays)
@@ -133,6 +145,7 @@ def create_scheduler(
         actor_for=directory.actor,
         group_members=reader.usergroup_members,
         max_failures=max_failures,
+        access=access or SlackConversationAccess(client=client, ttl=0.0),
     )
     return SchedulerService(
         store=store,
@@ -165,6 +178,17 @@ class SchedulesFeature:
             return False
 
 
+_CREATE_REFUSALS = {
+    "not_member": (
+        "You're not a member of {0}, and a schedule acts as you, so it can't post in or "
+        "read that channel."
+    ),
+    "not_your_dm": "{0} is someone else's DM; a schedule can't post in or read it.",
+    "unknown": "I couldn't find {0}, or it isn't a conversation you can use.",
+    "unverified": "I can't check who is in {0} right now; try again.",
+}
+
+
 def _user_error(exc: Exception) -> str:
     if isinstance(exc, SchedulerError):
         return str(exc)
@@ -179,10 +203,53 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
     runtime = services.runtime
     directory = context.conversations.directory
     reader = WebApiSlackReader(client=bot.client)
+    # Creating a schedule is an authorization decision: memberships asked of Slack anew.
+    access = SlackConversationAccess(client=bot.client, ttl=0.0)
+    audit = AuditLog(sessions=services.sessions)
+    admin_group = services.settings.admin_usergroup
     feature = SchedulesFeature(scheduler=scheduler)
 
-    def skill_names(actor: Actor, channel: str | None) -> list[str]:
+    def skill_names(actor: Principal, channel: str | None) -> list[str]:
         return [s.name for s in runtime.available_skills(actor, channel)]
+
+    async def refuse(user: str, summary: str) -> None:
+        try:
+            await audit.append("refused-schedule", actor=user, summary=summary[:500])
+        except Exception:  # the refusal stands even when the audit log is unreachable
+            log.exception("schedule refusal not audited")
+
+    async def may_schedule(
+        actor: Principal, *, skill: str, target: str, text: str, current: str | None
+    ) -> None:
+        """Raise :class:`InvalidSchedule` unless ``actor`` may have ``skill`` post in
+        ``target`` (and read what ``text`` names) for them, every time it fires."""
+        if actor.is_guest or actor.is_external:
+            await refuse(actor.user_id, f"create {skill} in {target}: guest or external")
+            raise InvalidSchedule("Schedules can only be created by members of this workspace.")
+        wanted = [target]
+        if skill != STANDUP and skill in runtime.registry:
+            reads = runtime.registry.get(skill).reads
+            wanted += [c for c in (reads(text) if reads else ()) if c != target]
+        for conversation in wanted:
+            try:
+                verdict = await decide(
+                    actor,
+                    conversation,
+                    current=current if conversation == target else None,
+                    access=access,
+                )
+            except SlackReaderError as exc:
+                raise InvalidSchedule(
+                    f"I couldn't check <#{conversation}> with Slack ({exc.error}); try again."
+                ) from exc
+            if verdict.refusal is not None:
+                await refuse(
+                    actor.user_id,
+                    f"create {skill} in {target}: {conversation} ({verdict.refusal})",
+                )
+                raise InvalidSchedule(
+                    _CREATE_REFUSALS[verdict.refusal].format(f"<#{conversation}>")
+                )
 
     async def list_blocks(channel: str, note: str | None = None) -> tuple[str, list[Block]]:
         rows = await manager.for_channel(channel)
@@ -213,6 +280,9 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
         target = await resolve_channel(line.channel, channel)
         if line.skill != STANDUP and line.skill not in skill_names(actor, target):
             raise SchedulerError(f"You can't use `{line.skill}` in <#{target}>.")
+        await may_schedule(
+            actor, skill=line.skill, target=target, text=line.text, current=channel or None
+        )
         standup = None
         if line.skill == STANDUP:
             assert line.usergroup is not None
@@ -282,7 +352,7 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
     context.subcommands["schedules"] = schedules
     context.help_lines.extend(sviews.HELP_LINES)
 
-    async def home(actor: Actor) -> list[Block]:
+    async def home(actor: Principal) -> list[Block]:
         rows = await manager.for_owner(actor.user_id)
         return sviews.home_blocks(rows, summary=manager.summary)
 
@@ -311,18 +381,25 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
         action_id, schedule_id = str(action.get("action_id", "")), str(action.get("value", ""))
         user = str((body.get("user") or {}).get("id", ""))
         try:
+            # The owner, or an admin (asked of Slack now, not from a cache).
+            found = await manager.get(schedule_id)
+            admin = found.owner != user and await directory.in_group(user, admin_group)
             if action_id == sviews.PAUSE:
-                row = await manager.pause(schedule_id, by=f"<@{user}>")
+                row = await manager.pause(schedule_id, by=user, admin=admin)
                 note = f"Paused `{row.id[:8]}`."
             elif action_id == sviews.RESUME:
-                row = await manager.resume(schedule_id, by=f"<@{user}>")
+                row = await manager.resume(schedule_id, by=user, admin=admin)
                 note = f"Resumed `{row.id[:8]}`."
             elif action_id == sviews.DELETE:
-                row = await manager.delete(schedule_id, by=user, admin=False)
+                row = await manager.delete(schedule_id, by=user, admin=admin)
                 note = f"Deleted `{row.id[:8]}`."
             else:
-                row = await manager.run_now(schedule_id, by=user)
+                row = await manager.run_now(schedule_id, by=user, admin=admin)
                 note = f"Running `{row.id[:8]}` now; the result goes to <#{row.channel_id}>."
+        except NotAllowed as exc:
+            row = None
+            note = f"Only the schedule's owner or an admin can {exc.action} it."
+            await refuse(user, f"{exc.action} schedule {schedule_id[:32]}: not the owner")
         except Exception as exc:
             row = None
             note = _user_error(exc)
@@ -358,7 +435,7 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
             return str(field.get(key) or "")
 
         user = str((body.get("user") or {}).get("id", ""))
-        team_id, _, _origin = str(view.get("private_metadata", "")).partition("|")
+        team_id, _, origin = str(view.get("private_metadata", "")).partition("|")
         skill = value(sviews.SKILL, "selected_option")
         channel = value(sviews.CHANNEL, "selected_conversation")
         actor = await directory.actor(user)
@@ -367,6 +444,14 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
                 response_action="errors",
                 errors={sviews.SKILL: f"You can't use {skill or 'that skill'} there."},
             )
+            return
+        try:
+            await may_schedule(
+                actor, skill=skill, target=channel, text=value(sviews.INPUT), current=origin or None
+            )
+        except InvalidSchedule as exc:
+            block = sviews.CHANNEL if f"<#{channel}>" in str(exc) else sviews.INPUT
+            await ack(response_action="errors", errors={block: str(exc)[:2000]})
             return
         try:
             created = await manager.create(

@@ -114,6 +114,7 @@ async def open_services(
         }
         config = RuntimeConfig(**{**options, **runtime_overrides})
         approval_store = ApprovalStore(sessions=sessions)
+        audit = AuditLog(sessions=sessions)
         runtime = Runtime(
             registry=loaded.registry,
             checkpointer=checkpointer,
@@ -125,10 +126,11 @@ async def open_services(
             http=http,
             config=config,
             ledger=approval_store,
+            audit=audit,  # refused reads
         )
         approvals = ApprovalService(
             store=approval_store,
-            audit=AuditLog(sessions=sessions),
+            audit=audit,
             runtime=runtime,
             locks=locks,
         )

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     )
     schedule_max_failures: int = Field(default=5, ge=1, alias="SWITCHBOARD_SCHEDULE_MAX_FAILURES")
     approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
+    admin_usergroup: str | None = Field(default=None, alias="SWITCHBOARD_ADMIN_USERGROUP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")

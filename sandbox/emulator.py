@@ -13,7 +13,11 @@ the answers Slack would give, including the failures:
 - a per-channel rate limit on message writes: a token bucket per channel, answered with
   HTTP 429, ``Retry-After`` and ``ratelimited`` when a channel's burst is spent;
 - trigger ids that expire after three seconds (``expired_trigger_id``), response URLs that
-  accept five uses in thirty minutes.
+  accept five uses in thirty minutes;
+- who is in which conversation (``conversations.members``, ``users.conversations``,
+  ``conversations.info`` with ``is_im`` and the DM's ``user``) and guest and Slack Connect
+  users (``is_restricted``, ``is_ultra_restricted``, another ``team_id``), which the bot
+  uses to read only what the person asking may read.
 
 State changes are announced to ``listeners`` as :class:`Change` values (the page's live
 updates), and every Web API call to ``call_listeners`` as :class:`ApiCall` values (record).
@@ -206,7 +210,12 @@ class Emulator:
         tz: str | None = None,
         title: str = "",
         is_bot: bool = False,
+        team_id: str | None = None,
+        is_restricted: bool = False,
+        is_ultra_restricted: bool = False,
     ) -> dict[str, Any]:
+        """A person or bot; another ``team_id`` makes a Slack Connect user, ``is_restricted``
+        / ``is_ultra_restricted`` a multi- / single-channel guest."""
         profile: dict[str, Any] = {
             "real_name": real_name or name,
             "display_name": name,
@@ -216,11 +225,13 @@ class Emulator:
             profile["bot_id"] = self.bot_id
         user: dict[str, Any] = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "name": name,
             "real_name": real_name or name,
             "deleted": False,
             "is_bot": is_bot,
+            "is_restricted": is_restricted or is_ultra_restricted,
+            "is_ultra_restricted": is_ultra_restricted,
             "tz": tz or "UTC",
             "profile": profile,
         }
@@ -531,6 +542,7 @@ class Emulator:
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
             "users.list": self._users_list,
+            "users.conversations": self._users_conversations,
             "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
             "views.publish": self._views_publish,
@@ -745,6 +757,28 @@ class Emulator:
         if user is None:
             raise SlackError("user_not_found")
         return {"user": user}
+
+    def _users_conversations(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The conversations ``user`` is in that the bot may know of: public channels, and
+        private channels, group DMs and DMs the bot is in too (as with a bot token)."""
+        user = str(args.get("user") or self.bot_user_id)
+        if user not in self.users:
+            raise SlackError("user_not_found")
+        types = {t.strip() for t in str(args.get("types") or "public_channel").split(",")}
+        exclude_archived = _truthy(args.get("exclude_archived"))
+        found = []
+        for channel in self.channels.values():
+            if user not in channel["members"]:
+                continue
+            kind = _conversation_type(channel)
+            shared = self.bot_user_id in channel["members"]
+            if kind not in types or (kind != "public_channel" and not shared):
+                continue
+            if exclude_archived and channel.get("is_archived"):
+                continue
+            found.append({k: v for k, v in channel.items() if k != "members"})
+        page, cursor = _offset_page(found, args)
+        return {"channels": page, "response_metadata": {"next_cursor": cursor}}
 
     def _users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         page, cursor = _offset_page(list(self.users.values()), args)
@@ -1142,6 +1176,14 @@ def check_view(value: Any, *, expected_type: str) -> dict[str, Any]:
 
 
 # -- argument helpers ------------------------------------------------------------------------
+
+
+def _conversation_type(channel: Mapping[str, Any]) -> str:
+    if channel.get("is_im"):
+        return "im"
+    if channel.get("is_mpim"):
+        return "mpim"
+    return "private_channel" if channel.get("is_private") else "public_channel"
 
 
 def _truthy(value: Any) -> bool:

@@ -8,6 +8,8 @@ file (YAML or JSON) describes another workspace::
     users:
       - {id: U0ANA, name: ana, real_name: Ana Lima, tz: Europe/Lisbon, title: Support lead}
       - {id: U0BEN, name: ben, tz: America/Chicago}
+      - {id: U0GIA, name: gia, guest: multi}         # a guest (multi or single channel)
+      - {id: U0EXT, name: eve, team: T0PARTNER}      # Slack Connect: another organization
     usergroups:
       - {id: S0LEADS, handle: leads, name: Leads, members: [U0ANA]}
     channels:
@@ -71,6 +73,9 @@ def seed_sample(emulator: Emulator, now: datetime) -> None:
             tz=user.tz,
             title=user.title or "",
             is_bot=user.is_bot,
+            team_id=user.team_id,
+            is_restricted=user.is_restricted,
+            is_ultra_restricted=user.is_ultra_restricted,
         )
     for channel in workspace.channels.values():
         members = [*channel.members, emulator.bot_user_id]
@@ -138,6 +143,9 @@ def _apply(emulator: Emulator, data: Mapping[str, Any], now: datetime) -> None:
     for index, entry in enumerate(_entries(data, "users")):
         where = f"users[{index}]"
         user_id = _need(entry, "id", where)
+        guest = entry.get("guest")
+        if guest not in (None, False, "multi", "single"):
+            raise ValueError(f"{where}: `guest` is `multi` or `single`, not {guest!r}")
         emulator.add_user(
             user_id,
             _need(entry, "name", where),
@@ -145,6 +153,9 @@ def _apply(emulator: Emulator, data: Mapping[str, Any], now: datetime) -> None:
             tz=entry.get("tz"),
             title=str(entry.get("title") or ""),
             is_bot=bool(entry.get("is_bot")),
+            team_id=str(entry["team"]) if entry.get("team") else None,
+            is_restricted=guest == "multi",
+            is_ultra_restricted=guest == "single",
         )
         if not entry.get("is_bot"):
             people.append(user_id)

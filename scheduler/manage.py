@@ -167,6 +167,11 @@ def parse_one_line(text: str) -> OneLine:
     )
 
 
+def _who(by: str) -> str:
+    """A Slack user id as a mention; anything else (``cli``) as it is."""
+    return f"<@{by}>" if by[:1] in ("U", "W") else by
+
+
 def schedule_trigger(
     row: Schedule,
     *,
@@ -288,17 +293,29 @@ class ScheduleManager:
             raise ScheduleNotFound(schedule_id)
         return row
 
-    async def pause(self, schedule_id: str, *, by: str) -> Schedule:
+    def authorize(self, row: Schedule, *, by: str, admin: bool, action: str) -> None:
+        """Raise :class:`NotAllowed` unless ``by`` owns ``row`` or acts as an admin.
+
+        Every change of an existing schedule (pause, resume, run now, delete, edit) goes
+        through here. ``admin`` is the caller's finding: operators at the CLI are admins;
+        for a Slack user the bot asks whether they are in ``SWITCHBOARD_ADMIN_USERGROUP``.
+        """
+        if not admin and row.owner != by:
+            raise NotAllowed(action)
+
+    async def pause(self, schedule_id: str, *, by: str, admin: bool = True) -> Schedule:
         row = await self.get(schedule_id)
+        self.authorize(row, by=by, admin=admin, action="pause")
         changed = await self.store.set_enabled(
-            row.id, False, now=self._clock(), reason=f"paused by {by}"
+            row.id, False, now=self._clock(), reason=f"paused by {_who(by)}"
         )
         assert changed is not None
         await self._announce(row.id)
         return changed
 
-    async def resume(self, schedule_id: str, *, by: str) -> Schedule:
+    async def resume(self, schedule_id: str, *, by: str, admin: bool = True) -> Schedule:
         row = await self.get(schedule_id)
+        self.authorize(row, by=by, admin=admin, action="resume")
         now = self._clock()
         next_run = self.trigger(row).next_fire(now)
         changed = await self.store.set_enabled(row.id, True, now=now, next_run_at=next_run)
@@ -309,15 +326,16 @@ class ScheduleManager:
 
     async def delete(self, schedule_id: str, *, by: str, admin: bool = True) -> Schedule:
         row = await self.get(schedule_id)
-        if not admin and row.owner != by:
-            raise NotAllowed("delete")
+        self.authorize(row, by=by, admin=admin, action="delete")
         await self.store.delete(row.id)
         await self._announce(row.id)
         return row
 
-    async def run_now(self, schedule_id: str, *, by: str) -> Schedule:
-        """Ask the leader for an extra run now (it does not move the regular runs)."""
+    async def run_now(self, schedule_id: str, *, by: str, admin: bool = True) -> Schedule:
+        """Ask the leader for an extra run now (it does not move the regular runs). The run
+        acts as the schedule's owner, so only the owner (or an admin) may ask for one."""
         row = await self.get(schedule_id)
+        self.authorize(row, by=by, admin=admin, action="run")
         await self.store.request_run(row.id, self._clock())
         await self._announce(row.id)
         return row

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from skills.context import Actor
+from skills.context import Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Poster(Protocol):
         ...
 
 
-#: Resolves a Slack user id to the actor a scheduled run acts for (name, zone, groups).
-ActorResolver = Callable[[str], Awaitable[Actor]]
+#: Resolves a Slack user id to the principal a scheduled run acts for (its owner).
+ActorResolver = Callable[[str], Awaitable[Principal]]
 #: Members of a Slack user group (``usergroups.users.list``).
 GroupMembers = Callable[[str], Awaitable[frozenset[str]]]

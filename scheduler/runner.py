@@ -4,6 +4,12 @@ The leader decides *whether* a firing runs (claim + run record, in ``service.py`
 module does the work and closes the record: post the answer to the target channel, or
 record the failure, DM the owner on the first failure of a streak, and pause the schedule
 (saying so) after ``max_failures`` failures in a row.
+
+A firing acts as the schedule's owner. Before it runs, the owner must still be a member of
+the channel it posts to (asked of Slack, uncached); the skill then reads Slack as the
+owner, so a digest of a channel the owner has left is refused, and a firing with any
+refused read fails instead of posting (the owner is told why, and nothing read is posted).
+A schedule created at the CLI (owner ``cli``) reads only its own channel.
 """
 
 from __future__ import annotations
@@ -17,7 +23,14 @@ from scheduler.manage import STANDUP, StandupOptions
 from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed
 from scheduler.standup import prompt_text, summary_text
 from scheduler.triggers import format_run_time
-from skills.context import Actor, SlackReader, SlackReaderError, ThreadRef
+from skills.access import decide
+from skills.context import (
+    ConversationAccess,
+    Principal,
+    SlackReader,
+    SlackReaderError,
+    ThreadRef,
+)
 from skills.errors import RunFailed, SkillError
 from skills.outcomes import ApprovalRequest, Refusal, Reply
 from skills.runtime import Runtime
@@ -38,12 +51,19 @@ class _Failed(Exception):
         super().__init__(reason)
 
 
+_OWNER_PROBLEMS = {
+    "not_member": "is no longer a member of",
+    "not_your_dm": "does not own the DM",
+    "unknown": "can no longer see",
+}
+
+
 def _is_user(owner: str) -> bool:
     return owner[:1] in ("U", "W")
 
 
-async def _plain_actor(user_id: str) -> Actor:
-    return Actor(user_id=user_id)
+async def _plain_actor(user_id: str) -> Principal:
+    return Principal(user_id=user_id)
 
 
 class FiringRunner:
@@ -60,6 +80,7 @@ class FiringRunner:
         group_members: GroupMembers | None = None,
         max_failures: int = 5,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        access: ConversationAccess | None = None,
     ) -> None:
         if max_failures < 1:
             raise ValueError("max_failures must be at least 1")
@@ -69,6 +90,7 @@ class FiringRunner:
         self._slack = slack
         self._actor_for = actor_for or _plain_actor
         self._group_members = group_members
+        self._access = access
         self.max_failures = max_failures
         self._clock = clock
 
@@ -109,8 +131,25 @@ class FiringRunner:
 
     # -- skills ---------------------------------------------------------------------------
 
+    async def _owner_may_post(self, schedule: Schedule) -> Principal:
+        """The owner as a principal, after checking they are still in the target channel."""
+        owner = await self._actor_for(schedule.owner)
+        if self._access is None or not _is_user(schedule.owner):
+            return owner  # no port: the run can read only its own channel anyway
+        try:
+            verdict = await decide(owner, schedule.channel_id, current=None, access=self._access)
+        except SlackReaderError as exc:
+            raise _Failed(f"could not check <#{schedule.channel_id}> ({exc.error})") from exc
+        if verdict.refusal is not None:
+            problem = _OWNER_PROBLEMS.get(verdict.refusal, "may not use")
+            raise _Failed(
+                f"the schedule acts as its owner <@{schedule.owner}>, who {problem} "
+                f"<#{schedule.channel_id}>"
+            )
+        return owner
+
     async def _run_skill(self, schedule: Schedule) -> tuple[str, str]:
-        actor = await self._actor_for(schedule.owner)
+        actor = await self._owner_may_post(schedule)
         # One conversation per schedule, started afresh each time: a firing never sees
         # the previous firing's messages, and memory does not grow with every run.
         thread = ThreadRef(
@@ -124,6 +163,7 @@ class FiringRunner:
                 actor=actor,
                 skill=schedule.skill,
                 slack=self._slack,
+                access=self._access,
                 trigger="schedule",
             )
         except RunFailed as exc:
@@ -136,6 +176,11 @@ class FiringRunner:
                 "cannot wait for approvals"
             )
         assert isinstance(outcome, Reply)
+        if outcome.refused_reads:
+            where = ", ".join(f"<#{c}>" for c in outcome.refused_reads)
+            raise _Failed(
+                f"the schedule acts as its owner <@{schedule.owner}>, who may not read {where}"
+            )
         try:
             posted = await self._poster.answer(
                 schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
@@ -147,6 +192,7 @@ class FiringRunner:
     # -- stand-ups ------------------------------------------------------------------------
 
     async def _open_standup(self, schedule: Schedule, run: ScheduleRun) -> StandupSession | None:
+        await self._owner_may_post(schedule)  # the summary goes where the owner must be
         options = StandupOptions.from_dict(loads(schedule.options_json))
         if self._group_members is None:
             raise _Failed("this process cannot read user groups")

@@ -4,11 +4,19 @@ A paused run (an :class:`~skills.outcomes.ApprovalRequest`) becomes an approval 
 row bound to the exact action: an id and the sha256 of the tool and its canonical
 arguments. People then approve, reject or edit it; this service applies the policy:
 
-* approvers are users and/or user groups; anyone else's click is refused (and audited);
+* approvers are users and/or user groups, resolved afresh for every decision; anyone
+  else's click is refused (and audited);
 * ``four_eyes``: the requester can never approve their own request, even as an approver;
-* ``quorum``: N distinct approvers (the same person twice counts once); a single reject
-  rejects; an edit makes a new request (new hash) and earlier approvals do not count;
-* ``expires_in``: past it, the request is closed and the run resumed with a rejection.
+* an edit makes a new request (new hash, ``edited_by`` its editor) and earlier approvals
+  do not count. Across the whole chain of edits, the editors and everyone who approved an
+  earlier version may not approve the current one: whoever chose the arguments, or
+  already spoke for other ones, is not one of the four eyes on these;
+* ``quorum``: N distinct approvers (the same person twice counts once), none of them
+  barred by the rules above; a single reject rejects;
+* ``expires_in``: past it, the request is closed and the run resumed with a rejection;
+* a reset of the conversation while a request is open is refused unless the requester
+  resets it, which abandons the request (``abandoned``: nothing ran, and the card and the
+  audit log say so).
 
 Exactly once: a decision is a transactional state change (see ``storage/approvals.py``);
 only the caller whose change applied resumes the run, the runtime resumes only a run
@@ -31,7 +39,7 @@ from typing import Any, Literal
 
 import jsonschema
 
-from skills.context import Actor, SlackReader, ThreadRef
+from skills.context import ConversationAccess, Principal, SlackReader, ThreadRef
 from skills.errors import NothingToResume
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Reply
 from skills.pii import mask_obj, mask_text
@@ -46,7 +54,13 @@ log = logging.getLogger(__name__)
 DecidedKind = Literal[
     "refused", "recorded", "approved", "rejected", "duplicate", "closed", "expired"
 ]
-ActorLookup = Callable[[str], Awaitable[Actor]]
+ActorLookup = Callable[[str], Awaitable[Principal]]
+Verb = Literal["approve", "reject", "edit"]
+
+#: What a request that was abandoned (or found with nothing left to resume) says ran.
+NOTHING_RAN = "nothing ran"
+#: The ``reason`` of a request abandoned because its requester reset the conversation.
+RESET_REASON = "the conversation was reset"
 
 
 def canonical_args(args: Mapping[str, Any]) -> str:
@@ -82,6 +96,16 @@ class Decided:
     row: ApprovalRequestRow
     votes: tuple[str, ...] = ()
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResetResult:
+    """What a reset did: ``done`` (the conversation is forgotten) or why not (``message``);
+    ``abandoned`` lists requests it closed, whose cards need updating."""
+
+    done: bool
+    message: str = ""
+    abandoned: tuple[ApprovalRequestRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +188,49 @@ class ApprovalService:
 
     # -- deciding -----------------------------------------------------------------------
 
-    def may_decide(self, row: ApprovalRequestRow, actor: Actor) -> str | None:
-        """None when ``actor`` may approve ``row``; otherwise why not (a sentence)."""
+    async def barred(self, row: ApprovalRequestRow) -> dict[str, str]:
+        """Who may not approve ``row`` although the policy lists them, and why (a sentence).
+
+        The requester (four-eyes), every editor in the request's chain of edits, and
+        everyone who approved an earlier version of it.
+        """
         policy = policy_of(row)
-        if policy.four_eyes and actor.user_id == row.requester:
+        barred: dict[str, str] = {}
+        chain = await self.store.chain(row.id) if row.edited_from else [row]
+        earlier = [version.id for version in chain if version.id != row.id]
+        for votes in (await self.store.voters(earlier)).values():
+            for voter in votes:
+                barred[voter] = (
+                    "You approved an earlier version of this request, so the edited one needs "
+                    "someone else's approval."
+                )
+        for version in chain:
+            if version.edited_by:
+                barred[version.edited_by] = (
+                    "You edited this request, so someone else has to approve it (four-eyes)."
+                )
+        if policy.four_eyes:
+            barred[row.requester] = (
+                "You asked for this action, so someone else has to approve it (four-eyes)."
+            )
+        return barred
+
+    async def may_decide(
+        self, row: ApprovalRequestRow, actor: Principal, verb: Verb = "approve"
+    ) -> str | None:
+        """None when ``actor`` may ``verb`` ``row``; otherwise why not (a sentence).
+
+        Approving needs a listed approver who is not barred (:meth:`barred`). Editing is
+        refused to the requester under four-eyes; rejecting only needs a listed approver
+        (a rejection never runs anything). ``actor.usergroups`` must be fresh: resolve the
+        clicker for a decision, not from a cache.
+        """
+        policy = policy_of(row)
+        if verb == "approve":
+            why = (await self.barred(row)).get(actor.user_id)
+            if why is not None:
+                return why
+        elif verb == "edit" and policy.four_eyes and actor.user_id == row.requester:
             return "You asked for this action, so someone else has to approve it (four-eyes)."
         allowed = actor.user_id in policy.users or bool(
             set(policy.usergroups) & set(actor.usergroups)
@@ -177,7 +240,17 @@ class ApprovalService:
             return f"Only {', '.join(who) or 'the listed approvers'} can decide this request."
         return None
 
-    async def approve(self, request_id: str, actor: Actor) -> Decided:
+    async def waiting_for(
+        self, actor: Principal
+    ) -> tuple[list[ApprovalRequestRow], list[ApprovalRequestRow]]:
+        """(pending requests ``actor`` may approve, pending requests ``actor`` made)."""
+        waiting, mine = await self.store.open_for(
+            approver=actor.user_id, usergroups=actor.usergroups, requester=actor.user_id
+        )
+        decidable = [row for row in waiting if actor.user_id not in await self.barred(row)]
+        return decidable, mine
+
+    async def approve(self, request_id: str, actor: Principal) -> Decided:
         row, early = await self._open_row(request_id, actor, "approve")
         if early is not None:
             return early
@@ -211,7 +284,7 @@ class ApprovalService:
         )
         return Decided("approved", result.request, votes, "Approved.")
 
-    async def reject(self, request_id: str, actor: Actor, reason: str | None) -> Decided:
+    async def reject(self, request_id: str, actor: Principal, reason: str | None) -> Decided:
         row, early = await self._open_row(request_id, actor, "reject")
         if early is not None:
             return early
@@ -239,9 +312,10 @@ class ApprovalService:
         return Decided("rejected", fresh, (), "Rejected.")
 
     async def edit(
-        self, request_id: str, actor: Actor, new_args: Mapping[str, Any]
+        self, request_id: str, actor: Principal, new_args: Mapping[str, Any]
     ) -> tuple[Decided, ApprovalRequestRow | None]:
-        """Replace the arguments: a new request (new hash) that needs approval again."""
+        """Replace the arguments: a new request (new hash) that needs approval again, from
+        someone other than the editor (and other than earlier versions' approvers)."""
         row, early = await self._open_row(request_id, actor, "edit")
         if early is not None:
             return early, None
@@ -286,6 +360,7 @@ class ApprovalService:
             quorum=row.quorum,
             status="pending",
             edited_from=row.id,
+            edited_by=actor.user_id,
             created_at=now,
             expires_at=now + timedelta(seconds=policy.expires_in_seconds),
             card_channel=row.card_channel,
@@ -308,7 +383,7 @@ class ApprovalService:
         return Decided("recorded", new, (), "Edited: the new arguments need approval."), new
 
     async def _open_row(
-        self, request_id: str, actor: Actor, verb: str
+        self, request_id: str, actor: Principal, verb: Verb
     ) -> tuple[ApprovalRequestRow | None, Decided | None]:
         row = await self.store.get(request_id)
         if row is None:
@@ -321,7 +396,7 @@ class ApprovalService:
             assert fresh is not None
             return fresh, Decided("expired", fresh, (), "This request has expired.")
         requester_withdraws = verb == "reject" and actor.user_id == row.requester
-        why = None if requester_withdraws else self.may_decide(row, actor)
+        why = None if requester_withdraws else await self.may_decide(row, actor, verb)
         if why is not None:
             await self.audit.append(
                 "refused-click",
@@ -337,7 +412,10 @@ class ApprovalService:
         if row.status == "expired":
             return Decided("expired", row, votes, "This request has expired.")
         who = f" by <@{row.decided_by}>" if row.decided_by else ""
-        label = {"superseded": "replaced by an edited request"}.get(row.status, row.status)
+        label = {
+            "superseded": "replaced by an edited request",
+            "abandoned": "abandoned (the conversation was reset)",
+        }.get(row.status, row.status)
         return Decided("closed", row, votes, f"This request was already {label}{who}.")
 
     async def expire(self, row: ApprovalRequestRow) -> bool:
@@ -364,14 +442,23 @@ class ApprovalService:
         self,
         row: ApprovalRequestRow,
         *,
-        requester: Actor,
+        requester: Principal,
         slack: SlackReader | None,
+        access: ConversationAccess | None = None,
     ) -> Completed:
-        """Resume the run of a decided request (approved, rejected or expired), once."""
+        """Resume the run of a decided request (approved, rejected or expired), once.
+
+        The resumed run reads Slack as ``requester`` (through ``access``), as the run that
+        paused did.
+        """
         if row.completed_at is not None:
             return Completed(row, None)
         if not await self._locks.claim("approval-resume", row.id, ttl=timedelta(minutes=10)):
             return Completed(row, None)  # another replica is completing it
+        current = await self.store.get(row.id)
+        if current is None or current.completed_at is not None:
+            return Completed(current or row, None)  # abandoned or finished meanwhile
+        row = current
         thread = ThreadRef.parse(row.thread_id)
         decision = self._decision(row)
         try:
@@ -380,6 +467,7 @@ class ApprovalService:
                 decision=decision,
                 actor=requester,
                 slack=slack,
+                access=access,
                 approval_id=row.id if row.status == "approved" else None,
             )
         except NothingToResume:
@@ -406,6 +494,76 @@ class ApprovalService:
         fresh = await self.store.get(row.id)
         assert fresh is not None
         return Completed(fresh, outcome)
+
+    # -- resetting --------------------------------------------------------------------------
+
+    async def reset(self, thread: ThreadRef, actor: Principal) -> ResetResult:
+        """Forget ``thread`` for ``actor``, unless that would drop someone else's request.
+
+        While a request in the thread is pending, only its requester may reset: the
+        request is then ``abandoned`` (audited; nothing ran). Anyone else is refused (and
+        audited), and so is everyone while an approved action is still being carried out.
+        """
+        now = self._clock()
+        open_rows: list[ApprovalRequestRow] = []
+        for row in await self.store.for_thread(thread.thread_id):
+            if row.completed_at is not None or row.status not in {"pending", "approved"}:
+                continue
+            if row.status == "pending" and row.expires_at <= now:
+                await self.expire(row)  # overdue: the sweep would close it anyway
+                continue
+            open_rows.append(row)
+        if any(row.status == "approved" for row in open_rows):
+            return ResetResult(
+                False,
+                "An approved action in this conversation is still being carried out; "
+                "try again in a moment.",
+            )
+        for row in open_rows:
+            if row.requester != actor.user_id:
+                await self.audit.append(
+                    "refused-reset",
+                    actor=actor.user_id,
+                    request_id=row.id,
+                    args_hash=row.args_hash,
+                    summary=f"reset refused: {row.skill}.{row.tool} awaits approval",
+                )
+                return ResetResult(
+                    False,
+                    f"This conversation is waiting for approval of `{row.tool}`, requested by "
+                    f"<@{row.requester}>, so only they can reset it. An approver can reject "
+                    "the request instead.",
+                )
+        abandoned: list[ApprovalRequestRow] = []
+        for row in open_rows:
+            won = await self.store.transition(
+                row.id,
+                to="abandoned",
+                allowed_from=["pending"],
+                decided_at=now,
+                decided_by=actor.user_id,
+                reason=RESET_REASON,
+                completed_at=now,
+                result_summary=f"{RESET_REASON}; {NOTHING_RAN}",
+            )
+            fresh = await self.store.get(row.id)
+            assert fresh is not None
+            if not won:  # decided in the meantime: let the person look again
+                return ResetResult(
+                    False,
+                    f"The request for `{row.tool}` was just decided; try again in a moment.",
+                    tuple(abandoned),
+                )
+            await self.audit.append(
+                "abandoned",
+                actor=actor.user_id,
+                request_id=row.id,
+                args_hash=row.args_hash,
+                summary=f"the requester reset the conversation; {NOTHING_RAN}",
+            )
+            abandoned.append(fresh)
+        await self.runtime.reset(thread)
+        return ResetResult(True, abandoned=tuple(abandoned))
 
     def _decision(self, row: ApprovalRequestRow) -> Decision:
         if row.status == "approved":
@@ -438,9 +596,19 @@ class ApprovalService:
             return "executed", _short(execution.result or "done")
         if isinstance(outcome, Reply):
             return "executed", _short(outcome.text)
+        if outcome is None:
+            # The run was no longer waiting (its memory was reset or expired) and nothing
+            # recorded a call: never report as executed what did not run.
+            return "abandoned", f"the run was no longer waiting; {NOTHING_RAN}"
         return "executed", "done"
 
-    async def sweep(self, *, actor_for: ActorLookup, slack: SlackReader | None) -> list[Completed]:
+    async def sweep(
+        self,
+        *,
+        actor_for: ActorLookup,
+        slack: SlackReader | None,
+        access: ConversationAccess | None = None,
+    ) -> list[Completed]:
         """Expire overdue requests and finish decided ones whose run never completed."""
         now = self._clock()
         done: list[Completed] = []
@@ -456,7 +624,9 @@ class ApprovalService:
                 continue  # the click that approved it is probably still running it
             requester = await actor_for(row.requester)
             try:
-                done.append(await self.complete(row, requester=requester, slack=slack))
+                done.append(
+                    await self.complete(row, requester=requester, slack=slack, access=access)
+                )
             except Exception:
                 log.exception("approval %s could not be completed; will retry", row.id)
         return done

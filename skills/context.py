@@ -1,8 +1,10 @@
 """What a run knows about its surroundings: the thread, the person, and a Slack reader.
 
 ``skills/`` never imports Slack listener code. Callers (the bot, the scheduler, the console,
-the sandbox, the evaluations) pass a :class:`SlackReader` implementation; built-in tools read
-it from the run context (``ToolRuntime.context``), never from a global.
+the sandbox, the evaluations) pass a :class:`SlackReader` implementation and, to let a run
+read conversations other than its own, a :class:`ConversationAccess` port. The runtime
+never hands either to tools: they get a :class:`skills.access.ConversationReader` bound to
+the run's :class:`Principal` (``RunContext.slack``), which checks every read.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import httpx
 
@@ -27,6 +29,14 @@ class ThreadRef:
     def thread_id(self) -> str:
         return f"{self.team}:{self.channel}:{self.thread_ts or '-'}"
 
+    def memory_id(self, skill: str) -> str:
+        """The LangGraph thread of ``skill`` in this conversation.
+
+        Each skill has its own memory within a Slack thread, so naming another skill in a
+        thread never hands it what earlier skills read or were told (docs/security.md).
+        """
+        return f"{self.thread_id}/{skill}"
+
     @classmethod
     def parse(cls, thread_id: str) -> ThreadRef:
         team, channel, ts = thread_id.split(":", 2)
@@ -34,14 +44,36 @@ class ThreadRef:
 
 
 @dataclass(frozen=True, slots=True)
-class Actor:
-    """The person a run acts for. ``tz`` is an IANA zone name (Slack's ``users.info`` tz)."""
+class Principal:
+    """The person a run acts for, as Slack knows them: built once per turn (the bot's
+    ``Directory`` fills it from ``users.info`` and user-group memberships) and passed to
+    every tool through :class:`RunContext`. Every authorization decision in ``skills/`` is
+    about a principal: which skills it may use, which conversations it may read.
+
+    ``tz`` is an IANA zone name (Slack's ``users.info`` tz). ``team`` is the person's home
+    team. ``is_restricted`` / ``is_ultra_restricted`` are Slack's multi- and single-channel
+    guest flags; ``is_external`` means the person belongs to another organization (a Slack
+    Connect user, or someone Slack does not know).
+    """
 
     user_id: str
     name: str | None = None
     tz: str = "UTC"
     usergroups: frozenset[str] = field(default_factory=frozenset)
     is_bot: bool = False
+    team: str | None = None
+    is_restricted: bool = False
+    is_ultra_restricted: bool = False
+    is_external: bool = False
+
+    @property
+    def is_guest(self) -> bool:
+        """A multi-channel or single-channel guest account."""
+        return self.is_restricted or self.is_ultra_restricted
+
+
+#: The older name of :class:`Principal`; the same class.
+Actor = Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +97,24 @@ class SlackMessage:
 
 @dataclass(frozen=True, slots=True)
 class SlackUser:
+    """A person (or bot user) as ``users.info`` describes them.
+
+    ``team_id`` / ``enterprise_id`` are the person's home team and Enterprise Grid org;
+    ``is_restricted`` / ``is_ultra_restricted`` are the guest flags; ``is_stranger`` is
+    Slack's mark for a Slack Connect user this workspace shares no channel with.
+    """
+
     id: str
     name: str
     real_name: str | None = None
     tz: str | None = None
     title: str | None = None
     is_bot: bool = False
+    team_id: str | None = None
+    enterprise_id: str | None = None
+    is_restricted: bool = False
+    is_ultra_restricted: bool = False
+    is_stranger: bool = False
 
 
 class SlackReaderError(Exception):
@@ -103,6 +147,48 @@ class SlackReader(Protocol):
     async def usergroup_members(self, usergroup_id: str) -> frozenset[str]: ...
 
     async def channel_name(self, channel: str) -> str | None: ...
+
+
+ConversationKind = Literal["channel", "private", "mpim", "im", "unknown"]
+"""A public channel, a private channel, a group DM, a DM, or one Slack does not show us."""
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """What Slack says about a principal and a conversation.
+
+    ``member`` is True when the principal is a member of it; for a DM (``im``) that means
+    it is the principal's own DM with the bot.
+    """
+
+    kind: ConversationKind
+    member: bool
+
+
+@runtime_checkable
+class ConversationAccess(Protocol):
+    """The port that answers "is this principal in conversation X?" (see ``skills/access.py``
+    for the rule built on it). The bot implements it over the Web API; the static sample
+    workspace over its member lists. Failing to ask Slack raises :class:`SlackReaderError`
+    (reads then fail closed)."""
+
+    async def membership(self, principal: Principal, conversation: str) -> Membership: ...
+
+
+@runtime_checkable
+class AuditSink(Protocol):
+    """Where security-relevant refusals are recorded (``storage.audit.AuditLog``)."""
+
+    async def append(
+        self,
+        event: str,
+        *,
+        actor: str,
+        request_id: str | None = None,
+        args_hash: str | None = None,
+        summary: str = "",
+        at: datetime | None = None,
+    ) -> object: ...
 
 
 @runtime_checkable
@@ -150,8 +236,9 @@ class RunContext:
     run_id: str
     skill: str
     thread: ThreadRef
-    actor: Actor
-    slack: SlackReader | None = None
+    actor: Principal
+    # Access-checked reads for `actor` (None: no Slack here). Tools never see a raw reader.
+    slack: _access.ConversationReader | None = None
     http: httpx.AsyncClient | None = None  # shared by the runtime; tools never make their own
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
     clock: Callable[[], datetime] = _utcnow
@@ -162,3 +249,8 @@ class RunContext:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+# At the end: the access layer builds on the types above (and RunContext's annotation
+# names its reader), so it is imported once they exist, whichever module is imported first.
+import skills.access as _access  # noqa: E402

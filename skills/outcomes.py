@@ -22,12 +22,17 @@ class ApprovalPolicyView:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """The skill answered; ``text`` is Markdown from the model, PII-masked."""
+    """The skill answered; ``text`` is Markdown from the model, PII-masked.
+
+    ``refused_reads`` lists the conversations the run tried to read and was refused
+    (ids only): a scheduled run treats any as a failure rather than posting the answer.
+    """
 
     skill: str
     thread: ThreadRef
     text: str
     run_id: str
+    refused_reads: tuple[str, ...] = ()
     kind: Literal["reply"] = "reply"
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skills.context import Actor
+from skills.context import Principal
 from skills.errors import UnknownSkill
 
 if TYPE_CHECKING:
@@ -22,24 +22,41 @@ log = logging.getLogger(__name__)
 
 #: Builds a Python skill's compiled graph from the model the runtime picked and its saver.
 GraphFactory = Callable[["BaseChatModel", "Checkpointer"], Any]
+#: The conversations (besides its own) a skill will read for an input, known up front.
+ReadsFn = Callable[[str], Sequence[str]]
 
 DEFAULT_MEMORY_TTL = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    """Allow-lists; an empty list means everyone. Channels limit *where*; users and user
-    groups together limit *who* (either list admits a person)."""
+    """Who may use a skill, and where.
+
+    Allow-lists: an empty list means everyone. Channels limit *where*; users and user
+    groups together limit *who* (either list admits a person). Guest accounts and people
+    from other organizations (Slack Connect) are refused unless the skill opts in with
+    ``guests`` / ``external``; the allow-lists apply to them as well.
+    """
 
     channels: frozenset[str] = frozenset()
     users: frozenset[str] = frozenset()
     usergroups: frozenset[str] = frozenset()
+    guests: bool = False
+    external: bool = False
 
     @property
     def is_open(self) -> bool:
         return not (self.channels or self.users or self.usergroups)
 
-    def allows(self, actor: Actor, channel: str | None) -> bool:
+    def admits(self, principal: Principal) -> bool:
+        """False for a guest or an external person the skill has not opted in for."""
+        if principal.is_guest and not self.guests:
+            return False
+        return not (principal.is_external and not self.external)
+
+    def allows(self, actor: Principal, channel: str | None) -> bool:
+        if not self.admits(actor):
+            return False
         if self.channels and channel not in self.channels:
             return False
         if not (self.users or self.usergroups):
@@ -60,6 +77,9 @@ class Skill:
     spec: SkillSpec | None = None
     graph_factory: GraphFactory | None = None
     source: str = "builtin"
+    # For skills whose input names what they read (the digest): lets a schedule check the
+    # owner may read it when it is created, not only when it fires.
+    reads: ReadsFn | None = None
 
     @classmethod
     def from_spec(cls, spec: SkillSpec) -> Skill:
@@ -71,6 +91,8 @@ class Skill:
                 channels=frozenset(access.channels),
                 users=frozenset(access.users),
                 usergroups=frozenset(access.usergroups),
+                guests=access.guests,
+                external=access.external,
             ),
             model=spec.model,
             memory_ttl=spec.memory.ttl,
@@ -108,7 +130,7 @@ class SkillRegistry:
     def names(self) -> list[str]:
         return list(self._skills)
 
-    def available_to(self, actor: Actor, channel: str | None) -> list[Skill]:
+    def available_to(self, actor: Principal, channel: str | None) -> list[Skill]:
         return [s for s in self._skills.values() if s.access.allows(actor, channel)]
 
 

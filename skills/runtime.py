@@ -5,6 +5,14 @@ The Slack bot, the scheduler, the console, the sandbox and the evaluations all c
 messages on one thread never run at once; the second waits and then sees the first's
 answer in memory), runs the skill's LangGraph agent with the Redis checkpointer, records
 the run, and returns a typed :class:`~skills.outcomes.Outcome`.
+
+Authorization happens here, for the run's :class:`~skills.context.Principal`: which skills
+it may use (the skill's ``access``, guests and external people refused unless the skill
+opts in), and which conversations its tools may read (a
+:class:`~skills.access.ConversationReader` over the caller's reader and membership port,
+the only Slack reader a tool sees). Each skill has its own memory in a thread
+(:meth:`ThreadRef.memory_id <skills.context.ThreadRef.memory_id>`), so naming another skill
+never hands it what an earlier skill read.
 """
 
 from __future__ import annotations
@@ -27,10 +35,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
+from skills.access import ConversationReader
 from skills.context import (
-    Actor,
+    AuditSink,
+    ConversationAccess,
     ExecutionLedger,
     HttpPolicy,
+    Principal,
     RunContext,
     SlackReader,
     ThreadRef,
@@ -127,6 +138,7 @@ class Runtime:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observers: list[RunObserver] | None = None,
         ledger: ExecutionLedger | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -141,6 +153,7 @@ class Runtime:
         self._clock = clock
         self.observers: list[RunObserver] = list(observers or [])
         self._ledger = ledger
+        self._audit = audit
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
@@ -156,7 +169,7 @@ class Runtime:
 
     # -- public API ---------------------------------------------------------------------
 
-    def available_skills(self, actor: Actor, channel: str | None) -> list[Skill]:
+    def available_skills(self, actor: Principal, channel: str | None) -> list[Skill]:
         return self.registry.available_to(actor, channel)
 
     async def run(
@@ -164,13 +177,18 @@ class Runtime:
         *,
         thread: ThreadRef,
         message: str,
-        actor: Actor,
+        actor: Principal,
         skill: str | None = None,
         slack: SlackReader | None = None,
         trigger: str = "message",
         on_text: TextSink | None = None,
+        access: ConversationAccess | None = None,
     ) -> Outcome:
         """Answer ``message`` from ``actor`` on ``thread``; ``skill`` forces a skill.
+
+        Tools read Slack through ``slack`` as ``actor``: the thread's own conversation,
+        and others ``access`` says ``actor`` is a member of (without ``access``: a reader
+        that is its own membership port, else only the thread's conversation).
 
         With ``on_text``, the answer's text is also passed on as it is generated; the
         returned :class:`Reply` still carries the whole, masked text.
@@ -190,14 +208,18 @@ class Runtime:
             return refusal
         chosen = self.registry.get(route.skill)
         async with self._thread_turn(thread):
-            pending = await self._pending(chosen, thread)
+            # A paused run belongs to the thread's owner (the skill that last ran); each
+            # skill's memory is its own, so ask the owner's, whichever skill was named.
+            owner = await self._threads.get(thread.thread_id)
+            holder = self.registry.get(owner) if owner and owner in self.registry else chosen
+            pending = await self._pending(holder, thread)
             if pending is not None:
                 return Refusal(
                     reason=(
                         f"This conversation is waiting for approval of `{pending.value['name']}`."
                         " Approve or reject it first."
                     ),
-                    skill=chosen.name,
+                    skill=holder.name,
                 )
             # The thread stays with its skill; naming another skill hands the thread over,
             # so follow-ups and approval decisions reach the skill that last ran.
@@ -210,19 +232,23 @@ class Runtime:
                 if chosen.graph_factory is not None
                 else self._pii.prepare_input(route.text)
             )
-            return await self._invoke(chosen, thread, actor, payload, slack, trigger, on_text)
+            return await self._invoke(
+                chosen, thread, actor, payload, _Slack(slack, access), trigger, on_text
+            )
 
     async def resume(
         self,
         *,
         thread: ThreadRef,
         decision: Decision,
-        actor: Actor,
+        actor: Principal,
         slack: SlackReader | None = None,
         on_text: TextSink | None = None,
         approval_id: str | None = None,
+        access: ConversationAccess | None = None,
     ) -> Outcome:
-        """Continue a run paused on an approval with ``decision``.
+        """Continue a run paused on an approval with ``decision``, reading as ``actor``
+        (the requester) exactly as :meth:`run` does.
 
         ``approval_id`` names the approval request behind the decision: an approved call
         then carries an Idempotency-Key derived from it and is recorded in the ledger.
@@ -241,7 +267,14 @@ class Runtime:
             if approval_id and decision.type != "reject":
                 approvals[str(pending.value.get("tool_call_id", ""))] = approval_id
             return await self._invoke(
-                chosen, thread, actor, command, slack, "approval", on_text, approvals
+                chosen,
+                thread,
+                actor,
+                command,
+                _Slack(slack, access),
+                "approval",
+                on_text,
+                approvals,
             )
 
     async def pending_approval(self, thread: ThreadRef) -> ApprovalRequest | None:
@@ -260,9 +293,18 @@ class Runtime:
         return await self._threads.get(thread.thread_id)
 
     async def reset(self, thread: ThreadRef) -> None:
-        """Forget the thread: its checkpoints and which skill owned it."""
+        """Forget the thread: every skill's checkpoints and which skill owned it.
+
+        This is the mechanism; who may reset a conversation (not while someone else's
+        approval is pending) is :meth:`skills.approvals.ApprovalService.reset`'s call.
+        """
         async with self._thread_turn(thread):
-            await self._checkpointer.adelete_thread(thread.thread_id)
+            # Checkpoints from before per-skill memory were kept under the bare thread id.
+            for thread_id in [
+                thread.thread_id,
+                *(thread.memory_id(n) for n in self.registry.names()),
+            ]:
+                await self._checkpointer.adelete_thread(thread_id)
             await self._threads.forget(thread.thread_id)
 
     async def history(self, thread: ThreadRef) -> list[BaseMessage]:
@@ -283,14 +325,25 @@ class Runtime:
     # -- internals ----------------------------------------------------------------------
 
     def _check_access(
-        self, name: str, actor: Actor, thread: ThreadRef, allowed: list[Skill]
+        self, name: str, actor: Principal, thread: ThreadRef, allowed: list[Skill]
     ) -> Refusal | None:
         names = tuple(s.name for s in allowed)
         if name not in self.registry:
             return Refusal(reason=f"There is no skill named `{name}`.", allowed_skills=names)
-        if name not in names:
-            return Refusal(reason=f"You can't use `{name}` here.", allowed_skills=names, skill=name)
-        return None
+        if name in names:
+            return None
+        if not self.registry.get(name).access.admits(actor):
+            who = (
+                "guest accounts"
+                if actor.is_guest
+                else "people from other organizations (Slack Connect)"
+            )
+            return Refusal(
+                reason=f"`{name}` isn't available to {who}. A workspace admin can enable it.",
+                allowed_skills=names,
+                skill=name,
+            )
+        return Refusal(reason=f"You can't use `{name}` here.", allowed_skills=names, skill=name)
 
     def _thread_turn(self, thread: ThreadRef) -> Any:
         return _ThreadTurn(self, thread)
@@ -299,7 +352,7 @@ class Runtime:
         self, skill: Skill, thread: ThreadRef, callbacks: list[Any] | None = None
     ) -> RunnableConfig:
         configurable = {
-            "thread_id": thread.thread_id,
+            "thread_id": thread.memory_id(skill.name),
             "memory_ttl_seconds": int(skill.memory_ttl.total_seconds()),
         }
         config = RunnableConfig(configurable=configurable, recursion_limit=80)
@@ -322,9 +375,9 @@ class Runtime:
         self,
         skill: Skill,
         thread: ThreadRef,
-        actor: Actor,
+        actor: Principal,
         payload: Any,
-        slack: SlackReader | None,
+        slack: _Slack,
         trigger: str,
         on_text: TextSink | None = None,
         approvals: Mapping[str, str] | None = None,
@@ -347,12 +400,15 @@ class Runtime:
             trigger=trigger,
             started_at=self._clock(),
         )
+        reader = slack.reader(
+            principal=actor, thread=thread, audit=self._audit, skill=skill.name, run_id=run.run_id
+        )
         context = RunContext(
             run_id=run.run_id,
             skill=skill.name,
             thread=thread,
             actor=actor,
-            slack=slack,
+            slack=reader,
             http=self._http,
             http_policy=self.config.http_policy,
             clock=self._clock,
@@ -395,6 +451,7 @@ class Runtime:
                 thread=thread,
                 text=mask_text(_final_text(value)),
                 run_id=run.run_id,
+                refused_reads=reader.refused if reader is not None else (),
             )
         await self._runs.finish(
             run.run_id, outcome=outcome.kind, usage=_usage(run.usage), finished_at=self._clock()
@@ -464,6 +521,38 @@ class Runtime:
             config=self.config,
             fallbacks=[self.model(name) for name in self.config.fallback_models],
             extra_middleware=self._extra_middleware(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Slack:
+    """A caller's raw reader and membership port, until the run's reader is made."""
+
+    source: SlackReader | None
+    access: ConversationAccess | None
+
+    def reader(
+        self,
+        *,
+        principal: Principal,
+        thread: ThreadRef,
+        audit: AuditSink | None,
+        skill: str,
+        run_id: str,
+    ) -> ConversationReader | None:
+        if self.source is None:
+            return None
+        access = self.access
+        if access is None and isinstance(self.source, ConversationAccess):
+            access = self.source  # e.g. the static sample workspace knows its members
+        return ConversationReader(
+            source=self.source,
+            principal=principal,
+            current=thread.channel,
+            access=access,
+            audit=audit,
+            skill=skill,
+            run_id=run_id,
         )
 
 

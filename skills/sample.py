@@ -1,5 +1,8 @@
 """An in-memory Slack workspace with realistic sample data, and a `SlackReader` over it.
 
+The reader is also the workspace's `ConversationAccess` port: it answers membership from
+the channels' member lists, so runs over sample data follow the same read rule as in Slack.
+
 Used by tests, the console and (later) the sandbox's workspace emulator, which seeds itself
 from the same plain data (`Workspace`). The sample is a payments company:
 
@@ -21,7 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from skills.context import SlackMessage, SlackReader, SlackReaderError, SlackUser
+from skills.context import (
+    Membership,
+    Principal,
+    SlackMessage,
+    SlackReader,
+    SlackReaderError,
+    SlackUser,
+)
 
 __all__ = [
     "StaticSlackReader",
@@ -148,6 +158,19 @@ class StaticSlackReader(SlackReader):
     async def channel_name(self, channel: str) -> str | None:
         found = self.workspace.channels.get(channel)
         return found.name if found is not None else None
+
+    # -- ConversationAccess ------------------------------------------------------------
+
+    async def membership(self, principal: Principal, conversation: str) -> Membership:
+        """From the member lists; a ``D…`` conversation is a DM of its members."""
+        found = self.workspace.channels.get(conversation)
+        if found is None:
+            return Membership("unknown", False)
+        if conversation.startswith("D"):
+            return Membership("im", principal.user_id in found.members)
+        return Membership(
+            "private" if found.is_private else "channel", principal.user_id in found.members
+        )
 
     # -- editing -----------------------------------------------------------------------
 
@@ -378,7 +401,9 @@ def sample_workspace(now: datetime) -> Workspace:
         reader.add_user(user)
     for channel in _CHANNELS:
         reader.add_channel(
-            WorkspaceChannel(channel.id, channel.name, channel.topic, channel.members)
+            WorkspaceChannel(
+                channel.id, channel.name, channel.topic, channel.members, channel.is_private
+            )
         )
     reader.workspace.usergroups = {
         group.id: WorkspaceUsergroup(group.id, group.handle, group.name, group.members)

@@ -355,11 +355,18 @@ class _Model(BaseModel):
 
 
 class Access(_Model):
-    """Allow-lists; all empty means everyone may use the skill."""
+    """Allow-lists; all empty means everyone may use the skill.
+
+    Guest accounts (``guests``) and people from other organizations over Slack Connect
+    (``external``) are refused unless the skill opts in; the allow-lists then apply to
+    them too.
+    """
 
     channels: list[NonEmptyStr] = Field(default_factory=list)
     users: list[NonEmptyStr] = Field(default_factory=list)
     usergroups: list[NonEmptyStr] = Field(default_factory=list)
+    guests: bool = False
+    external: bool = False
 
 
 class Memory(_Model):

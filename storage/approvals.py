@@ -26,7 +26,11 @@ T = TypeVar("T")
 
 PENDING = "pending"
 OPEN_STATES = frozenset({PENDING})
-FINAL_STATES = frozenset({"approved", "rejected", "expired", "superseded", "executed", "failed"})
+FINAL_STATES = frozenset(
+    {"approved", "rejected", "expired", "superseded", "executed", "failed", "abandoned"}
+)
+#: How long an edit chain may get before it is treated as corrupt (a cycle, say).
+MAX_CHAIN = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,37 @@ class ApprovalStore:
     async def get(self, request_id: str) -> ApprovalRequestRow | None:
         async with self._sessions() as session:
             return await session.get(ApprovalRequestRow, request_id)
+
+    async def chain(self, request_id: str) -> list[ApprovalRequestRow]:
+        """The request and every version it was edited from, the original first."""
+        rows: list[ApprovalRequestRow] = []
+        seen: set[str] = set()
+        async with self._sessions() as session:
+            current: str | None = request_id
+            while current is not None and current not in seen and len(rows) < MAX_CHAIN:
+                seen.add(current)
+                row = await session.get(ApprovalRequestRow, current)
+                if row is None:
+                    break
+                rows.append(row)
+                current = row.edited_from
+        return list(reversed(rows))
+
+    async def voters(self, request_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Request id → who approved it, in order, for each of ``request_ids``."""
+        ids = list(request_ids)
+        found: dict[str, list[str]] = {request_id: [] for request_id in ids}
+        if not ids:
+            return found
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ApprovalVote.request_id, ApprovalVote.approver)
+                .where(ApprovalVote.request_id.in_(ids))
+                .order_by(ApprovalVote.id)
+            )
+            for request_id, approver in rows:
+                found[str(request_id)].append(str(approver))
+        return found
 
     async def votes(self, request_id: str) -> list[str]:
         async with self._sessions() as session:

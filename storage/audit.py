@@ -35,6 +35,11 @@ EVENTS = frozenset(
         "failed",
         "refused-click",
         "vote",
+        # authorization (docs/security.md)
+        "abandoned",
+        "refused-read",
+        "refused-reset",
+        "refused-schedule",
     }
 )
 

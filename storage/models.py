@@ -140,7 +140,8 @@ class ApprovalRequestRow(Base):
     """A gated tool call waiting for (or past) human approval.
 
     ``args_hash`` binds the request to the exact action: sha256 of the tool name and the
-    canonical JSON of its (masked) arguments. An edit supersedes the row with a new one.
+    canonical JSON of its (masked) arguments. An edit supersedes the row with a new one
+    (``edited_from`` the old row, ``edited_by`` who typed the new arguments).
     """
 
     __tablename__ = "approval_requests"
@@ -165,6 +166,7 @@ class ApprovalRequestRow(Base):
     quorum: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     edited_from: Mapped[str | None] = mapped_column(String(32))
+    edited_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -55,7 +55,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
         if word == "reset":
             memory = ThreadRef(team=team, channel=channel, thread_ts=None)
             try:
-                await runtime.reset(memory)
+                refusal = await bot.conversations.reset(memory, user)
             except Exception as exc:
                 message, ref = user_error(exc)
                 log.warning("reset failed ref=%s: %s", ref, exc)
@@ -63,7 +63,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 return
             await ack(
                 response_type="ephemeral",
-                text="Forgotten. To reset a thread, mention me in it with `reset`.",
+                text=refusal or "Forgotten. To reset a thread, mention me in it with `reset`.",
             )
             return
         extra = bot.subcommands.get(word)

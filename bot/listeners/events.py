@@ -1,4 +1,5 @@
-"""Event listeners: mentions, DMs and thread follow-ups, the Assistant panel, App Home."""
+"""Event listeners: mentions, DMs and thread follow-ups, the Assistant panel, App Home, and
+the membership changes that invalidate who-may-read-what (``bot/access.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversations import Inbound, InboundKind
+from bot.conversations import Inbound, InboundKind, user_error
 from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
@@ -53,7 +54,16 @@ def register(app: AsyncApp, bot: BotContext) -> None:
 
     async def start(inbound: Inbound) -> None:
         if _RESET.match(inbound.text):
-            await conversations.runtime.reset(inbound.memory)
+            try:
+                refusal = await conversations.reset(inbound.memory, inbound.user)
+            except Exception as exc:
+                text, ref = user_error(exc)
+                log.warning("reset failed ref=%s: %s", ref, exc)
+                await conversations.ephemeral(inbound, text)
+                return
+            if refusal is not None:  # only the person who asked sees why
+                await conversations.ephemeral(inbound, refusal)
+                return
             await conversations.client.chat_postMessage(
                 channel=inbound.channel,
                 thread_ts=inbound.reply_thread_ts,
@@ -164,6 +174,28 @@ def register(app: AsyncApp, bot: BotContext) -> None:
     @app.event("assistant_thread_context_changed")
     async def on_assistant_context(event: dict[str, Any]) -> None:
         return None  # acked; the context is read from the thread when needed
+
+    # Memberships changed: forget what the access cache knew, so a person who left a
+    # channel cannot have it read for them any more (and one who joined can at once).
+    @app.event("member_left_channel")
+    async def on_member_left(event: dict[str, Any]) -> None:
+        if event.get("user"):
+            conversations.access.forget_person(str(event["user"]))
+
+    @app.event("member_joined_channel")
+    async def on_member_joined(event: dict[str, Any]) -> None:
+        if event.get("user"):
+            conversations.access.forget_person(str(event["user"]))
+
+    @app.event("channel_left")
+    async def on_channel_left(event: dict[str, Any]) -> None:
+        if event.get("channel"):
+            conversations.access.forget_conversation(str(event["channel"]))
+
+    @app.event("group_left")
+    async def on_group_left(event: dict[str, Any]) -> None:
+        if event.get("channel"):
+            conversations.access.forget_conversation(str(event["channel"]))
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:

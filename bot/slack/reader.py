@@ -25,7 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from skills.context import SlackMessage, SlackReaderError, SlackUser
 
-__all__ = ["MISSING", "TtlCache", "WebApiSlackReader"]
+__all__ = ["MISSING", "TtlCache", "WebApiSlackReader", "api_get"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ class TtlCache(Generic[K, V]):
         while len(self._items) > self.max_size:
             self._items.popitem(last=False)
 
+    def discard(self, key: K) -> None:
+        """Forget ``key`` (an invalidation: the next read asks Slack again)."""
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -131,6 +138,7 @@ class WebApiSlackReader:
             ttl=channel_ttl, max_size=cache_size, clock=clock
         )
         self._lookups = asyncio.Semaphore(lookups)
+        self._workspace: tuple[str | None, str | None] | None = None
 
     # -- SlackReader ------------------------------------------------------------------------
 
@@ -208,9 +216,13 @@ class WebApiSlackReader:
             self._users.put(user_id, user)
             return user
 
-    async def usergroup_members(self, usergroup_id: str) -> frozenset[str]:
-        """User ids in the usergroup (``S…``); cached for ``usergroup_ttl`` seconds."""
-        cached = self._usergroups.get(usergroup_id)
+    async def usergroup_members(self, usergroup_id: str, *, fresh: bool = False) -> frozenset[str]:
+        """User ids in the usergroup (``S…``); cached for ``usergroup_ttl`` seconds.
+
+        ``fresh`` asks Slack whatever is cached (and refreshes the cache): authorization
+        decisions use it, so a person removed from a group loses its rights at once.
+        """
+        cached = MISSING if fresh else self._usergroups.get(usergroup_id)
         if cached is not MISSING:
             return cached
         data = await self._call("usergroups.users.list", {"usergroup": usergroup_id})
@@ -235,20 +247,21 @@ class WebApiSlackReader:
         self._channels.put(channel, name)
         return name
 
+    async def workspace(self) -> tuple[str | None, str | None]:
+        """(team id, Enterprise Grid id) of the installation, from ``auth.test`` (once)."""
+        if self._workspace is None:
+            data = await self._call("auth.test", {})
+            self._workspace = (
+                str(data["team_id"]) if data.get("team_id") else None,
+                str(data["enterprise_id"]) if data.get("enterprise_id") else None,
+            )
+        return self._workspace
+
     # -- plumbing ---------------------------------------------------------------------------
 
     async def _call(self, method: str, args: Mapping[str, Any]) -> Mapping[str, Any]:
         """One GET call; every failure becomes ``SlackReaderError(method, code)``."""
-        try:
-            response = await self._client.api_call(method, http_verb="GET", params=dict(args))
-        except SlackApiError as exc:
-            raise SlackReaderError(method, _error_code(exc)) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SlackReaderError(method, f"connection_error:{type(exc).__name__}") from exc
-        data = response.data
-        if not isinstance(data, Mapping):
-            raise SlackReaderError(method, "unexpected_response")
-        return data
+        return await api_get(self._client, method, args)
 
     async def _pages(
         self, method: str, args: Mapping[str, Any], *, wanted: Callable[[], int] | None = None
@@ -296,6 +309,23 @@ class WebApiSlackReader:
             return None
 
 
+async def api_get(
+    client: AsyncWebClient, method: str, args: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """One GET call of a read method; every failure becomes ``SlackReaderError(method, code)``
+    (never a slack_sdk or aiohttp exception)."""
+    try:
+        response = await client.api_call(method, http_verb="GET", params=dict(args))
+    except SlackApiError as exc:
+        raise SlackReaderError(method, _error_code(exc)) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SlackReaderError(method, f"connection_error:{type(exc).__name__}") from exc
+    data = response.data
+    if not isinstance(data, Mapping):
+        raise SlackReaderError(method, "unexpected_response")
+    return data
+
+
 def _slack_ts(moment: datetime, microseconds: int = 0) -> str:
     """A Slack timestamp (``seconds.micros``) for a datetime; naive means UTC."""
     if moment.tzinfo is None:
@@ -325,6 +355,7 @@ def _to_user(data: Mapping[str, Any]) -> SlackUser:
         or data.get("name")
         or str(data.get("id", ""))
     )
+    enterprise = data.get("enterprise_user") or {}
     return SlackUser(
         id=str(data.get("id", "")),
         name=str(name),
@@ -332,6 +363,11 @@ def _to_user(data: Mapping[str, Any]) -> SlackUser:
         tz=data.get("tz") or None,
         title=profile.get("title") or None,
         is_bot=bool(data.get("is_bot")),
+        team_id=str(data.get("team_id") or profile.get("team") or "") or None,
+        enterprise_id=str(enterprise.get("enterprise_id") or "") or None,
+        is_restricted=bool(data.get("is_restricted")),
+        is_ultra_restricted=bool(data.get("is_ultra_restricted")),
+        is_stranger=bool(data.get("is_stranger")),
     )
 
 

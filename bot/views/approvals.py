@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.views.text import escape_mrkdwn
-from skills.approvals import args_of, policy_of
+from skills.approvals import RESET_REASON, args_of, policy_of
 from skills.pii import mask_obj, strip_token_ids
 from storage.models import ApprovalRequestRow
 
@@ -83,7 +83,11 @@ def card_blocks(
     if policy.four_eyes:
         rules.append("the requester can't approve")
     if row.edited_from:
-        rules.append("edited: earlier approvals don't count")
+        editor = f" by <@{row.edited_by}>" if row.edited_by else ""
+        rules.append(
+            f"edited{editor}: earlier approvals don't count, and neither the editor nor "
+            "earlier approvers can approve"
+        )
     blocks.append(ContextBlock(elements=[_mrkdwn(" · ".join(rules))]))
     if outcome is None:
         buttons = [
@@ -127,6 +131,13 @@ def outcome_text(row: ApprovalRequestRow) -> str | None:
         return ":alarm_clock: Expired"
     if row.status == "superseded":
         return f":pencil2: Edited by {who}: see the new request below"
+    if row.status == "abandoned":
+        if row.reason == RESET_REASON:
+            return f":wastebasket: Abandoned: {who} reset the conversation at {when}. Nothing ran."
+        return (
+            f":wastebasket: Approved by {who} at {when}, but the conversation was no longer "
+            "waiting for it. Nothing ran."
+        )
     return escape_mrkdwn(row.status)
 
 

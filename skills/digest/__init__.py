@@ -26,6 +26,12 @@ def _factory(model: BaseChatModel, checkpointer: Checkpointer) -> Any:
     return build_digest_graph(model, checkpointer=checkpointer)
 
 
+def _reads(text: str) -> tuple[str, ...]:
+    """The channel a request names (none: the run's own)."""
+    channel = parse_request(text).channel
+    return (channel,) if channel else ()
+
+
 DIGEST_SKILL = Skill(
     name="digest",
     description=(
@@ -38,5 +44,6 @@ DIGEST_SKILL = Skill(
         "what did I miss in this channel today?",
     ),
     graph_factory=_factory,
+    reads=_reads,
 )
 """The registry entry (`skills.registry.python_skills`)."""

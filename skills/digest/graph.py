@@ -2,15 +2,17 @@
 
 * ``collect`` reads the request (``#C0PAYALERTS 24h``, ``<#C0PAYALERTS|payments-alerts> last
   12 hours``; by default the run's own channel and 24 hours), then the channel's messages
-  and the threads that have replies, through ``runtime.context.slack``. Text is PII-masked
-  right away, so neither the state (checkpoints) nor the model ever holds the originals.
+  and the threads that have replies, through ``runtime.context.slack`` — the run's
+  access-checked reader, so a digest of a channel the person is not a member of (or of
+  someone else's DM) is refused before anything is read. Text is PII-masked right away,
+  so neither the state (checkpoints) nor the model ever holds the originals.
 * ``compute`` derives the numbers with the pure functions of `skills.digest.stats` and
   renders them; code renders them, not the model, so they are always right.
 * ``write`` asks the model for a short summary around those numbers and appends the final
   answer — title, summary, numbers — to ``messages`` as an AI message.
 
-Problems the person can act on (no Slack history here, a channel the bot is not in, an
-empty window) end the run early with a plain answer instead of an exception.
+Problems the person can act on (no Slack history here, a channel they or the bot are not
+in, an empty window) end the run early with a plain answer instead of an exception.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Checkpointer
 
-from skills.context import RunContext, SlackMessage, SlackReader, SlackReaderError
+from skills.access import AccessDenied, ConversationReader
+from skills.context import RunContext, SlackMessage, SlackReaderError
 from skills.digest.prompts import SYSTEM_PROMPT, render_transcript
 from skills.digest.state import DigestState, MessageRow, from_row, to_row
 from skills.digest.stats import compute_stats, render_numbers
@@ -142,10 +145,19 @@ async def collect(state: DigestState, runtime: Runtime[RunContext]) -> dict[str,
                 f"I can't look up #{request.channel_name} by name. Mention the channel as a "
                 "link (type # and pick it from the list) and ask again."
             )
+    try:
+        await reader.check(channel)  # before anything of it is read, its name included
+    except AccessDenied as exc:
+        if exc.reason == "unknown":
+            return _answer(_read_problem(channel, "channel_not_found"))
+        return _answer(f"I can't make that digest: {exc}.")
+    except SlackReaderError as exc:
+        log.info("digest: %s", exc)
+        return _answer(_read_problem(channel, exc.error))
     label = f"#{name}" if (name := await _channel_name(reader, channel)) else channel
     now = context.now()
     try:
-        top_level = await reader.channel_messages(
+        top_level = await reader.history(
             channel, oldest=now - timedelta(hours=request.hours), latest=now, limit=MAX_MESSAGES
         )
     except SlackReaderError as exc:
@@ -172,7 +184,7 @@ async def collect(state: DigestState, runtime: Runtime[RunContext]) -> dict[str,
     }
 
 
-async def _channel_name(reader: SlackReader, channel: str) -> str | None:
+async def _channel_name(reader: ConversationReader, channel: str) -> str | None:
     try:
         return await reader.channel_name(channel)
     except SlackReaderError:
@@ -188,7 +200,7 @@ def _read_problem(label: str, error: str) -> str:
 
 
 async def _read_threads(
-    reader: SlackReader, channel: str, messages: Sequence[SlackMessage]
+    reader: ConversationReader, channel: str, messages: Sequence[SlackMessage]
 ) -> dict[str, list[SlackMessage]]:
     """Replies of the threads with replies (most replies first, at most MAX_THREADS)."""
     roots = sorted((m for m in messages if m.reply_count), key=lambda m: -m.reply_count)
@@ -197,7 +209,7 @@ async def _read_threads(
     async def read(root: SlackMessage) -> tuple[str, list[SlackMessage]] | None:
         async with gate:
             try:
-                thread = await reader.thread_messages(channel, root.ts, limit=MAX_MESSAGES)
+                thread = await reader.thread(channel, root.ts, limit=MAX_MESSAGES)
             except SlackReaderError as exc:
                 log.info("digest: thread %s skipped: %s", root.ts, exc)
                 return None

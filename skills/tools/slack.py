@@ -1,7 +1,10 @@
 """Built-in Slack tools: read a thread, read a channel, look up a person.
 
-Each tool reads the run's `SlackReader` from ``runtime.context.slack`` (never a global
-client) and returns compact text the model can quote: one ``[HH:MM] Name: text`` line per
+Each tool reads Slack through the run's :class:`~skills.access.ConversationReader`
+(``runtime.context.slack``, never a global client), which lets the run's principal read
+only conversations they may read (``skills/access.py``); a refused read is a tool error
+saying why, and nothing of the conversation is fetched. Tools return compact text the
+model can quote: one ``[HH:MM] Name: text`` line per
 message, times in the asker's time zone, a day line whenever the date changes, and a size
 cap that drops the oldest lines first (a thread keeps its root). Problems come back as tool
 errors (``ToolMessage.status == "error"``) with a short reason the model can act on; no
@@ -24,7 +27,8 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from langgraph.errors import GraphBubbleUp
 from pydantic import Field
 
-from skills.context import RunContext, SlackMessage, SlackReader, SlackReaderError
+from skills.access import AccessDenied, ConversationReader
+from skills.context import RunContext, SlackMessage, SlackReaderError
 
 __all__ = [
     "MAX_TRANSCRIPT_CHARS",
@@ -63,7 +67,7 @@ def run_context(runtime: ToolRuntime[RunContext]) -> RunContext:
     return context
 
 
-def slack_reader(context: RunContext) -> SlackReader:
+def slack_reader(context: RunContext) -> ConversationReader:
     if context.slack is None:
         raise ToolException("Slack history is not available here")
     return context.slack
@@ -95,8 +99,9 @@ def tool_errors(
 ) -> Callable[[Callable[P, Awaitable[str]]], Callable[P, Awaitable[str]]]:
     """Turn Slack failures and unexpected bugs into tool errors the model can read.
 
-    A `SlackReaderError` becomes its Slack error code; anything unexpected is logged with a
-    reference id, and the model sees only that id, never internals.
+    A refused read becomes the refusal's sentence ("you are not a member of …"); a
+    `SlackReaderError` its Slack error code; anything unexpected is logged with a reference
+    id, and the model sees only that id, never internals.
     """
 
     def decorate(func: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:
@@ -106,6 +111,10 @@ def tool_errors(
                 return await func(*args, **kwargs)
             except (ToolException, GraphBubbleUp):
                 raise  # already meant for the model, or graph control flow (interrupts)
+            except AccessDenied as exc:  # logged and audited by the reader
+                if exc.reason == "unknown":  # what Slack itself would have answered
+                    raise ToolException("Slack could not be read (channel_not_found)") from exc
+                raise ToolException(str(exc)) from exc
             except SlackReaderError as exc:
                 log.info("tool %s: %s", name, exc)
                 raise ToolException(f"Slack could not be read ({exc.error})") from exc
@@ -119,7 +128,9 @@ def tool_errors(
     return decorate
 
 
-async def resolve_names(reader: SlackReader, messages: Sequence[SlackMessage]) -> dict[str, str]:
+async def resolve_names(
+    reader: ConversationReader, messages: Sequence[SlackMessage]
+) -> dict[str, str]:
     """User id → display name for every author, asking Slack only for names not given."""
     names: dict[str, str] = {}
     for message in messages:
@@ -218,7 +229,7 @@ async def read_thread(
     ts = thread_ts or (context.thread.thread_ts if channel_id == context.thread.channel else None)
     if not ts:
         raise ToolException("no thread to read here; pass thread_ts")
-    messages = await reader.thread_messages(channel_id, ts, limit=THREAD_LIMIT)
+    messages = await reader.thread(channel_id, ts, limit=THREAD_LIMIT)
     if not messages:
         return "The thread is empty."
     names = await resolve_names(reader, messages)
@@ -258,7 +269,7 @@ async def read_channel(
             raise ToolException(f"{channel!r} is not a channel id; use an id like C0123ABC")
         channel_id = found
     now = context.now()
-    messages = await reader.channel_messages(
+    messages = await reader.history(
         channel_id, oldest=now - timedelta(hours=hours), latest=now, limit=limit
     )
     label = await _channel_label(reader, channel_id)
@@ -279,7 +290,7 @@ async def read_channel(
     return f"{header}\n{body}"
 
 
-async def _channel_label(reader: SlackReader, channel_id: str) -> str:
+async def _channel_label(reader: ConversationReader, channel_id: str) -> str:
     try:
         name = await reader.channel_name(channel_id)
     except SlackReaderError:

@@ -50,6 +50,8 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "conversations.history": _HISTORY,
     "conversations.replies": _HISTORY,
     "conversations.info": _READ,
+    "conversations.members": _READ,
+    "users.conversations": _READ,
     "users.info": frozenset({"users:read"}),
     "usergroups.users.list": frozenset({"usergroups:read"}),
     "reactions.add": frozenset({"reactions:write"}),
@@ -75,6 +77,10 @@ EVENT_SCOPES: dict[str, frozenset[str]] = {
     "assistant_thread_started": frozenset({"assistant:write"}),
     "assistant_thread_context_changed": frozenset({"assistant:write"}),
     "app_home_opened": frozenset(),
+    "member_joined_channel": frozenset({"channels:read", "groups:read"}),
+    "member_left_channel": frozenset({"channels:read", "groups:read"}),
+    "channel_left": frozenset({"channels:read"}),
+    "group_left": frozenset({"groups:read"}),
 }
 
 # The `message` listener answers DMs (and the assistant panel, which is a DM) and thread

@@ -13,6 +13,11 @@ in its own thread so a test's event loop stays free. Tests talk HTTP to it throu
         await client.chat_postMessage(channel="C1", text="hi")
         assert slack.messages("C1")[-1]["text"] == "hi"
 
+Membership questions are answered as Slack answers them: ``conversations.members`` and
+``users.conversations`` (paginated), ``conversations.info`` with ``is_im`` and the DM's
+``user``, and guest (``is_restricted`` / ``is_ultra_restricted``) and Slack Connect
+(another ``team_id``) users.
+
 What it checks like Slack does: the ``Authorization: Bearer xoxb-…`` token
 (``not_authed`` / ``invalid_auth``), unknown channels, users, usergroups and messages
 (``channel_not_found``, ``user_not_found``, ``no_such_subteam``, ``message_not_found``,
@@ -181,14 +186,21 @@ class FakeSlackApi:
         is_bot: bool = False,
         deleted: bool = False,
         email: str | None = None,
+        team_id: str | None = None,
+        is_restricted: bool = False,
+        is_ultra_restricted: bool = False,
     ) -> dict[str, Any]:
+        """A person or bot; ``team_id`` another team's id makes a Slack Connect user,
+        ``is_restricted`` / ``is_ultra_restricted`` a multi- / single-channel guest."""
         user = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "name": name,
             "real_name": real_name or name,
             "deleted": deleted,
             "is_bot": is_bot,
+            "is_restricted": is_restricted or is_ultra_restricted,
+            "is_ultra_restricted": is_ultra_restricted,
             "tz": tz,
             "tz_offset": 0,
             "profile": {
@@ -230,6 +242,20 @@ class FakeSlackApi:
             self.channels[channel_id] = channel
             self._messages.setdefault(channel_id, [])
         return channel
+
+    def add_im(self, user_id: str, channel_id: str | None = None) -> dict[str, Any]:
+        """The DM between ``user_id`` and the bot (``D…``), as Slack describes one."""
+        channel_id = channel_id or "D" + user_id.removeprefix("U").removeprefix("W")
+        channel = self.add_channel(channel_id, channel_id, members=[user_id])
+        channel.update({"is_channel": False, "is_im": True, "is_private": True, "user": user_id})
+        return channel
+
+    def set_members(self, channel_id: str, members: list[str] | tuple[str, ...]) -> None:
+        """Replace a channel's members (the bot stays if it was in)."""
+        with self._lock:
+            channel = self.channels[channel_id]
+            bot = [self.bot_user_id] if channel["is_member"] else []
+            channel["members"] = list(dict.fromkeys([*members, *bot]))
 
     def add_usergroup(
         self, usergroup_id: str, handle: str, users: list[str] | tuple[str, ...] = ()
@@ -446,6 +472,7 @@ class FakeSlackApi:
             "conversations.members": self._conversations_members,
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
+            "users.conversations": self._users_conversations,
             "users.list": self._users_list,
             "usergroups.users.list": self._usergroups_users_list,
             "views.publish": self._views_publish,
@@ -676,6 +703,27 @@ class FakeSlackApi:
         if user is None:
             raise _SlackError("user_not_found")
         return {"user": user}
+
+    def _users_conversations(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The conversations ``user`` is in that the bot may know of: public channels, and
+        private channels, group DMs and DMs the bot is in too (as with a bot token)."""
+        user = str(args.get("user") or self.bot_user_id)
+        if user not in self.users:
+            raise _SlackError("user_not_found")
+        types = {t.strip() for t in str(args.get("types") or "public_channel").split(",")}
+        exclude_archived = _truthy(args.get("exclude_archived"))
+        found = []
+        for channel in self.channels.values():
+            if user not in channel.get("members", []):
+                continue
+            kind = _conversation_type(channel)
+            if kind not in types or (kind != "public_channel" and not channel["is_member"]):
+                continue
+            if exclude_archived and channel["is_archived"]:
+                continue
+            found.append({k: v for k, v in channel.items() if k != "members"})
+        page, next_cursor = _offset_page(found, args)
+        return {"channels": page, "response_metadata": {"next_cursor": next_cursor}}
 
     def _users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         page, next_cursor = _offset_page(list(self.users.values()), args)
@@ -915,6 +963,14 @@ class FakeSlackApi:
 
 def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true")
+
+
+def _conversation_type(channel: dict[str, Any]) -> str:
+    if channel.get("is_im"):
+        return "im"
+    if channel.get("is_mpim"):
+        return "mpim"
+    return "private_channel" if channel.get("is_private") else "public_channel"
 
 
 def _header_number(value: float) -> str:

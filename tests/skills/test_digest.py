@@ -11,6 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from skills.access import ConversationReader
 from skills.context import Actor, RunContext, SlackMessage, SlackReaderError, ThreadRef
 from skills.digest import DIGEST_SKILL, build_digest_graph, parse_request
 from skills.digest.stats import (
@@ -176,12 +177,19 @@ def test_parse_request_caps_the_window_at_a_week() -> None:
 
 
 def run_context(reader: StaticSlackReader | None, *, channel: str = "C0PAYALERTS") -> RunContext:
+    actor = Actor(user_id="U0CAROL", name="Carol Pereira", tz="Europe/Lisbon")
     return RunContext(
         run_id="run-1",
         skill="digest",
         thread=ThreadRef("T0PAYCO", channel, "1715690000.000100"),
-        actor=Actor(user_id="U0CAROL", name="Carol Pereira", tz="Europe/Lisbon"),
-        slack=reader,
+        actor=actor,
+        # Tools only ever get an access-checked reader; the sample workspace is its own
+        # membership port.
+        slack=(
+            ConversationReader(source=reader, principal=actor, current=channel, access=reader)
+            if reader is not None
+            else None
+        ),
         clock=lambda: NOW,
     )
 

@@ -12,6 +12,7 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from skills.access import ConversationReader
 from skills.context import Actor, RunContext, SlackReaderError, ThreadRef
 from skills.sample import StaticSlackReader
 from skills.spec import BUILTIN_TOOLS
@@ -41,7 +42,13 @@ def context(
         skill="test",
         thread=ThreadRef("T0PAYCO", channel, thread_ts),
         actor=actor,
-        slack=reader,
+        # Tools only ever get an access-checked reader; the sample workspace is its own
+        # membership port.
+        slack=(
+            ConversationReader(source=reader, principal=actor, current=channel, access=reader)
+            if reader is not None
+            else None
+        ),
         clock=lambda: now,
     )
 
