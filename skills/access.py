@@ -132,14 +132,14 @@ class ConversationReader:
     """
 
     __slots__ = (
-        "_access",
         "_audit",
         "_current",
+        "_membership",
         "_principal",
+        "_raw_reader",
         "_refused",
         "_run_id",
         "_skill",
-        "_source",
         "_verdicts",
     )
 
@@ -154,10 +154,10 @@ class ConversationReader:
         skill: str = "",
         run_id: str = "",
     ) -> None:
-        self._source = source
+        self._raw_reader = source
         self._principal = principal
         self._current = current
-        self._access = access
+        self._membership = access
         self._audit = audit
         self._skill = skill
         self._run_id = run_id
@@ -183,7 +183,7 @@ class ConversationReader:
         found = self._verdicts.get(conversation)
         if found is None:
             found = await decide(
-                self._principal, conversation, current=self._current, access=self._access
+                self._principal, conversation, current=self._current, access=self._membership
             )
             self._verdicts[conversation] = found
         return found
@@ -220,7 +220,7 @@ class ConversationReader:
     ) -> Sequence[SlackMessage]:
         """The root and replies of a thread, oldest first (checked first)."""
         await self.check(conversation)
-        return await self._source.thread_messages(conversation, thread_ts, limit=limit)
+        return await self._raw_reader.thread_messages(conversation, thread_ts, limit=limit)
 
     async def history(
         self,
@@ -232,7 +232,7 @@ class ConversationReader:
     ) -> Sequence[SlackMessage]:
         """Top-level messages in a time window, oldest first (checked first)."""
         await self.check(conversation)
-        return await self._source.channel_messages(
+        return await self._raw_reader.channel_messages(
             conversation, oldest=oldest, latest=latest, limit=limit
         )
 
@@ -241,8 +241,8 @@ class ConversationReader:
         private channel's name is not for everyone) and for DMs."""
         if not (await self.verdict(conversation)).allowed:
             return None
-        return await self._source.channel_name(conversation)
+        return await self._raw_reader.channel_name(conversation)
 
     async def user_info(self, user_id: str) -> SlackUser | None:
         """A person's directory entry (names, title, zone): not conversation content."""
-        return await self._source.user_info(user_id)
+        return await self._raw_reader.user_info(user_id)
