@@ -12,7 +12,9 @@ from the same plain data (`Workspace`). The sample is a payments company:
 * user groups ``S0LEADS`` (approvers: Carol, Dev), ``S0SUPPORT`` and ``S0ONCALL``;
 * ``C0PAYALERTS`` (#payments-alerts): 40 top-level messages in the 24 hours before ``now``
   (alerts, acknowledgements, threads, some questions left unanswered) and two older ones;
-* ``C0SUPPORT`` (#support) and ``C0PAYMENTS`` (#payments), smaller.
+* ``C0SUPPORT`` (#support) and ``C0PAYMENTS`` (#payments), smaller;
+* ``G0RISK`` (#risk-private), a private channel of Carol and Dev (fraud reviews), and Nina
+  (``U0NINA``), a single-channel guest in #support: who may read what, in practice.
 
 Every timestamp is relative to the ``now`` given to `sample_workspace`, so tests pass a
 fixed datetime and get the same workspace every time.
@@ -254,6 +256,15 @@ _USERS = (
     SlackUser("U0PRIYA", "priya", "Priya Nair", "Asia/Kolkata", "Finance Ops Analyst"),
     SlackUser("U0MARTA", "marta", "Marta Nowak", "Europe/Warsaw", "Backend Engineer, Payouts"),
     SlackUser("U0LEO", "leo", "Leo Santos", "America/Sao_Paulo", "Support Agent"),
+    SlackUser(
+        "U0NINA",
+        "nina",
+        "Nina Brandt",
+        "Europe/Berlin",
+        "Contractor, support (guest)",
+        is_restricted=True,
+        is_ultra_restricted=True,
+    ),
     SlackUser("U0ALERTS", "alertmanager", "Alertmanager", None, None, is_bot=True),
     SlackUser("U0PAGER", "pagerduty", "PagerDuty", None, None, is_bot=True),
     SlackUser("U0SWITCH", "switchboard", "Switchboard", None, None, is_bot=True),
@@ -270,8 +281,11 @@ _CHANNELS = (
     WorkspaceChannel(
         "C0PAYALERTS", "payments-alerts", "Alerts for the payments platform", (*_HUMANS, "U0SWITCH")
     ),
-    WorkspaceChannel("C0SUPPORT", "support", "Customer support escalations", _HUMANS),
+    WorkspaceChannel("C0SUPPORT", "support", "Customer support escalations", (*_HUMANS, "U0NINA")),
     WorkspaceChannel("C0PAYMENTS", "payments", "Payments team", _HUMANS),
+    WorkspaceChannel(
+        "G0RISK", "risk-private", "Risk reviews (private)", ("U0CAROL", "U0DEV"), is_private=True
+    ),
 )
 
 # (minutes before now, author, text, replies as (minutes after the root, author, text))
@@ -381,6 +395,12 @@ _SUPPORT: tuple[_Thread, ...] = (
     (90, "U0SAM", "Anyone seen chargeback notices arriving twice today?", ()),
 )  # fmt: skip
 
+_RISK: tuple[_Thread, ...] = (
+    (480, "U0CAROL", "Merchant Bluebird Cafe is under review for friendly fraud; keep it between us until Friday.", (  # noqa: E501
+        (25, "U0DEV", "Understood. Chargeback ratio is 1.8% this month, threshold is 1%."),
+    )),
+)  # fmt: skip
+
 _PAYMENTS: tuple[_Thread, ...] = (
     (900, "U0MARTA", "RFC: move payout batching to every 30 minutes instead of hourly. Comments by Thursday.", (  # noqa: E501
         (60, "U0PRIYA", "Fine for finance as long as the bank cut-off at 15:00 is respected."),
@@ -413,6 +433,7 @@ def sample_workspace(now: datetime) -> Workspace:
         ("C0PAYALERTS", _PAYALERTS),
         ("C0SUPPORT", _SUPPORT),
         ("C0PAYMENTS", _PAYMENTS),
+        ("G0RISK", _RISK),
     ):
         for minutes_ago, author, text, replies in threads:
             at = now - timedelta(minutes=minutes_ago)
