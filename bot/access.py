@@ -5,7 +5,8 @@ The :class:`~skills.context.ConversationAccess` port behind the read rule of
 conversation it is and whether the principal is in it:
 
 * ``conversations.info`` gives the kind, and for a DM whose DM it is (cached for
-  ``info_ttl``: a conversation does not change kind);
+  ``info_ttl``: a conversation does not change kind; one Slack does not show us is not
+  cached, since the bot may be invited to it at any moment);
 * ``users.conversations`` lists the conversations a person is in (paginated, cached per
   person for ``ttl`` seconds). With a bot token Slack lists the public channels the person
   is in and the private channels and group DMs the bot shares with them, which are all the
@@ -114,10 +115,9 @@ class SlackConversationAccess:
         except SlackReaderError as exc:
             if exc.error not in ("channel_not_found", "not_in_channel", "missing_scope"):
                 raise
-            info = _Info("unknown")
-        else:
-            found = data.get("channel") or {}
-            info = _Info(_kind(found), str(found.get("user") or "") or None)
+            return _Info("unknown")  # not cached: the bot may be invited any moment
+        found = data.get("channel") or {}
+        info = _Info(_kind(found), str(found.get("user") or "") or None)
         self._info.put(conversation, info)
         return info
 

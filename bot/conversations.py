@@ -177,7 +177,8 @@ class Conversations:
         await self._status(inbound, on=True)
         stream: _Stream | None = None
         try:
-            actor = await self.directory.actor(inbound.user)
+            # The principal of this turn; without it (is this a guest?) nothing runs.
+            actor = await self.directory.actor(inbound.user, strict=True)
             if self._streaming and inbound.reply_thread_ts and inbound.placeholder_ts is None:
                 stream = _Stream(self.client, inbound)
             outcome = await self.runtime.run(

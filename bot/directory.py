@@ -53,18 +53,23 @@ class Directory:
                     groups.update(policy.approvers.usergroups)
         self._groups = sorted(groups)
 
-    async def actor(self, user_id: str, *, fresh: bool = False) -> Principal:
+    async def actor(self, user_id: str, *, fresh: bool = False, strict: bool = False) -> Principal:
         """The principal for ``user_id``; ``fresh`` asks Slack for group memberships anew.
 
         Someone Slack does not know (``users.info`` answers ``user_not_found``) is treated
-        as external: they are refused wherever external people are.
+        as external: they are refused wherever external people are. When Slack cannot be
+        asked, ``strict`` raises :class:`~skills.context.SlackReaderError` (a turn must not
+        run without knowing whether the person is a guest); otherwise the principal has
+        only the id, for what is merely shown.
         """
         try:
             user = await self._reader.user_info(user_id)
         except SlackReaderError as exc:
             log.warning("users.info failed for %s: %s", user_id, exc.error)
+            if strict:
+                raise
             user = None
-            unknown = False  # Slack did not answer; the person may well be one of ours
+            unknown = False
         else:
             unknown = user is None
         groups = await self._memberships(user_id, fresh=fresh)
