@@ -248,3 +248,18 @@ async def _failures(env: Env, row: Schedule, *, at_least: int) -> bool:
 
 async def _has_failure(env: Env, row: Schedule) -> bool:
     return await _failures(env, row, at_least=1)
+
+
+async def test_a_standup_whose_owner_left_the_channel_asks_nobody(schedules_bot: Factory) -> None:
+    env = await schedules_bot()
+    env.bot.slack.add_usergroup("S0TEAM", "team", ["U0SAM", "U0CAROL"])
+    line = "schedule standup <!subteam^S0TEAM|@team> #general in 2 seconds for 3 seconds"
+    assert "Scheduled *standup*" in _ack(await env.bot.command(line, user="U0ANA"))["text"]
+    [row] = await env.scheduler.store.list_schedules()
+    env.bot.slack.set_members("C0GENERAL", ["U0SAM", "U0CAROL", "U0DEV"])  # Ana leaves
+
+    await eventually(lambda: _has_failure(env, row), timeout=10)
+
+    prompted = [c for c in env.bot.slack.calls("chat.postMessage") if c.args["channel"] != "U0ANA"]
+    assert not [c for c in prompted if "Stand-up time" in str(c.args.get("text", ""))]
+    assert "is no longer a member of <#C0GENERAL>" in env.bot.slack.messages("D0ANA")[-1]["text"]
