@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.settings import Settings
 from skills.approvals import ApprovalService
 from skills.context import HttpPolicy
+from skills.egress import egress_client
 from skills.registry import SkillRegistry, load_registry
 from skills.runtime import ModelFactory, Runtime, RuntimeConfig
 from storage.approvals import ApprovalStore
@@ -93,7 +94,17 @@ async def open_services(
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)
     keys = Keys(prefix=settings.redis_prefix)
-    http = httpx.AsyncClient(follow_redirects=False)
+    options: dict[str, Any] = {
+        "default_model": settings.model,
+        "router_model": settings.router_model,
+        "fallback_models": tuple(settings.fallback_models),
+        "max_concurrent_runs": settings.max_concurrent_runs,
+        "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
+        "pii_key": pii_key(settings),
+    }
+    config = RuntimeConfig(**{**options, **runtime_overrides})
+    # HTTP tools share one client whose connections are egress-checked (skills.egress).
+    http = egress_client(config.http_policy.egress)
     try:
         checkpointer = RedisCheckpointSaver(
             redis=redis_client,
@@ -104,15 +115,6 @@ async def open_services(
         loaded = load_registry(settings.skills_dirs, env=env)
         runs = RunStore(sessions=sessions)
         locks = RedisLocks(redis=redis_client, keys=keys)
-        options: dict[str, Any] = {
-            "default_model": settings.model,
-            "router_model": settings.router_model,
-            "fallback_models": tuple(settings.fallback_models),
-            "max_concurrent_runs": settings.max_concurrent_runs,
-            "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
-            "pii_key": pii_key(settings),
-        }
-        config = RuntimeConfig(**{**options, **runtime_overrides})
         approval_store = ApprovalStore(sessions=sessions)
         runtime = Runtime(
             registry=loaded.registry,

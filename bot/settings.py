@@ -114,6 +114,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        from skills.egress import parse_allow_entry
+
+        for entry in value:
+            parse_allow_entry(entry)  # raises ValueError naming the bad entry
+        return value
+
     @field_validator("skills_dirs", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
