@@ -360,6 +360,7 @@ class EgressTransport(httpx.AsyncHTTPTransport):
         *,
         verify: bool | str = True,
         limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         super().__init__(verify=verify, limits=limits, trust_env=False)
         # The parent built a pool with httpcore's default backend; replace it with one
@@ -371,11 +372,17 @@ class EgressTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             http1=True,
             http2=False,
-            network_backend=EgressNetworkBackend(policy),
+            network_backend=EgressNetworkBackend(policy, backend=backend),
         )
 
 
-def egress_client(policy: EgressPolicy, **kwargs: Any) -> httpx.AsyncClient:
-    """The shared client for HTTP tools: egress-checked, redirects never followed."""
+def egress_client(
+    policy: EgressPolicy, *, backend: httpcore.AsyncNetworkBackend | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
+    """The shared client for HTTP tools: egress-checked, redirects never followed.
+
+    ``backend`` is the network backend that makes the checked connections (httpcore's
+    AnyIO backend by default).
+    """
     kwargs.setdefault("follow_redirects", False)
-    return httpx.AsyncClient(transport=EgressTransport(policy), **kwargs)
+    return httpx.AsyncClient(transport=EgressTransport(policy, backend=backend), **kwargs)

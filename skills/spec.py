@@ -598,9 +598,7 @@ class HttpSpec(_Model):
             segments = _parse_template(self.url)
             sample = "".join(s if isinstance(s, str) else "x" for s in segments)
             parts = urlsplit(sample)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                problems.append((("url",), "must be an absolute http:// or https:// URL"))
-            elif not _authority_is_literal(segments):
+            if not _authority_is_literal(segments):
                 problems.append(
                     (
                         ("url",),
@@ -609,6 +607,8 @@ class HttpSpec(_Model):
                         "send this tool's credentials anywhere)",
                     )
                 )
+            elif parts.scheme not in ("http", "https") or not parts.netloc:
+                problems.append((("url",), "must be an absolute http:// or https:// URL"))
         if problems:
             _fail(problems, self)
         return self
