@@ -125,11 +125,18 @@ def skills_show(name: str) -> None:
 
 
 def describe_skill(skill: Skill, *, default_model: str) -> str:
-    """A readable description of ``skill`` with secrets redacted."""
+    """A readable description of ``skill`` with secrets redacted: every value expanded
+    from ``${ENV}`` shows as its ``${VAR}`` text (see ``SkillSpec.shown``)."""
+    spec = skill.spec
+
+    def shown(loc: tuple[str | int, ...], value: str) -> str:
+        return spec.shown(loc, value) if spec is not None else value
+
+    model = shown(("model",), skill.model) if skill.model else f"{default_model} (default)"
     lines = [
         f"name:        {skill.name}",
         f"description: {skill.description}",
-        f"model:       {skill.model or default_model + ' (default)'}",
+        f"model:       {model}",
         f"source:      {skill.source}",
         f"memory:      {skill.memory_ttl}",
     ]
@@ -142,8 +149,10 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
             ("users", access.users),
             ("usergroups", access.usergroups),
         ):
-            if values:
-                lines.append(f"access.{label}: {', '.join(sorted(values))}")
+            listed = list(getattr(spec.access, label)) if spec is not None else sorted(values)
+            if listed:
+                texts = sorted(shown(("access", label, i), v) for i, v in enumerate(listed))
+                lines.append(f"access.{label}: {', '.join(texts)}")
     if skill.spec is not None:
         lines.append("tools:")
         lines.extend(f"  {line}" for line in skill.spec.describe_tools())
