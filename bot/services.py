@@ -24,13 +24,16 @@ from bot.settings import Settings
 from skills.approvals import ApprovalService
 from skills.context import HttpPolicy
 from skills.egress import egress_client
+from skills.limits import SkillGate
 from skills.registry import SkillRegistry, load_registry
 from skills.runtime import ModelFactory, Runtime, RuntimeConfig
 from storage.approvals import ApprovalStore
 from storage.audit import AuditLog
 from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
+from storage.limits import SkillLimitsStore
 from storage.locks import RedisLocks
+from storage.ratelimit import RateLimiter
 from storage.redis import create_redis
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills
 from storage.sql import create_engine, session_factory, upgrade
@@ -52,6 +55,8 @@ class Services:
     runs: RunStore
     http: httpx.AsyncClient
     approvals: ApprovalService
+    gate: SkillGate
+    rate_limiter: RateLimiter
 
 
 def pii_key(settings: Settings) -> bytes:
@@ -99,6 +104,7 @@ async def open_services(
         "router_model": settings.router_model,
         "fallback_models": tuple(settings.fallback_models),
         "max_concurrent_runs": settings.max_concurrent_runs,
+        "tool_result_max_chars": settings.tool_result_max_chars,
         "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
         "pii_key": pii_key(settings),
     }
@@ -116,6 +122,7 @@ async def open_services(
         runs = RunStore(sessions=sessions)
         locks = RedisLocks(redis=redis_client, keys=keys)
         approval_store = ApprovalStore(sessions=sessions)
+        gate = SkillGate(store=SkillLimitsStore(sessions=sessions))
         runtime = Runtime(
             registry=loaded.registry,
             checkpointer=checkpointer,
@@ -127,6 +134,7 @@ async def open_services(
             http=http,
             config=config,
             ledger=approval_store,
+            gate=gate,
         )
         approvals = ApprovalService(
             store=approval_store,
@@ -147,6 +155,8 @@ async def open_services(
             runs=runs,
             http=http,
             approvals=approvals,
+            gate=gate,
+            rate_limiter=RateLimiter(redis=redis_client, keys=keys),
         )
     finally:
         await http.aclose()

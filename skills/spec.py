@@ -59,6 +59,7 @@ __all__ = [
     "Access",
     "ApprovalPolicy",
     "Approvers",
+    "Budget",
     "BuiltinToolRef",
     "HttpSpec",
     "HttpToolSpec",
@@ -367,6 +368,12 @@ class Memory(_Model):
     """How long a conversation is remembered after its last message."""
 
     ttl: Duration = timedelta(days=7)
+
+
+class Budget(_Model):
+    """Spending limits; a skill over its budget refuses new runs until the next UTC day."""
+
+    daily_tokens: Annotated[int, AfterValidator(_at_least_one)]
 
 
 class Approvers(_Model):
@@ -778,6 +785,7 @@ class SkillSpec(_Model):
     access: Access = Field(default_factory=Access)
     tools: list[ToolSpec] = Field(default_factory=list)
     memory: Memory = Field(default_factory=Memory)
+    budget: Budget | None = None
     examples: list[NonEmptyStr] = Field(default_factory=list, max_length=10)
     """Example prompts shown in App Home and as Assistant suggested prompts."""
 
@@ -1322,6 +1330,7 @@ _MODELS_BY_SHAPE: Final[dict[tuple[str, ...], type[BaseModel]]] = {
     (): SkillSpec,
     ("access",): Access,
     ("memory",): Memory,
+    ("budget",): Budget,
     ("tools", "*", "http"): HttpSpec,
     ("tools", "*", "approval"): ApprovalPolicy,
     ("tools", "*", "approval", "approvers"): Approvers,
