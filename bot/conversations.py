@@ -26,9 +26,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.directory import Directory
 from bot.metrics import Metrics
-from bot.worker import Worker, WorkerBusy
 from bot.views import blocks as views
 from bot.views.text import escape_mrkdwn
+from bot.worker import Worker, WorkerBusy
 from skills.context import SlackReader, ThreadRef
 from skills.errors import RunFailed, SkillError, ThreadBusy
 from skills.models import ModelConfigError
@@ -213,7 +213,10 @@ class Conversations:
             return 0.0
         buckets = [
             (name, rate)
-            for name, rate in ((f"user:{team}:{user}", rates.user), (f"channel:{team}:{channel}", rates.channel))
+            for name, rate in (
+                (f"user:{team}:{user}", rates.user),
+                (f"channel:{team}:{channel}", rates.channel),
+            )
             if rate is not None
         ]
         try:

@@ -89,9 +89,7 @@ class Settings(BaseSettings):
     tool_result_max_chars: int = Field(
         default=24_000, ge=1_000, alias="SWITCHBOARD_TOOL_RESULT_MAX_CHARS"
     )
-    max_background_tasks: int = Field(
-        default=256, ge=1, alias="SWITCHBOARD_MAX_BACKGROUND_TASKS"
-    )
+    max_background_tasks: int = Field(default=256, ge=1, alias="SWITCHBOARD_MAX_BACKGROUND_TASKS")
     streaming: bool = Field(default=False, alias="SWITCHBOARD_STREAMING")
     approval_dms: bool = Field(default=False, alias="SWITCHBOARD_APPROVAL_DMS")
     scheduler_enabled: bool = Field(default=True, alias="SWITCHBOARD_SCHEDULER")

@@ -74,7 +74,9 @@ _RESERVED_NAMES: Final = frozenset(
 _CGNAT: Final = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64: Final = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
-_HOST_RE: Final = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_HOST_RE: Final = re.compile(
+    r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
+)
 
 
 class EgressDenied(Exception):
@@ -219,9 +221,7 @@ def host_matches(host: str, allowed: Iterable[str], port: int | None = None) -> 
     the list are matched against resolved addresses by :meth:`EgressPolicy.addresses`.
     """
     entries = _parse_entries(tuple(allowed))
-    return any(
-        e.matches_name(host, port if port is not None else (e.port or 0)) for e in entries
-    )
+    return any(e.matches_name(host, port if port is not None else (e.port or 0)) for e in entries)
 
 
 # --------------------------------------------------------------------------- policy
@@ -347,6 +347,9 @@ class EgressNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+_DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+
 class EgressTransport(httpx.AsyncHTTPTransport):
     """``httpx.AsyncHTTPTransport`` whose connections go through :class:`EgressNetworkBackend`.
 
@@ -359,7 +362,7 @@ class EgressTransport(httpx.AsyncHTTPTransport):
         policy: EgressPolicy,
         *,
         verify: bool | str = True,
-        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits: httpx.Limits = _DEFAULT_LIMITS,
         backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         super().__init__(verify=verify, limits=limits, trust_env=False)

@@ -468,7 +468,9 @@ def _authority_is_literal(segments: Sequence[_Segment]) -> bool:
 
 _USERINFO_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 _QUERY_PAIR_RE: Final = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
-_TOKEN_SEGMENT_RE: Final = re.compile(r"(?<=/)(?=[^/?#]*\d)(?=[^/?#]*[A-Za-z])[A-Za-z0-9_-]{20,}(?=[/?#]|$)")
+_TOKEN_SEGMENT_RE: Final = re.compile(
+    r"(?<=/)(?=[^/?#]*\d)(?=[^/?#]*[A-Za-z])[A-Za-z0-9_-]{20,}(?=[/?#]|$)"
+)
 
 
 def redact_url(url: str) -> str:
@@ -832,8 +834,8 @@ class SkillSpec(_Model):
 
     def redacted_dict(self) -> dict[str, Any]:
         """The spec as plain data, secrets replaced by their ``${VAR}`` text: safe to print."""
-        data = self.model_dump(mode="json", exclude_none=True, exclude={"tools"})
-        data = self._with_templates(data, ())
+        dumped = self.model_dump(mode="json", exclude_none=True, exclude={"tools"})
+        data: dict[str, Any] = self._with_templates(dumped, ())
         data["tools"] = [
             {"use": tool.use} if isinstance(tool, BuiltinToolRef) else tool.redacted_dict()
             for tool in self.tools
@@ -1031,9 +1033,7 @@ def _url_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
                     )
                 )
         try:
-            sample = "".join(
-                s if isinstance(s, str) else "x" for s in _parse_template(url)
-            )
+            sample = "".join(s if isinstance(s, str) else "x" for s in _parse_template(url))
         except ValueError:
             continue  # the model validation reports it
         parts = urlsplit(sample)

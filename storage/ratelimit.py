@@ -96,9 +96,7 @@ class RateLimiter:
         self._redis = redis
         self._keys = keys
 
-    async def take(
-        self, buckets: Sequence[tuple[str, Rate]], *, now: float | None = None
-    ) -> float:
+    async def take(self, buckets: Sequence[tuple[str, Rate]], *, now: float | None = None) -> float:
         """Take one token from every bucket, or from none: 0.0 when taken, else the seconds
         until every bucket has a token again. Raises ``RedisUnavailable``."""
         if not buckets:

@@ -170,7 +170,11 @@ def register_admin(bot: BotContext, gate: SkillGate, *, admin_usergroup: str | N
     runtime = bot.conversations.runtime
 
     async def admin(
-        body: dict[str, Any], ack: AsyncAck, respond: AsyncRespond, client: AsyncWebClient, args: str
+        body: dict[str, Any],
+        ack: AsyncAck,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        args: str,
     ) -> None:
         user = str(body.get("user_id", ""))
         if admin_usergroup is None:

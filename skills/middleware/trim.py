@@ -56,7 +56,9 @@ class ToolResultTrimMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         content = message.content
         if isinstance(content, str):
             trimmed = trim_text(content, self.max_chars)
-            return message if trimmed is content else message.model_copy(update={"content": trimmed})
+            return (
+                message if trimmed is content else message.model_copy(update={"content": trimmed})
+            )
         if isinstance(content, list):
             budget = self.max_chars
             blocks: list[Any] = []

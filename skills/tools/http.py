@@ -37,8 +37,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from urllib.parse import quote
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 from langchain.tools import ToolRuntime

@@ -14,7 +14,7 @@ from langchain_core.messages import BaseMessage, ToolMessage
 from tests.bot.conftest import make_bot, slack_api  # noqa: F401 - scenario fixtures
 from tests.fakes.chat import ScriptedChatModel
 
-CRM_TOKEN = "crm-t0ken-9f8e7d6c5b4a"  # noqa: S105 - a test credential
+CRM_TOKEN = "crm-t0ken-9f8e7d6c5b4a"
 
 ORDERS_SKILL = """\
 name: orders

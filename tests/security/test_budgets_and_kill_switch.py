@@ -96,7 +96,10 @@ async def test_budgets_positive_control_under_budget_runs(
     [
         ("{daily_tokens: 0}", "reports.yaml:4 budget.daily_tokens: must be at least 1, got 0"),
         ("{daily: 5}", "reports.yaml:4 budget.daily: unknown key; expected one of: daily_tokens"),
-        ('{daily_tokens: "lots"}', "reports.yaml:4 budget.daily_tokens: expected an integer (got a string)"),
+        (
+            '{daily_tokens: "lots"}',
+            "reports.yaml:4 budget.daily_tokens: expected an integer (got a string)",
+        ),
     ],
 )
 def test_budgets_bad_budget_is_a_validation_error(budget: str, message: str) -> None:
@@ -177,7 +180,9 @@ async def test_kill_switch_from_the_command_line(
     monkeypatch.setenv("DATABASE_URL", make_bot.database_url)
     runner = CliRunner()
 
-    result = await asyncio.to_thread(runner.invoke, cli, ["skills", "disable", "ask", "--reason", "incident 42"])
+    result = await asyncio.to_thread(
+        runner.invoke, cli, ["skills", "disable", "ask", "--reason", "incident 42"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ask disabled")
     await asyncio.sleep(5.1)  # the gate's refresh interval

@@ -118,8 +118,12 @@ async def test_rate_limits_bucket_refills_and_takes_all_or_nothing(
 
 @pytest.mark.parametrize(
     ("text", "rate"),
-    [("10/1m", Rate(10, timedelta(minutes=1))), ("5/30s", Rate(5, timedelta(seconds=30))),
-     ("100/d", Rate(100, timedelta(days=1))), ("off", None)],
+    [
+        ("10/1m", Rate(10, timedelta(minutes=1))),
+        ("5/30s", Rate(5, timedelta(seconds=30))),
+        ("100/d", Rate(100, timedelta(days=1))),
+        ("off", None),
+    ],
 )
 def test_rate_limits_setting_forms(text: str, rate: Rate | None) -> None:
     assert Rate.parse(text) == rate
@@ -129,5 +133,5 @@ def test_rate_limits_setting_forms(text: str, rate: Rate | None) -> None:
 def test_rate_limits_bad_setting_stops_start_up(text: str) -> None:
     from bot.settings import ConfigError, Settings
 
-    with pytest.raises(ConfigError, match="^SWITCHBOARD_USER_RATE: invalid value"):
+    with pytest.raises(ConfigError, match=r"^SWITCHBOARD_USER_RATE: invalid value"):
         Settings.from_env({"SWITCHBOARD_USER_RATE": text})

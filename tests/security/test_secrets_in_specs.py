@@ -69,9 +69,7 @@ def test_secrets_in_urls_are_validation_errors(url: str, message: str) -> None:
 
 
 def test_secrets_positive_control_base_url_from_env_loads() -> None:
-    spec = load_spec_text(
-        TEMPLATE.format(url="${PSP_URL}/balance"), filename="psp.yaml", env=ENV
-    )
+    spec = load_spec_text(TEMPLATE.format(url="${PSP_URL}/balance"), filename="psp.yaml", env=ENV)
     assert spec.http_tools[0].display_url() == "${PSP_URL}/balance"
     assert spec.secrets == frozenset(ENV.values()) - {ENV["PSP_KEY"]}
 
@@ -124,10 +122,16 @@ def test_secrets_skills_show_redacts_every_expanded_value_and_literal_keys(
     ("url", "shown"),
     [
         ("https://u:p@x.example.com/a", "https://<redacted>@x.example.com/a"),
-        ("https://x.example.com/a?token=abc&page=2", "https://x.example.com/a?token=<redacted>&page=2"),
+        (
+            "https://x.example.com/a?token=abc&page=2",
+            "https://x.example.com/a?token=<redacted>&page=2",
+        ),
         ("https://x.example.com/a?token={t}", "https://x.example.com/a?token={t}"),
         ("${BASE}/orders/{order_id}", "${BASE}/orders/{order_id}"),
-        ("https://x.example.com/orders/12345678901234567890", "https://x.example.com/orders/12345678901234567890"),
+        (
+            "https://x.example.com/orders/12345678901234567890",
+            "https://x.example.com/orders/12345678901234567890",
+        ),
         ("https://x.example.com/k/abc123def456ghi789jkl0", "https://x.example.com/k/<redacted>"),
     ],
 )

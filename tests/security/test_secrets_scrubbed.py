@@ -24,7 +24,7 @@ from tests.fakes.chat import ScriptedChatModel, reply, tool_call
 from tests.fakes.http_target import HttpTarget
 from tests.security.conftest import model_text, tool_results, write_skill
 
-API_KEY = "sk_live_51Hx/9kQ+Zq8w7e6r5t4"  # noqa: S105 - has characters that get escaped
+API_KEY = "sk_live_51Hx/9kQ+Zq8w7e6r5t4"
 
 SKILL = """\
 name: payouts
@@ -121,7 +121,7 @@ async def test_secrets_echoed_from_json_bodies_are_scrubbed_everywhere(
         "escaped": "[redacted]",
     }
     assert status.status == "error"
-    assert status.text == f"HTTP 403 Forbidden from 127.0.0.1: key [redacted] may not read"
+    assert status.text == "HTTP 403 Forbidden from 127.0.0.1: key [redacted] may not read"
 
     async with env.services.sessions() as session:
         runs = (await session.execute(select(Run))).scalars().all()

@@ -121,7 +121,7 @@ async def test_ssrf_positive_control_allow_listed_target_gets_the_call(
     make_bot: BotFactory, target: HttpTarget, tmp_path: Path
 ) -> None:
     port = port_of(target)
-    env, model, _ = await ask(
+    _, model, _ = await ask(
         make_bot,
         tmp_path,
         crm_url=f"http://127.0.0.1:{port}",

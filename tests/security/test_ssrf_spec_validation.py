@@ -48,7 +48,9 @@ def test_ssrf_placeholder_in_scheme_host_or_port_is_a_validation_error(url: str)
         load_spec_text(
             TEMPLATE.format(url=url), filename="crm.yaml", env={"BASE": "https://crm.example.com"}
         )
-    assert [str(issue) for issue in info.value.issues] == [f"crm.yaml:9 tools[0].http.url: {MESSAGE}"]
+    assert [str(issue) for issue in info.value.issues] == [
+        f"crm.yaml:9 tools[0].http.url: {MESSAGE}"
+    ]
 
 
 @pytest.mark.parametrize(
