@@ -258,6 +258,13 @@ class EgressPolicy:
             return None
         return internal_reason(address)
 
+    async def check(self, host: str, port: int) -> None:
+        """Refuse ``host:port`` before anything is sent (:class:`EgressDenied`); a name an
+        entry allows is not even resolved here - the transport resolves it to connect."""
+        if _ip(host) is None and self.name_allowed(_normal_host(host), port):
+            return
+        await self.addresses(host, port)
+
     async def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to for ``host:port``, every one of them checked.
 

@@ -207,7 +207,7 @@ async def _execute(
     status: int | str = "-"
     try:
         async with asyncio.timeout(timeout):
-            await policy.egress.addresses(url.raw_host.decode("ascii"), port)
+            await policy.egress.check(url.raw_host.decode("ascii"), port)
             async with client.stream(
                 request.method,
                 url,
