@@ -9,14 +9,16 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import ApprovalsBot
-from bot.conversations import Conversations
+from bot.conversations import Conversations, RateLimits
 from bot.directory import Directory
 from bot.listeners import BotContext, register
+from bot.listeners.commands import register_admin
 from bot.metrics import Metrics
 from bot.slack.reader import WebApiSlackReader
 from bot.worker import Worker
 from skills.runtime import RunFinished
 from storage.feedback import FeedbackStore
+from storage.ratelimit import Rate
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ def create_bot(
 
     assert isinstance(services, Services)
     metrics = metrics or Metrics()
-    worker = Worker()
+    settings = services.settings
+    worker = Worker(max_tasks=settings.max_background_tasks)
     runtime = services.runtime
     reader = WebApiSlackReader(client=client)
     conversations = Conversations(
@@ -58,8 +61,14 @@ def create_bot(
         reader=reader,
         directory=Directory(reader=reader, registry=runtime.registry),
         metrics=metrics,
-        streaming=services.settings.streaming,
-        max_concurrent=services.settings.max_concurrent_runs,
+        streaming=settings.streaming,
+        worker=worker,
+        rate_limits=RateLimits(
+            limiter=services.rate_limiter,
+            locks=services.locks,
+            user=Rate.parse(settings.user_rate),
+            channel=Rate.parse(settings.channel_rate),
+        ),
     )
 
     def observe(event: RunFinished) -> None:
@@ -68,6 +77,9 @@ def create_bot(
         metrics.tokens.labels(skill=event.skill, direction="output").inc(event.usage.output_tokens)
 
     runtime.observers.append(observe)
+    services.gate.observers.append(
+        lambda skill, reason: metrics.skill_refusals.labels(skill=skill, reason=reason).inc()
+    )
     context = BotContext(
         conversations=conversations,
         worker=worker,
@@ -86,6 +98,7 @@ def create_bot(
         logger=logging.getLogger("slack_bolt"),
     )
     register(app, context)
+    register_admin(context, services.gate, admin_usergroup=settings.admin_usergroup)
     from bot.approvals import install as install_approvals
 
     approvals = install_approvals(

@@ -73,7 +73,9 @@ def migrate() -> None:
     typer.echo(f"database is at revision {revision}")
 
 
-skills_app = typer.Typer(help="List, show and validate skills.", no_args_is_help=True)
+skills_app = typer.Typer(
+    help="List, show, validate, disable and enable skills.", no_args_is_help=True
+)
 app.add_typer(skills_app, name="skills")
 
 
@@ -125,11 +127,18 @@ def skills_show(name: str) -> None:
 
 
 def describe_skill(skill: Skill, *, default_model: str) -> str:
-    """A readable description of ``skill`` with secrets redacted."""
+    """A readable description of ``skill`` with secrets redacted: every value expanded
+    from ``${ENV}`` shows as its ``${VAR}`` text (see ``SkillSpec.shown``)."""
+    spec = skill.spec
+
+    def shown(loc: tuple[str | int, ...], value: str) -> str:
+        return spec.shown(loc, value) if spec is not None else value
+
+    model = shown(("model",), skill.model) if skill.model else f"{default_model} (default)"
     lines = [
         f"name:        {skill.name}",
         f"description: {skill.description}",
-        f"model:       {skill.model or default_model + ' (default)'}",
+        f"model:       {model}",
         f"source:      {skill.source}",
         f"memory:      {skill.memory_ttl}",
     ]
@@ -142,14 +151,62 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
             ("users", access.users),
             ("usergroups", access.usergroups),
         ):
-            if values:
-                lines.append(f"access.{label}: {', '.join(sorted(values))}")
+            listed = list(getattr(spec.access, label)) if spec is not None else sorted(values)
+            if listed:
+                texts = sorted(shown(("access", label, i), v) for i, v in enumerate(listed))
+                lines.append(f"access.{label}: {', '.join(texts)}")
     if skill.spec is not None:
         lines.append("tools:")
         lines.extend(f"  {line}" for line in skill.spec.describe_tools())
     else:
         lines.append("kind:        Python graph")
     return "\n".join(lines)
+
+
+def _set_skill_enabled(name: str, enabled: bool, reason: str | None) -> None:
+    import getpass
+    import os
+
+    from skills.registry import load_registry
+    from storage.limits import SkillLimitsStore
+    from storage.sql import create_engine, session_factory, upgrade
+
+    settings = load_settings()
+    registry = load_registry(settings.skills_dirs, env=os.environ).registry
+    if name not in registry:
+        fail(f"there is no skill named {name!r}; try `switchboard skills list`", 1)
+
+    async def _flip() -> None:
+        if settings.uses_embedded_sql:
+            await upgrade(settings.database_url)
+        engine = create_engine(settings.database_url)
+        try:
+            store = SkillLimitsStore(sessions=session_factory(engine))
+            await store.set_enabled(name, enabled, by=f"cli:{getpass.getuser()}", reason=reason)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(_flip())
+    except OSError as exc:
+        fail(f"DATABASE_URL: cannot connect ({type(exc).__name__})", 1)
+    state = "enabled" if enabled else "disabled (every replica refuses it within seconds)"
+    typer.echo(f"{name} {state}")
+
+
+@skills_app.command("disable")
+def skills_disable(
+    name: str,
+    reason: str = typer.Option(None, "--reason", help="shown to people who try to use it"),
+) -> None:
+    """Switch a skill off for everyone (the kill switch), until `skills enable`."""
+    _set_skill_enabled(name, False, reason)
+
+
+@skills_app.command("enable")
+def skills_enable(name: str) -> None:
+    """Switch a skill back on after `skills disable`."""
+    _set_skill_enabled(name, True, None)
 
 
 @skills_app.command("validate")

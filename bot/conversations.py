@@ -1,17 +1,24 @@
-"""Answering a message: status, run the skill, render the outcome, map errors.
+"""Answering a message: admission, status, run the skill, render the outcome, map errors.
 
 Listeners only parse, authorize and ack; they hand an :class:`Inbound` to
-:meth:`Conversations.answer`, which runs in the background after the ack.
+:meth:`Conversations.submit`, which admits it (the person's and the channel's rate limits,
+the worker's capacity) and runs :meth:`Conversations.answer` in the background.
+
+No answer slot is held here: the runtime takes the thread's lease first and only then one
+of its ``max_concurrent_runs`` slots, so a message waiting for its thread (up to
+``thread_wait_timeout``) never keeps another thread's message from running. What bounds a
+burst is the worker's cap on tasks in flight.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
@@ -22,6 +29,7 @@ from bot.directory import Directory
 from bot.metrics import Metrics
 from bot.views import blocks as views
 from bot.views.text import escape_mrkdwn
+from bot.worker import Worker, WorkerBusy
 from skills.context import SlackReader, ThreadRef
 from skills.errors import RunFailed, SkillError, ThreadBusy
 from skills.models import ModelConfigError
@@ -29,12 +37,35 @@ from skills.outcomes import ApprovalRequest, Outcome, Refusal, Reply
 from skills.pii import mask_text, strip_token_ids
 from skills.runtime import Runtime
 from storage.errors import StorageError
+from storage.locks import RedisLocks
+from storage.ratelimit import Rate, RateLimiter
 
 log = logging.getLogger(__name__)
 
 InboundKind = Literal["mention", "dm", "thread", "assistant", "command"]
 
 THINKING_REACTION = "hourglass_flowing_sand"
+BUSY_TEXT = (
+    "I'm answering too many requests right now and couldn't take this one. "
+    "Please try again in a minute."
+)
+
+
+def rate_limited_text(wait_seconds: float) -> str:
+    return (
+        "You're sending requests faster than I can answer; "
+        f"try again in {max(1, math.ceil(wait_seconds))} s."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """How often one person, and one channel, may start a run (None: unlimited)."""
+
+    limiter: RateLimiter
+    locks: RedisLocks  # one "slow down" notice per person per wait, across replicas
+    user: Rate | None = None
+    channel: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +181,13 @@ class Conversations:
         directory: Directory,
         metrics: Metrics,
         streaming: bool = False,
-        max_concurrent: int = 16,
         access: SlackConversationAccess | None = None,
+        worker: Worker | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         self.runtime = runtime
-        # Answers share the event loop with acks: a burst of mentions queues here instead
-        # of starting hundreds of answers (and status calls to Slack) at once.
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self.worker = worker or Worker()
+        self._rates = rate_limits
         self.client = client
         self.reader = reader
         # Who is in which conversation: every run reads Slack as the person who asked.
@@ -167,10 +198,59 @@ class Conversations:
         self.approval_hook: ApprovalHook | None = None
         self.reset_hook: ResetHook | None = None
 
+    async def submit(self, inbound: Inbound) -> None:
+        """Admit ``inbound`` and answer it in the background; a person over their rate, or
+        a full worker, gets a short ephemeral note instead (never silence)."""
+        wait = await self.rate_wait(inbound.team, inbound.channel, inbound.user)
+        if wait:
+            if await self._first_notice(inbound, wait):
+                await self.ephemeral(inbound, rate_limited_text(wait))
+            return
+        try:
+            self.worker.admit(self.answer(inbound), name=f"answer:{inbound.memory.thread_id}")
+        except WorkerBusy as exc:
+            self._metrics.busy.inc()
+            log.warning("busy: %d tasks in flight; %s not answered", exc.pending, inbound.kind)
+            await self.ephemeral(inbound, BUSY_TEXT)
+
+    async def rate_wait(self, team: str, channel: str, user: str) -> float:
+        """Take a token for a new run by ``user`` in ``channel``: 0 when allowed, else the
+        seconds to wait. Redis being down lets the run through (better than silence)."""
+        rates = self._rates
+        if rates is None:
+            return 0.0
+        buckets = [
+            (name, rate)
+            for name, rate in (
+                (f"user:{team}:{user}", rates.user),
+                (f"channel:{team}:{channel}", rates.channel),
+            )
+            if rate is not None
+        ]
+        try:
+            wait = await rates.limiter.take(buckets)
+        except StorageError as exc:
+            log.warning("rate limit skipped for %s: %s", user, exc)
+            return 0.0
+        if wait:
+            self._metrics.rate_limited.inc()
+            log.info("rate limited user=%s channel=%s for %.1f s", user, channel, wait)
+        return wait
+
+    async def _first_notice(self, inbound: Inbound, wait: float) -> bool:
+        assert self._rates is not None
+        try:
+            return await self._rates.locks.claim(
+                "rate-notice",
+                f"{inbound.team}-{inbound.user}",
+                ttl=timedelta(seconds=max(1.0, wait)),
+            )
+        except StorageError:
+            return True
+
     async def answer(self, inbound: Inbound) -> None:
         """Run the message's skill and post the outcome; errors become a short reply."""
-        async with self._slots:
-            await self._answer(inbound)
+        await self._answer(inbound)
 
     async def _answer(self, inbound: Inbound) -> None:
         started = time.monotonic()

@@ -55,5 +55,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rate_limited = Counter(
+            "switchboard_rate_limited",
+            "Messages refused because a person or channel went over its rate limit.",
+            registry=self.registry,
+        )
+        self.busy = Counter(
+            "switchboard_busy_refusals",
+            "Messages refused because the process had too much work in flight.",
+            registry=self.registry,
+        )
+        self.skill_refusals = Counter(
+            "switchboard_skill_refusals",
+            "Runs refused by a skill's limits, by skill and reason (disabled, budget).",
+            ["skill", "reason"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

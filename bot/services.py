@@ -23,13 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.settings import Settings
 from skills.approvals import ApprovalService
 from skills.context import HttpPolicy
+from skills.egress import egress_client
+from skills.limits import SkillGate
 from skills.registry import SkillRegistry, load_registry
 from skills.runtime import ModelFactory, Runtime, RuntimeConfig
 from storage.approvals import ApprovalStore
 from storage.audit import AuditLog
 from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
+from storage.limits import SkillLimitsStore
 from storage.locks import RedisLocks
+from storage.ratelimit import RateLimiter
 from storage.redis import create_redis
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills
 from storage.sql import create_engine, session_factory, upgrade
@@ -51,6 +55,8 @@ class Services:
     runs: RunStore
     http: httpx.AsyncClient
     approvals: ApprovalService
+    gate: SkillGate
+    rate_limiter: RateLimiter
 
 
 def pii_key(settings: Settings) -> bytes:
@@ -93,7 +99,18 @@ async def open_services(
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)
     keys = Keys(prefix=settings.redis_prefix)
-    http = httpx.AsyncClient(follow_redirects=False)
+    options: dict[str, Any] = {
+        "default_model": settings.model,
+        "router_model": settings.router_model,
+        "fallback_models": tuple(settings.fallback_models),
+        "max_concurrent_runs": settings.max_concurrent_runs,
+        "tool_result_max_chars": settings.tool_result_max_chars,
+        "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
+        "pii_key": pii_key(settings),
+    }
+    config = RuntimeConfig(**{**options, **runtime_overrides})
+    # HTTP tools share one client whose connections are egress-checked (skills.egress).
+    http = egress_client(config.http_policy.egress)
     try:
         checkpointer = RedisCheckpointSaver(
             redis=redis_client,
@@ -104,17 +121,9 @@ async def open_services(
         loaded = load_registry(settings.skills_dirs, env=env)
         runs = RunStore(sessions=sessions)
         locks = RedisLocks(redis=redis_client, keys=keys)
-        options: dict[str, Any] = {
-            "default_model": settings.model,
-            "router_model": settings.router_model,
-            "fallback_models": tuple(settings.fallback_models),
-            "max_concurrent_runs": settings.max_concurrent_runs,
-            "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
-            "pii_key": pii_key(settings),
-        }
-        config = RuntimeConfig(**{**options, **runtime_overrides})
         approval_store = ApprovalStore(sessions=sessions)
         audit = AuditLog(sessions=sessions)
+        gate = SkillGate(store=SkillLimitsStore(sessions=sessions))
         runtime = Runtime(
             registry=loaded.registry,
             checkpointer=checkpointer,
@@ -127,6 +136,7 @@ async def open_services(
             config=config,
             ledger=approval_store,
             audit=audit,  # refused reads
+            gate=gate,
         )
         approvals = ApprovalService(
             store=approval_store,
@@ -147,6 +157,8 @@ async def open_services(
             runs=runs,
             http=http,
             approvals=approvals,
+            gate=gate,
+            rate_limiter=RateLimiter(redis=redis_client, keys=keys),
         )
     finally:
         await http.aclose()

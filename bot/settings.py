@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     max_checkpoints: int = Field(default=20, ge=2, alias="SWITCHBOARD_MAX_CHECKPOINTS")
     max_concurrent_runs: int = Field(default=16, ge=1, alias="SWITCHBOARD_MAX_CONCURRENT_RUNS")
     pii_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_PII_KEY")
+    admin_usergroup: str | None = Field(default=None, alias="SWITCHBOARD_ADMIN_USERGROUP")
+    user_rate: str = Field(default="10/1m", alias="SWITCHBOARD_USER_RATE")
+    channel_rate: str = Field(default="60/1m", alias="SWITCHBOARD_CHANNEL_RATE")
+    tool_result_max_chars: int = Field(
+        default=24_000, ge=1_000, alias="SWITCHBOARD_TOOL_RESULT_MAX_CHARS"
+    )
+    max_background_tasks: int = Field(default=256, ge=1, alias="SWITCHBOARD_MAX_BACKGROUND_TASKS")
     streaming: bool = Field(default=False, alias="SWITCHBOARD_STREAMING")
     approval_dms: bool = Field(default=False, alias="SWITCHBOARD_APPROVAL_DMS")
     scheduler_enabled: bool = Field(default=True, alias="SWITCHBOARD_SCHEDULER")
@@ -92,7 +99,6 @@ class Settings(BaseSettings):
     )
     schedule_max_failures: int = Field(default=5, ge=1, alias="SWITCHBOARD_SCHEDULE_MAX_FAILURES")
     approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
-    admin_usergroup: str | None = Field(default=None, alias="SWITCHBOARD_ADMIN_USERGROUP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
@@ -113,6 +119,23 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        from skills.egress import parse_allow_entry
+
+        for entry in value:
+            parse_allow_entry(entry)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("user_rate", "channel_rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from storage.ratelimit import Rate
+
+        Rate.parse(value)  # raises ValueError with the accepted forms
         return value
 
     @field_validator("skills_dirs", mode="before")

@@ -1,4 +1,12 @@
-"""Background work after the ack: tracked tasks, so shutdown can wait for them."""
+"""Background work after the ack: tracked tasks, so shutdown can wait for them.
+
+New work that people start (an answer to a message, a slash command) is *admitted*: past
+``max_tasks`` tasks in flight the worker refuses it with :class:`WorkerBusy` and the caller
+answers "busy" at once, instead of piling up tasks (each holding a Slack payload, model
+context and soon a database connection) until the process runs out of memory. Work that
+finishes something already under way - an approval decision, a short notice - is
+*spawned* and always runs; it still counts towards the cap.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +18,34 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+class WorkerBusy(Exception):
+    """The worker already runs ``max_tasks`` tasks; the new work was not started."""
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        super().__init__(f"{pending} background tasks already running")
+
+
 class Worker:
     """Starts coroutines as tasks, keeps references (asyncio only keeps weak ones), logs
-    their failures, and drains them on shutdown."""
+    their failures, and drains them on shutdown. ``max_tasks`` bounds admitted work."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_tasks: int = 256) -> None:
+        if max_tasks < 1:
+            raise ValueError("max_tasks must be at least 1")
+        self.max_tasks = max_tasks
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def admit(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Start new work unless ``max_tasks`` tasks are in flight; else close ``coro``
+        unstarted and raise :class:`WorkerBusy`."""
+        if len(self._tasks) >= self.max_tasks:
+            coro.close()
+            raise WorkerBusy(len(self._tasks))
+        return self.spawn(coro, name=name)
+
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Start work that must run (it completes something already under way)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._done)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -156,7 +157,10 @@ def sandbox_settings(
     """Settings for the sandboxed bot, and the environment its skills load with."""
     skill_env = dict(env)
     skill_env.setdefault("CRM_URL", f"{url}/crm")
+    # The demo CRM lives on this loopback server: HTTP tools may reach it (this port only).
+    allowed = [env.get("SWITCHBOARD_HTTP_ALLOWED_HOSTS", ""), urlsplit(url).netloc]
     overrides = {
+        "SWITCHBOARD_HTTP_ALLOWED_HOSTS": ",".join(entry for entry in allowed if entry),
         "SLACK_BOT_TOKEN": token,
         "SLACK_SIGNING_SECRET": secret,
         "SLACK_API_URL": f"{url}/api/",

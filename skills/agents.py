@@ -6,12 +6,15 @@ Middleware order (outermost first), and why:
    (its interrupt value, which is checkpointed and shown on the card) holds the masked
    tokens the model wrote, never resolved originals. A tool with an ``approval`` policy
    pauses the run; the runtime returns an :class:`~skills.outcomes.ApprovalRequest`.
-1. ``PiiMiddleware`` — next, so whatever any other middleware adds to a model request is
+1. ``ToolResultTrimMiddleware`` — outside PII masking, so a tool result is masked before
+   it is cut to ``tool_result_max_chars`` (a card number split at the cut would escape
+   detection); the tool itself, and the approval ledger below it, keep the full result.
+2. ``PiiMiddleware`` — next, so whatever any other middleware adds to a model request is
    tokenized, and tools it wraps get originals only at call time (after approval).
-2. ``SummarizationMiddleware`` — long threads are summarised to stay within a token budget.
-3. ``ModelCallLimitMiddleware`` / ``ToolCallLimitMiddleware`` — a runaway loop ends with a
+3. ``SummarizationMiddleware`` — long threads are summarised to stay within a token budget.
+4. ``ModelCallLimitMiddleware`` / ``ToolCallLimitMiddleware`` — a runaway loop ends with a
    clear message instead of burning tokens.
-4. ``ModelFallbackMiddleware`` then ``ModelRetryMiddleware`` — each model (primary, then
+5. ``ModelFallbackMiddleware`` then ``ModelRetryMiddleware`` — each model (primary, then
    each fallback) is retried with backoff before the next one is tried.
 """
 
@@ -37,6 +40,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from skills.context import RunContext
 from skills.middleware.pii import PiiMiddleware
+from skills.middleware.trim import ToolResultTrimMiddleware
 from skills.outcomes import ApprovalPolicyView
 from skills.pii import CipherSealer
 from skills.registry import Skill
@@ -150,6 +154,7 @@ def build_agent(
     if gated:
         middleware.append(HumanInTheLoopMiddleware(interrupt_on=gated, interrupt_mode="per_call"))
     middleware += [
+        ToolResultTrimMiddleware(config.tool_result_max_chars),
         pii,
         SummarizationMiddleware(
             model,

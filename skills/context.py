@@ -16,6 +16,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import httpx
 
+from skills.egress import EgressPolicy, Resolver
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadRef:
@@ -219,11 +221,22 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class HttpPolicy:
-    """Limits for HTTP tools: hosts allowed (empty = any), timeout, response size cap."""
+    """Limits for HTTP tools: where they may go, timeout, response size cap.
+
+    Public hosts are always allowed; ``allowed_hosts`` (``SWITCHBOARD_HTTP_ALLOWED_HOSTS``)
+    lists the internal ones that are allowed too (see ``skills.egress`` for the entry
+    forms). ``resolver`` replaces the system resolver (tests inject one).
+    """
 
     allowed_hosts: tuple[str, ...] = ()
     timeout: float = 10.0
     max_response_bytes: int = 1_000_000
+    resolver: Resolver | None = field(default=None, compare=False)
+
+    @property
+    def egress(self) -> EgressPolicy:
+        """The egress policy these settings describe."""
+        return EgressPolicy.from_entries(self.allowed_hosts, resolver=self.resolver)
 
 
 @dataclass(frozen=True, slots=True)

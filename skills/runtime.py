@@ -47,6 +47,7 @@ from skills.context import (
     ThreadRef,
 )
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
+from skills.limits import SkillGate
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
 from skills.registry import Skill, SkillRegistry
@@ -70,6 +71,7 @@ class RuntimeConfig:
     fallback_models: tuple[str, ...] = ()
     model_call_limit: int = 12
     tool_call_limit: int = 20
+    tool_result_max_chars: int = 24_000  # what the model sees of one tool result
     model_retries: int = 2
     retry_initial_delay: float = 0.5
     summarize_after_tokens: int = 6000
@@ -139,6 +141,7 @@ class Runtime:
         observers: list[RunObserver] | None = None,
         ledger: ExecutionLedger | None = None,
         audit: AuditSink | None = None,
+        gate: SkillGate | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -154,6 +157,7 @@ class Runtime:
         self.observers: list[RunObserver] = list(observers or [])
         self._ledger = ledger
         self._audit = audit
+        self.gate = gate  # kill switches and daily budgets, checked before each new run
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
@@ -207,6 +211,10 @@ class Runtime:
             )
             return refusal
         chosen = self.registry.get(route.skill)
+        if self.gate is not None:
+            limited = await self.gate.check(chosen)
+            if limited is not None:
+                return limited
         async with self._thread_turn(thread):
             # A paused run belongs to the thread's owner (the skill that last ran); each
             # skill's memory is its own, so ask the owner's, whichever skill was named.

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, NoReturn
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import jsonschema
 from pydantic import (
@@ -59,6 +59,7 @@ __all__ = [
     "Access",
     "ApprovalPolicy",
     "Approvers",
+    "Budget",
     "BuiltinToolRef",
     "HttpSpec",
     "HttpToolSpec",
@@ -77,6 +78,7 @@ __all__ = [
     "load_spec_file",
     "load_spec_text",
     "parse_duration",
+    "redact_url",
     "render_request",
     "validate_paths",
 ]
@@ -375,6 +377,12 @@ class Memory(_Model):
     ttl: Duration = timedelta(days=7)
 
 
+class Budget(_Model):
+    """Spending limits; a skill over its budget refuses new runs until the next UTC day."""
+
+    daily_tokens: Annotated[int, AfterValidator(_at_least_one)]
+
+
 class Approvers(_Model):
     """Who may approve: Slack user ids and user group ids."""
 
@@ -430,6 +438,65 @@ _REDACTED: Final = "<redacted>"
 _UNRESOLVED_URLS: Final = "skills.spec.unresolved"  # validation context key
 
 
+def _is_only_placeholder(value: str) -> bool:
+    try:
+        segments = _parse_template(value)
+    except ValueError:
+        return False
+    return len(segments) == 1 and isinstance(segments[0], _Placeholder)
+
+
+def _fixed_text(value: str) -> str | None:
+    """The text a template always renders to (braces unescaped), or None if it has
+    placeholders (or is malformed)."""
+    try:
+        segments = _parse_template(value)
+    except ValueError:
+        return None
+    if any(isinstance(segment, _Placeholder) for segment in segments):
+        return None
+    return "".join(str(segment) for segment in segments)
+
+
+_AUTHORITY_END_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
+
+
+def _authority_is_literal(segments: Sequence[_Segment]) -> bool:
+    """True when scheme, host and port all come before the first placeholder (and so are
+    fixed): the literal text up to it must already reach the ``/``, ``?`` or ``#`` after
+    the authority."""
+    prefix: list[str] = []
+    for segment in segments:
+        if isinstance(segment, _Placeholder):
+            return _AUTHORITY_END_RE.match("".join(prefix)) is not None
+        prefix.append(segment)
+    return True
+
+
+_USERINFO_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
+_QUERY_PAIR_RE: Final = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
+_TOKEN_SEGMENT_RE: Final = re.compile(
+    r"(?<=/)(?=[^/?#]*\d)(?=[^/?#]*[A-Za-z])[A-Za-z0-9_-]{20,}(?=[/?#]|$)"
+)
+
+
+def redact_url(url: str) -> str:
+    """A URL (or URL template) for display: credentials in the user-info, values of
+    credential-like query parameters and token-like path segments (20+ letters and digits,
+    such as a webhook secret) become ``<redacted>``; ``${VAR}`` and ``{param}`` stay."""
+    url = _USERINFO_RE.sub(lambda m: m.group(1) + _REDACTED + "@", url)
+
+    def query(match: re.Match[str]) -> str:
+        sep, name, value = match.groups()
+        if _SENSITIVE_NAME.search(name) and value and not value.startswith(("${", "{")):
+            return f"{sep}{name}={_REDACTED}"
+        return match.group(0)
+
+    base, mark, rest = url.partition("?")
+    base = _TOKEN_SEGMENT_RE.sub(_REDACTED, base)
+    return base + (_QUERY_PAIR_RE.sub(query, mark + rest) if mark else "")
+
+
 class HttpSpec(_Model):
     """The request an HTTP tool makes. Strings are templates: ``{param}`` fills at call time.
 
@@ -447,6 +514,31 @@ class HttpSpec(_Model):
 
     # Path within this block -> the string as written, before ${ENV} expansion.
     _templates: dict[Loc, str] = PrivateAttr(default_factory=dict)
+    # The values the environment supplied to this block: secrets wherever they appear.
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Values that must never be shown, logged or returned to the model: every value
+        expanded from the environment, and literal values of sensitive-looking headers,
+        query parameters and JSON keys (``X-Api-Key: hardcoded``)."""
+        found = set(self._secrets)
+        for loc, name, value in self._named_strings():
+            fixed = _fixed_text(value)
+            if loc in self._templates and fixed is not None:
+                found.add(fixed)  # "Bearer ${TOKEN}" as sent, not only the token
+            elif _SENSITIVE_NAME.search(name) and not _is_only_placeholder(value):
+                found.add(fixed if fixed is not None else value)
+        return frozenset(value for value in found if value)
+
+    def _named_strings(self) -> Iterator[tuple[Loc, str, str]]:
+        for name, value in self.headers.items():
+            yield ("headers", name), name, value
+        for name, value in self.query.items():
+            yield ("query", name), name, value
+        for loc, value in _template_strings(self.body, ("json",)):
+            key = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+            yield loc, key, value
 
     @property
     def is_write(self) -> bool:
@@ -463,8 +555,9 @@ class HttpSpec(_Model):
         yield from _template_strings(self.body, ("json",))
 
     def display_url(self) -> str:
-        """The URL as written in the spec (``${CRM_URL}/orders/{order_id}``): safe to show."""
-        return self._templates.get(("url",), self.url)
+        """The URL as written in the spec (``${CRM_URL}/orders/{order_id}``) with anything
+        that looks like a credential redacted: safe to show."""
+        return redact_url(self._templates.get(("url",), self.url))
 
     def redacted_dict(self) -> dict[str, Any]:
         """The block as plain data with secrets replaced; for ``skills show`` and logs."""
@@ -488,9 +581,7 @@ class HttpSpec(_Model):
     def _shown(self, loc: Loc, name: str, value: str) -> str:
         if loc in self._templates:
             return self._templates[loc]
-        segments = _parse_template(value)
-        only_placeholder = len(segments) == 1 and isinstance(segments[0], _Placeholder)
-        if _SENSITIVE_NAME.search(name) and not only_placeholder:
+        if _SENSITIVE_NAME.search(name) and not _is_only_placeholder(value):
             return _REDACTED
         return value
 
@@ -520,9 +611,19 @@ class HttpSpec(_Model):
             except ValueError as exc:
                 problems.append((loc, str(exc)))
         if not problems and self.url not in unresolved:
-            sample = "".join(s if isinstance(s, str) else "x" for s in _parse_template(self.url))
+            segments = _parse_template(self.url)
+            sample = "".join(s if isinstance(s, str) else "x" for s in segments)
             parts = urlsplit(sample)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if not _authority_is_literal(segments):
+                problems.append(
+                    (
+                        ("url",),
+                        "placeholders may only fill the path, query or fragment: the scheme, "
+                        "host and port must be fixed in the spec (a model-chosen host could "
+                        "send this tool's credentials anywhere)",
+                    )
+                )
+            elif parts.scheme not in ("http", "https") or not parts.netloc:
                 problems.append((("url",), "must be an absolute http:// or https:// URL"))
         if problems:
             _fail(problems, self)
@@ -693,11 +794,26 @@ class SkillSpec(_Model):
     access: Access = Field(default_factory=Access)
     tools: list[ToolSpec] = Field(default_factory=list)
     memory: Memory = Field(default_factory=Memory)
+    budget: Budget | None = None
     examples: list[NonEmptyStr] = Field(default_factory=list, max_length=10)
     """Example prompts shown in App Home and as Assistant suggested prompts."""
 
     _source: Path | None = PrivateAttr(default=None)
     _name_line: int | None = PrivateAttr(default=None)
+    # Path -> the string as written, for every string that had a ${VAR}; and the values
+    # the environment supplied (each one a secret, wherever it ends up).
+    _templates: dict[Loc, str] = PrivateAttr(default_factory=dict)
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Every value expanded from the environment anywhere in the spec."""
+        return self._secrets
+
+    def shown(self, loc: Loc, value: str) -> str:
+        """``value`` (at ``loc``, e.g. ``("model",)``) as it may be shown: its ``${VAR}``
+        text when it was expanded from the environment."""
+        return self._templates.get(loc, value)
 
     @property
     def source(self) -> Path | None:
@@ -725,12 +841,22 @@ class SkillSpec(_Model):
 
     def redacted_dict(self) -> dict[str, Any]:
         """The spec as plain data, secrets replaced by their ``${VAR}`` text: safe to print."""
-        data = self.model_dump(mode="json", exclude_none=True, exclude={"tools"})
+        dumped = self.model_dump(mode="json", exclude_none=True, exclude={"tools"})
+        data: dict[str, Any] = self._with_templates(dumped, ())
         data["tools"] = [
             {"use": tool.use} if isinstance(tool, BuiltinToolRef) else tool.redacted_dict()
             for tool in self.tools
         ]
         return data
+
+    def _with_templates(self, value: Any, loc: Loc) -> Any:
+        if isinstance(value, str):
+            return self._templates.get(loc, value)
+        if isinstance(value, dict):
+            return {k: self._with_templates(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._with_templates(v, (*loc, i)) for i, v in enumerate(value)]
+        return value
 
     @field_validator("tools", mode="wrap")
     @classmethod
@@ -770,12 +896,26 @@ _LITERAL_SKILL_KEYS: Final = frozenset({"name", "description", "instructions"})
 _LITERAL_TOOL_KEYS: Final = frozenset({"name", "description", "parameters", "required", "use"})
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """Where one ``${NAME}`` landed in an expanded string, and whether the environment
+    (rather than its ``:-default``) supplied the value."""
+
+    name: str
+    start: int
+    end: int
+    from_env: bool
+
+
 @dataclass
 class _Expansion:
     env: Mapping[str, str]
     templates: dict[Loc, str] = field(default_factory=dict)
     problems: list[tuple[Loc, str]] = field(default_factory=list)
     unresolved_strings: set[str] = field(default_factory=set)
+    references: dict[Loc, list[_Reference]] = field(default_factory=dict)
+    # Every non-empty value the environment supplied: secret wherever it shows up.
+    secrets: dict[Loc, set[str]] = field(default_factory=dict)
 
     def skill(self, data: dict[Any, Any]) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
@@ -787,6 +927,14 @@ class _Expansion:
             else:
                 out[key] = self._tree(value, (key,), call_template=False)
         return out
+
+    def secrets_under(self, prefix: Loc) -> frozenset[str]:
+        return frozenset(
+            value
+            for loc, values in self.secrets.items()
+            if loc[: len(prefix)] == prefix
+            for value in values
+        )
 
     def _tool(self, item: Any, loc: Loc) -> Any:
         if not isinstance(item, dict):
@@ -815,34 +963,105 @@ class _Expansion:
         if "${" not in text:
             return text
         escape = _escape_braces if call_template else (lambda s: s)
-
-        def replace(match: re.Match[str]) -> str:
-            if match.group("escaped") is not None:
-                return "$" + escape("{" + match.group("escaped") + "}")
-            if match.group("bad") is not None:
-                self.problems.append(
-                    (
-                        loc,
-                        "malformed ${...}: write ${NAME}, ${NAME:-default}, "
-                        "or $${...} for a literal",
-                    )
-                )
-                return ""
-            name, default = match.group("name"), match.group("default")
-            value = self.env.get(name)
-            if default is not None and not value:
-                value = default
-            if value is None:
-                self.problems.append((loc, f"environment variable {name} is not set"))
-                return ""
-            return escape(value)
-
         problems_before = len(self.problems)
-        expanded = _ENV_RE.sub(replace, text)
+        out: list[str] = []
+        length = 0
+        position = 0
+        for match in _ENV_RE.finditer(text):
+            piece = text[position : match.start()]
+            out.append(piece)
+            length += len(piece)
+            position = match.end()
+            value, reference = self._replacement(match, loc)
+            piece = escape(value)
+            if reference is not None:
+                name, from_env = reference
+                self.references.setdefault(loc, []).append(
+                    _Reference(name, length, length + len(piece), from_env)
+                )
+                if from_env and value:
+                    self.secrets.setdefault(loc, set()).add(value)
+            out.append(piece)
+            length += len(piece)
+        out.append(text[position:])
+        expanded = "".join(out)
         if len(self.problems) > problems_before:
             self.unresolved_strings.add(expanded)
         self.templates[loc] = text
         return expanded
+
+    def _replacement(self, match: re.Match[str], loc: Loc) -> tuple[str, tuple[str, bool] | None]:
+        """The text for one ``${...}`` and, for a variable, (its name, whether the
+        environment supplied the value)."""
+        if match.group("escaped") is not None:
+            return "${" + match.group("escaped") + "}", None
+        if match.group("bad") is not None:
+            self.problems.append(
+                (
+                    loc,
+                    "malformed ${...}: write ${NAME}, ${NAME:-default}, or $${...} for a literal",
+                )
+            )
+            return "", None
+        name, default = match.group("name"), match.group("default")
+        value = self.env.get(name)
+        if default is not None and not value:
+            return default, (name, False)
+        if value is None:
+            self.problems.append((loc, f"environment variable {name} is not set"))
+            return "", (name, False)
+        return value, (name, True)
+
+
+def _url_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
+    """Secrets in URLs: a ``${VAR}`` may only start the URL (a base URL), never carry
+    credentials, and a URL's own query string may not hold credential-like parameters.
+
+    Values from the environment are secrets; in a URL path they end up in logs, proxies
+    and the target's access logs, where header and ``query:`` values are redacted.
+    """
+    problems: list[tuple[Loc, str]] = []
+    tools = data.get("tools") if isinstance(data, dict) else None
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        http = tool.get("http") if isinstance(tool, dict) else None
+        url = http.get("url") if isinstance(http, dict) else None
+        if not isinstance(url, str):
+            continue
+        loc: Loc = ("tools", index, "http", "url")
+        for ref in expansion.references.get(loc, []):
+            if ref.start > 0:
+                problems.append(
+                    (
+                        loc,
+                        f"${{{ref.name}}} is expanded inside the URL; values from the "
+                        "environment are secrets and may only form the start of the URL "
+                        "(scheme, host, port and a path prefix) - send this one in `headers:` "
+                        "or `query:`",
+                    )
+                )
+        try:
+            sample = "".join(s if isinstance(s, str) else "x" for s in _parse_template(url))
+        except ValueError:
+            continue  # the model validation reports it
+        parts = urlsplit(sample)
+        if "@" in parts.netloc:
+            problems.append(
+                (
+                    loc,
+                    "credentials in the URL (user:password@host) are not allowed; send them "
+                    "in an Authorization header",
+                )
+            )
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if _SENSITIVE_NAME.search(name) and value:
+                problems.append(
+                    (
+                        loc,
+                        f"the URL's query parameter {name!r} looks like a credential; move it "
+                        f'to `query: {{{name}: "${{...}}"}}`, where it is redacted',
+                    )
+                )
+    return problems
 
 
 # --------------------------------------------------------------------------- loading
@@ -997,7 +1216,7 @@ def _load_text(
 
     expansion = _Expansion(env)
     data = expansion.skill(doc.data)
-    for loc, message in expansion.problems:
+    for loc, message in [*expansion.problems, *_url_problems(expansion, data)]:
         issues.append(SpecIssue(filename, doc.line_for(loc), _format_loc(loc), message))
 
     spec: SkillSpec | None = None
@@ -1021,6 +1240,8 @@ def _load_text(
 
     spec._source = source
     spec._name_line = doc.line_for(("name",))
+    spec._templates = dict(expansion.templates)
+    spec._secrets = expansion.secrets_under(())
     for index, tool in enumerate(spec.tools):
         if isinstance(tool, HttpToolSpec):
             prefix = ("tools", index, "http")
@@ -1029,6 +1250,7 @@ def _load_text(
                 for loc, text in expansion.templates.items()
                 if loc[: len(prefix)] == prefix
             }
+            tool.http._secrets = expansion.secrets_under(prefix)
     return spec
 
 
@@ -1115,6 +1337,7 @@ _MODELS_BY_SHAPE: Final[dict[tuple[str, ...], type[BaseModel]]] = {
     (): SkillSpec,
     ("access",): Access,
     ("memory",): Memory,
+    ("budget",): Budget,
     ("tools", "*", "http"): HttpSpec,
     ("tools", "*", "approval"): ApprovalPolicy,
     ("tools", "*", "approval", "approvers"): Approvers,
@@ -1185,7 +1408,7 @@ def render_request(tool: HttpToolSpec, args: Mapping[str, Any]) -> RenderedReque
     body = _render_json(http.body, values)
     return RenderedRequest(
         method=http.method,
-        url=_render_string(http.url, values, encode=True),
+        url=_render_url(tool.name, http.url, values),
         headers=headers,
         json=None if body is _MISSING else body,
         params=params,
@@ -1226,15 +1449,43 @@ def _text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _render_string(template: str, values: Mapping[str, Any], *, encode: bool = False) -> str:
+def _render_string(template: str, values: Mapping[str, Any]) -> str:
     out = []
     for segment in _parse_template(template):
         if isinstance(segment, str):
             out.append(segment)
         elif segment.name in values:
-            text = _text(values[segment.name])
-            out.append(quote(text, safe="") if encode else text)
+            out.append(_text(values[segment.name]))
     return "".join(out)
+
+
+def _render_url(tool: str, template: str, values: Mapping[str, Any]) -> str:
+    """The URL with percent-encoded arguments. An argument in the path that is, or decodes
+    to, a ``.`` or ``..`` segment is refused: HTTP clients and servers collapse those, so
+    ``/orders/{id}`` with ``..`` would reach another resource than the spec names."""
+    out: list[str] = []
+    in_path = True
+    for segment in _parse_template(template):
+        if isinstance(segment, str):
+            out.append(segment)
+            in_path = in_path and not any(mark in segment for mark in "?#")
+        elif segment.name in values:
+            text = _text(values[segment.name])
+            if in_path and _has_dot_segment(text):
+                raise ToolArgumentsError(
+                    tool, [f"{segment.name}: may not be or contain a '.' or '..' path segment"]
+                )
+            out.append(quote(text, safe=""))
+    return "".join(out)
+
+
+def _has_dot_segment(text: str) -> bool:
+    for _ in range(3):  # %2e%2e, and %252e%252e for servers that decode twice
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return any(part in {".", ".."} for part in re.split(r"[/\\]", text))
 
 
 def _render_exact(template: str, values: Mapping[str, Any]) -> Any:

@@ -277,7 +277,7 @@ class ApprovalStore:
                 .values(
                     state="succeeded" if ok else "failed",
                     finished_at=utcnow(),
-                    result=result[:4000],
+                    result=result,  # in full (masked): the audit needs what ran
                 )
             )
 

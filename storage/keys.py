@@ -19,6 +19,7 @@ class KeyKind(StrEnum):
     FENCE = "fence"  # monotonically increasing fencing counters
     CACHE = "cache"  # short-lived caches (user groups, user info)
     CHANNEL = "chan"  # pub/sub channels
+    RATE = "rate"  # token buckets of the per-user and per-channel rate limits
 
 
 DEFAULT_TTLS: dict[KeyKind, timedelta] = {
@@ -27,6 +28,9 @@ DEFAULT_TTLS: dict[KeyKind, timedelta] = {
     KeyKind.LEASE: timedelta(seconds=30),
     KeyKind.FENCE: timedelta(days=30),
     KeyKind.CACHE: timedelta(minutes=5),
+    # The bucket script sets each key's TTL to when it would be full again; this is the
+    # longest a bucket of the slowest configurable rate can need.
+    KeyKind.RATE: timedelta(days=1),
 }
 
 

@@ -339,3 +339,19 @@ class StandupAnswer(Base):
     prompt_ts: Mapped[str | None] = mapped_column(String(32))
     answer: Mapped[str] = mapped_column(Text, default="")
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SkillSwitch(Base):
+    """An admin's kill switch for one skill: while ``enabled`` is false nobody can start it.
+
+    No row means enabled. Every replica reads the table (cached for a few seconds), so a
+    switch flipped on one replica holds on all of them shortly after.
+    """
+
+    __tablename__ = "skill_switches"
+
+    skill: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

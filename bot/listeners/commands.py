@@ -13,12 +13,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversations import Inbound, user_error
+from bot.conversations import BUSY_TEXT, Inbound, rate_limited_text, user_error
 from bot.listeners._context import BotContext
 from bot.listeners.events import plain_text
 from bot.views import blocks as views
 from bot.views.text import escape_mrkdwn
+from bot.worker import WorkerBusy
 from skills.context import ThreadRef
+from skills.limits import SkillGate
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +81,29 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                     text=f"You can't use `{word}` here. You can use: {names or 'none'}.",
                 )
                 return
+            wait = await bot.conversations.rate_wait(team, channel, user)
+            if wait:
+                await ack(response_type="ephemeral", text=rate_limited_text(wait))
+                return
+            try:
+                bot.worker.admit(
+                    _run_skill(
+                        bot,
+                        client,
+                        respond,
+                        team=team,
+                        channel=channel,
+                        user=user,
+                        skill=word,
+                        text=rest or word,
+                    ),
+                    name=f"command:{word}",
+                )
+            except WorkerBusy:
+                bot.metrics.busy.inc()
+                await ack(response_type="ephemeral", text=BUSY_TEXT)
+                return
             await ack(response_type="ephemeral", text=f"Running `{word}`…")
-            bot.worker.spawn(
-                _run_skill(
-                    bot,
-                    client,
-                    respond,
-                    team=team,
-                    channel=channel,
-                    user=user,
-                    skill=word,
-                    text=rest or word,
-                ),
-                name=f"command:{word}",
-            )
             return
         await ack(
             response_type="ephemeral",
@@ -142,4 +153,87 @@ async def _run_skill(
             skill=skill,
             placeholder_ts=ts,
         )
+    )
+
+
+# -------------------------------------------------------------------------- admin
+
+ADMIN_USAGE = (
+    "`/switchboard admin status` — skills switched off, and daily budgets\n"
+    "`/switchboard admin disable SKILL [reason]` — switch a skill off for everyone\n"
+    "`/switchboard admin enable SKILL` — switch it back on"
+)
+
+
+def register_admin(bot: BotContext, gate: SkillGate, *, admin_usergroup: str | None) -> None:
+    """``/switchboard admin …``: the skills kill switch, for members of the admin group."""
+    runtime = bot.conversations.runtime
+
+    async def admin(
+        body: dict[str, Any],
+        ack: AsyncAck,
+        respond: AsyncRespond,
+        client: AsyncWebClient,
+        args: str,
+    ) -> None:
+        user = str(body.get("user_id", ""))
+        if admin_usergroup is None:
+            await ack(
+                response_type="ephemeral",
+                text="Admin commands are off here: SWITCHBOARD_ADMIN_USERGROUP is not set.",
+            )
+            return
+        if user not in await bot.conversations.directory.group_members(admin_usergroup):
+            log.warning("admin command refused for %s: not in %s", user, admin_usergroup)
+            await ack(
+                response_type="ephemeral",
+                text=f"Only members of <!subteam^{admin_usergroup}> can use admin commands.",
+            )
+            return
+        action, _, rest = args.partition(" ")
+        name, _, reason = rest.strip().partition(" ")
+        action, name = action.lower(), name.lower()
+        try:
+            if action == "status":
+                await ack(response_type="ephemeral", text=await _status(gate, runtime))
+            elif action in {"disable", "enable"} and name:
+                if name not in runtime.registry:
+                    await ack(
+                        response_type="ephemeral",
+                        text=f"There is no skill named `{escape_mrkdwn(name)}`.",
+                    )
+                    return
+                enabled = action == "enable"
+                await gate.set_enabled(name, enabled, by=user, reason=reason.strip() or None)
+                state = "on again" if enabled else "off for everyone until enabled again"
+                await ack(response_type="ephemeral", text=f"`{name}` is now switched {state}.")
+            else:
+                await ack(response_type="ephemeral", text=ADMIN_USAGE)
+        except Exception as exc:
+            message, ref = user_error(exc)
+            log.warning("admin %s failed ref=%s: %s", action, ref, exc)
+            await ack(response_type="ephemeral", text=message)
+
+    bot.subcommands["admin"] = admin
+    bot.help_lines.append("`/switchboard admin …` — switch skills off and on (admins)")
+
+
+async def _status(gate: SkillGate, runtime: Any) -> str:
+    off = await gate.switched_off()
+    lines = [
+        f"• `{name}` switched off by <@{state.by}>"
+        + (f": {escape_mrkdwn(state.reason)}" if state.reason else "")
+        for name, state in sorted(off.items())
+    ]
+    budgets = [
+        f"• `{skill.name}`: {skill.spec.budget.daily_tokens:,} tokens a day"
+        for skill in runtime.registry
+        if skill.spec is not None and skill.spec.budget is not None
+    ]
+    return "\n".join(
+        [
+            "*Switched off:*" if lines else "No skill is switched off.",
+            *lines,
+            *(["*Daily budgets:*", *budgets] if budgets else []),
+        ]
     )

@@ -70,7 +70,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 text="Forgotten. This conversation starts over.",
             )
             return
-        bot.worker.spawn(conversations.answer(inbound), name=f"answer:{inbound.memory.thread_id}")
+        await conversations.submit(inbound)  # rate limits and worker capacity, then answer
 
     @app.event("app_mention")
     async def on_mention(

@@ -12,7 +12,7 @@ from typing import Final
 from langchain_core.tools import BaseTool
 
 from skills.tools.clock import clock_tools
-from skills.tools.http import IdempotencyKeyFn, host_allowed, http_tool, tool_call_idempotency_key
+from skills.tools.http import IdempotencyKeyFn, host_matches, http_tool, tool_call_idempotency_key
 from skills.tools.slack import format_transcript, normalize_channel, slack_tools
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
     "IdempotencyKeyFn",
     "builtin_tools",
     "format_transcript",
-    "host_allowed",
+    "host_matches",
     "http_tool",
     "normalize_channel",
     "tool_call_idempotency_key",

@@ -2,13 +2,17 @@
 
 The model sees the tool's name, description and the JSON Schema of its parameters. A call:
 
-1. validates the arguments and renders the request (`skills.spec.render_request`);
-2. checks the URL's host against ``runtime.context.http_policy.allowed_hosts`` (empty =
-   any host; ``api.example.com`` matches exactly, ``*.example.com`` matches any subdomain
-   but not ``example.com`` itself);
+1. validates the arguments and renders the request (`skills.spec.render_request`; an
+   argument that would make a ``.``/``..`` path segment is refused there);
+2. checks the destination against the egress policy (``skills.egress``, configured by
+   ``runtime.context.http_policy``): public hosts pass, internal addresses (loopback,
+   link-local and the metadata server, private ranges…) only when allow-listed. The check
+   here gives the model a clear refusal before anything is sent; the shared client's
+   transport (``skills.egress.EgressTransport``) checks again when it connects and connects
+   to the address it checked, so DNS rebinding between the two cannot slip through;
 3. sends it with the run's shared ``httpx.AsyncClient`` (``runtime.context.http``), with the
    spec's timeout or the policy's, as a hard deadline for the whole exchange. Redirects are
-   not followed, so a redirect cannot lead around the host allow-list;
+   not followed, so a redirect cannot lead around the egress policy;
 4. reads the body as a stream and stops at ``http_policy.max_response_bytes``: the model
    gets the first N bytes and the line ``[response truncated at N bytes]`` (a partial
    answer is usually more useful than none, and memory stays bounded whatever the size);
@@ -17,11 +21,12 @@ The model sees the tool's name, description and the JSON Schema of its parameter
 Non-GET/HEAD requests carry an ``Idempotency-Key`` header (``sb-`` + a hash of the thread
 and the tool call id by default), so a retried call is deduplicated by the target.
 
-Every failure — invalid arguments, a disallowed host, a timeout, a 4xx/5xx — comes back to
-the model as a tool error (``ToolMessage.status == "error"``) with a short reason. Secrets
-(header and query values expanded from ``${ENV}``) never appear in what the tool returns
-or logs: logs carry method, host, path, status and latency only, and any secret value the
-target echoes back is replaced with ``[redacted]``.
+Every failure — invalid arguments, a refused destination, a timeout, a 4xx/5xx — comes back
+to the model as a tool error (``ToolMessage.status == "error"``) with a short reason.
+Secrets (every value expanded from ``${ENV}``, and literal values of credential-like headers,
+query parameters and JSON keys: ``HttpSpec.secrets``) never appear in what the tool returns
+or logs: logs carry method, host, path, status and latency only, and any secret the target
+echoes back — as sent, percent-encoded or JSON-escaped — is replaced with ``[redacted]``.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import quote
 
 import httpx
 from langchain.tools import ToolRuntime
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from skills.context import HttpPolicy, RunContext
+from skills.egress import EgressDenied, host_matches
 from skills.pii import mask_text
 from skills.spec import READ_METHODS, HttpToolSpec, ToolArgumentsError, render_request
 from skills.tools.slack import run_context
@@ -46,7 +53,7 @@ from skills.tools.slack import run_context
 __all__ = [
     "IdempotencyKeyFn",
     "approval_idempotency_key",
-    "host_allowed",
+    "host_matches",
     "http_tool",
     "tool_call_idempotency_key",
 ]
@@ -82,21 +89,6 @@ def tool_call_idempotency_key(runtime: ToolRuntime[RunContext]) -> str | None:
     return f"sb-{digest[:32]}"
 
 
-def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """Whether ``host`` passes an allow-list of exact hosts and ``*.suffix`` patterns."""
-    if not allowed:
-        return True
-    host = host.lower().rstrip(".")
-    for pattern in allowed:
-        pattern = pattern.lower().rstrip(".")
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
 def http_tool(spec: HttpToolSpec, *, idempotency_key: IdempotencyKeyFn | None = None) -> BaseTool:
     """A langchain tool that performs ``spec``'s HTTP request (see the module docstring).
 
@@ -104,7 +96,7 @@ def http_tool(spec: HttpToolSpec, *, idempotency_key: IdempotencyKeyFn | None = 
     `tool_call_idempotency_key`.
     """
     key_fn = idempotency_key or tool_call_idempotency_key
-    secrets = _SecretNames.of(spec)
+    secrets = _scrub_list(spec.http.secrets)
 
     async def call(runtime: ToolRuntime[RunContext], **arguments: Any) -> str:
         context = run_context(runtime)
@@ -133,7 +125,7 @@ async def _execute_once(
     context: RunContext,
     *,
     key_fn: IdempotencyKeyFn,
-    secrets: _SecretNames,
+    secrets: list[str],
 ) -> str:
     """An approved call, recorded before and after it runs.
 
@@ -163,39 +155,14 @@ async def _execute_once(
     return text
 
 
-class _SecretNames:
-    """Which rendered header and query values are secrets (expanded from the environment
-    or sensitive by name): those the spec's redacted view does not show as they are."""
-
-    def __init__(self, headers: frozenset[str], query: frozenset[str]) -> None:
-        self.headers = headers
-        self.query = query
-
-    @classmethod
-    def of(cls, spec: HttpToolSpec) -> _SecretNames:
-        shown = spec.http.redacted_dict()
-        shown_headers = shown.get("headers", {})
-        shown_query = shown.get("query", {})
-        return cls(
-            headers=frozenset(
-                name
-                for name, value in spec.http.headers.items()
-                if shown_headers.get(name) != value
-            ),
-            query=frozenset(
-                name for name, value in spec.http.query.items() if shown_query.get(name) != value
-            ),
-        )
-
-    def values(self, headers: dict[str, str], params: dict[str, str]) -> list[str]:
-        found: set[str] = set()
-        for value in [
-            *(v for k, v in headers.items() if k in self.headers),
-            *(v for k, v in params.items() if k in self.query),
-        ]:
-            found.add(value)
-            found.update(value.split())  # "Bearer abc…" → also "abc…" on its own
-        return sorted((v for v in found if len(v) >= _MIN_SECRET_CHARS), key=len, reverse=True)
+def _scrub_list(values: frozenset[str]) -> list[str]:
+    """The strings to redact for ``values``: each as sent, percent-encoded and JSON-escaped,
+    and the words of multi-word values ("Bearer abc…" → also "abc…"), longest first."""
+    found: set[str] = set()
+    for value in values:
+        for form in (value, *value.split()):
+            found.update({form, quote(form, safe=""), json.dumps(form)[1:-1]})
+    return sorted((v for v in found if len(v) >= _MIN_SECRET_CHARS), key=len, reverse=True)
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
@@ -210,7 +177,7 @@ async def _execute(
     arguments: dict[str, Any],
     *,
     key_fn: IdempotencyKeyFn,
-    secrets: _SecretNames,
+    secrets: list[str],
 ) -> str:
     context = run_context(runtime)
     try:
@@ -223,12 +190,10 @@ async def _execute(
     policy: HttpPolicy = context.http_policy
     if url.scheme not in ("http", "https") or not host:
         raise ToolException(f"{spec.name} has no usable URL (check the skill's configuration)")
-    if not host_allowed(host, policy.allowed_hosts):
-        log.warning("http tool %s: host %s not allowed", spec.name, host)
-        raise ToolException(f"{host} is not an allowed host for HTTP tools here")
     client = context.http
     if client is None:
         raise ToolException("HTTP tools are not configured here (the run has no HTTP client)")
+    port = url.port or (443 if url.scheme == "https" else 80)
 
     headers = dict(request.headers)
     if request.method not in READ_METHODS and not any(
@@ -237,12 +202,12 @@ async def _execute(
         key = key_fn(runtime)
         if key:
             headers["Idempotency-Key"] = key
-    secret_values = secrets.values(headers, request.params)
     timeout = request.timeout or policy.timeout
     started = time.monotonic()
     status: int | str = "-"
     try:
         async with asyncio.timeout(timeout):
+            await policy.egress.check(url.raw_host.decode("ascii"), port)
             async with client.stream(
                 request.method,
                 url,
@@ -254,9 +219,16 @@ async def _execute(
             ) as response:
                 status = response.status_code
                 body, truncated = await _read_capped(response, policy.max_response_bytes)
+    except EgressDenied as exc:
+        status = "refused"
+        log.warning("http tool %s: %s", spec.name, _scrub(str(exc), secrets))
+        raise ToolException(f"{host} is not an allowed host for HTTP tools here") from None
     except (TimeoutError, httpx.TimeoutException):
         status = "timeout"
         raise ToolException(f"{spec.name}: {host} did not answer within {timeout:g} s") from None
+    except OSError as exc:  # the name did not resolve (checked before sending)
+        status = type(exc).__name__
+        raise ToolException(f"{spec.name}: could not reach {host} (ConnectError)") from None
     except httpx.TransportError as exc:
         status = type(exc).__name__
         raise ToolException(f"{spec.name}: could not reach {host} ({type(exc).__name__})") from None
@@ -269,12 +241,12 @@ async def _execute(
             spec.name,
             request.method,
             host,
-            url.path,
+            _scrub(url.path, secrets),
             status,
             (time.monotonic() - started) * 1000,
         )
 
-    text = _scrub(_decode(body, response), secret_values)
+    text = _scrub(_decode(body, response), secrets)
     if response.is_redirect:
         target = httpx.URL(response.headers.get("location", "")).host or "another URL"
         raise ToolException(
@@ -286,7 +258,7 @@ async def _execute(
         reason = response.reason_phrase or ""
         raise ToolException(
             f"HTTP {response.status_code} {reason} from {host}".rstrip()
-            + (f": {excerpt}" if excerpt else "")
+            + (f": {_scrub(excerpt, secrets)}" if excerpt else "")
         )
     if truncated:
         return f"{text}\n[response truncated at {policy.max_response_bytes} bytes]"

@@ -192,8 +192,12 @@ class BotFactory:
         models: ModelTable | None = None,
         *,
         skills_env: Mapping[str, str] | None = None,
+        runtime: Mapping[str, Any] | None = None,
         **settings: str,
     ) -> BotEnv:
+        """A replica; ``settings`` are environment variables, ``runtime`` overrides
+        :class:`~skills.runtime.RuntimeConfig` fields (e.g. an ``http_policy`` with a
+        test resolver)."""
         env = {
             "DATABASE_URL": self.database_url,
             "SLACK_API_URL": self.slack.base_url,
@@ -220,8 +224,7 @@ class BotFactory:
                 model_factory=factory,
                 env=dict(skills_env or {}),
                 redis=self.redis,
-                router_model="router",
-                retry_initial_delay=0.01,
+                **{"router_model": "router", "retry_initial_delay": 0.01, **(runtime or {})},
             )
         )
         client = create_web_client(

@@ -52,6 +52,11 @@ def crm() -> Iterator[HttpTarget]:
         yield target
 
 
+def allow(crm: HttpTarget) -> dict[str, str]:
+    """The CRM listens on loopback, an internal address: HTTP tools need it allow-listed."""
+    return {"SWITCHBOARD_HTTP_ALLOWED_HOSTS": crm.base_url.removeprefix("http://")}
+
+
 def posts(crm: HttpTarget, path: str = "/refunds") -> list[Any]:
     return [r for r in crm.requests if r.method == "POST" and r.path == path]
 
@@ -70,7 +75,9 @@ async def request_refund(
         [tool_call("issue_refund", order_id="1001", amount=amount), reply("Refund done.")]
     )
     extra = {"SWITCHBOARD_SKILLS_DIR": str(tmp)} if tmp else {}
-    env = await make_bot({"offline": model}, skills_env={"CRM_URL": crm.base_url}, **extra)
+    env = await make_bot(
+        {"offline": model}, skills_env={"CRM_URL": crm.base_url}, **allow(crm), **extra
+    )
     _, ts = await env.mention(text, user=requester, channel="C0PAYMENTS")
     await env.idle()
     return env, model, ts, card(env, ts)
@@ -268,6 +275,7 @@ async def test_click_after_a_restart_resumes_the_run(make_bot: BotFactory, crm: 
     other = await make_bot(
         {"offline": ScriptedChatModel([reply("Done after the restart.")])},
         skills_env={"CRM_URL": crm.base_url},
+        **allow(crm),
     )
     await click(other, message, "approval_approve", "U0CAROL")
     assert len(posts(crm)) == 1

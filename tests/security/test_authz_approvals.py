@@ -74,7 +74,12 @@ async def requested(
     """Sam asks in #payments; the model requests ``call``; returns the card."""
     model = ScriptedChatModel([call, reply("Done.")], default="Done.")
     extra = {"SWITCHBOARD_SKILLS_DIR": str(tmp)} if tmp else {}
-    env = await make_bot({"offline": model}, skills_env={"CRM_URL": crm.base_url}, **extra)
+    env = await make_bot(
+        {"offline": model},
+        skills_env={"CRM_URL": crm.base_url},
+        SWITCHBOARD_HTTP_ALLOWED_HOSTS=crm.base_url.removeprefix("http://"),
+        **extra,
+    )
     _, ts = await env.mention(text, user="U0SAM", channel="C0PAYMENTS")
     await env.idle()
     return env, latest_card(env, ts)

@@ -45,7 +45,11 @@ async def pending_refund(
         [tool_call("issue_refund", order_id="1001", amount=40), reply("Refunded.")],
         default="OK.",
     )
-    env = await make_bot({"offline": model}, skills_env={"CRM_URL": crm.base_url})
+    env = await make_bot(
+        {"offline": model},
+        skills_env={"CRM_URL": crm.base_url},
+        SWITCHBOARD_HTTP_ALLOWED_HOSTS=crm.base_url.removeprefix("http://"),
+    )
     _, ts = await env.mention("refunds refund order 1001", user="U0SAM", channel="C0PAYMENTS")
     await env.idle()
     [card] = [
@@ -102,7 +106,11 @@ async def test_someone_else_cannot_reset_a_thread_with_a_pending_approval(
 
 async def test_a_slash_command_reset_is_refused_too(make_bot: BotFactory, crm: HttpTarget) -> None:
     model = ScriptedChatModel([tool_call("issue_refund", order_id="1001", amount=40)])
-    env = await make_bot({"offline": model}, skills_env={"CRM_URL": crm.base_url})
+    env = await make_bot(
+        {"offline": model},
+        skills_env={"CRM_URL": crm.base_url},
+        SWITCHBOARD_HTTP_ALLOWED_HOSTS=crm.base_url.removeprefix("http://"),
+    )
     env.slack.set_members("D0SAM", ["U0SAM", "U0DEV"])  # a conversation both can type in
     await env.message("refunds refund 1001", user="U0SAM", channel="D0SAM", channel_type="im")
     await env.idle()

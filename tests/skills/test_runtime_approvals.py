@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from langchain_core.messages import ToolMessage
 
-from skills.context import Actor, ThreadRef
+from skills.context import Actor, HttpPolicy, ThreadRef
 from skills.errors import NothingToResume
 from skills.outcomes import ApprovalRequest, Decision, Refusal, Reply
 from skills.registry import load_registry
@@ -29,7 +30,9 @@ def crm() -> Iterator[HttpTarget]:
 
 def _runtime(kit: RuntimeKit, crm: HttpTarget, model: ScriptedChatModel):  # type: ignore[no-untyped-def]
     registry = load_registry([], env={"CRM_URL": crm.base_url, "CRM_TOKEN": "s3cret"}).registry
-    return kit.runtime({"offline": model}, registry=registry)
+    # The CRM listens on loopback, an internal address: HTTP tools need it allow-listed.
+    policy = HttpPolicy(allowed_hosts=(httpx.URL(crm.base_url).netloc.decode(),))
+    return kit.runtime({"offline": model}, registry=registry, http_policy=policy)
 
 
 def _tool_results(model: ScriptedChatModel) -> list[str]:

@@ -1,6 +1,6 @@
 """authorization: who edited an approval request
 
-Revision ID: 0004_authz
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-03
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_authz"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
