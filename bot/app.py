@@ -15,6 +15,7 @@ from bot.listeners import BotContext, register
 from bot.listeners.commands import register_admin
 from bot.metrics import Metrics
 from bot.slack.reader import WebApiSlackReader
+from bot.views.text import LinkPolicy
 from bot.worker import Worker
 from skills.runtime import RunFinished
 from storage.feedback import FeedbackStore
@@ -69,6 +70,7 @@ def create_bot(
             user=Rate.parse(settings.user_rate),
             channel=Rate.parse(settings.channel_rate),
         ),
+        links=LinkPolicy.from_domains(settings.link_domains),
     )
 
     def observe(event: RunFinished) -> None:

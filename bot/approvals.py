@@ -59,6 +59,8 @@ class ApprovalsBot:
             thread_ts=inbound.reply_thread_ts,
             text=cards.card_text(row),
             blocks=cards.card_blocks(row),
+            unfurl_links=False,
+            unfurl_media=False,
         )
         await self.service.store.update_fields(
             row.id, card_channel=inbound.channel, card_ts=str(posted["ts"])

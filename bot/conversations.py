@@ -28,7 +28,7 @@ from bot.access import SlackConversationAccess
 from bot.directory import Directory
 from bot.metrics import Metrics
 from bot.views import blocks as views
-from bot.views.text import escape_mrkdwn
+from bot.views.text import LinkPolicy, defang_links, escape_mrkdwn
 from bot.worker import Worker, WorkerBusy
 from skills.context import SlackReader, ThreadRef
 from skills.errors import RunFailed, SkillError, ThreadBusy
@@ -114,13 +114,16 @@ def user_error(exc: BaseException) -> tuple[str, str]:
 class _Stream:
     """Streams an answer into Slack with chat.startStream/appendStream/stopStream.
 
-    Text is flushed line by line, each line PII-masked and escaped before it leaves, so a
-    card number can never be split across two appends and slip past the masking.
+    Text is flushed line by line, each line PII-masked, its links checked against the
+    link policy and escaped before it leaves, so neither a card number nor a link can be
+    split across two appends and slip past the checks. Slack renders ``markdown_text`` as
+    Markdown itself, so foreign links are made inert in Markdown (:func:`defang_links`).
     """
 
-    def __init__(self, client: AsyncWebClient, inbound: Inbound) -> None:
+    def __init__(self, client: AsyncWebClient, inbound: Inbound, *, links: LinkPolicy) -> None:
         self.client = client
         self._inbound = inbound
+        self._links = links
         self._buffer = ""
         self.ts: str | None = None
         self.sent = ""
@@ -132,7 +135,7 @@ class _Stream:
             await self._send(complete + "\n")
 
     async def _send(self, text: str) -> None:
-        safe = escape_mrkdwn(strip_token_ids(mask_text(text)))
+        safe = escape_mrkdwn(defang_links(strip_token_ids(mask_text(text)), self._links))
         if not safe:
             return
         inbound = self._inbound
@@ -144,6 +147,10 @@ class _Stream:
                 markdown_text=safe,
                 recipient_team_id=inbound.team,
                 recipient_user_id=inbound.user,
+                # Not in chat.startStream's documented arguments today; sent so that if
+                # Slack unfurls streamed messages it honours them as on chat.postMessage.
+                unfurl_links=False,
+                unfurl_media=False,
             )
             self.ts = str(response["ts"])
         else:
@@ -184,8 +191,11 @@ class Conversations:
         access: SlackConversationAccess | None = None,
         worker: Worker | None = None,
         rate_limits: RateLimits | None = None,
+        links: LinkPolicy | None = None,
     ) -> None:
         self.runtime = runtime
+        #: Which domains answers may link to (``SWITCHBOARD_LINK_DOMAINS``).
+        self.links = links or LinkPolicy()
         self.worker = worker or Worker()
         self._rates = rate_limits
         self.client = client
@@ -260,7 +270,7 @@ class Conversations:
             # The principal of this turn; without it (is this a guest?) nothing runs.
             actor = await self.directory.actor(inbound.user, strict=True)
             if self._streaming and inbound.reply_thread_ts and inbound.placeholder_ts is None:
-                stream = _Stream(self.client, inbound)
+                stream = _Stream(self.client, inbound, links=self.links)
             outcome = await self.runtime.run(
                 thread=inbound.memory,
                 message=inbound.text,
@@ -323,7 +333,7 @@ class Conversations:
             await self.ephemeral(inbound, views.refusal_text(outcome))
 
     async def _post_reply(self, inbound: Inbound, reply: Reply) -> None:
-        chunks = views.answer_chunks(reply.text)
+        chunks = views.answer_chunks(reply.text, links=self.links)
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             blocks = views.answer_blocks(chunk, run_id=reply.run_id, skill=reply.skill, last=last)
@@ -366,7 +376,11 @@ class Conversations:
                 )
             else:
                 await self.client.chat_postMessage(
-                    channel=inbound.channel, thread_ts=inbound.reply_thread_ts, text=text
+                    channel=inbound.channel,
+                    thread_ts=inbound.reply_thread_ts,
+                    text=text,
+                    unfurl_links=False,
+                    unfurl_media=False,
                 )
         except SlackApiError as exc:
             log.error("could not tell the user about an error: %s", exc.response.get("error"))

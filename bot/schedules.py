@@ -36,7 +36,7 @@ from bot.services import Services
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
 from bot.views import schedules as sviews
-from bot.views.text import escape_mrkdwn
+from bot.views.text import LinkPolicy, escape_mrkdwn
 from scheduler.calendar import BusinessCalendar
 from scheduler.errors import InvalidSchedule, NotAllowed, SchedulerError
 from scheduler.feed import ChangeFeed
@@ -62,11 +62,12 @@ class SlackPoster:
     limit; later chunks go in the first one's thread).
     """
 
-    def __init__(self, *, client: AsyncWebClient) -> None:
+    def __init__(self, *, client: AsyncWebClient, links: LinkPolicy | None = None) -> None:
         self._client = client
+        self._links = links or LinkPolicy()
 
     async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
-        chunks = views.answer_chunks(text)
+        chunks = views.answer_chunks(text, links=self._links)
         first: Posted | None = None
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
@@ -129,7 +130,9 @@ def create_scheduler(
     directory = directory or Directory(reader=reader, registry=services.registry)
     store = ScheduleStore(sessions=services.sessions)
     feed = ChangeFeed(redis=services.redis, keys=services.keys)
-    poster = SlackPoster(client=client)
+    poster = SlackPoster(
+        client=client, links=LinkPolicy.from_domains(services.settings.link_domains)
+    )
     manager = ScheduleManager(
         store=store,
         feed=feed,

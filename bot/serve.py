@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import uvicorn
 from starlette.applications import Starlette
 
 from bot.app import Bot, create_bot
-from bot.http import create_http_app, create_ops_app
+from bot.http import create_http_app, create_metrics_app, create_ops_app
 from bot.logs import configure_logging
 from bot.services import Services, open_services
 from bot.settings import Settings
@@ -76,15 +76,64 @@ async def open_bot(
             await bot.worker.drain()
 
 
+class _SideServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the process's main server (two servers
+    capturing SIGTERM would re-raise it at each other on the way out)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def metrics_listener(bot: Bot, *, host: str, port: int | None) -> AsyncIterator[None]:
+    """Serve ``/metrics`` alone on ``port`` (``METRICS_PORT``) while the block runs; with
+    ``port=None`` nothing is started and ``/metrics`` stays on the public port.
+
+    A port that cannot be bound stops start-up (OSError), like the main port would.
+    """
+    if port is None:
+        yield
+        return
+    config = uvicorn.Config(
+        create_metrics_app(bot),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = _SideServer(config)
+    task = asyncio.create_task(server.serve(), name="metrics-http")
+    while not server.started:
+        if task.done():
+            task.result()  # raise what stopped it (e.g. the port is taken)
+            raise OSError(f"the metrics listener on port {port} stopped while starting")
+        await asyncio.sleep(0.02)
+    log.info("serving /metrics on %s:%d", host, port)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def run_http(settings: Settings) -> None:
     configure_logging(settings.log_level)
     secret = settings.slack_signing_secret
     assert secret is not None
 
     async def _main() -> None:
-        async with open_bot(settings) as (services, bot):
+        async with (
+            open_bot(settings) as (services, bot),
+            metrics_listener(bot, host=settings.host, port=settings.metrics_port),
+        ):
             app: Starlette = create_http_app(
-                bot, signing_secret=secret.get_secret_value(), services=services
+                bot,
+                signing_secret=secret.get_secret_value(),
+                services=services,
+                serve_metrics=settings.metrics_port is None,
             )
             config = uvicorn.Config(
                 app,
@@ -108,10 +157,13 @@ def run_socket(settings: Settings) -> None:
     assert app_token is not None
 
     async def _main() -> None:
-        async with open_bot(settings) as (services, bot):
+        async with (
+            open_bot(settings) as (services, bot),
+            metrics_listener(bot, host=settings.host, port=settings.metrics_port),
+        ):
             # Socket Mode needs no public URL, but probes and Prometheus still do.
             config = uvicorn.Config(
-                create_ops_app(bot, services=services),
+                create_ops_app(bot, services=services, serve_metrics=settings.metrics_port is None),
                 host=settings.host,
                 port=settings.port,
                 log_config=None,

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, alias="METRICS_PORT")
+    link_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SWITCHBOARD_LINK_DOMAINS"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -137,6 +141,27 @@ class Settings(BaseSettings):
 
         Rate.parse(value)  # raises ValueError with the accepted forms
         return value
+
+    @field_validator("link_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("link_domains")
+    @classmethod
+    def _check_domains(cls, value: list[str]) -> list[str]:
+        from bot.views.text import LinkPolicy
+
+        for domain in value:
+            LinkPolicy.check_domain(domain)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("skills_dirs", mode="before")
     @classmethod
@@ -205,6 +230,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _check_metrics_port(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and value == info.data.get("port"):
+            raise ValueError("must differ from PORT (it moves /metrics off the public port)")
+        return value
 
     @property
     def memory_ttl(self) -> timedelta:

@@ -32,6 +32,19 @@ def sandbox(
     state_dir: Path = typer.Option(  # noqa: B008
         Path(".switchboard-sandbox"), "--state-dir", help="where the sandbox keeps its state"
     ),
+    skills: list[Path] = typer.Option(  # noqa: B008
+        [], "--skills", help="also load the skill specs in DIR (repeatable)"
+    ),
+    pass_env: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--env",
+        help="pass the variable NAME from your shell to the bot (repeatable), e.g. CRM_TOKEN",
+    ),
+    inherit_env: bool = typer.Option(
+        False,
+        "--inherit-env",
+        help="give the bot your whole shell environment (default: only model settings)",
+    ),
 ) -> None:
     """A local Slack workspace in the browser with the bot connected (zero config)."""
     from bot.logs import configure_logging
@@ -46,7 +59,7 @@ def sandbox(
         _fail("--check needs --replay FILE")
     try:
         if replay is not None and check:
-            diff, steps = asyncio.run(check_recording(replay))
+            diff, steps = asyncio.run(check_recording(replay, inherit_env=inherit_env))
             if diff:
                 typer.echo(f"the bot now answers differently from {replay}:\n")
                 typer.echo(diff)
@@ -55,7 +68,15 @@ def sandbox(
             return
         if reset and reset_state(state_dir):
             typer.echo(f"deleted the sandbox state in {state_dir}")
-        options = SandboxOptions(port=port, seed=seed, record=record, state_dir=state_dir)
+        options = SandboxOptions(
+            port=port,
+            seed=seed,
+            record=record,
+            state_dir=state_dir,
+            inherit_env=inherit_env,
+            pass_env=tuple(pass_env),
+            skills_dirs=tuple(skills),
+        )
         run_sandbox(options, echo=typer.echo, replay=replay)
     except ConfigError as exc:
         _fail(str(exc))

@@ -2,7 +2,10 @@
 
 A recording is JSON Lines: a ``header`` (the workspace as it was when recording began),
 then in order what people did (``action``), the signed payloads that sent (``inbound``)
-and the Web API calls the bot made (``call``, with Slack's answer).
+and the Web API calls the bot made (``call``, with Slack's answer). Every entry is written
+PII-masked (:func:`sandbox.seed.mask_saved`: a card number typed in the sandbox never
+reaches the file) to a file only its owner can read (0600): recordings get committed and
+shared.
 
 Replaying loads the recorded workspace with every timestamp moved to the present (so
 "the last 24 hours" means the same messages), performs the same actions through the same
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from typing import IO, Any
 from sandbox.actions import ActionError, Actions
 from sandbox.emulator import ApiCall
 from sandbox.events import Inbound
+from sandbox.seed import mask_saved
 
 __all__ = [
     "Recorder",
@@ -78,7 +83,9 @@ class Recorder:
     def __init__(self, path: Path, *, workspace: Mapping[str, Any], started: float) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         self._write(
             {"type": "header", "version": VERSION, "started": started, "workspace": workspace}
         )
@@ -108,7 +115,8 @@ class Recorder:
     def _write(self, entry: dict[str, Any]) -> None:
         if self._file is None:
             return
-        self._file.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+        masked = mask_saved(json.loads(json.dumps(entry, default=str)))
+        self._file.write(json.dumps(masked, ensure_ascii=False) + "\n")
         self._file.flush()
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -40,9 +41,38 @@ from typing import Any
 import yaml
 
 from sandbox.emulator import Emulator, SlackError
+from skills.pii import mask_obj, mask_text
 from skills.sample import sample_workspace
 
-__all__ = ["SeedError", "load_state", "save_state", "seed_file", "seed_sample"]
+__all__ = ["SeedError", "load_state", "mask_saved", "save_state", "seed_file", "seed_sample"]
+
+# Values that are identifiers or Slack timestamps, never text someone typed: left as they
+# are, so a long digit run in a ts or an id is not mistaken for a card number.
+_ID_KEYS = frozenset({"id", "ts", "hash", "started", "event_time", "created", "updated"})
+_SLACK_TS = re.compile(r"^\d{9,10}\.\d{6}$")
+_SLACK_ID = re.compile(r"^[A-Z][A-Z0-9]{6,}$")
+
+
+def _is_identifier(key: str, value: Any) -> bool:
+    if key in _ID_KEYS or key.endswith(("_id", "_ts", "_ids")):
+        return True
+    return isinstance(value, str) and bool(_SLACK_TS.match(value) or _SLACK_ID.match(value))
+
+
+def mask_saved(value: Any, key: str = "") -> Any:
+    """``value`` (a workspace snapshot, a recording entry) with card numbers, IBANs and
+    e-mails masked wherever people's text can be — messages, blocks, views, form values,
+    API arguments — and identifiers and timestamps left intact, so replays still line up.
+    What the sandbox writes to disk goes through this; what it shows live does not."""
+    if isinstance(value, dict):
+        return {k: mask_saved(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_saved(v, key) for v in value]
+    if _is_identifier(key, value):
+        return value
+    if isinstance(value, str):
+        return mask_text(value)
+    return mask_obj(value)
 
 
 class SeedError(Exception):
@@ -217,12 +247,14 @@ def _apply(emulator: Emulator, data: Mapping[str, Any], now: datetime) -> None:
 
 
 def save_state(emulator: Emulator, path: Path) -> None:
-    """Write the workspace to ``path`` atomically (a crash never leaves half a file)."""
+    """Write the workspace to ``path`` atomically (a crash never leaves half a file),
+    PII-masked (:func:`mask_saved`) and readable by the owner only (0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".workspace-", suffix=".json")
     try:
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(emulator.snapshot(), handle)
+            json.dump(mask_saved(emulator.snapshot()), handle)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -11,6 +11,13 @@ calls the Web API through its retrying client; only the URLs point here. The san
 its own SQLite file and in-process Redis under ``state_dir`` (never ``DATABASE_URL`` or
 ``REDIS_URL``, so it cannot touch real data), its own random signing secret and bot token,
 and the model from ``SWITCHBOARD_MODEL`` (default: ``offline``).
+
+The sandboxed bot does not see the developer's shell: only the variables in
+:data:`ALLOWED_ENV` (the model and provider settings, the ``SWITCHBOARD_*`` options that
+make sense here) plus those named with ``--env NAME`` reach its settings, its skills'
+``${VAR}`` expansion and its model clients; ``--inherit-env`` passes everything, as before.
+The page and its API need the per-run token printed in the URL, and the whole server
+refuses foreign ``Host`` names and cross-origin requests (see :mod:`sandbox.web`).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +47,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from bot.app import Bot, create_bot
 from bot.http import create_http_app
-from bot.serve import run_features
+from bot.serve import metrics_listener, run_features
 from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.slack.client import create_web_client
@@ -53,13 +60,62 @@ from sandbox.emulator import ApiCall, Emulator, RateLimit
 from sandbox.events import EventSender
 from sandbox.record import Recorder
 from sandbox.seed import load_state, save_state, seed_file, seed_sample
+from sandbox.web import TOKEN_HEADER
 
-__all__ = ["RunningSandbox", "SandboxOptions", "open_sandbox", "run_sandbox"]
+__all__ = [
+    "ALLOWED_ENV",
+    "RunningSandbox",
+    "SandboxOptions",
+    "open_sandbox",
+    "run_sandbox",
+    "sandbox_environment",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = Path(".switchboard-sandbox")
 SAVE_EVERY = 2.0
+
+ALLOWED_ENV = frozenset(
+    {
+        # the model, and the provider settings its clients read (skills/models/_loader.py)
+        "SWITCHBOARD_MODEL",
+        "SWITCHBOARD_ROUTER_MODEL",
+        "SWITCHBOARD_FALLBACK_MODELS",
+        "SWITCHBOARD_MODEL_TIMEOUT",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_BASE",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+        "OLLAMA_HOST",
+        # Switchboard options that change how the sandboxed bot behaves
+        "SWITCHBOARD_STREAMING",
+        "SWITCHBOARD_LOG_LEVEL",
+        "SWITCHBOARD_LINK_DOMAINS",
+        "SWITCHBOARD_HTTP_ALLOWED_HOSTS",
+        "SWITCHBOARD_APPROVAL_DMS",
+        "SWITCHBOARD_APPROVAL_SWEEP",
+        "SWITCHBOARD_MAX_CONCURRENT_RUNS",
+        "SWITCHBOARD_MEMORY_TTL",
+        "SWITCHBOARD_MAX_CHECKPOINTS",
+        "SWITCHBOARD_WEEKEND",
+        "SWITCHBOARD_HOLIDAYS",
+        "SWITCHBOARD_SCHEDULE_MAX_FAILURES",
+        "METRICS_PORT",
+    }
+)
+"""What the sandboxed bot sees of the developer's environment without ``--inherit-env``.
+
+Not here on purpose: Slack tokens, ``DATABASE_URL``/``REDIS_URL`` (the sandbox has its
+own), ``SWITCHBOARD_SKILLS_DIR`` (use ``--skills DIR``: production skill folders and the
+CRM tokens their specs expand must not come along unasked) and every other secret.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +134,9 @@ class SandboxOptions:
     workspace: Mapping[str, Any] | None = None
     persist: bool = True
     env: Mapping[str, str] | None = None
+    inherit_env: bool = False
+    pass_env: tuple[str, ...] = ()
+    skills_dirs: tuple[Path, ...] = ()
     rate_limit: RateLimit | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -87,6 +146,7 @@ class RunningSandbox:
     """A started sandbox: where it is and its parts (tests and replays drive these)."""
 
     url: str
+    token: str
     emulator: Emulator
     actions: Actions
     crm: DemoCrm
@@ -96,6 +156,16 @@ class RunningSandbox:
     server: uvicorn.Server
     calls: list[ApiCall] = field(default_factory=list)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def page_url(self) -> str:
+        """The page's address with this run's token (what ``switchboard sandbox`` prints)."""
+        return f"{self.url}/?token={self.token}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authorize a script's calls to the page's JSON API."""
+        return {TOKEN_HEADER: self.token}
 
     def stop(self) -> None:
         """Ask the server to stop (a second call stops without waiting for connections)."""
@@ -129,7 +199,9 @@ def reset_state(state_dir: Path) -> bool:
 
 
 def _prepare_state_dir(state_dir: Path) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # Only the developer may read it: the SQLite file and the saved workspace are there.
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
     marker = state_dir / ".switchboard-sandbox"
     if not marker.exists():
         marker.write_text("state of `switchboard sandbox`; delete with --reset\n")
@@ -149,6 +221,24 @@ def _bind(port: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+def sandbox_environment(
+    env: Mapping[str, str],
+    *,
+    inherit: bool = False,
+    names: Iterable[str] = (),
+    skills_dirs: Iterable[Path] = (),
+) -> dict[str, str]:
+    """The environment the sandboxed bot gets: :data:`ALLOWED_ENV` and ``names`` from
+    ``env`` (everything with ``inherit``), and ``skills_dirs`` as SWITCHBOARD_SKILLS_DIR."""
+    wanted = ALLOWED_ENV | {n.strip() for n in names if n.strip()}
+    chosen = dict(env) if inherit else {k: v for k, v in env.items() if k in wanted}
+    dirs = [str(d) for d in skills_dirs]
+    if dirs:
+        existing = chosen.get("SWITCHBOARD_SKILLS_DIR", "")
+        chosen["SWITCHBOARD_SKILLS_DIR"] = ":".join([*([existing] if existing else []), *dirs])
+    return chosen
 
 
 def sandbox_settings(
@@ -190,7 +280,12 @@ def _seed(emulator: Emulator, options: SandboxOptions, saved: Path) -> str:
 @contextlib.asynccontextmanager
 async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]:
     """Start everything; on exit stop the server, drain the bot and save the workspace."""
-    env = dict(os.environ if options.env is None else options.env)
+    env = sandbox_environment(
+        os.environ if options.env is None else options.env,
+        inherit=options.inherit_env,
+        names=options.pass_env,
+        skills_dirs=options.skills_dirs,
+    )
     if options.reset:
         reset_state(options.state_dir)
     _prepare_state_dir(options.state_dir)
@@ -199,6 +294,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
     url = f"http://127.0.0.1:{port}"
     token = "xoxb-sandbox-" + secrets.token_hex(12)
     secret = secrets.token_hex(16)
+    access = web.Access(token=secrets.token_urlsafe(24), cookie=f"switchboard_sandbox_{port}")
     saved = options.state_dir / "workspace.json"
     try:
         settings, skill_env = sandbox_settings(
@@ -245,11 +341,18 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                     actions=actions,
                     hub=hub,
                     crm=crm,
-                    bot_app=create_http_app(bot, signing_secret=secret, services=services),
+                    access=access,
+                    bot_app=create_http_app(
+                        bot,
+                        signing_secret=secret,
+                        services=services,
+                        serve_metrics=settings.metrics_port is None,
+                    ),
                 )
             )
+            guarded = web.HostGuard(app, hosts=["127.0.0.1"])
             config = uvicorn.Config(
-                app,
+                guarded,
                 log_config=None,
                 access_log=False,
                 lifespan="off",
@@ -258,6 +361,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
             server = _Server(config)
             running = RunningSandbox(
                 url=url,
+                token=access.token,
                 emulator=emulator,
                 actions=actions,
                 crm=crm,
@@ -271,6 +375,9 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
             serving.add_done_callback(lambda _task: running.stopped.set())
             # What every bot process runs beside the listeners: approval sweep, scheduler.
             features = contextlib.AsyncExitStack()
+            await features.enter_async_context(
+                metrics_listener(bot, host="127.0.0.1", port=settings.metrics_port)
+            )
             await features.enter_async_context(run_features(bot, services, settings))
             saver = asyncio.create_task(
                 _save_loop(emulator, saved, dirty) if options.persist else asyncio.sleep(0),
@@ -315,7 +422,13 @@ async def _save_loop(emulator: Emulator, path: Path, dirty: asyncio.Event) -> No
 
 
 def _routes(
-    *, emulator: Emulator, actions: Actions, hub: web.Hub, crm: DemoCrm, bot_app: Starlette
+    *,
+    emulator: Emulator,
+    actions: Actions,
+    hub: web.Hub,
+    crm: DemoCrm,
+    access: web.Access,
+    bot_app: Starlette,
 ) -> list[BaseRoute]:
     async def hook(request: Request) -> Response:
         try:
@@ -331,7 +444,7 @@ def _routes(
         Mount("/api", routes=emulator_module.routes(emulator)),
         Mount("/crm", routes=crm_module.routes(crm)),
         Route("/hooks/{token}", hook, methods=["POST"]),
-        *web.routes(emulator=emulator, actions=actions, hub=hub),
+        *web.routes(emulator=emulator, actions=actions, hub=hub, access=access),
         Mount("", app=bot_app),
     ]
 
@@ -362,7 +475,9 @@ def run_sandbox(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, sandbox.stop)
             model = sandbox.settings.model
-            echo(f"Switchboard sandbox: open {sandbox.url}/  (model: {model}; Ctrl-C to stop)")
+            echo(f"Switchboard sandbox: open {sandbox.page_url}  (model: {model}; Ctrl-C to stop)")
+            if sandbox.settings.metrics_port is not None:
+                echo(f"metrics on http://127.0.0.1:{sandbox.settings.metrics_port}/metrics")
             if options.record is not None:
                 echo(f"recording the session to {options.record}")
             if recording is not None:
@@ -380,7 +495,11 @@ def run_sandbox(
 
 
 async def check_recording(
-    path: Path, *, env: Mapping[str, str] | None = None, state_dir: Path | None = None
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+    inherit_env: bool = False,
 ) -> tuple[str, int]:
     """Replay ``path`` against the current bot, headless; (diff, number of steps).
 
@@ -400,6 +519,7 @@ async def check_recording(
             workspace=workspace,
             persist=False,
             env=env,
+            inherit_env=inherit_env,
         )
         async with open_sandbox(options) as sandbox:
             steps = await replay(recording, sandbox.actions, mapping=mapping, calls=sandbox.calls)

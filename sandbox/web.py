@@ -4,34 +4,126 @@
 /sandbox/say|click|submit|close|home|assistant`` what they do; ``GET /sandbox/events`` the
 stream of :class:`~sandbox.emulator.Change` values (the page drops what is meant for
 somebody else). Nothing here renders the bot's text: the page does, without ``innerHTML``.
+
+The sandbox listens on 127.0.0.1, but every web page the developer has open can send
+requests there, so the page and its API are guarded (:class:`Access`):
+
+* **A per-run token.** The URL ``switchboard sandbox`` prints carries ``?token=…``; the
+  first load trades it for an ``HttpOnly``, ``SameSite=Strict`` cookie and redirects to
+  the same URL without it. The page and every ``/sandbox/…`` call need the cookie (or an
+  ``X-Sandbox-Token`` header, for scripts): without it, 401.
+* **JSON only.** ``POST /sandbox/…`` needs ``Content-Type: application/json`` (415
+  otherwise), which a cross-origin page cannot send without a CORS preflight that is never
+  granted — no ``text/plain`` form posts.
+* **Host and Origin** (:class:`HostGuard`, around the whole sandbox server): a ``Host``
+  other than 127.0.0.1, localhost, [::1] or the bind host is a 421 (DNS rebinding), and a
+  request whose ``Origin`` is not the sandbox's own is a 403 (CSRF).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.actions import ActionError, Actions
 from sandbox.emulator import Change, Emulator
 
-__all__ = ["Hub", "routes"]
+__all__ = ["Access", "HostGuard", "Hub", "routes"]
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_SECONDS = 15.0
 QUEUE_SIZE = 1000
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+TOKEN_HEADER = "x-sandbox-token"
+
+
+def _hostname(host_header: str) -> str:
+    """The host part of a ``Host`` header (``[::1]:3000`` → ``::1``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class HostGuard:
+    """ASGI middleware around the whole sandbox: known ``Host`` names only (421), and no
+    request from a foreign ``Origin`` (403). Same-origin requests carry ``Origin:
+    http://<Host>``; non-browser clients (the bot, the emulator) send none."""
+
+    def __init__(self, app: ASGIApp, *, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = frozenset(h.lower() for h in (*LOCAL_HOSTS, *hosts))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        refusal: Response | None = None
+        if _hostname(host) not in self.hosts:
+            log.warning("sandbox refused a request for host %r (not a local name)", host[:100])
+            refusal = PlainTextResponse(
+                "This sandbox answers only on 127.0.0.1 or localhost.\n", status_code=421
+            )
+        else:
+            origin = headers.get("origin")
+            if origin is not None and origin.lower() != f"http://{host.lower()}":
+                log.warning("sandbox refused a cross-origin request from %r", origin[:100])
+                refusal = PlainTextResponse(
+                    "Cross-origin requests to the sandbox are refused.\n", status_code=403
+                )
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The per-run token of one sandbox and the cookie the page keeps it in."""
+
+    token: str
+    cookie: str = "switchboard_sandbox"
+
+    def allows(self, request: Request) -> bool:
+        given = request.headers.get(TOKEN_HEADER) or request.cookies.get(self.cookie) or ""
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def denied(self) -> Response:
+        return JSONResponse(
+            {
+                "error": "this sandbox needs its token: open the URL that "
+                "`switchboard sandbox` printed (it ends in ?token=…)"
+            },
+            status_code=401,
+        )
 
 
 class Hub:
@@ -93,8 +185,8 @@ def state_for(emulator: Emulator, user: str) -> dict[str, Any]:
     }
 
 
-def routes(*, emulator: Emulator, actions: Actions, hub: Hub) -> list[BaseRoute]:
-    """The page, its JSON API and its event stream."""
+def routes(*, emulator: Emulator, actions: Actions, hub: Hub, access: Access) -> list[BaseRoute]:
+    """The page, its JSON API and its event stream (each behind ``access``)."""
 
     def person(body: dict[str, Any]) -> str:
         user = str(body.get("user") or "")
@@ -107,6 +199,13 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub) -> list[BaseRoute]
         act: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            if not access.allows(request):
+                return access.denied()
+            content_type = request.headers.get("content-type", "").split(";")[0].strip()
+            if content_type.lower() != "application/json":
+                return JSONResponse(
+                    {"error": "expected Content-Type: application/json"}, status_code=415
+                )
             try:
                 body = await request.json()
             except ValueError:
@@ -164,6 +263,8 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub) -> list[BaseRoute]
         return {"thread_ts": thread_ts, "channel": emulator.dm_of(person(body))}
 
     async def state(request: Request) -> Response:
+        if not access.allows(request):
+            return access.denied()
         user = request.query_params.get("user") or ""
         if user not in emulator.users or emulator.users[user]["is_bot"]:
             people = [u for u, v in emulator.users.items() if not v["is_bot"]]
@@ -173,6 +274,9 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub) -> list[BaseRoute]
         return JSONResponse(state_for(emulator, user))
 
     async def events(request: Request) -> Response:
+        if not access.allows(request):
+            return access.denied()
+
         async def stream() -> AsyncIterator[str]:
             with hub.subscribe() as queue:
                 yield "retry: 1000\n\n"
@@ -192,8 +296,34 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub) -> list[BaseRoute]
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def page(_: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+    async def page(request: Request) -> Response:
+        offered = request.query_params.get("token")
+        if offered is not None:
+            # Trade the token in the printed URL for a cookie, and take it out of the
+            # address bar (and the history) with a redirect.
+            if not hmac.compare_digest(offered.encode(), access.token.encode()):
+                return PlainTextResponse(
+                    "This link is for another run of the sandbox: open the URL that "
+                    "`switchboard sandbox` printed this time.\n",
+                    status_code=401,
+                )
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            target = "/" + (f"?{urlencode(rest)}" if rest else "")
+            redirect = RedirectResponse(target, status_code=303)
+            redirect.set_cookie(
+                access.cookie, access.token, httponly=True, samesite="strict", path="/"
+            )
+            return redirect
+        if not access.allows(request):
+            return PlainTextResponse(
+                "Open the URL that `switchboard sandbox` printed: it carries this run's "
+                "token (…/?token=…).\n",
+                status_code=401,
+            )
+        return FileResponse(
+            STATIC / "index.html",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     async def favicon(_: Request) -> Response:
         return Response(status_code=204)

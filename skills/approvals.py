@@ -169,6 +169,7 @@ class ApprovalService:
                     "expires_in_seconds": policy.expires_in_seconds,
                     "allow_edit": policy.allow_edit,
                     "schema": request.parameters_schema,
+                    "after_untrusted": request.after_untrusted,
                 }
             ),
             quorum=policy.quorum,

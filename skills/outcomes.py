@@ -51,6 +51,9 @@ class ApprovalRequest:
     requester: str
     description: str = ""
     parameters_schema: dict[str, Any] = field(default_factory=dict)
+    # True when the run had read untrusted tool output (a Slack thread, an HTTP response)
+    # before the model asked for this call: the card tells the approver to look twice.
+    after_untrusted: bool = False
     kind: Literal["approval"] = "approval"
 
 

@@ -499,6 +499,7 @@ class Runtime:
             requester=requester,
             description=str(value.get("description", "")),
             parameters_schema=schema,
+            after_untrusted=bool(value.get("after_untrusted", False)),
         )
 
     def _policy_for(

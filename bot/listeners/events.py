@@ -39,14 +39,32 @@ def strip_mention(text: str, bot_user_id: str | None) -> str:
 
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
-    return str(event.get("team") or body.get("team_id") or "T0")
+    team = event.get("team") if isinstance(event.get("team"), str) else None
+    return str(team or body.get("team_id") or "T0")
+
+
+def _field(event: dict[str, Any], name: str) -> str | None:
+    """A string field of the event, or None when it is missing, empty or not a string."""
+    value = event.get(name)
+    return value if isinstance(value, str) and value else None
 
 
 def _from_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
-    if event.get("bot_id") or event.get("subtype") not in _ANSWERABLE_SUBTYPES:
+    subtype = event.get("subtype")
+    if event.get("bot_id") or not (subtype is None or isinstance(subtype, str)):
         return False
-    user = event.get("user")
-    return bool(user) and user != bot_user_id
+    if subtype not in _ANSWERABLE_SUBTYPES:
+        return False
+    user = _field(event, "user")
+    return user is not None and user != bot_user_id
+
+
+def _malformed(event: dict[str, Any], *missing: str) -> bool:
+    """Log and say so when the event lacks one of ``missing`` (it is acked and dropped)."""
+    absent = [name for name in missing if _field(event, name) is None]
+    if absent:
+        log.warning("%s event without %s; ignored", str(event.get("type"))[:40], ", ".join(absent))
+    return bool(absent)
 
 
 def register(app: AsyncApp, bot: BotContext) -> None:
@@ -76,18 +94,18 @@ def register(app: AsyncApp, bot: BotContext) -> None:
     async def on_mention(
         body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        if not _from_person(event, context.bot_user_id):
+        if not _from_person(event, context.bot_user_id) or _malformed(event, "channel", "ts"):
             return
         channel, ts = str(event["channel"]), str(event["ts"])
         if not await _first_sight(bot, channel, ts):
             return
-        root = str(event.get("thread_ts") or ts)
+        root = _field(event, "thread_ts") or ts
         await start(
             Inbound(
                 team=_team(body, event),
                 channel=channel,
                 user=str(event["user"]),
-                text=strip_mention(str(event.get("text", "")), context.bot_user_id),
+                text=strip_mention(_field(event, "text") or "", context.bot_user_id),
                 kind="mention",
                 memory=ThreadRef(team=_team(body, event), channel=channel, thread_ts=root),
                 reply_thread_ts=root,
@@ -99,11 +117,11 @@ def register(app: AsyncApp, bot: BotContext) -> None:
     async def on_message(
         body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        if not _from_person(event, context.bot_user_id):
+        if not _from_person(event, context.bot_user_id) or _malformed(event, "channel", "ts"):
             return
         channel, ts = str(event["channel"]), str(event["ts"])
-        text = str(event.get("text", ""))
-        thread_ts = event.get("thread_ts")
+        text = _field(event, "text") or ""
+        thread_ts = _field(event, "thread_ts")
         team = _team(body, event)
         bot_id = context.bot_user_id
         if event.get("channel_type") == "im":
@@ -149,13 +167,16 @@ def register(app: AsyncApp, bot: BotContext) -> None:
 
     @app.event("assistant_thread_started")
     async def on_assistant_started(event: dict[str, Any], client: AsyncWebClient) -> None:
-        thread = event.get("assistant_thread") or {}
+        thread = event.get("assistant_thread")
+        if not isinstance(thread, dict):
+            thread = {}
         channel, thread_ts, user = (
-            thread.get("channel_id"),
-            thread.get("thread_ts"),
-            thread.get("user_id"),
+            _field(thread, "channel_id"),
+            _field(thread, "thread_ts"),
+            _field(thread, "user_id"),
         )
         if not (channel and thread_ts and user):
+            log.warning("assistant_thread_started without channel, thread or user; ignored")
             return
         actor = await conversations.directory.actor(str(user))
         skills = conversations.runtime.available_skills(actor, None)
@@ -199,7 +220,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
 
     @app.event("app_home_opened")
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
-        if event.get("tab") not in (None, "home"):
+        if event.get("tab") not in (None, "home") or _malformed(event, "user"):
             return
         user = str(event["user"])
         actor = await conversations.directory.actor(user)
@@ -210,9 +231,12 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 sections.extend(await section(actor))
             except Exception:  # one broken section must not blank the whole tab
                 log.exception("App Home section failed")
-        await client.views_publish(
-            user_id=user, view=views.home_view(skills, user=user, sections=sections)
-        )
+        try:
+            await client.views_publish(
+                user_id=user, view=views.home_view(skills, user=user, sections=sections)
+            )
+        except SlackApiError as exc:  # e.g. a user Slack does not know: acked, logged
+            log.warning("App Home not published: %s", exc.response.get("error"))
 
 
 async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:

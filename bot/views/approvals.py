@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.views.text import escape_mrkdwn
+from bot.views.text import LinkPolicy, defang_links, escape_mrkdwn
 from skills.approvals import RESET_REASON, args_of, policy_of
 from skills.pii import mask_obj, strip_token_ids
 from storage.models import ApprovalRequestRow
@@ -41,6 +41,21 @@ def slack_date(when: datetime, fmt: str = "{date_short_pretty} at {time}") -> st
 
 def _mrkdwn(text: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=text)
+
+
+UNTRUSTED_NOTICE = (
+    ":warning: This request came after the assistant read content from a Slack thread or a"
+    " tool result, which anyone could have written. Check that the action and its arguments"
+    " are what the requester wants before approving."
+)
+
+
+def after_untrusted(row: ApprovalRequestRow) -> bool:
+    """Did the run read untrusted tool output before asking for this call?"""
+    try:
+        return bool(json.loads(row.policy_json).get("after_untrusted", False))
+    except (ValueError, AttributeError):
+        return False
 
 
 def approvers_text(row: ApprovalRequestRow) -> str:
@@ -78,6 +93,8 @@ def card_blocks(
         ),
         SectionBlock(text=_mrkdwn("*Arguments*\n" + args_block_text(args_of(row)))),
     ]
+    if after_untrusted(row):
+        blocks.append(ContextBlock(elements=[_mrkdwn(UNTRUSTED_NOTICE)]))
     quorum = f"{len(votes)} of {row.quorum} approval{'s' if row.quorum != 1 else ''}"
     rules = [f"Approvers: {approvers_text(row)}", quorum]
     if policy.four_eyes:
@@ -115,7 +132,9 @@ def outcome_text(row: ApprovalRequestRow) -> str | None:
     """The line that replaces the buttons, or None while the request is open."""
     who = f"<@{row.decided_by}>" if row.decided_by and row.decided_by != "switchboard" else ""
     when = slack_date(row.decided_at, "{time}") if row.decided_at else ""
-    summary = escape_mrkdwn(strip_token_ids(row.result_summary or ""))
+    # The result is what the target system answered: data, so a URL in it is never
+    # clickable (strict policy: only slack.com), whatever the answer allow-list says.
+    summary = escape_mrkdwn(defang_links(strip_token_ids(row.result_summary or ""), LinkPolicy()))
     if row.status == "pending":
         return None
     if row.status == "approved":

@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.views.text import escape_mrkdwn, markdown_to_mrkdwn, split_message
+from bot.views.text import LinkPolicy, escape_mrkdwn, markdown_to_mrkdwn, split_message
 from skills.outcomes import ApprovalRequest, Refusal
 from skills.pii import mask_obj, mask_text, strip_token_ids
 from skills.registry import Skill
@@ -42,14 +42,15 @@ def _mrkdwn(text: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=text)
 
 
-def safe_answer(text: str) -> str:
-    """Model Markdown → Slack mrkdwn, PII masked, mentions and control sequences escaped."""
-    return markdown_to_mrkdwn(strip_token_ids(mask_text(text)))
+def safe_answer(text: str, *, links: LinkPolicy) -> str:
+    """Model Markdown → Slack mrkdwn, PII masked, mentions and control sequences escaped,
+    links only to the domains ``links`` allows (others shown as inert text)."""
+    return markdown_to_mrkdwn(strip_token_ids(mask_text(text)), links=links)
 
 
-def answer_chunks(text: str) -> list[str]:
+def answer_chunks(text: str, *, links: LinkPolicy) -> list[str]:
     """An answer split under Slack's per-message limit (at least one chunk)."""
-    return split_message(safe_answer(text)) or ["(no answer)"]
+    return split_message(safe_answer(text, links=links)) or ["(no answer)"]
 
 
 def feedback_actions(run_id: str, skill: str) -> ActionsBlock:

@@ -8,19 +8,32 @@ and URL escaped too. Bare ``@channel`` / ``@here`` / ``@everyone`` get an invisi
 joiner after the ``@`` so no parse mode (``link_names``, ``parse=full``) can turn them into
 notifications.
 
-    post(text=markdown_to_mrkdwn(answer))          # formatted and safe
-    post(text=escape_mrkdwn(user_supplied_value))   # safe, no formatting changes
-    for chunk in split_message(markdown_to_mrkdwn(long_answer)): post(text=chunk)
+Links are a second channel out of a conversation: ``[Open report](https://attacker/?d=…)``
+carries whatever the model was tricked into putting in the query string to whoever clicks.
+A :class:`LinkPolicy` (``SWITCHBOARD_LINK_DOMAINS``) names the domains answers may link to;
+every other URL — a Markdown link, an ``<url>`` autolink, a Slack ``<url|label>``, a bare
+URL Slack would linkify — is shown as inert code, ``hxxps://attacker.example/…``, with
+its path dropped (that is where exfiltrated data rides).
+
+    post(text=markdown_to_mrkdwn(answer, links=policy))  # formatted and safe
+    post(text=escape_mrkdwn(user_supplied_value))         # safe, no formatting changes
+    stream(markdown_text=escape_mrkdwn(defang_links(markdown, policy)))  # Markdown surfaces
+    for chunk in split_message(markdown_to_mrkdwn(long_answer, links=policy)): post(chunk)
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 __all__ = [
     "SLACK_TEXT_LIMIT",
     "WORD_JOINER",
+    "LinkPolicy",
+    "defang_links",
     "escape_mrkdwn",
     "markdown_to_mrkdwn",
     "split_message",
@@ -47,6 +60,16 @@ _LINK = re.compile(
 _AUTOLINK = re.compile(r"<(" + _URL + r")>")
 _HTTP_URL = re.compile(r"^" + _URL + r"$", re.IGNORECASE)
 _URLISH_LABEL = re.compile(r"^(?:https?://)?([\w-]+(?:\.[\w-]+)+)(?:[/:?#]\S*)?$", re.IGNORECASE)
+_SLACK_LINK = re.compile(r"<(https?://[^\s<>|]+)\|([^<>\n]*)>", re.IGNORECASE)
+# A URL Slack would linkify in plain text: with a scheme, from "www.", or a bare domain
+# followed by a path or query (the form that can carry data out).
+_URL_CHARS = '[^\\s<>`|"\ue000-\ue002]'
+_BARE_URL = re.compile(
+    rf"(?<![\w@/.-])(?:(?:https?|ftp)://{_URL_CHARS}+|www\.{_URL_CHARS}+"
+    rf"|(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+[a-z]{{2,24}}(?:/|\?(?=\S)){_URL_CHARS}*)",
+    re.IGNORECASE,
+)
+_HOSTNAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 _MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|<>&])")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 
@@ -65,6 +88,103 @@ _ORDERED = re.compile(r"^(\s*)(\d{1,9})([.)])[ \t]+(.*)$")
 _QUOTE = re.compile(r"^ {0,3}>+[ \t]?(.*)$")
 
 
+@dataclass(frozen=True, slots=True)
+class LinkPolicy:
+    """The domains answers may link to (``SWITCHBOARD_LINK_DOMAINS``).
+
+    A domain allows itself and its subdomains (``example.com`` allows
+    ``docs.example.com``); ``slack.com`` is always allowed, so permalinks keep working;
+    ``*`` allows every domain (the behaviour before the allow-list existed). A URL whose
+    host cannot be read plainly — userinfo (``https://slack.com@evil``), a backslash, a
+    non-ASCII or percent-encoded host, an IP address — is never allowed, whatever the list.
+    """
+
+    domains: tuple[str, ...] = ()
+    any_domain: bool = False
+
+    ALWAYS = ("slack.com",)
+
+    @classmethod
+    def from_domains(cls, domains: Iterable[str]) -> LinkPolicy:
+        cleaned = [d.strip().lower().rstrip(".") for d in domains if d.strip()]
+        if "*" in cleaned:
+            return cls(any_domain=True)
+        for domain in cleaned:
+            cls.check_domain(domain)
+        return cls(domains=tuple(dict.fromkeys(cleaned)))
+
+    @staticmethod
+    def check_domain(domain: str) -> None:
+        """Raise ``ValueError`` unless ``domain`` is ``*`` or a plain host name."""
+        domain = domain.strip().lower().rstrip(".")
+        if domain != "*" and not _HOSTNAME.match(domain):
+            raise ValueError(f"{domain!r} is not a domain like example.com (or *)")
+
+    def host(self, url: str) -> str | None:
+        """The URL's host when it can be read unambiguously, else None."""
+        candidate = url if "://" in url else "https://" + url
+        try:
+            parts = urlsplit(candidate)
+        except ValueError:
+            return None
+        netloc = parts.netloc
+        if not netloc or "@" in netloc or "\\" in candidate.split("?", 1)[0] or "%" in netloc:
+            return None
+        host = (parts.hostname or "").rstrip(".")
+        return host if _HOSTNAME.match(host) else None
+
+    def allows(self, url: str) -> bool:
+        host = self.host(url)
+        if host is None:
+            return False
+        if self.any_domain:
+            return True
+        return any(host == d or host.endswith("." + d) for d in (*self.ALWAYS, *self.domains))
+
+    def inert(self, url: str) -> str:
+        """How a URL that may not be linked is shown: ``hxxps://host/…`` in code."""
+        host = self.host(url)
+        scheme = url.split("://", 1)[0].lower() if "://" in url else "https"
+        scheme = {"http": "hxxp", "https": "hxxps", "ftp": "fxp"}.get(scheme, "hxxp")
+        if host is None:
+            return "`(link removed)`"
+        rest = url.split("://", 1)[-1][len(host) :].strip("/")
+        return f"`{scheme}://{host}/{'…' if rest else ''}`"
+
+
+ANY_DOMAIN = LinkPolicy(any_domain=True)
+
+
+def defang_links(text: str, links: LinkPolicy) -> str:
+    """``text`` (Markdown) with every URL ``links`` does not allow made inert.
+
+    For surfaces Slack renders as Markdown itself (``chat.startStream``'s
+    ``markdown_text``): ``[label](url)`` and ``<url|label>`` become ``label
+    (`hxxps://host/…`)``, ``<url>`` and bare URLs just the code. Allowed links are left
+    as written.
+    """
+    held: list[str] = []
+
+    def hold(rendered: str) -> str:
+        held.append(rendered)
+        return f"{_PH_OPEN}{len(held) - 1}{_PH_CLOSE}"
+
+    def labelled(label: str, url: str, original: str) -> str:
+        if links.allows(url):
+            return hold(original)
+        label = label.replace("`", "'").strip()
+        return hold(f"{label} ({links.inert(url)})" if label else links.inert(url))
+
+    text = _PRIVATE.sub("", text)
+    text = _LINK.sub(lambda m: labelled(m.group(2), m.group(3), m.group(0)), text)
+    text = _SLACK_LINK.sub(lambda m: labelled(m.group(2), m.group(1), m.group(0)), text)
+    text = _AUTOLINK.sub(lambda m: labelled("", m.group(1), m.group(0)), text)
+    text = _BARE_URL.sub(
+        lambda m: m.group(0) if links.allows(m.group(0)) else hold(links.inert(m.group(0))), text
+    )
+    return _restore(text, held)
+
+
 def escape_mrkdwn(text: str) -> str:
     """Make arbitrary text inert in Slack: no mentions, links or entities survive.
 
@@ -76,8 +196,11 @@ def escape_mrkdwn(text: str) -> str:
     return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), escaped)
 
 
-def markdown_to_mrkdwn(text: str) -> str:
+def markdown_to_mrkdwn(text: str, *, links: LinkPolicy = ANY_DOMAIN) -> str:
     """Convert a model's Markdown answer to Slack mrkdwn that is safe to post.
+
+    ``links`` decides which URLs stay clickable; answers always pass the deployment's
+    policy (:func:`bot.views.blocks.safe_answer`), the default suits text the bot wrote.
 
     ``**bold**`` → ``*bold*``; ``*italic*`` / ``_italic_`` → ``_italic_``; ``~~s~~`` →
     ``~s~``; ``# Heading`` → ``*Heading*``; ``[label](https://url)`` → ``<https://url|label>``
@@ -95,7 +218,7 @@ def markdown_to_mrkdwn(text: str) -> str:
                 fence = opened.group(1)
                 out.append("```")
             else:
-                out.append(_convert_line(line))
+                out.append(_convert_line(line, links))
         elif _closes_fence(line, fence):
             fence = None
             out.append("```")
@@ -136,41 +259,41 @@ def _closes_fence(line: str, fence: str) -> bool:
     )
 
 
-def _convert_line(line: str) -> str:
+def _convert_line(line: str, links: LinkPolicy) -> str:
     if _RULE.match(line):
         return "──────────"
     heading = _HEADING.match(line)
     if heading:
         content = (heading.group(1) or "").replace("**", "").replace("__", "").strip()
-        converted = _inline(content).strip()
+        converted = _inline(content, links).strip()
         return f"*{converted}*" if converted else ""
     task = _TASK.match(line)
     if task:
         box = "☐" if task.group(2) == " " else "☑"
-        return f"{task.group(1)}{box} {_inline(task.group(3))}"
+        return f"{task.group(1)}{box} {_inline(task.group(3), links)}"
     bullet = _BULLET.match(line)
     if bullet:
-        return f"{bullet.group(1)}• {_inline(bullet.group(2))}"
+        return f"{bullet.group(1)}• {_inline(bullet.group(2), links)}"
     ordered = _ORDERED.match(line)
     if ordered:
         indent, number, mark, rest = ordered.groups()
-        return f"{indent}{number}{mark} {_inline(rest)}"
+        return f"{indent}{number}{mark} {_inline(rest, links)}"
     quote = _QUOTE.match(line)
     if quote:
         # Slack renders an escaped "&gt; " at the start of a line as a block quote.
-        return "&gt; " + _inline(quote.group(1))
-    return _inline(line)
+        return "&gt; " + _inline(quote.group(1), links)
+    return _inline(line, links)
 
 
-def _inline(text: str) -> str:
+def _inline(text: str, links: LinkPolicy) -> str:
     """Convert one line outside code blocks: code spans verbatim, the rest formatted."""
     out: list[str] = []
     position = 0
     for span in _CODE_SPAN.finditer(text):
-        out.append(_format(text[position : span.start()]))
+        out.append(_format(text[position : span.start()], links))
         out.append(_code_span(span.group(1), span.group(2)))
         position = span.end()
-    out.append(_format(text[position:]))
+    out.append(_format(text[position:], links))
     return "".join(out)
 
 
@@ -180,7 +303,7 @@ def _code_span(ticks: str, content: str) -> str:
     return ticks + escape_mrkdwn(content) + ticks
 
 
-def _format(text: str) -> str:
+def _format(text: str, links: LinkPolicy) -> str:
     if not text:
         return text
     held: list[str] = []
@@ -189,9 +312,30 @@ def _format(text: str) -> str:
         held.append(rendered)
         return f"{_PH_OPEN}{len(held) - 1}{_PH_CLOSE}"
 
+    def autolink(url: str) -> str:
+        return hold(f"<{_escape_url(url)}>" if links.allows(url) else links.inert(url))
+
+    def slack_link(match: re.Match[str]) -> str:
+        # The model wrote Slack's own syntax: it stays text, but a foreign URL in it would
+        # still be linkified by Slack, so it is made inert like any other.
+        url, label = match.group(1), match.group(2)
+        if links.allows(url):
+            return match.group(0)
+        shown = escape_mrkdwn(label.replace("`", "'").strip())
+        return hold(f"{shown} ({links.inert(url)})" if shown else links.inert(url))
+
+    def bare(match: re.Match[str]) -> str:
+        url = match.group(0)
+        return url if links.allows(url) else hold(links.inert(url))
+
     text = _MD_ESCAPE.sub(lambda m: hold(escape_mrkdwn(m.group(1))), text)
-    text = _LINK.sub(lambda m: hold(_link(m.group(3), m.group(2), image=bool(m.group(1)))), text)
-    text = _AUTOLINK.sub(lambda m: hold(f"<{_escape_url(m.group(1))}>"), text)
+    text = _LINK.sub(
+        lambda m: hold(_link(m.group(3), m.group(2), image=bool(m.group(1)), links=links)), text
+    )
+    text = _AUTOLINK.sub(lambda m: autolink(m.group(1)), text)
+    text = _SLACK_LINK.sub(slack_link, text)
+    if not links.any_domain:
+        text = _BARE_URL.sub(bare, text)
     text = escape_mrkdwn(text)
     text = _BOLD_ITALIC.sub(lambda m: f"{_BOLD}_{m.group(1)}_{_BOLD}", text)
     text = _BOLD_STARS.sub(lambda m: f"{_BOLD}{m.group(1)}{_BOLD}", text)
@@ -209,12 +353,17 @@ def _restore(text: str, held: list[str]) -> str:
     return _PLACEHOLDER.sub(put_back, text)
 
 
-def _link(url: str, label: str, *, image: bool) -> str:
-    """``<url|label>`` for http(s) URLs; anything else stays visible as ``label (target)``."""
+def _link(url: str, label: str, *, image: bool, links: LinkPolicy) -> str:
+    """``<url|label>`` for http(s) URLs ``links`` allows; a foreign domain is shown as
+    ``label (`hxxps://host/…`)``; anything else stays visible as ``label (target)``."""
     label = re.sub(r"\*\*|__|`", "", label).strip()
     if not _HTTP_URL.match(url):
         shown = f"{label} ({url})" if label and url else label or url
+        if not links.any_domain:
+            return _BARE_URL.sub(lambda m: links.inert(m.group(0)), escape_mrkdwn(shown))
         return escape_mrkdwn(shown)
+    if not links.allows(url):
+        return f"{escape_mrkdwn(label)} ({links.inert(url)})" if label else links.inert(url)
     safe_url = _escape_url(url)
     if not label or label == url:
         return f"<{safe_url}>"

@@ -29,21 +29,29 @@ function toast(text) {
   toast.timer = setTimeout(() => { box.hidden = true; }, 4000);
 }
 
+// The page's token lives in an HttpOnly, SameSite=Strict cookie set when the printed URL
+// (…/?token=…) was opened; every call sends it (same-origin credentials) and the server
+// refuses calls without it (401), cross-origin ones (403) and non-JSON bodies (415).
+const NEEDS_TOKEN = "This page needs this run's link: open the URL that `switchboard sandbox` printed (it ends in ?token=…).";
+
 async function api(path, body) {
   const response = await fetch(path, {
     method: "POST",
+    credentials: "same-origin",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ user: S.me, ...body }),
   });
   let answer = {};
   try { answer = await response.json(); } catch (_) { /* empty answer */ }
-  if (!response.ok) toast(answer.error || `request failed (${response.status})`);
+  if (response.status === 401) toast(NEEDS_TOKEN);
+  else if (!response.ok) toast(answer.error || `request failed (${response.status})`);
   return answer;
 }
 
 async function load(user) {
   const query = user ? `?user=${encodeURIComponent(user)}` : "";
-  const response = await fetch(`/sandbox/state${query}`);
+  const response = await fetch(`/sandbox/state${query}`, { credentials: "same-origin" });
+  if (response.status === 401) { toast(NEEDS_TOKEN); throw new Error("sandbox token missing"); }
   S.data = await response.json();
   S.me = S.data.me;
   if (!S.view.id || (S.view.kind === "channel" && !channelById(S.view.id))) {
@@ -707,7 +715,7 @@ function apply(change) {
 }
 
 function connect() {
-  const source = new EventSource("/sandbox/events");
+  const source = new EventSource("/sandbox/events", { withCredentials: true });
   let dropped = false;
   source.onopen = () => {
     $("live").classList.add("on");
@@ -752,7 +760,7 @@ function init() {
   $("modal-close").addEventListener("click", closeModal);
   $("modal-x").addEventListener("click", closeModal);
   const params = new URLSearchParams(window.location.search);
-  load(params.get("user")).then(connect);
+  load(params.get("user")).then(connect, (error) => console.warn(error.message));
 }
 
 init();

@@ -47,6 +47,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
+from skills.middleware.untrusted import unwrap
 from skills.models._text import (
     ToolSpec,
     TranscriptLine,
@@ -264,13 +265,15 @@ class OfflineChatModel(BaseChatModel):
             elif isinstance(message, AIMessage):
                 names = {tc["id"] or "": tc["name"] for tc in message.tool_calls}
                 break
-        summary = self._summary(messages, [str(r.text) for r in results])
+        # Tool results reach models inside untrusted-data delimiters; this model reads them
+        # as data anyway, so it looks at the content.
+        summary = self._summary(messages, [unwrap(str(r.text)) for r in results])
         if summary is not None:
             return summary
         parts = []
         for result in results:
             name = result.name or names.get(result.tool_call_id) or "the tool"
-            text = truncate(str(result.text), self.result_chars)
+            text = truncate(unwrap(str(result.text)), self.result_chars)
             if _REJECTED.search(text):
                 parts.append(f"{name} was rejected: {text}")
             elif result.status == "error":

@@ -44,7 +44,9 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A sandbox served from its own thread and event loop (Playwright's API is sync)."""
+    """A sandbox served from its own thread and event loop (Playwright's API is sync).
+
+    Yields the URL the sandbox prints, with its per-run ``?token=…``."""
     ready = threading.Event()
     found: dict[str, Any] = {}
     state = tmp_path_factory.mktemp("sandbox") / "state"
@@ -69,7 +71,7 @@ def sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ready.wait(30)
     if "error" in found:
         raise found["error"]
-    yield found["sandbox"].url
+    yield found["sandbox"].page_url
     found["loop"].call_soon_threadsafe(found["sandbox"].stop)
     thread.join(30)
 
@@ -97,7 +99,7 @@ def page(browser: Any, sandbox_url: str, request: pytest.FixtureRequest) -> Iter
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{sandbox_url}/?user=U0SAM")
+    page.goto(f"{sandbox_url}&user=U0SAM")
     page.wait_for_selector("#live.on")  # state loaded and live updates connected
     yield page
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,27 @@ from sandbox.cli import register
 from sandbox.record import iter_lines
 
 SESSION = Path(__file__).parent / "data" / "session.jsonl"
+
+
+NOISY = ("httpx", "httpcore", "aiosqlite", "asyncio", "alembic.runtime.migration")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The command configures logging for a process: a root handler bound to CliRunner's
+    stderr buffer. Put the test process's logging back afterwards, or that handler keeps
+    every later test's log lines in a buffer nobody reads (and inside later tests'
+    memory measurements)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in NOISY}
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, noisy_level in levels.items():
+            logging.getLogger(name).setLevel(noisy_level)
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from sqlalchemy import select
 
+from skills.middleware.untrusted import CLOSE, TRUSTED_TOOLS, opening, unwrap
 from storage.models import AuditEntry, Base
-from tests.bot.conftest import BotEnv, BotFactory, make_bot, slack_api  # noqa: F401
+from tests.bot.conftest import BotEnv, BotFactory, make_bot, slack_api, slack_bot  # noqa: F401
 from tests.fakes.chat import ScriptedChatModel, reply
 from tests.fakes.slack_api import FakeSlackApi
 
@@ -217,11 +218,18 @@ def write_skill(folder: Path, text: str, name: str = "skill.yaml") -> Path:
 
 
 def tool_results(model: ScriptedChatModel) -> list[ToolMessage]:
-    """The tool results the model was shown, over all its calls."""
+    """The tool results the model was shown, over all its calls, with their untrusted-data
+    delimiters taken off (after checking that every untrusted result carried them; the
+    delimiters themselves are tested in test_untrusted_content_and_links.py)."""
     seen: dict[str, ToolMessage] = {}
     for call in model.calls:
         for message in call:
             if isinstance(message, ToolMessage):
+                text = message.content
+                if isinstance(text, str) and (message.name or "") not in TRUSTED_TOOLS:
+                    assert text.startswith(opening(message.name or "tool")), text[:200]
+                    assert text.endswith(CLOSE), text[-200:]
+                    message = message.model_copy(update={"content": unwrap(text)})
                 seen[message.tool_call_id] = message
     return list(seen.values())
 
