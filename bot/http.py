@@ -42,7 +42,7 @@ from bot.listeners.hygiene import request_type
 from bot.metrics import CONTENT_TYPE_LATEST
 from storage.redis import ping
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_CLOCK_SKEW = 5 * 60

@@ -36,6 +36,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
 from skills.access import ConversationReader
+from skills.agents import approval_policy_view, build_agent, pii_middleware
 from skills.context import (
     AuditSink,
     ConversationAccess,
@@ -55,7 +56,7 @@ from skills.router import Route, Router
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 ModelFactory = Callable[[str], BaseChatModel]
 #: Receives the answer's text as the model produces it (for streaming to Slack).
@@ -161,8 +162,6 @@ class Runtime:
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
-        from skills.agents import pii_middleware
-
         self._pii = pii_middleware(self.config.pii_key)
         self.router = Router(
             registry=registry,
@@ -505,8 +504,6 @@ class Runtime:
     def _policy_for(
         self, skill: Skill, tool_name: str
     ) -> tuple[ApprovalPolicyView, dict[str, Any]]:
-        from skills.agents import approval_policy_view
-
         return approval_policy_view(skill, tool_name)
 
     def _graph(self, skill: Skill) -> Any:
@@ -520,8 +517,6 @@ class Runtime:
         model = self.model(model_name)
         if skill.graph_factory is not None:
             return skill.graph_factory(model, self._checkpointer)
-        from skills.agents import build_agent
-
         return build_agent(
             skill,
             model=model,
