@@ -48,6 +48,7 @@ from skills.context import (
 )
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.limits import SkillGate
+from skills.mcp import McpToolbox
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
 from skills.registry import Skill, SkillRegistry
@@ -142,6 +143,7 @@ class Runtime:
         ledger: ExecutionLedger | None = None,
         audit: AuditSink | None = None,
         gate: SkillGate | None = None,
+        mcp: McpToolbox | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -158,6 +160,8 @@ class Runtime:
         self._ledger = ledger
         self._audit = audit
         self.gate = gate  # kill switches and daily budgets, checked before each new run
+        # The skills' MCP tool servers; open_services loads them at start (McpToolbox.load).
+        self.mcp = mcp or McpToolbox(policy=self.config.http_policy)
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
@@ -391,6 +395,8 @@ class Runtime:
         approvals: Mapping[str, str] | None = None,
     ) -> Outcome:
         model_name = skill.model or self.config.default_model
+        if await self.mcp.refresh(skill):  # first load, or a degraded server came back
+            self._graphs = {k: g for k, g in self._graphs.items() if k[0] != skill.name}
         graph = self._graph(skill)
         run = _RunState(
             run_id=uuid.uuid4().hex,
@@ -507,7 +513,7 @@ class Runtime:
     ) -> tuple[ApprovalPolicyView, dict[str, Any]]:
         from skills.agents import approval_policy_view
 
-        return approval_policy_view(skill, tool_name)
+        return self.mcp.policy_view(skill, tool_name) or approval_policy_view(skill, tool_name)
 
     def _graph(self, skill: Skill) -> Any:
         model_name = skill.model or self.config.default_model
@@ -530,6 +536,8 @@ class Runtime:
             config=self.config,
             fallbacks=[self.model(name) for name in self.config.fallback_models],
             extra_middleware=self._extra_middleware(),
+            mcp_tools=self.mcp.tools(skill),
+            mcp_interrupts=self.mcp.interrupts(skill),
         )
 
 
