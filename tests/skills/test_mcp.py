@@ -370,3 +370,40 @@ async def test_a_server_that_comes_back_is_used_again(kit: RuntimeKit, tmp_path:
     assert isinstance(outcome, Reply) and outcome.text == "Order 9 is paid."
     assert not toolbox.health(runtime.registry.get("crm")).degraded
     assert [c["arguments"] for c in server.calls] == [{"order_id": "9"}]
+
+
+def test_skills_list_marks_a_skill_with_an_unreachable_server_degraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    down = McpServerProcess(tmp_path / "calls.jsonl")  # nothing listens on its port
+    crm_skill(tmp_path / "skills", "streamable_http", http_where(down.url))
+    monkeypatch.setenv("SWITCHBOARD_SKILLS_DIR", str(tmp_path / "skills"))
+    monkeypatch.setenv("SWITCHBOARD_HTTP_ALLOWED_HOSTS", f"127.0.0.1:{down.port}")
+    monkeypatch.setenv("CRM_TOKEN", TOKEN)
+    result = CliRunner().invoke(app, ["skills", "list"])
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("crm ")]
+    assert line.endswith("[degraded: mcp crm unreachable (ConnectError)]")
+    refunds = next(line for line in result.output.splitlines() if line.startswith("refunds"))
+    assert "degraded" not in refunds
+
+
+def test_skills_list_healthy_server_is_not_degraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: McpServerProcess
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    crm_skill(tmp_path / "skills", "streamable_http", http_where(server.url))
+    monkeypatch.setenv("SWITCHBOARD_SKILLS_DIR", str(tmp_path / "skills"))
+    monkeypatch.setenv("SWITCHBOARD_HTTP_ALLOWED_HOSTS", f"127.0.0.1:{server.port}")
+    monkeypatch.setenv("CRM_TOKEN", TOKEN)
+    result = CliRunner().invoke(app, ["skills", "list"])
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("crm ")]
+    assert "degraded" not in line and "Orders over MCP." in line
