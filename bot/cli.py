@@ -34,6 +34,11 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Switchboard: AI agent skills in Slack. Configuration comes from the environment."""
+    import os
+
+    from skills.tracing import setup_tracing
+
+    setup_tracing(os.environ)  # OTEL_* (off without an OTLP endpoint)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

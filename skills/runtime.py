@@ -35,6 +35,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
+from skills import tracing
 from skills.access import ConversationReader
 from skills.context import (
     AuditSink,
@@ -192,6 +193,56 @@ class Runtime:
         on_text: TextSink | None = None,
         access: ConversationAccess | None = None,
     ) -> Outcome:
+        """Answer ``message`` (see :meth:`_run`), as one ``invoke_agent`` trace span."""
+        with tracing.agent_span(skill=skill, trigger=trigger, thread_id=thread.thread_id):
+            return await self._run(
+                thread=thread,
+                message=message,
+                actor=actor,
+                skill=skill,
+                slack=slack,
+                trigger=trigger,
+                on_text=on_text,
+                access=access,
+            )
+
+    async def resume(
+        self,
+        *,
+        thread: ThreadRef,
+        decision: Decision,
+        actor: Principal,
+        slack: SlackReader | None = None,
+        on_text: TextSink | None = None,
+        approval_id: str | None = None,
+        access: ConversationAccess | None = None,
+    ) -> Outcome:
+        """Continue a paused run (see :meth:`_resume`), as one trace span."""
+        with tracing.agent_span(
+            skill=None, trigger="approval", thread_id=thread.thread_id, operation="resume"
+        ):
+            return await self._resume(
+                thread=thread,
+                decision=decision,
+                actor=actor,
+                slack=slack,
+                on_text=on_text,
+                approval_id=approval_id,
+                access=access,
+            )
+
+    async def _run(
+        self,
+        *,
+        thread: ThreadRef,
+        message: str,
+        actor: Principal,
+        skill: str | None = None,
+        slack: SlackReader | None = None,
+        trigger: str = "message",
+        on_text: TextSink | None = None,
+        access: ConversationAccess | None = None,
+    ) -> Outcome:
         """Answer ``message`` from ``actor`` on ``thread``; ``skill`` forces a skill.
 
         Tools read Slack through ``slack`` as ``actor``: the thread's own conversation,
@@ -248,7 +299,7 @@ class Runtime:
                 chosen, thread, actor, payload, _Slack(slack, access), trigger, on_text
             )
 
-    async def resume(
+    async def _resume(
         self,
         *,
         thread: ThreadRef,
@@ -274,6 +325,13 @@ class Runtime:
             if pending is None:
                 raise NothingToResume(thread.thread_id)
             answer = decision.to_hitl(pending.value["name"])
+            if tracing.current() is not None:
+                tracing.approval_wait(
+                    tool=str(pending.value["name"]),
+                    since=await self._paused_at(chosen, thread),
+                    decision=decision.type,
+                    approver=decision.actor,
+                )
             command: Command[Any] = Command(resume={pending.id: answer})
             approvals: dict[str, str] = {}
             if approval_id and decision.type != "reject":
@@ -372,6 +430,12 @@ class Runtime:
             config["callbacks"] = callbacks
         return config
 
+    async def _paused_at(self, skill: Skill, thread: ThreadRef) -> datetime | None:
+        """When the thread's run paused (its last checkpoint), for the approval wait span."""
+        state = await self._graph(skill).aget_state(self._config(skill, thread))
+        created = getattr(state, "created_at", None)
+        return datetime.fromisoformat(created) if isinstance(created, str) else None
+
     async def _pending(
         self, skill: Skill, thread: ThreadRef, interrupt_id: str | None = None
     ) -> Interrupt | None:
@@ -404,6 +468,7 @@ class Runtime:
             model=model_name,
             usage=_UsageHandler(),
         )
+        tracing.name_turn(skill=skill.name, run_id=run.run_id, model=model_name, trigger=trigger)
         await self._runs.start(
             run_id=run.run_id,
             skill=skill.name,
