@@ -36,9 +36,10 @@ def _root() -> None:
     """Switchboard: AI agent skills in Slack. Configuration comes from the environment."""
     import os
 
-    from skills.tracing import setup_tracing
+    from skills.tracing import setup_langsmith, setup_tracing
 
     setup_tracing(os.environ)  # OTEL_* (off without an OTLP endpoint)
+    setup_langsmith(os.environ)  # LANGSMITH_* (off unless LANGSMITH_TRACING=true)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -495,6 +495,12 @@ class Runtime:
             ledger=self._ledger,
         )
         config = self._config(skill, thread, callbacks=[run.usage])
+        # Carried by every LangChain run of this turn (LangSmith shows them as metadata).
+        config["metadata"] = {
+            "skill": skill.name,
+            "thread_id": thread.thread_id,
+            "run_id": run.run_id,
+        }
         try:
             async with self._slots:
                 # Python graphs compose their answer in code: only agents stream.

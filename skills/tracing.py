@@ -1,4 +1,4 @@
-"""OpenTelemetry traces: one trace per turn, from the Slack request to the Slack post.
+"""Traces: OpenTelemetry (one trace per turn, Slack request to Slack post) and LangSmith.
 
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is
 set; then :func:`setup_tracing`, called once at process start, exports over OTLP/HTTP
@@ -21,6 +21,13 @@ The agent's work runs in a task started while the receiver span is current, so i
 join the receiver's trace (context propagates with the task). :func:`inject` and
 :func:`extract` carry the same context as a W3C ``traceparent`` through a durable queue.
 
+**LangSmith** is opt-in through its own variables (``LANGSMITH_TRACING=true``, …):
+:func:`setup_langsmith` gives LangChain's tracer a client whose ``hide_inputs`` /
+``hide_outputs`` hooks mask every run before it is sent; each run carries the skill, the
+thread and Switchboard's run id as metadata (``Runtime`` puts them in the run config).
+Run *errors* go through neither hook (the SDK routes them only through its
+``anonymizer``); Switchboard's tool errors are tool results (outputs), so they are masked.
+
 **Content.** Prompts, completions, tool arguments and results are recorded only with
 ``SWITCHBOARD_TRACE_CONTENT=true``, as span events, and then masked with the PII rules
 (``skills.pii.mask_text``): card numbers, IBANs, e-mails and phones never leave. Errors are
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import logging
 import traceback
@@ -59,7 +67,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from skills.pii import mask_text
+from skills.pii import mask_obj, mask_text
 
 __all__ = [
     "Tracing",
@@ -71,6 +79,7 @@ __all__ = [
     "install",
     "name_turn",
     "receive_span",
+    "setup_langsmith",
     "setup_tracing",
     "slack_call_span",
     "uninstall",
@@ -199,6 +208,55 @@ def uninstall() -> None:
     """Turn the helpers off again (tests)."""
     global _current
     _current = None
+
+
+# -- LangSmith -------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able stand-in for what LangChain hands LangSmith (messages, requests…)."""
+    if hasattr(value, "model_dump"):
+        try:
+            return value.model_dump(mode="json")
+        except (TypeError, ValueError):
+            return repr(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return repr(value)
+
+
+def _mask_run_data(data: dict[str, Any]) -> dict[str, Any]:
+    """LangSmith's hide_inputs / hide_outputs hook: the run's data as plain JSON with every
+    string masked (PII rules). Objects are flattened first - a message or a model request
+    would otherwise be serialized after the hook, unmasked."""
+    masked = mask_obj(json.loads(json.dumps(data, default=_plain, ensure_ascii=False)))
+    return masked if isinstance(masked, dict) else {}
+
+
+def setup_langsmith(env: Mapping[str, str]) -> Any | None:
+    """With ``LANGSMITH_TRACING=true``, make LangChain's LangSmith tracer send through a
+    client whose ``hide_inputs`` / ``hide_outputs`` hooks mask every run's inputs and
+    outputs before they leave (LangChain itself turns tracing on from the same variable;
+    ``LANGSMITH_API_KEY``, ``LANGSMITH_ENDPOINT`` and ``LANGSMITH_PROJECT`` as usual).
+    Returns the client, or None when LangSmith is off. Called once at start-up."""
+    switch = env.get("LANGSMITH_TRACING", env.get("LANGCHAIN_TRACING_V2", ""))
+    if switch.strip().lower() not in _TRUE:
+        return None
+    from langsmith import Client, run_trees
+
+    client = Client(
+        api_url=env.get("LANGSMITH_ENDPOINT") or None,
+        api_key=env.get("LANGSMITH_API_KEY") or None,
+        hide_inputs=_mask_run_data,
+        hide_outputs=_mask_run_data,
+    )
+    # The client LangChain's tracer uses when it is not given one (get_cached_client).
+    run_trees.configure(client=client)
+    log.info(
+        "LangSmith tracing on (project %s), inputs and outputs masked",
+        env.get("LANGSMITH_PROJECT", "default"),
+    )
+    return client
 
 
 # -- propagation -------------------------------------------------------------------------
