@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import langsmith.utils
 import pytest
@@ -53,6 +54,13 @@ async def test_runs_reach_langsmith_masked_with_skill_thread_and_run_id(
 
     client = tracing.setup_langsmith(os.environ)
     assert client is not None
+    try:
+        await _check_runs(kit, langsmith_api, client)
+    finally:
+        client.close(timeout=5)  # stop its background thread: later tests measure memory
+
+
+async def _check_runs(kit: RuntimeKit, langsmith_api: FakeLangSmith, client: Any) -> None:
     # A function, so the card is not in the fake model's own repr (its "serialized" form).
     model = ScriptedChatModel([lambda _messages: reply(f"Noted, your card {PAN} is on file.")])
     runtime = kit.runtime({"offline": model})
