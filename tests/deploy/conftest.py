@@ -50,7 +50,10 @@ _EXTRA_SETS: dict[str, dict[str, Any]] = {
         "worker": {
             "autoscaling": {
                 "mode": "keda",
-                "keda": {"serverAddress": "http://prometheus.monitoring:9090", "gcpPodIdentity": False},
+                "keda": {
+                    "serverAddress": "http://prometheus.monitoring:9090",
+                    "gcpPodIdentity": False,
+                },
             }
         },
         "scheduler": {"enabled": False},
@@ -131,7 +134,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 @functools.cache
 def _render_cached(files: tuple[Path, ...], extra: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     out = helm(*template_args(files, *extra)).stdout
-    return tuple(doc for doc in yaml.load_all(out, Loader=_Loader) if doc)  # noqa: S506 - safe loader
+    return tuple(doc for doc in yaml.load_all(out, Loader=_Loader) if doc)
 
 
 def render(files: tuple[Path, ...] = (), *extra: str) -> list[dict[str, Any]]:
@@ -156,7 +159,9 @@ def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
     out = []
     for obj in objects:
         if obj["kind"] in {"Deployment", "Job"}:
-            out.append((f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]))
+            out.append(
+                (f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]["spec"])
+            )
     return out
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import CHART, HELM, ROOT, pod_specs, render, role_of, value_sets
+from tests.deploy.conftest import CHART, HELM, ROOT, need, pod_specs, render, role_of, value_sets
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,13 @@ def app_contract() -> AppContract:
         settings_env=settings_env,
         cli=typer.main.get_command(cli_mod.app),
         metrics={name: frozenset(labels) for name, labels in metrics.items()},
-        provider_packages=("openai", "langchain_openai", "anthropic", "langchain_anthropic", "langsmith"),
+        provider_packages=(
+            "openai",
+            "langchain_openai",
+            "anthropic",
+            "langchain_anthropic",
+            "langsmith",
+        ),
     )
 
 
@@ -111,7 +117,7 @@ NOT_YET_BUILT: dict[str, str] = {
     "metric:switchboard_queue_oldest_age_seconds": "needs issue #14: queue metrics",
     "metric:switchboard_scheduler_leader": "needs issue #14: the scheduler leader gauge",
     "probe:worker": "needs issue #14: the worker serves /healthz and /readyz on PORT",
-    "probe:scheduler": "needs issue #14: `switchboard scheduler` serves /healthz and /readyz on PORT",
+    "probe:scheduler": "needs issue #14: `switchboard scheduler` serves /healthz, /readyz on PORT",
     "logs:json": "needs issue #14: SWITCHBOARD_LOG_FORMAT=json",
 }
 
@@ -171,7 +177,9 @@ def _queries() -> list[str]:
     out = []
     for obj in _OBJECTS:
         if obj["kind"] == "ScaledObject":
-            out += [t["metadata"]["query"] for t in obj["spec"]["triggers"] if t["type"] == "prometheus"]
+            out += [
+                t["metadata"]["query"] for t in obj["spec"]["triggers"] if t["type"] == "prometheus"
+            ]
         if obj["kind"] == "Rules":
             out += [r["expr"] for g in obj["spec"]["groups"] for r in g["rules"]]
     return out
@@ -182,7 +190,11 @@ def _metric_uses() -> dict[str, set[str]]:
     uses: dict[str, set[str]] = {}
     for query in _queries():
         for match in _METRIC.finditer(query):
-            labels = {m.split("=")[0].strip().rstrip("!~") for m in (match.group(3) or "").split(",") if "=" in m}
+            labels = {
+                m.split("=")[0].strip().rstrip("!~")
+                for m in (match.group(3) or "").split(",")
+                if "=" in m
+            }
             uses.setdefault(match.group(1), set()).update(labels)
     return uses
 
@@ -192,7 +204,17 @@ def _base_metric(name: str) -> str:
 
 
 # Labels Managed Prometheus attaches to every scraped series (not the app's own).
-TARGET_LABELS = {"namespace", "pod", "container", "job", "instance", "cluster", "location", "project_id", "role"}
+TARGET_LABELS = {
+    "namespace",
+    "pod",
+    "container",
+    "job",
+    "instance",
+    "cluster",
+    "location",
+    "project_id",
+    "role",
+}
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +224,13 @@ def contract() -> AppContract:
 
 def test_the_contract_reads_the_app(contract: AppContract) -> None:
     """Positive control: the contract is not empty, so the checks below can fail."""
-    assert {"DATABASE_URL", "REDIS_URL", "SLACK_BOT_TOKEN", "PORT", "METRICS_PORT"} <= contract.settings_env
+    assert {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SLACK_BOT_TOKEN",
+        "PORT",
+        "METRICS_PORT",
+    } <= contract.settings_env
     assert "switchboard_slack_requests_total" in contract.metrics
     assert "outcome" in contract.metrics["switchboard_slack_requests_total"]
     assert _parse(contract, ["switchboard", "serve"]) is None
@@ -210,17 +238,19 @@ def test_the_contract_reads_the_app(contract: AppContract) -> None:
     assert _parse(contract, ["switchboard", "no-such-command"]) is not None
 
 
-@pytest.mark.parametrize(
-    "name", [_param(f"env:{n}", n) for n in _env_names()] or _NO_HELM
-)
-def test_every_env_var_the_chart_sets_is_read_by_the_app(contract: AppContract, name: str | None) -> None:
+@pytest.mark.parametrize("name", [_param(f"env:{n}", n) for n in _env_names()] or _NO_HELM)
+def test_every_env_var_the_chart_sets_is_read_by_the_app(
+    contract: AppContract, name: str | None
+) -> None:
     if name is None:
-        pytest.skip("helm not fetched: run `make chart-tools`")
+        need(HELM)
     if name in contract.settings_env:
         return
     # design.md: provider variables are read by the provider packages, not by Settings.
     readers = [pkg for pkg in contract.provider_packages if _package_mentions(pkg, name)]
-    assert readers, f"{name}: the chart sets it, but neither Settings nor a provider package reads it"
+    assert readers, (
+        f"{name}: the chart sets it, but neither Settings nor a provider package reads it"
+    )
 
 
 def _package_mentions(package: str, text: str) -> bool:
@@ -262,9 +292,11 @@ def _parse(contract: AppContract, argv: list[str]) -> str | None:
 @pytest.mark.parametrize(
     "argv", [_param(f"cmd:{_command_key(list(c))}", list(c)) for c in _commands()] or _NO_HELM
 )
-def test_every_command_the_chart_runs_exists_in_the_cli(contract: AppContract, argv: list[str] | None) -> None:
+def test_every_command_the_chart_runs_exists_in_the_cli(
+    contract: AppContract, argv: list[str] | None
+) -> None:
     if argv is None:
-        pytest.skip("helm not fetched: run `make chart-tools`")
+        need(HELM)
     error = _parse(contract, argv)
     assert error is None, f"{' '.join(argv)}: {error}"
 
@@ -272,19 +304,23 @@ def test_every_command_the_chart_runs_exists_in_the_cli(contract: AppContract, a
 @pytest.mark.parametrize(
     "metric", [_param(f"metric:{_base_metric(m)}", m) for m in sorted(_metric_uses())] or _NO_HELM
 )
-def test_every_metric_a_trigger_or_alert_queries_is_exported(contract: AppContract, metric: str | None) -> None:
+def test_every_metric_a_trigger_or_alert_queries_is_exported(
+    contract: AppContract, metric: str | None
+) -> None:
     if metric is None:
-        pytest.skip("helm not fetched: run `make chart-tools`")
+        need(HELM)
     assert metric in contract.metrics, f"{metric}: queried by the chart, not exported by the app"
     unknown = _metric_uses()[metric] - contract.metrics[metric] - TARGET_LABELS
-    assert not unknown, f"{metric}: the chart selects on labels the app does not set: {sorted(unknown)}"
+    assert not unknown, (
+        f"{metric}: the chart selects on labels the app does not set: {sorted(unknown)}"
+    )
 
 
 def test_queries_are_found(contract: AppContract) -> None:
     """Positive control for the metric check: the production values render KEDA triggers and
     alerts whose queries name metrics."""
     if not _OBJECTS:
-        pytest.skip("helm not fetched: run `make chart-tools`")
+        need(HELM)
     assert {"switchboard_queue_depth", "switchboard_slack_requests_total"} <= set(_metric_uses())
 
 
@@ -314,7 +350,9 @@ class Started:
 
     def get(self, port: str, path: str) -> int:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[port]}{path}", timeout=3) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.ports[port]}{path}", timeout=3
+            ) as r:
                 return int(r.status)
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -323,7 +361,11 @@ class Started:
 def _role_container(role: str) -> dict[str, Any]:
     for obj in render():
         if obj["kind"] == "Deployment" and role_of(obj) == role:
-            return next(c for c in obj["spec"]["template"]["spec"]["containers"] if c["name"] == "switchboard")
+            return next(
+                c
+                for c in obj["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "switchboard"
+            )
     raise AssertionError(f"the default values render no {role} Deployment")
 
 
@@ -349,7 +391,9 @@ def _start(role: str, tmp: Path, *, within: float) -> Started:
     env.pop("REDIS_URL", None)
     log = tmp / f"{role}.log"
     argv = [str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:]]
-    process = subprocess.Popen(argv, env=env, cwd=tmp, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        argv, env=env, cwd=tmp, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True
+    )
     started = Started(process, ports, container, log)
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and process.poll() is None:
@@ -359,7 +403,10 @@ def _start(role: str, tmp: Path, *, within: float) -> Started:
         except OSError:
             time.sleep(0.2)
     _stop(started)
-    raise AssertionError(f"`{' '.join(container['command'])}` did not serve /healthz within {within:.0f} s:\n{log.read_text()[-2000:]}")
+    raise AssertionError(
+        f"`{' '.join(container['command'])}` did not serve /healthz within {within:.0f} s:\n"
+        + log.read_text()[-2000:]
+    )
 
 
 def _stop(started: Started) -> None:
@@ -374,8 +421,7 @@ def _stop(started: Started) -> None:
 
 @pytest.fixture(scope="module")
 def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
-    if not HELM.is_file():
-        pytest.skip("helm not fetched: run `make chart-tools`")
+    need(HELM)
     started = _start("ingress", tmp_path_factory.mktemp("ingress"), within=30)
     yield started
     _stop(started)
@@ -397,15 +443,16 @@ def test_ingress_probes_answer_on_a_real_serve(ingress: Started) -> None:
 
 
 def test_metrics_are_on_the_metrics_port_only(ingress: Started) -> None:
-    """PodMonitoring scrapes `metrics`; the Service exposes only `http`, which must not serve them."""
+    """PodMonitoring scrapes `metrics`; the Service exposes only `http`, which must not."""
     assert ingress.get("metrics", "/metrics") == 200
     assert ingress.get("http", "/metrics") == 404
 
 
-@pytest.mark.parametrize("role", [_param("probe:worker", "worker"), _param("probe:scheduler", "scheduler")])
+@pytest.mark.parametrize(
+    "role", [_param("probe:worker", "worker"), _param("probe:scheduler", "scheduler")]
+)
 def test_worker_and_scheduler_probes_answer(role: str, tmp_path: Path) -> None:
-    if not HELM.is_file():
-        pytest.skip("helm not fetched: run `make chart-tools`")
+    need(HELM)
     # serve is up in ~5 s here; twice that is ample for any role that serves at all.
     started = _start(role, tmp_path, within=10)
     try:
@@ -448,14 +495,16 @@ def test_cloud_sql_iam_url_is_accepted_and_names_the_iam_user(contract: AppContr
 
     settings_mod = _first_module("switchboard.settings", "bot.settings")
     url = "postgresql+asyncpg://sb%40acme.iam@127.0.0.1:5432/switchboard"
-    settings = settings_mod.Settings.from_env({"DATABASE_URL": url, "SWITCHBOARD_AUDIT_KEY": "0" * 64})
+    settings = settings_mod.Settings.from_env(
+        {"DATABASE_URL": url, "SWITCHBOARD_AUDIT_KEY": "0" * 64}
+    )
     parsed = make_url(settings.database_url)
     assert (parsed.username, parsed.password, parsed.host) == ("sb@acme.iam", None, "127.0.0.1")
 
 
 def test_container_ports_match_the_env_the_app_reads() -> None:
     if not _OBJECTS:
-        pytest.skip("helm not fetched: run `make chart-tools`")
+        need(HELM)
     for obj in _OBJECTS:
         if obj["kind"] != "Deployment" or role_of(obj) == "sqlproxy":
             continue

@@ -79,7 +79,9 @@ def validation_errors(obj: dict[str, Any]) -> list[str]:
     try:
         kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
-        return [f"{where}: no Kubernetes {KUBE_VERSION} schema and no CRD kept in tests/deploy/crds"]
+        return [
+            f"{where}: no Kubernetes {KUBE_VERSION} schema and no CRD kept in tests/deploy/crds"
+        ]
     except kubernetes_validate.ValidationError as exc:
         # It stops at the first error (a jsonschema.ValidationError underneath).
         return [f"{where}: {'.'.join(map(str, exc.absolute_path))}: {exc.message}"]
@@ -108,10 +110,23 @@ def test_every_object_is_valid(rendered: dict[str, list[dict[str, Any]]], name: 
     assert not errors, "\n".join(errors)
 
 
-def test_custom_resources_are_validated_not_skipped(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_custom_resources_are_validated_not_skipped(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     kinds = {obj["kind"] for objects in rendered.values() for obj in objects}
-    assert {"ScaledObject", "TriggerAuthentication", "PodMonitoring", "Rules", "ExternalSecret"} <= kinds
-    assert {kind for _, kind in crd_schemas()} >= {"ScaledObject", "PodMonitoring", "Rules", "ExternalSecret"}
+    assert {
+        "ScaledObject",
+        "TriggerAuthentication",
+        "PodMonitoring",
+        "Rules",
+        "ExternalSecret",
+    } <= kinds
+    assert {kind for _, kind in crd_schemas()} >= {
+        "ScaledObject",
+        "PodMonitoring",
+        "Rules",
+        "ExternalSecret",
+    }
 
 
 def _first(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -136,7 +151,9 @@ def test_the_validators_can_fail(rendered: dict[str, list[dict[str, Any]]]) -> N
     scaled = _first(production, "ScaledObject")
     for trigger in scaled["spec"]["triggers"]:
         trigger["metricType"] = "Value"
-    assert validation_errors(scaled) == [f"ScaledObject/{scaled['metadata']['name']}: fallback needs an AverageValue trigger"]
+    assert validation_errors(scaled) == [
+        f"ScaledObject/{scaled['metadata']['name']}: fallback needs an AverageValue trigger"
+    ]
     monitoring = _first(production, "PodMonitoring")
     monitoring["spec"]["endpoints"][0]["intervall"] = "30s"
     assert validation_errors(monitoring)
@@ -169,7 +186,9 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("setting", "named"), BAD_VALUES, ids=[b[0].split("=")[0] for b in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("setting", "named"), BAD_VALUES, ids=[b[0].split("=")[0] for b in BAD_VALUES]
+)
 def test_schema_refuses_a_bad_value(setting: str, named: str) -> None:
     result = helm(*template_args((), "--set", setting), check=False)
     assert result.returncode != 0, f"--set {setting} was accepted"

@@ -46,11 +46,16 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 @pytest.mark.parametrize("name", VALUE_SET_NAMES)
-def test_containers_are_hardened_with_limits_and_probes(rendered: dict[str, Any], name: str) -> None:
+def test_containers_are_hardened_with_limits_and_probes(
+    rendered: dict[str, Any], name: str
+) -> None:
     problems = []
     for where, spec in pod_specs(rendered[name]):
         pod = spec.get("securityContext", {})
-        if not (pod.get("runAsNonRoot") and pod.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
+        if not (
+            pod.get("runAsNonRoot")
+            and pod.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+        ):
             problems.append(f"{where}: pod not non-root with seccomp RuntimeDefault")
         if spec.get("automountServiceAccountToken") is not False:
             problems.append(f"{where}: mounts a service-account token")
@@ -59,7 +64,10 @@ def test_containers_are_hardened_with_limits_and_probes(rendered: dict[str, Any]
             label = f"{where}/{c['name']}"
             if not (sc.get("runAsNonRoot") and sc.get("runAsUser", 0) > 0):
                 problems.append(f"{label}: may run as root")
-            if sc.get("readOnlyRootFilesystem") is not True or sc.get("allowPrivilegeEscalation") is not False:
+            if (
+                sc.get("readOnlyRootFilesystem") is not True
+                or sc.get("allowPrivilegeEscalation") is not False
+            ):
                 problems.append(f"{label}: writable root or privilege escalation")
             if "ALL" not in sc.get("capabilities", {}).get("drop", []):
                 problems.append(f"{label}: capabilities not dropped")
@@ -67,11 +75,15 @@ def test_containers_are_hardened_with_limits_and_probes(rendered: dict[str, Any]
             if not {"cpu", "memory"} <= set(limits) or not c.get("resources", {}).get("requests"):
                 problems.append(f"{label}: no cpu/memory limits and requests")
             image = c["image"]
-            if image.endswith(":latest") or ("@" not in image and ":" not in image.rsplit("/", 1)[-1]):
+            if image.endswith(":latest") or (
+                "@" not in image and ":" not in image.rsplit("/", 1)[-1]
+            ):
                 problems.append(f"{label}: image {image} is latest or untagged")
             long_running = c in spec["containers"] and spec.get("restartPolicy") != "Never"
             long_running |= c.get("restartPolicy") == "Always"  # a native sidecar
-            if long_running and not all(c.get(p) for p in ("startupProbe", "readinessProbe", "livenessProbe")):
+            if long_running and not all(
+                c.get(p) for p in ("startupProbe", "readinessProbe", "livenessProbe")
+            ):
                 problems.append(f"{label}: missing a startup, readiness or liveness probe")
         if any(c["name"] == "switchboard" for c in spec["containers"]):
             mounts = {m["mountPath"] for c in spec["containers"] for m in c.get("volumeMounts", [])}
@@ -81,7 +93,9 @@ def test_containers_are_hardened_with_limits_and_probes(rendered: dict[str, Any]
 
 
 @pytest.mark.parametrize("name", VALUE_SET_NAMES)
-def test_every_multi_replica_role_has_a_pdb_and_spreads(rendered: dict[str, Any], name: str) -> None:
+def test_every_multi_replica_role_has_a_pdb_and_spreads(
+    rendered: dict[str, Any], name: str
+) -> None:
     objects = rendered[name]
     pdbs = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     problems = []
@@ -97,18 +111,26 @@ def test_every_multi_replica_role_has_a_pdb_and_spreads(rendered: dict[str, Any]
         pdb = covering[0]["spec"]
         if replicas > 1:
             if not 1 <= pdb.get("minAvailable", 0) < replicas:
-                problems.append(f"{obj['metadata']['name']}: PDB minAvailable must be in [1, {replicas})")
+                problems.append(
+                    f"{obj['metadata']['name']}: PDB minAvailable must be in [1, {replicas})"
+                )
             spread = obj["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
             keys = {c["topologyKey"] for c in spread if _selects(c["labelSelector"], labels)}
             if not {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys:
                 problems.append(f"{obj['metadata']['name']}: not spread over zones and nodes")
         elif pdb.get("maxUnavailable") != 1:
-            problems.append(f"{obj['metadata']['name']}: one replica; its PDB must not block drains")
+            problems.append(
+                f"{obj['metadata']['name']}: one replica; its PDB must not block drains"
+            )
     assert not problems, "\n".join(problems)
 
 
 def _policies_for(labels: dict[str, str], objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == "NetworkPolicy" and _selects(o["spec"]["podSelector"], labels)]
+    return [
+        o
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and _selects(o["spec"]["podSelector"], labels)
+    ]
 
 
 def _egress_reaches(policies: list[dict[str, Any]], ip: ipaddress.IPv4Address) -> list[str]:
@@ -122,8 +144,10 @@ def _egress_reaches(policies: list[dict[str, Any]], ip: ipaddress.IPv4Address) -
                 continue
             for peer in peers:
                 block = peer.get("ipBlock")
-                if block and ip in ipaddress.ip_network(block["cidr"]) and not any(
-                    ip in ipaddress.ip_network(e) for e in block.get("except", [])
+                if (
+                    block
+                    and ip in ipaddress.ip_network(block["cidr"])
+                    and not any(ip in ipaddress.ip_network(e) for e in block.get("except", []))
                 ):
                     found.append(f"{policy['metadata']['name']}: {block}")
     return found
@@ -149,7 +173,12 @@ def test_every_role_has_a_network_policy_and_workers_cannot_reach_the_metadata_s
         if role == "worker" and (reach := _egress_reaches(policies, METADATA_SERVER)):
             problems.append(f"worker reaches the metadata server: {reach}")
         if role == "ingress":
-            ports = {p["port"] for p in policies for r in p["spec"]["ingress"] for p in r.get("ports", [])}
+            ports = {
+                p["port"]
+                for p in policies
+                for r in p["spec"]["ingress"]
+                for p in r.get("ports", [])
+            }
             if not ports <= {"http", "metrics"}:
                 problems.append(f"ingress accepts traffic on {ports}")
     assert not problems, "\n".join(problems)
@@ -158,8 +187,10 @@ def test_every_role_has_a_network_policy_and_workers_cannot_reach_the_metadata_s
 
 
 def test_the_metadata_check_can_fail(rendered: dict[str, Any]) -> None:
-    """Negative control: an allow-all egress rule, or a /0 without the link-local cut-out, is caught."""
-    policy = next(o for o in rendered["production"] if o["kind"] == "NetworkPolicy" and role_of(o) == "worker")
+    """Negative control: an allow-all rule, or a /0 without the link-local cut-out, is caught."""
+    policy = next(
+        o for o in rendered["production"] if o["kind"] == "NetworkPolicy" and role_of(o) == "worker"
+    )
     assert not _egress_reaches([policy], METADATA_SERVER)
     opened = json.loads(json.dumps(policy))
     opened["spec"]["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]})
@@ -170,9 +201,9 @@ def test_the_metadata_check_can_fail(rendered: dict[str, Any]) -> None:
 
 # checkov checks that do not fit this chart, each with the reason. Everything else must pass.
 CHECKOV_SKIPS = {
-    "CKV_K8S_43": "images are pinned by digest in production (examples/production.yaml); a tag is allowed elsewhere",
-    "CKV_K8S_15": "pullPolicy IfNotPresent: tags are immutable in Artifact Registry, digests in production",
-    "CKV_K8S_35": "secrets as environment variables: the app reads its configuration from the environment only",
+    "CKV_K8S_43": "production pins a digest (examples/production.yaml); a tag is allowed elsewhere",
+    "CKV_K8S_15": "pullPolicy IfNotPresent: Artifact Registry tags are immutable; digests in prod",
+    "CKV_K8S_35": "secrets as env vars: the app reads its configuration from the environment only",
 }
 
 
@@ -181,9 +212,24 @@ def test_checkov_kubernetes_checks_pass(rendered: dict[str, Any], tmp_path: Any)
     for name, objects in rendered.items():
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(objects))
     result = subprocess.run(
-        [str(checkov), "--directory", str(tmp_path), "--framework", "kubernetes", "--skip-download",
-         "--quiet", "--compact", "--output", "json", "--skip-check", ",".join(CHECKOV_SKIPS)],
-        capture_output=True, text=True, timeout=180, check=False,
+        [
+            str(checkov),
+            "--directory",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+            "--output",
+            "json",
+            "--skip-check",
+            ",".join(CHECKOV_SKIPS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
