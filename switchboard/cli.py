@@ -29,12 +29,14 @@ from scheduler import cli as scheduler_cli
 from scheduler.manage import ScheduleManager
 from scheduler.service import SchedulerService
 from skills.catalog import load_registry
-from skills.context import Actor
+from skills.context import Actor, HttpPolicy
 from skills.errors import UnknownSkill
+from skills.mcp import probe as mcp_probe
 from skills.models import ModelConfigError
 from skills.registry import Skill
 from skills.sample import StaticSlackReader
 from skills.spec import builtin_dir, validate_paths
+from skills.tracing import setup_langsmith, setup_tracing
 from storage.audit import AuditLog, Broken
 from storage.limits import SkillLimitsStore
 from storage.sql import create_engine, current_revision, session_factory, upgrade
@@ -59,6 +61,8 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Switchboard: AI agent skills in Slack. Configuration comes from the environment."""
+    setup_tracing(os.environ)  # OTEL_* (off without an OTLP endpoint)
+    setup_langsmith(os.environ)  # LANGSMITH_* (off unless LANGSMITH_TRACING=true)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -160,10 +164,15 @@ def skills_list() -> None:
     """List the skills this deployment offers."""
     settings = load_settings()
     loaded = load_registry(settings.skills_dirs, env=os.environ)
+    health = mcp_probe(loaded.registry, policy=HttpPolicy(tuple(settings.http_allowed_hosts)))
     for skill in loaded.registry:
         access = "everyone" if skill.access.is_open else "restricted"
-        typer.echo(f"{skill.name:<14} {access:<10} {skill.description}")
-    for issue in loaded.issues:
+        state = health[skill.name].summary() if skill.name in health else ""
+        typer.echo(
+            f"{skill.name:<14} {access:<10} {skill.description}"
+            + (state and f"  [degraded: {state}]")
+        )
+    for issue in [*loaded.issues, *(i for h in health.values() for i in h.issues)]:
         typer.echo(f"error: {issue}", err=True)
 
 

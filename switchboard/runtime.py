@@ -27,6 +27,7 @@ from evals.runner import EvalStores, RuntimeBuilder
 from skills.approvals import ApprovalService
 from skills.context import HttpPolicy
 from skills.limits import LimitObserver, SkillGate
+from skills.mcp import McpToolbox
 from skills.models import load_chat_model
 from skills.registry import SkillRegistry
 from skills.runtime import ModelFactory, RunObserver, Runtime, RuntimeConfig
@@ -116,6 +117,7 @@ def build_runtime(
     clock: Callable[[], datetime] | None = None,
     observers: Iterable[RunObserver] = (),
     limit_observers: Iterable[LimitObserver] = (),
+    mcp: McpToolbox | None = None,
 ) -> RuntimeParts:
     """The runtime over ``sessions`` (SQL) and ``redis``, with its approval ledger, audit
     log, skill gate and approval service. ``clock`` fixes the time (evaluations)."""
@@ -144,6 +146,7 @@ def build_runtime(
         ledger=ledger,
         audit=audit,  # refused reads
         gate=gate,
+        mcp=mcp,
         **timed,
     )
     approvals = ApprovalService(store=ledger, audit=audit, runtime=runtime, locks=locks, **timed)

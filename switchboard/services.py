@@ -102,6 +102,7 @@ async def open_services(
             observers=[metrics.observe_run],
             limit_observers=[metrics.observe_refusal],
         )
+        await parts.runtime.mcp.load(loaded.registry)  # MCP tool lists; failures degrade skills
         yield Services(
             settings=settings,
             engine=engine,

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from skills.catalog import load_registry
+from skills.mcp import McpToolbox
 from skills.models.offline import OfflineChatModel
 from skills.registry import SkillRegistry
 from skills.runtime import Runtime, RuntimeConfig
@@ -47,6 +48,7 @@ class RuntimeKit:
         *,
         registry: SkillRegistry | None = None,
         config: RuntimeConfig | None = None,
+        mcp: McpToolbox | None = None,
         **overrides: Any,
     ) -> Runtime:
         if models is None:
@@ -75,6 +77,7 @@ class RuntimeKit:
             model_factory=factory,
             config=base,
             http=self.http,
+            mcp=mcp,
         ).runtime
 
     def runs(self) -> RunStore:
