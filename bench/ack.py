@@ -256,6 +256,10 @@ async def _switchboard(slack_url: str, workdir: Path) -> None:
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,
             "SWITCHBOARD_PII_KEY": "bench-pii-key",
+            # One load-generating "person" sends every mention: per-person and per-channel
+            # rate limits (on by default since #18) would refuse most of them.
+            "SWITCHBOARD_USER_RATE": "off",
+            "SWITCHBOARD_CHANNEL_RATE": "off",
         }
     )
     configure_logging(settings.log_level)  # as `switchboard serve` does (INFO by default)

@@ -284,11 +284,13 @@ class Runtime:
                     skill=holder.name,
                 )
             # The thread stays with its skill; naming another skill hands the thread over,
-            # so follow-ups and approval decisions reach the skill that last ran.
-            if route.reason == "explicit":
-                await self._threads.assign(thread.thread_id, chosen.name)
-            else:
+            # so follow-ups and approval decisions reach the skill that last ran. ``owner``
+            # was read under the lease, so the store is written only when it changes (no
+            # claim that fails on the existing row and reads it a third time).
+            if owner is None:
                 await self._threads.claim(thread.thread_id, chosen.name)
+            elif route.reason == "explicit" and owner != chosen.name:
+                await self._threads.assign(thread.thread_id, chosen.name)
             payload: Any = (
                 {"messages": [HumanMessage(mask_text(route.text))]}
                 if chosen.graph_factory is not None
