@@ -90,6 +90,7 @@ def create_bot(
             channel=config.channel_rate,
         ),
         links=config.links,
+        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms),
     )
     context = BotContext(
         conversations=conversations,
@@ -110,7 +111,7 @@ def create_bot(
     )
     register(app, context)
     register_admin(context, gate, admin_usergroup=config.admin_usergroup)
-    bot_approvals = install_approvals(app, context, approvals, dm_approvers=config.approval_dms)
+    bot_approvals = install_approvals(app, context)
     return Bot(
         app=app,
         context=context,
