@@ -9,13 +9,16 @@ that was decided minutes ago.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.listeners._context import BotContext
 from bot.views import blocks as views
+
+if TYPE_CHECKING:  # bot.listeners imports this module
+    from bot.listeners._context import BotContext
 
 log = logging.getLogger(__name__)
 

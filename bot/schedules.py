@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import SlackConversationAccess
 from bot.app import Bot
 from bot.directory import Directory
+from bot.home import publish_home
 from bot.services import Services
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
@@ -361,21 +362,6 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
 
     context.home_sections.append(home)
 
-    async def refresh_home(client: AsyncWebClient, user: str) -> None:
-        actor = await directory.actor(user)
-        sections: list[Block] = []
-        for section in context.home_sections:
-            try:
-                sections.extend(await section(actor))
-            except Exception:
-                log.exception("App Home section failed")
-        await client.views_publish(
-            user_id=user,
-            view=views.home_view(
-                runtime.available_skills(actor, None), user=user, sections=sections
-            ),
-        )
-
     async def on_button(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
@@ -405,18 +391,20 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
             await refuse(user, f"{exc.action} schedule {schedule_id[:32]}: not the owner")
         except Exception as exc:
             row = None
-            note = _user_error(exc)
+            note = escape_mrkdwn(_user_error(exc))
         view = body.get("view") or {}
         try:
             if view.get("type") == "home":
-                await refresh_home(client, user)
+                await publish_home(context, client, user)
                 return
             channel = (
                 row.channel_id
                 if row is not None
                 else str((body.get("channel") or {}).get("id", ""))
             )
-            text, blocks = await list_blocks(channel, note=escape_mrkdwn(note))
+            # The note is ours (channel mentions and ids we built); error texts in it were
+            # escaped where they were made, so it is not escaped again here.
+            text, blocks = await list_blocks(channel, note=note)
             await respond(
                 replace_original=True, response_type="ephemeral", text=text, blocks=blocks
             )

@@ -163,7 +163,10 @@ def build_agent(
     gated = interrupt_config(skill)
     middleware: list[AgentMiddleware[Any, Any, Any]] = []
     if gated:
-        middleware.append(ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call"))
+        schemas = {t.name: t.json_schema() for t in _http_tools(skill) if t.name in gated}
+        middleware.append(
+            ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call", schemas=schemas)
+        )
     middleware += [
         ToolResultTrimMiddleware(config.tool_result_max_chars),
         pii,

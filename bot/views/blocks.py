@@ -4,7 +4,6 @@ are checked when the blocks are built)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -78,14 +77,17 @@ def answer_blocks(chunk: str, *, run_id: str | None, skill: str, last: bool) -> 
     return blocks
 
 
-def feedback_recorded_blocks(
-    existing: Sequence[dict[str, Any]], *, value: str, user: str
-) -> list[dict[str, Any]]:
-    """The message's blocks with the feedback buttons replaced by a thank-you note."""
+def asked_by(user: str, skill: str | None, text: str) -> ContextBlock:
+    """The line above a ``/switchboard <skill> …`` answer in the channel: who asked what."""
+    shown = escape_mrkdwn(text if text and text != skill else "")[:200]
+    command = f"{COMMAND} {skill or ''} {shown}".strip()
+    return ContextBlock(elements=[_mrkdwn(f"<@{user}> asked `{command}`")])
+
+
+def feedback_thanks(value: str) -> str:
+    """What the person who clicked 👍/👎 sees (only they see it; the buttons stay)."""
     emoji = "👍" if value == "up" else "👎"
-    kept = [b for b in existing if b.get("block_id") != "feedback" and b.get("type") != "context"]
-    note = ContextBlock(elements=[_mrkdwn(f"{emoji} Feedback recorded from <@{user}> — thank you")])
-    return [*kept, note.to_dict()]
+    return f"{emoji} Thanks, your feedback is recorded. Click again to change it."
 
 
 def feedback_modal(*, run_id: str, skill: str, channel: str, message_ts: str) -> View:
@@ -101,7 +103,8 @@ def feedback_modal(*, run_id: str, skill: str, channel: str, message_ts: str) ->
         blocks=[
             InputBlock(
                 block_id="comment",
-                label=PlainTextObject(text="Tell the skill's owners (optional)"),
+                # Slack adds "(optional)" to an optional input's label itself.
+                label=PlainTextObject(text="Tell the skill's owners"),
                 optional=True,
                 element=PlainTextInputElement(action_id="text", multiline=True, max_length=2000),
             )

@@ -476,7 +476,7 @@ def test_secrets_from_env_never_show() -> None:
     assert redacted["headers"] == {"Authorization": "Bearer ${CRM_TOKEN}", "X-Team": "payments"}
     assert refund.display_url() == "${CRM_URL}/refunds"
     assert spec.describe_tools()[2] == (
-        "issue_refund  POST ${CRM_URL}/refunds  approval: 1 of U0CAROL, S0LEADS, expires in 4h"
+        "issue_refund  POST ${CRM_URL}/refunds  approval: 1 of U0CAROL, S0LEADS, expires in 4 hours"
     )
     assert spec.redacted_dict()["tools"][2]["approval"]["expires_in"] == "4h"
 
