@@ -20,6 +20,7 @@ refusals are audited. The scheduler checks the owner again whenever a schedule f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,17 @@ _CREATE_REFUSALS = {
     "unknown": "I couldn't find {0}, or it isn't a conversation you can use.",
     "unverified": "I can't check who is in {0} right now; try again.",
 }
+
+
+def _plain(text: str) -> str:
+    """A message for a modal's error line (plain text: Slack shows markup there raw)."""
+    text = re.sub(
+        r"<#[CGD][A-Z0-9]+(?:\|([^>]*))?>",
+        lambda m: f"#{m.group(1)}" if m.group(1) else "that channel",
+        text,
+    )
+    text = re.sub(r"<@[UW][A-Z0-9]+(?:\|([^>]*))?>", lambda m: m.group(1) or "that person", text)
+    return text.replace("`", "")[:2000]
 
 
 def _user_error(exc: Exception) -> str:
@@ -430,10 +442,24 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
         skill = value(sviews.SKILL, "selected_option")
         channel = value(sviews.CHANNEL, "selected_conversation")
         actor = await directory.actor(user)
+        # Each problem under the field it is about; modal errors are plain text.
+        missing = {
+            block: text
+            for block, text in (
+                (sviews.SKILL, "Choose a skill."),
+                (sviews.CHANNEL, "Choose where the results go."),
+            )
+            if not (skill if block == sviews.SKILL else channel)
+        }
+        if not value(sviews.WHEN).strip():
+            missing[sviews.WHEN] = "Say when, e.g. every weekday at 9:00."
+        if missing:
+            await ack(response_action="errors", errors=missing)
+            return
         if skill not in skill_names(actor, channel):
             await ack(
                 response_action="errors",
-                errors={sviews.SKILL: f"You can't use {skill or 'that skill'} there."},
+                errors={sviews.SKILL: f"You can't use {skill} in that channel."},
             )
             return
         try:
@@ -442,7 +468,7 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
             )
         except InvalidSchedule as exc:
             block = sviews.CHANNEL if f"<#{channel}>" in str(exc) else sviews.INPUT
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            await ack(response_action="errors", errors={block: _plain(str(exc))})
             return
         try:
             created = await manager.create(
@@ -455,8 +481,15 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
                 text=value(sviews.INPUT),
             )
         except SchedulerError as exc:
-            block = sviews.TZ if "time zone" in str(exc) else sviews.WHEN
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            problem = str(exc).lower()
+            block = (
+                sviews.TZ
+                if "time zone" in problem or "timezone" in problem
+                else sviews.CHANNEL
+                if "channel" in problem
+                else sviews.WHEN
+            )
+            await ack(response_action="errors", errors={block: _plain(str(exc))})
             return
         await ack()
         text = sviews.created_text(skill, channel, created.echo, created.schedule.id)

@@ -15,7 +15,8 @@ It lets a fresh install, the sandbox and the test-suite run whole skills end to 
 - a request for a summary/digest over conversation lines found in the prompt or a tool
   result gets an extractive summary: message count and the first sentences of the
   longest messages. The request must say so: a skill's instructions asking for
-  summaries never turn an unrelated message into one;
+  summaries never turn an unrelated message into one. When the prompt gives exact
+  figures and says not to recompute them (the digest), the summary does not count;
 - anything else gets a plain reply that is clearly labelled as offline, suggests a
   command that works right there and says in one line how to switch to a real model.
 
@@ -102,6 +103,9 @@ _EDIT_NOTE = re.compile(
     r"\A\s*Note: a human reviewer replaced this tool call.*?(?:Tool response:\s*|\Z)",
     re.DOTALL,
 )
+
+# A prompt that hands over exact figures and asks not to recompute them (the digest's).
+_FIGURES_GIVEN = re.compile(r"do\s+not\s+(?:repeat\s+or\s+)?recompute", re.IGNORECASE)
 
 SWITCH_HINT = (
     "For real answers, start Switchboard with `SWITCHBOARD_MODEL=openai:gpt-4.1-mini` and "
@@ -421,7 +425,8 @@ class OfflineChatModel(BaseChatModel):
         if any(_ASKS_FOR_SUMMARY.search(text) for text in asks):
             lines = extract_transcript(sources)
             if lines:
-                return _extractive_summary(lines, self.summary_lines)
+                counted = not any(_FIGURES_GIVEN.search(text) for text in sources)
+                return _extractive_summary(lines, self.summary_lines, counted=counted)
         person_asks = _ASKS_FOR_SUMMARY.search(request) or _THIS_THREAD.search(request)
         if person_asks and len(fallback) >= 2:
             return _extractive_summary(list(fallback), self.summary_lines)
@@ -438,13 +443,19 @@ def _tool_call(name: str, args: dict[str, Any], messages: Sequence[BaseMessage])
     return ToolCall(name=name, args=args, id=call_id, type="tool_call")
 
 
-def _extractive_summary(lines: Sequence[TranscriptLine], limit: int) -> str:
+def _extractive_summary(
+    lines: Sequence[TranscriptLine], limit: int, *, counted: bool = True
+) -> str:
+    """The longest messages' first sentences; ``counted`` adds how many messages and
+    participants (left out where exact figures are shown next to the summary)."""
     speakers = sorted({line.speaker for line in lines})
     ranked = sorted(range(len(lines)), key=lambda i: (-len(lines[i].text), i))[:limit]
     picked = [lines[i] for i in sorted(ranked)]
     header = (
         f"{LABEL} Summary of {_plural(len(lines), 'message')} from "
         f"{_plural(len(speakers), 'participant')}; the longest points, in order:"
+        if counted
+        else f"{LABEL} Summary: the longest points, in order:"
     )
     bullets = [f"• {line.speaker}: {first_sentence(line.text)}" for line in picked]
     return "\n".join([header, *bullets])
