@@ -599,10 +599,14 @@ function renderSidebar() {
   person.replaceChildren();
   for (const id of S.data.people) {
     const user = userById(id);
-    const option = new Option(`${user.real_name} (${user.profile.title || user.name})`, id);
+    // The name alone fits the sidebar; the role is shown under the picker (and as a tooltip).
+    const option = new Option(user.real_name || user.name, id);
+    option.title = user.profile.title || user.name;
     person.append(option);
   }
   person.value = S.me;
+  const me = userById(S.me);
+  $("person-role").textContent = me ? [me.profile.title, me.tz].filter(Boolean).join(" · ") : "";
   const list = $("channel-list");
   list.replaceChildren();
   for (const channel of S.data.channels.filter((c) => !c.is_im)) {

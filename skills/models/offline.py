@@ -397,6 +397,10 @@ class OfflineChatModel(BaseChatModel):
         for result, content in zip(results, contents, strict=True):
             name = result.name or names.get(result.tool_call_id) or "the tool"
             edited = " (as edited by the reviewer)" if content != unwrap(str(result.text)) else ""
+            fields = _fields(content, self.result_chars)
+            if fields is not None and result.status != "error":
+                parts.append(f"{name}{edited} returned:\n{fields}")
+                continue
             text = truncate(content, self.result_chars)
             if _REJECTED.search(text) and not edited:
                 parts.append(f"{name} was rejected: {text}")
@@ -431,6 +435,24 @@ class OfflineChatModel(BaseChatModel):
         if person_asks and len(fallback) >= 2:
             return _extractive_summary(list(fallback), self.summary_lines)
         return None
+
+
+def _fields(content: str, budget: int) -> str | None:
+    """A JSON object result as ``• key: value`` lines (what a person reads), None for
+    anything else. Values are cut to share ``budget`` characters."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not value:
+        return None
+    items = list(value.items())[:12]
+    each = max(40, budget // len(items))
+    lines = []
+    for key, item in items:
+        shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+        lines.append(f"• {key}: {truncate(shown, each) if shown != '' else '—'}")
+    return "\n".join(lines)
 
 
 def _tool_call(name: str, args: dict[str, Any], messages: Sequence[BaseMessage]) -> ToolCall:

@@ -229,5 +229,5 @@ async def test_after_an_edit_the_reply_shows_the_edited_result_not_the_note(
     assert [p.json()["amount"] for p in posts(crm, "/payouts")] == [450]
     answer = env.replies("C0PAYMENTS", ts)[-1]["text"]
     assert "reviewer replaced" not in answer and "re-issue" not in answer
-    assert answer.startswith("(offline model) release_payout (as edited by the reviewer) returned")
+    assert answer.startswith("(offline model) release_payout (as edited by the reviewer) returned:")
     assert "released" in answer

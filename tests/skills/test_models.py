@@ -141,7 +141,9 @@ def test_reply_after_tool_result_quotes_the_result_truncated() -> None:
 
     answer = OfflineChatModel().invoke(messages)
 
-    assert answer.text.startswith('(offline model) lookup_order returned {"order_id": "42"')
+    # a JSON object reads as fields, each value cut to fit
+    assert answer.text.startswith("(offline model) lookup_order returned:\n• order_id: 42\n")
+    assert "• status: paid" in answer.text
     assert len(answer.text) < 400
     assert answer.text.endswith("…")
 
@@ -699,8 +701,8 @@ def test_the_edit_note_for_the_model_never_reaches_the_reply() -> None:
 
     assert "reviewer replaced" not in answer.text and "re-issue" not in answer.text
     assert answer.text == (
-        "(offline model) issue_refund (as edited by the reviewer) returned "
-        '{"refund_id": "RF-0001", "amount": 20}'
+        "(offline model) issue_refund (as edited by the reviewer) returned:\n"
+        "• refund_id: RF-0001\n• amount: 20"
     )
 
 
