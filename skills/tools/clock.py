@@ -21,11 +21,11 @@ def format_now(context: RunContext, tz: str | None = None) -> str:
     (an IANA name such as ``Asia/Dubai``), else in the asker's zone.
     """
     name = (tz or "").strip() or context.actor.tz or "UTC"
-    tz = zone(name)
-    local = context.now().astimezone(tz)
+    where = zone(name)
+    local = context.now().astimezone(where)
     offset = local.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
-    shown_zone = name if str(tz) == name else f"UTC; {name!r} is not a known time zone"
+    shown_zone = name if str(where) == name else f"UTC; {name!r} is not a known time zone"
     return (
         f"{local:%A %Y-%m-%d %H:%M} ({shown_zone}, UTC{offset}); "
         f"ISO {local.isoformat(timespec='seconds')}"

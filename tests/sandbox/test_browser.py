@@ -329,3 +329,40 @@ def test_person_picker_shows_whole_names(page: Any) -> None:
     )
     assert clipped == []
     assert page.locator("#person-role").inner_text().startswith("Support Engineer")
+
+
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "sandbox.png"
+
+
+@pytest.mark.skipif(
+    os.environ.get("SWITCHBOARD_SCREENSHOT") != "1",
+    reason="set SWITCHBOARD_SCREENSHOT=1 to retake docs/img/sandbox.png",
+)
+def test_retake_readme_screenshot(browser: Any, sandbox_url: str) -> None:
+    """The README's picture: a refund asked for by Sam and approved by Carol."""
+    context = browser.new_context(viewport={"width": 1360, "height": 820})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{sandbox_url}&user=U0SAM")
+    page.wait_for_selector("#live.on")
+    open_channel(page, "C0PAYMENTS")
+    send(
+        page,
+        "#composer-input",
+        '@switchboard refunds issue_refund order_id=1003 amount=25 reason="late delivery"',
+    )
+    request = page.locator("#messages .msg", has_text="order_id=1003 amount=25").last
+    request.locator("button.replies").click()
+    page.locator("#thread button.bk-button", has_text="Approve").wait_for()
+    page.select_option("#person", "U0CAROL")
+    page.wait_for_selector('body[data-me="U0CAROL"]')
+    page.locator("#thread button.bk-button", has_text="Approve").click()
+    page.locator("#thread .bk-header", has_text="Approved · 1 of 1").wait_for()
+    page.locator("#thread .msg", has_text="issue_refund returned").wait_for()
+    # the card's header (its decided state) at the top of the pane
+    page.locator("#thread .msg", has_text="Approved by").evaluate(
+        "node => node.scrollIntoView({block: 'start'})"
+    )
+    README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(README_SCREENSHOT))
+    context.close()
