@@ -209,7 +209,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             await client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
-                text="Hi! Ask me anything, or pick one of the suggestions below.",
+                text=views.assistant_greeting(offline=conversations.runtime.offline_note()),
             )
             await client.assistant_threads_setSuggestedPrompts(
                 channel_id=channel,

@@ -231,6 +231,15 @@ def home_view(
     return View(type="home", blocks=blocks[:100])
 
 
+def assistant_greeting(*, offline: str | None = None) -> str:
+    """The Assistant panel's first message; offline it promises no free answers."""
+    if offline is None:
+        return "Hi! Ask me anything, or pick one of the suggestions below."
+    return (
+        "Hi! Pick one of the suggestions below, or say `help` to see what works here.\n" + offline
+    )
+
+
 def suggested_prompts(
     skills: Sequence[Skill], limit: int = 4, *, examples: Examples | None = None
 ) -> list[dict[str, str]]:

@@ -386,7 +386,7 @@ class OfflineChatModel(BaseChatModel):
         # A conversation a tool read is summarised: that is what it was read for.
         lines = extract_transcript(contents, minimum=1)
         if len(lines) >= 2:
-            return _extractive_summary(lines, self.summary_lines)
+            return _extractive_summary(lines, self.summary_lines, source=_source(contents))
         if len(lines) == 1 and len(results) == 1 and results[0].status != "error":
             only = lines[0]
             return (
@@ -465,17 +465,34 @@ def _tool_call(name: str, args: dict[str, Any], messages: Sequence[BaseMessage])
     return ToolCall(name=name, args=args, id=call_id, type="tool_call")
 
 
+def _source(contents: Sequence[str]) -> str | None:
+    """What one tool read, from its result's heading line (``#payments (C0PAYMENTS), last
+    24 h: 12 messages…`` → ``#payments (C0PAYMENTS), last 24 h``)."""
+    if len(contents) != 1:
+        return None
+    first = contents[0].strip().split("\n", 1)[0]
+    if extract_transcript([first], minimum=1) or ":" not in first:
+        return None
+    return truncate(first.split(":", 1)[0], 80) or None
+
+
 def _extractive_summary(
-    lines: Sequence[TranscriptLine], limit: int, *, counted: bool = True
+    lines: Sequence[TranscriptLine],
+    limit: int,
+    *,
+    counted: bool = True,
+    source: str | None = None,
 ) -> str:
     """The longest messages' first sentences; ``counted`` adds how many messages and
-    participants (left out where exact figures are shown next to the summary)."""
+    participants (left out where exact figures are shown next to the summary), ``source``
+    what was read."""
     speakers = sorted({line.speaker for line in lines})
     ranked = sorted(range(len(lines)), key=lambda i: (-len(lines[i].text), i))[:limit]
     picked = [lines[i] for i in sorted(ranked)]
+    where = f" ({source})" if source else ""
     header = (
         f"{LABEL} Summary of {_plural(len(lines), 'message')} from "
-        f"{_plural(len(speakers), 'participant')}; the longest points, in order:"
+        f"{_plural(len(speakers), 'participant')}{where}; the longest points, in order:"
         if counted
         else f"{LABEL} Summary: the longest points, in order:"
     )

@@ -85,6 +85,8 @@ async def test_every_assistant_prompt_works_offline(sandbox: RunningSandbox) -> 
     thread = await actions.start_assistant(user="U0SAM", context_channel="C0PAYALERTS")
     await actions.settle()
     dm = emulator.dm_of("U0SAM")
+    greeting = str(replies(sandbox, dm, thread)[0]["text"])
+    assert "Ask me anything" not in greeting and "say `help`" in greeting  # offline
     prompts = emulator.assistant_threads[(dm, thread)]["prompts"]
     assert [p["title"] for p in prompts][:1] == ["ask: What time is it for Dev in Dubai?"]
     for prompt in prompts:
