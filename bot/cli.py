@@ -34,6 +34,12 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Switchboard: AI agent skills in Slack. Configuration comes from the environment."""
+    import os
+
+    from skills.tracing import setup_langsmith, setup_tracing
+
+    setup_tracing(os.environ)  # OTEL_* (off without an OTLP endpoint)
+    setup_langsmith(os.environ)  # LANGSMITH_* (off unless LANGSMITH_TRACING=true)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -98,14 +104,21 @@ def skills_list() -> None:
     """List the skills this deployment offers."""
     import os
 
+    from skills.context import HttpPolicy
+    from skills.mcp import probe as mcp_probe
     from skills.registry import load_registry
 
     settings = load_settings()
     loaded = load_registry(settings.skills_dirs, env=os.environ)
+    health = mcp_probe(loaded.registry, policy=HttpPolicy(tuple(settings.http_allowed_hosts)))
     for skill in loaded.registry:
         access = "everyone" if skill.access.is_open else "restricted"
-        typer.echo(f"{skill.name:<14} {access:<10} {skill.description}")
-    for issue in loaded.issues:
+        state = health[skill.name].summary() if skill.name in health else ""
+        typer.echo(
+            f"{skill.name:<14} {access:<10} {skill.description}"
+            + (state and f"  [degraded: {state}]")
+        )
+    for issue in [*loaded.issues, *(i for h in health.values() for i in h.issues)]:
         typer.echo(f"error: {issue}", err=True)
 
 

@@ -138,6 +138,7 @@ async def open_services(
             audit=audit,  # refused reads
             gate=gate,
         )
+        await runtime.mcp.load(loaded.registry)  # MCP tool lists; failures degrade skills
         approvals = ApprovalService(
             store=approval_store,
             audit=audit,

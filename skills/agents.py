@@ -23,7 +23,7 @@ Middleware order (outermost first), and why:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain.agents import create_agent
@@ -50,7 +50,7 @@ from skills.registry import Skill
 
 if TYPE_CHECKING:
     from skills.runtime import RuntimeConfig
-    from skills.spec import HttpToolSpec
+    from skills.spec import ApprovalPolicy, HttpToolSpec
 
 CONTEXT_PROMPT = (
     "\n\nYou are Switchboard, answering in Slack. Personal data such as card numbers, IBANs,"
@@ -98,6 +98,26 @@ def _gated(tool: HttpToolSpec) -> bool:
     return tool.approval is not None and tool.approval != "none"
 
 
+def policy_view(policy: ApprovalPolicy) -> ApprovalPolicyView:
+    """What an approval card needs to know of a spec's approval policy."""
+    return ApprovalPolicyView(
+        users=tuple(policy.approvers.users),
+        usergroups=tuple(policy.approvers.usergroups),
+        quorum=policy.quorum,
+        four_eyes=policy.four_eyes,
+        expires_in_seconds=int(policy.expires_in.total_seconds()),
+        allow_edit=policy.allow_edit,
+    )
+
+
+def approval_interrupt(policy: ApprovalPolicy, description: str) -> InterruptOnConfig:
+    """The ``interrupt_on`` entry of a tool gated by ``policy``."""
+    decisions: list[DecisionType] = ["approve", "reject"]
+    if policy.allow_edit:
+        decisions.append("edit")
+    return InterruptOnConfig(allowed_decisions=decisions, description=description)
+
+
 def approval_policy_view(skill: Skill, tool_name: str) -> tuple[ApprovalPolicyView, dict[str, Any]]:
     """The approval policy and JSON Schema of ``tool_name`` in ``skill`` (for cards)."""
     for tool in _http_tools(skill):
@@ -105,15 +125,7 @@ def approval_policy_view(skill: Skill, tool_name: str) -> tuple[ApprovalPolicyVi
             continue
         policy = tool.approval
         assert policy is not None and policy != "none"
-        view = ApprovalPolicyView(
-            users=tuple(policy.approvers.users),
-            usergroups=tuple(policy.approvers.usergroups),
-            quorum=policy.quorum,
-            four_eyes=policy.four_eyes,
-            expires_in_seconds=int(policy.expires_in.total_seconds()),
-            allow_edit=policy.allow_edit,
-        )
-        return view, tool.json_schema()
+        return policy_view(policy), tool.json_schema()
     return ApprovalPolicyView(), {}
 
 
@@ -125,12 +137,7 @@ def interrupt_config(skill: Skill) -> dict[str, bool | InterruptOnConfig]:
             continue
         policy = tool.approval
         assert policy is not None and policy != "none"
-        decisions: list[DecisionType] = ["approve", "reject"]
-        if policy.allow_edit:
-            decisions.append("edit")
-        gated[tool.name] = InterruptOnConfig(
-            allowed_decisions=decisions, description=tool.description
-        )
+        gated[tool.name] = approval_interrupt(policy, tool.description)
     return gated
 
 
@@ -157,13 +164,27 @@ def build_agent(
     config: RuntimeConfig,
     fallbacks: Sequence[BaseChatModel] = (),
     extra_middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    mcp_tools: Sequence[BaseTool] = (),
+    mcp_interrupts: Mapping[str, InterruptOnConfig] | None = None,
 ) -> Any:
-    """A compiled agent graph for a YAML skill (context schema: :class:`RunContext`)."""
+    """A compiled agent graph for a YAML skill (context schema: :class:`RunContext`).
+
+    ``mcp_tools`` are the skill's loaded MCP tools and ``mcp_interrupts`` the approval
+    gates of those among them with a policy (``skills.mcp.McpToolbox``): they get the same
+    middleware as every other tool.
+    """
     assert skill.spec is not None, "Python skills build their own graph"
-    gated = interrupt_config(skill)
+    gated = {**interrupt_config(skill), **(mcp_interrupts or {})}
     middleware: list[AgentMiddleware[Any, Any, Any]] = []
     if gated:
-        schemas = {t.name: t.json_schema() for t in _http_tools(skill) if t.name in gated}
+        # Arguments are checked against these before a card is posted (MCP tools bring
+        # their input schema as a dict).
+        schemas: dict[str, Mapping[str, Any]] = {
+            t.name: t.args_schema
+            for t in mcp_tools
+            if t.name in gated and isinstance(t.args_schema, dict)
+        }
+        schemas.update({t.name: t.json_schema() for t in _http_tools(skill) if t.name in gated})
         middleware.append(
             ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call", schemas=schemas)
         )
@@ -193,7 +214,7 @@ def build_agent(
     middleware.extend(extra_middleware)
     return create_agent(
         model,
-        tools=skill_tools(skill),
+        tools=[*skill_tools(skill), *mcp_tools],
         system_prompt=skill.spec.instructions.strip() + CONTEXT_PROMPT,
         middleware=middleware,
         context_schema=RunContext,

@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from skills.mcp import McpToolbox
 from skills.models.offline import OfflineChatModel
 from skills.registry import SkillRegistry, load_registry
 from skills.runtime import Runtime, RuntimeConfig
@@ -43,6 +44,7 @@ class RuntimeKit:
         *,
         registry: SkillRegistry | None = None,
         config: RuntimeConfig | None = None,
+        mcp: McpToolbox | None = None,
         **overrides: Any,
     ) -> Runtime:
         if models is None:
@@ -73,6 +75,7 @@ class RuntimeKit:
             model_factory=factory,
             http=self.http,
             config=base,
+            mcp=mcp,
         )
 
     def runs(self) -> RunStore:
