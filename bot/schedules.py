@@ -20,6 +20,7 @@ refusals are audited. The scheduler checks the owner again whenever a schedule f
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
 from bot.app import Bot
+from bot.home import publish_home
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
 from bot.views import schedules as sviews
@@ -126,6 +128,17 @@ _CREATE_REFUSALS = {
     "unknown": "I couldn't find {0}, or it isn't a conversation you can use.",
     "unverified": "I can't check who is in {0} right now; try again.",
 }
+
+
+def _plain(text: str) -> str:
+    """A message for a modal's error line (plain text: Slack shows markup there raw)."""
+    text = re.sub(
+        r"<#[CGD][A-Z0-9]+(?:\|([^>]*))?>",
+        lambda m: f"#{m.group(1)}" if m.group(1) else "that channel",
+        text,
+    )
+    text = re.sub(r"<@[UW][A-Z0-9]+(?:\|([^>]*))?>", lambda m: m.group(1) or "that person", text)
+    return text.replace("`", "")[:2000]
 
 
 def _user_error(exc: Exception) -> str:
@@ -301,21 +314,6 @@ def install(
 
     context.home_sections.append(home)
 
-    async def refresh_home(client: AsyncWebClient, user: str) -> None:
-        actor = await directory.actor(user)
-        sections: list[Block] = []
-        for section in context.home_sections:
-            try:
-                sections.extend(await section(actor))
-            except Exception:
-                log.exception("App Home section failed")
-        await client.views_publish(
-            user_id=user,
-            view=views.home_view(
-                runtime.available_skills(actor, None), user=user, sections=sections
-            ),
-        )
-
     async def on_button(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
@@ -345,18 +343,20 @@ def install(
             await refuse(user, f"{exc.action} schedule {schedule_id[:32]}: not the owner")
         except Exception as exc:
             row = None
-            note = _user_error(exc)
+            note = escape_mrkdwn(_user_error(exc))
         view = body.get("view") or {}
         try:
             if view.get("type") == "home":
-                await refresh_home(client, user)
+                await publish_home(context, client, user)
                 return
             channel = (
                 row.channel_id
                 if row is not None
                 else str((body.get("channel") or {}).get("id", ""))
             )
-            text, blocks = await list_blocks(channel, note=escape_mrkdwn(note))
+            # The note is ours (channel mentions and ids we built); error texts in it were
+            # escaped where they were made, so it is not escaped again here.
+            text, blocks = await list_blocks(channel, note=note)
             await respond(
                 replace_original=True, response_type="ephemeral", text=text, blocks=blocks
             )
@@ -382,10 +382,24 @@ def install(
         skill = value(sviews.SKILL, "selected_option")
         channel = value(sviews.CHANNEL, "selected_conversation")
         actor = await directory.actor(user)
+        # Each problem under the field it is about; modal errors are plain text.
+        missing = {
+            block: text
+            for block, text in (
+                (sviews.SKILL, "Choose a skill."),
+                (sviews.CHANNEL, "Choose where the results go."),
+            )
+            if not (skill if block == sviews.SKILL else channel)
+        }
+        if not value(sviews.WHEN).strip():
+            missing[sviews.WHEN] = "Say when, e.g. every weekday at 9:00."
+        if missing:
+            await ack(response_action="errors", errors=missing)
+            return
         if skill not in skill_names(actor, channel):
             await ack(
                 response_action="errors",
-                errors={sviews.SKILL: f"You can't use {skill or 'that skill'} there."},
+                errors={sviews.SKILL: f"You can't use {skill} in that channel."},
             )
             return
         try:
@@ -394,7 +408,7 @@ def install(
             )
         except InvalidSchedule as exc:
             block = sviews.CHANNEL if f"<#{channel}>" in str(exc) else sviews.INPUT
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            await ack(response_action="errors", errors={block: _plain(str(exc))})
             return
         try:
             created = await manager.create(
@@ -407,8 +421,15 @@ def install(
                 text=value(sviews.INPUT),
             )
         except SchedulerError as exc:
-            block = sviews.TZ if "time zone" in str(exc) else sviews.WHEN
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            problem = str(exc).lower()
+            block = (
+                sviews.TZ
+                if "time zone" in problem or "timezone" in problem
+                else sviews.CHANNEL
+                if "channel" in problem
+                else sviews.WHEN
+            )
+            await ack(response_action="errors", errors={block: _plain(str(exc))})
             return
         await ack()
         text = sviews.created_text(skill, channel, created.echo, created.schedule.id)

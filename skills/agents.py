@@ -173,7 +173,17 @@ def build_agent(
     gated = {**interrupt_config(skill), **(mcp_interrupts or {})}
     middleware: list[AgentMiddleware[Any, Any, Any]] = []
     if gated:
-        middleware.append(ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call"))
+        # Arguments are checked against these before a card is posted (MCP tools bring
+        # their input schema as a dict).
+        schemas: dict[str, Mapping[str, Any]] = {
+            t.name: t.args_schema
+            for t in mcp_tools
+            if t.name in gated and isinstance(t.args_schema, dict)
+        }
+        schemas.update({t.name: t.json_schema() for t in _http_tools(skill) if t.name in gated})
+        middleware.append(
+            ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call", schemas=schemas)
+        )
     middleware += [
         ToolResultTrimMiddleware(config.tool_result_max_chars),
         pii,

@@ -32,6 +32,7 @@ from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
@@ -51,6 +52,7 @@ from skills.context import (
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.limits import SkillGate
 from skills.mcp import McpToolbox
+from skills.models.offline import SWITCH_HINT, OfflineChatModel, understands
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
 from skills.registry import Skill, SkillRegistry
@@ -179,6 +181,30 @@ class Runtime:
 
     def available_skills(self, actor: Principal, channel: str | None) -> list[Skill]:
         return self.registry.available_to(actor, channel)
+
+    def offline_note(self) -> str | None:
+        """For people talking to the offline model (the default model is ``offline``):
+        one line on what it does and how to switch to a real one; None otherwise."""
+        if not isinstance(self.model(self.config.default_model), OfflineChatModel):
+            return None
+        return (
+            "_I'm running on the built-in offline model: it runs these examples and tool "
+            "commands and summarises conversations, but doesn't answer questions._ " + SWITCH_HINT
+        )
+
+    def examples(self, skill: Skill) -> tuple[str, ...]:
+        """The examples of ``skill`` worth showing: all of them on a real model; on the
+        offline model only those it actually does something with (a YAML agent's example
+        that would get the canned reply is not shown). Python skills compute their answer
+        in code, so their examples work on any model."""
+        if skill.spec is None or not skill.examples:
+            return tuple(skill.examples)
+        from skills.agents import skill_tools
+
+        if not isinstance(self.model(skill.model or self.config.default_model), OfflineChatModel):
+            return tuple(skill.examples)
+        tools = [convert_to_openai_tool(tool) for tool in skill_tools(skill)]
+        return tuple(example for example in skill.examples if understands(example, tools))
 
     async def run(
         self,

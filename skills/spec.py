@@ -165,6 +165,18 @@ def format_duration(duration: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+def describe_duration(duration: timedelta) -> str:
+    """For people: ``timedelta(days=1)`` gives ``1 day``, ``timedelta(hours=28)`` gives
+    ``1 day 4 hours`` (never ``1 day, 0:00:00``)."""
+    total = int(duration.total_seconds())
+    parts = []
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"
+
+
 def _to_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
@@ -677,7 +689,7 @@ class HttpToolSpec(_Model):
             approvers = ", ".join([*policy.approvers.users, *policy.approvers.usergroups])
             line += (
                 f"  approval: {policy.quorum} of {approvers}, expires in "
-                f"{format_duration(policy.expires_in)}"
+                f"{describe_duration(policy.expires_in)}"
                 + ("" if policy.four_eyes else ", requester may approve")
                 + (", editable" if policy.allow_edit else "")
             )

@@ -191,6 +191,8 @@ def skills_show(name: str) -> None:
 def describe_skill(skill: Skill, *, default_model: str) -> str:
     """A readable description of ``skill`` with secrets redacted: every value expanded
     from ``${ENV}`` shows as its ``${VAR}`` text (see ``SkillSpec.shown``)."""
+    from skills.spec import describe_duration
+
     spec = skill.spec
 
     def shown(loc: tuple[str | int, ...], value: str) -> str:
@@ -202,7 +204,7 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
         f"description: {skill.description}",
         f"model:       {model}",
         f"source:      {skill.source}",
-        f"memory:      {skill.memory_ttl}",
+        f"memory:      {describe_duration(skill.memory_ttl)}",
     ]
     access = skill.access
     if access.is_open:

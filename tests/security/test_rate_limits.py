@@ -79,10 +79,10 @@ async def test_rate_limits_a_busy_channel_is_limited_as_a_whole(make_bot: BotFac
 
 async def test_rate_limits_slash_commands_share_the_bucket(make_bot: BotFactory) -> None:
     env, model = await flood_bot(make_bot, SWITCHBOARD_USER_RATE="1/1m")
-    first = (await env.command("ask what is up")).json()["text"]
+    first = await env.command("ask what is up")
     second = (await env.command("ask again")).json()["text"]
     await env.idle()
-    assert first.startswith("Running `ask`")
+    assert first.status_code == 200 and first.text == ""  # admitted: acked silently
     assert second.startswith(SLOW_DOWN)
     assert len(model.calls) == 1
 
