@@ -279,6 +279,7 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
     """Register the approval listeners, /switchboard approvals and App Home for the cards
     the conversations were built with (``Conversations(approvals=ApprovalsBot.cards(…))``)."""
     conversations = bot.conversations
+    client = conversations.client
     approvals = conversations.approvals
     if not isinstance(approvals, ApprovalsBot):
         raise TypeError("the conversations were built without approval cards")
