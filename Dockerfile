@@ -14,6 +14,7 @@ COPY pyproject.toml requirements.lock README.md ./
 # Runtime deps only: drop the dev/test pins from the lock.
 RUN grep -vE '^(pytest|pytest-asyncio|pytest-timeout|freezegun|hypothesis|ruff|mypy|mypy-extensions|librt|types-[a-z-]+|langgraph-checkpoint-conformance|langgraph-checkpoint-sqlite|langgraph-checkpoint-postgres|psycopg|psycopg-binary|psycopg-pool|iniconfig|pluggy|pathspec|playwright|pyee|kubernetes-validate|importlib-resources|sqlite-vec|python-dateutil)==' requirements.lock > runtime.lock \
  && pip install -r runtime.lock
+COPY switchboard ./switchboard
 COPY bot ./bot
 COPY skills ./skills
 COPY scheduler ./scheduler

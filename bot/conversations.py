@@ -40,7 +40,7 @@ from storage.errors import StorageError
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 InboundKind = Literal["mention", "dm", "thread", "assistant", "command"]
 

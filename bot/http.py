@@ -43,7 +43,7 @@ from bot.metrics import CONTENT_TYPE_LATEST
 from skills import tracing
 from storage.redis import ping
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_CLOCK_SKEW = 5 * 60

@@ -1,10 +1,10 @@
 """The Slack side of schedules: posting for the scheduler, ``/switchboard schedule(s)``,
 the buttons, the create modal, the App Home section, and stand-up replies in DMs.
 
-Wiring (done by the process entry points)::
+Wiring (done by the composition root, :mod:`switchboard.scheduling`)::
 
-    scheduler = create_scheduler(services, client=bot.client, weekend=..., holidays=...)
-    feature = install(bot, services, scheduler)
+    scheduler = build_scheduler(services, client=bot.client)
+    feature = install(bot, scheduler, audit=..., admin_usergroup=...)
     async with scheduler: ...
 
 ``install`` only uses the extension points of :class:`~bot.listeners.BotContext`
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,29 +31,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
 from bot.app import Bot
-from bot.directory import Directory
 from bot.home import publish_home
-from bot.services import Services
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
 from bot.views import schedules as sviews
 from bot.views.text import LinkPolicy, escape_mrkdwn
-from scheduler.calendar import BusinessCalendar
 from scheduler.errors import InvalidSchedule, NotAllowed, SchedulerError
-from scheduler.feed import ChangeFeed
 from scheduler.manage import STANDUP, ScheduleManager, StandupOptions, parse_one_line
 from scheduler.ports import Posted, PostFailed
-from scheduler.runner import FiringRunner
-from scheduler.service import SchedulerConfig, SchedulerService
-from scheduler.standup import StandupCollector
+from scheduler.service import SchedulerService
 from skills.access import decide
-from skills.context import ConversationAccess, Principal, SlackReaderError
+from skills.context import Principal, SlackReaderError
 from storage.audit import AuditLog
-from storage.schedules import ScheduleStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
-__all__ = ["SchedulesFeature", "SlackPoster", "create_scheduler", "install"]
+__all__ = ["SchedulesFeature", "SlackPoster", "install"]
 
 
 class SlackPoster:
@@ -108,62 +100,6 @@ class SlackPoster:
         return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
 
 
-def create_scheduler(
-    services: Services,
-    *,
-    client: AsyncWebClient,
-    weekend: str = "sat-sun",
-    holidays: Iterable[str] = (),
-    max_failures: int = 5,
-    config: SchedulerConfig | None = None,
-    directory: Directory | None = None,
-    access: ConversationAccess | None = None,
-) -> SchedulerService:
-    """A scheduler service for this process, posting through ``client``.
-
-    ``weekend`` / ``holidays`` configure ``every business day`` (SWITCHBOARD_WEEKEND,
-    SWITCHBOARD_HOLIDAYS); ``max_failures`` is the auto-pause limit. ``access`` answers
-    who is in which conversation when a schedule fires (default: asked of Slack every
-    time, uncached, since this process may not receive membership events).
-    """
-    config = config or SchedulerConfig()
-    calendar = BusinessCalendar.from_config(weekend=weekend, holidays=holidays)
-    reader = WebApiSlackReader(client=client)
-    directory = directory or Directory(reader=reader, registry=services.registry)
-    store = ScheduleStore(sessions=services.sessions)
-    feed = ChangeFeed(redis=services.redis, keys=services.keys)
-    poster = SlackPoster(
-        client=client, links=LinkPolicy.from_domains(services.settings.link_domains)
-    )
-    manager = ScheduleManager(
-        store=store,
-        feed=feed,
-        skills=lambda: [skill.name for skill in services.registry],
-        calendar=calendar,
-        min_interval=config.min_interval,
-    )
-    runner = FiringRunner(
-        store=store,
-        runtime=services.runtime,
-        poster=poster,
-        slack=reader,
-        actor_for=directory.actor,
-        group_members=reader.usergroup_members,
-        max_failures=max_failures,
-        access=access or SlackConversationAccess(client=client, ttl=0.0),
-    )
-    return SchedulerService(
-        store=store,
-        locks=services.locks,
-        feed=feed,
-        runner=runner,
-        manager=manager,
-        collector=StandupCollector(store=store, poster=poster),
-        calendar=calendar,
-        config=config,
-    )
-
-
 @dataclass(slots=True)
 class SchedulesFeature:
     """What :func:`install` wired; ``capture_standup_reply`` is for the bot's DM path."""
@@ -212,17 +148,21 @@ def _user_error(exc: Exception) -> str:
     return "Sorry, something went wrong on my side saving that schedule."
 
 
-def install(bot: Bot, services: Services, scheduler: SchedulerService) -> SchedulesFeature:
-    """Register ``/switchboard schedule`` and ``schedules``, buttons, modal and App Home."""
+def install(
+    bot: Bot, scheduler: SchedulerService, *, audit: AuditLog, admin_usergroup: str | None
+) -> SchedulesFeature:
+    """Register ``/switchboard schedule`` and ``schedules``, buttons, modal and App Home.
+
+    Refused creations go to ``audit``; ``admin_usergroup`` (SWITCHBOARD_ADMIN_USERGROUP)
+    may change everyone's schedules."""
     context = bot.context
     manager: ScheduleManager = scheduler.manager
-    runtime = services.runtime
+    runtime = context.conversations.runtime
     directory = context.conversations.directory
     reader = WebApiSlackReader(client=bot.client)
     # Creating a schedule is an authorization decision: memberships asked of Slack anew.
     access = SlackConversationAccess(client=bot.client, ttl=0.0)
-    audit = AuditLog(sessions=services.sessions)
-    admin_group = services.settings.admin_usergroup
+    admin_group = admin_usergroup
     feature = SchedulesFeature(scheduler=scheduler)
 
     def skill_names(actor: Principal, channel: str | None) -> list[str]:

@@ -20,7 +20,7 @@ from sandbox.events import Ack, EventSender
 
 __all__ = ["ActionError", "Actions", "encode_text"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 _HANDLE = re.compile(r"(?<![\w@<])@([A-Za-z0-9][A-Za-z0-9._-]*)")
 _CHANNEL = re.compile(r"(?<![\w#<&|])#([a-z0-9][a-z0-9_-]*)")

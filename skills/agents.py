@@ -47,10 +47,12 @@ from skills.middleware.untrusted import ProvenanceHumanInTheLoop, UntrustedConte
 from skills.outcomes import ApprovalPolicyView
 from skills.pii import CipherSealer
 from skills.registry import Skill
+from skills.spec import ApprovalPolicy, BuiltinToolRef, HttpToolSpec
+from skills.tools import builtin_tools
+from skills.tools.http import http_tool
 
 if TYPE_CHECKING:
     from skills.runtime import RuntimeConfig
-    from skills.spec import ApprovalPolicy, HttpToolSpec
 
 CONTEXT_PROMPT = (
     "\n\nYou are Switchboard, answering in Slack. Personal data such as card numbers, IBANs,"
@@ -69,8 +71,6 @@ CONTEXT_PROMPT = (
 
 
 def _http_tools(skill: Skill) -> list[HttpToolSpec]:
-    from skills.spec import HttpToolSpec
-
     if skill.spec is None:
         return []
     return [t for t in skill.spec.tools if isinstance(t, HttpToolSpec)]
@@ -78,10 +78,6 @@ def _http_tools(skill: Skill) -> list[HttpToolSpec]:
 
 def skill_tools(skill: Skill) -> list[BaseTool]:
     """The langchain tools of a YAML skill: built-ins by name and HTTP tools from the spec."""
-    from skills.spec import BuiltinToolRef
-    from skills.tools import builtin_tools
-    from skills.tools.http import http_tool
-
     if skill.spec is None:
         return []
     builtins = builtin_tools()

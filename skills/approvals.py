@@ -48,7 +48,7 @@ from storage.audit import AuditLog
 from storage.locks import RedisLocks
 from storage.models import ApprovalRequestRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DecidedKind = Literal[
     "refused", "recorded", "approved", "rejected", "duplicate", "closed", "expired"

@@ -35,6 +35,7 @@ from langchain.agents.middleware.human_in_the_loop import InterruptOnConfig
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.tools import load_mcp_tools
 
+from skills.agents import approval_interrupt, policy_view
 from skills.context import HttpPolicy
 from skills.outcomes import ApprovalPolicyView
 from skills.registry import Skill
@@ -49,7 +50,7 @@ from skills.tools.mcp import (
 
 __all__ = ["McpToolbox", "ServerHealth", "SkillHealth"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 ServerState = Literal["pending", "ok", "unreachable"]
 
@@ -243,8 +244,6 @@ class McpToolbox:
 
     def interrupts(self, skill: Skill) -> dict[str, InterruptOnConfig]:
         """Approval gates of the skill's loaded MCP tools that have a policy."""
-        from skills.agents import approval_interrupt
-
         gates: dict[str, InterruptOnConfig] = {}
         for entry in self._servers.get(skill.name, []):
             if entry.state != "ok":
@@ -261,8 +260,6 @@ class McpToolbox:
         self, skill: Skill, tool_name: str
     ) -> tuple[ApprovalPolicyView, dict[str, Any]] | None:
         """The approval policy and JSON Schema of MCP tool ``tool_name`` (for cards)."""
-        from skills.agents import policy_view
-
         for entry in self._servers.get(skill.name, []):
             for ref in entry.spec.tools:
                 policy = ref.approval_policy

@@ -38,6 +38,7 @@ from langgraph.types import Command, Interrupt
 
 from skills import tracing
 from skills.access import ConversationReader
+from skills.agents import approval_policy_view, build_agent, pii_middleware
 from skills.context import (
     AuditSink,
     ConversationAccess,
@@ -59,7 +60,7 @@ from skills.router import Route, Router
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 ModelFactory = Callable[[str], BaseChatModel]
 #: Receives the answer's text as the model produces it (for streaming to Slack).
@@ -168,8 +169,6 @@ class Runtime:
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
-        from skills.agents import pii_middleware
-
         self._pii = pii_middleware(self.config.pii_key)
         self.router = Router(
             registry=registry,
@@ -608,8 +607,6 @@ class Runtime:
     def _policy_for(
         self, skill: Skill, tool_name: str
     ) -> tuple[ApprovalPolicyView, dict[str, Any]]:
-        from skills.agents import approval_policy_view
-
         return self.mcp.policy_view(skill, tool_name) or approval_policy_view(skill, tool_name)
 
     def _graph(self, skill: Skill) -> Any:
@@ -623,8 +620,6 @@ class Runtime:
         model = self.model(model_name)
         if skill.graph_factory is not None:
             return skill.graph_factory(model, self._checkpointer)
-        from skills.agents import build_agent
-
         return build_agent(
             skill,
             model=model,

@@ -86,7 +86,7 @@ __all__ = [
     "wrap_receiver",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 SCOPE: Final = "switchboard"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})

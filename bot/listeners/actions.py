@@ -14,7 +14,7 @@ from bot.views import blocks as views
 from skills.context import ThreadRef
 from skills.pii import mask_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 def register(app: AsyncApp, bot: BotContext) -> None:

@@ -22,7 +22,7 @@ from bot.worker import WorkerBusy
 from skills.context import ThreadRef
 from skills.limits import SkillGate
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 def usage(bot: BotContext) -> str:

@@ -17,7 +17,7 @@ from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 # Subtypes that are not someone talking to us (edits, deletions, joins, bots, files shared
 # by integrations…). Plain messages have no subtype; file_share and thread_broadcast are

@@ -37,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from skills import tracing
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
 RETRIED_SERVER_STATUSES = frozenset({500, 502, 503, 504})

@@ -47,4 +47,4 @@ DIGEST_SKILL = Skill(
     graph_factory=_factory,
     reads=_reads,
 )
-"""The registry entry (`skills.registry.python_skills`)."""
+"""The registry entry (`skills.catalog.python_skills`)."""

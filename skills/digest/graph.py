@@ -43,7 +43,7 @@ from skills.tools.slack import resolve_names, zone
 
 __all__ = ["DigestRequest", "build_digest_graph", "parse_request"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DEFAULT_HOURS: Final = 24.0
 MAX_HOURS: Final = 168.0

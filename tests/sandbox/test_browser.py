@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.server import SandboxOptions, open_sandbox
+from sandbox.server import SandboxOptions
+from switchboard.sandbox import open_sandbox
 from tests.sandbox.conftest import ENV
 
 pytestmark = pytest.mark.browser

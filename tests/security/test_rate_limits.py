@@ -131,7 +131,7 @@ def test_rate_limits_setting_forms(text: str, rate: Rate | None) -> None:
 
 @pytest.mark.parametrize("text", ["10", "ten/1m", "0/1m", "5/0s", "10/1y"])
 def test_rate_limits_bad_setting_stops_start_up(text: str) -> None:
-    from bot.settings import ConfigError, Settings
+    from switchboard.settings import ConfigError, Settings
 
     with pytest.raises(ConfigError, match=r"^SWITCHBOARD_USER_RATE: invalid value"):
         Settings.from_env({"SWITCHBOARD_USER_RATE": text})

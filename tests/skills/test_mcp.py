@@ -16,11 +16,12 @@ import pytest
 from langchain_core.messages import ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from skills.catalog import load_registry
 from skills.context import Actor, HttpPolicy, ThreadRef
 from skills.mcp import McpToolbox
 from skills.middleware.untrusted import CLOSE, opening
 from skills.outcomes import ApprovalRequest, Decision, Reply
-from skills.registry import Skill, load_registry
+from skills.registry import Skill
 from skills.spec import SpecValidationError, load_spec_text
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
 from tests.fakes.mcp_server import CARD, McpServerProcess, read_calls, stdio_command
@@ -377,7 +378,7 @@ def test_skills_list_marks_a_skill_with_an_unreachable_server_degraded(
 ) -> None:
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from switchboard.cli import app
 
     down = McpServerProcess(tmp_path / "calls.jsonl")  # nothing listens on its port
     crm_skill(tmp_path / "skills", "streamable_http", http_where(down.url))
@@ -397,7 +398,7 @@ def test_skills_list_healthy_server_is_not_degraded(
 ) -> None:
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from switchboard.cli import app
 
     crm_skill(tmp_path / "skills", "streamable_http", http_where(server.url))
     monkeypatch.setenv("SWITCHBOARD_SKILLS_DIR", str(tmp_path / "skills"))

@@ -611,8 +611,8 @@ def test_durations_read_as_words_in_skills_show(monkeypatch: pytest.MonkeyPatch)
 
     from typer.testing import CliRunner
 
-    from bot.cli import app as cli
     from skills.spec import describe_duration
+    from switchboard.cli import app as cli
 
     assert describe_duration(timedelta(days=1)) == "1 day"
     assert describe_duration(timedelta(hours=28)) == "1 day 4 hours"

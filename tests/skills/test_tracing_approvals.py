@@ -9,9 +9,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from skills import tracing
+from skills.catalog import load_registry
 from skills.context import Actor, HttpPolicy, ThreadRef
 from skills.outcomes import ApprovalRequest, Decision, Reply
-from skills.registry import load_registry
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
 from tests.fakes.http_target import HttpTarget
 from tests.skills.conftest import RuntimeKit

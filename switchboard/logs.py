@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from skills.pii import PiiLogFilter
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
@@ -36,8 +38,6 @@ def _value(value: Any) -> str:
 
 def configure_logging(level: str = "INFO") -> None:
     """Send logs to stderr in logfmt, masking card numbers, IBANs, e-mails and phones."""
-    from skills.pii import PiiLogFilter
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
     handler.addFilter(PiiLogFilter())

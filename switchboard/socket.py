@@ -18,8 +18,8 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.app import Bot
-from bot.settings import ConfigError
 from skills import tracing
+from switchboard.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
