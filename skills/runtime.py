@@ -38,7 +38,7 @@ from langgraph.types import Command, Interrupt
 
 from skills import tracing
 from skills.access import ConversationReader
-from skills.agents import approval_policy_view, build_agent, pii_middleware
+from skills.agents import approval_policy_view, build_agent, pii_middleware, skill_tools
 from skills.context import (
     AuditSink,
     ConversationAccess,
@@ -199,8 +199,6 @@ class Runtime:
         in code, so their examples work on any model."""
         if skill.spec is None or not skill.examples:
             return tuple(skill.examples)
-        from skills.agents import skill_tools
-
         if not isinstance(self.model(skill.model or self.config.default_model), OfflineChatModel):
             return tuple(skill.examples)
         tools = [convert_to_openai_tool(tool) for tool in skill_tools(skill)]

@@ -35,7 +35,7 @@ from skills.mcp import probe as mcp_probe
 from skills.models import ModelConfigError
 from skills.registry import Skill
 from skills.sample import StaticSlackReader
-from skills.spec import builtin_dir, validate_paths
+from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
 from storage.audit import AuditLog, Broken
 from storage.limits import SkillLimitsStore
@@ -191,8 +191,6 @@ def skills_show(name: str) -> None:
 def describe_skill(skill: Skill, *, default_model: str) -> str:
     """A readable description of ``skill`` with secrets redacted: every value expanded
     from ``${ENV}`` shows as its ``${VAR}`` text (see ``SkillSpec.shown``)."""
-    from skills.spec import describe_duration
-
     spec = skill.spec
 
     def shown(loc: tuple[str | int, ...], value: str) -> str:
