@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -13,13 +14,16 @@ from bot.conversations import Conversations, RateLimits
 from bot.directory import Directory
 from bot.listeners import BotContext, register
 from bot.listeners.commands import register_admin
+from bot.listeners.runs import register as register_runs
 from bot.metrics import Metrics
+from bot.queueing import Enqueuer, PayloadSealer
 from bot.slack.reader import WebApiSlackReader
 from bot.views.text import LinkPolicy
 from bot.worker import Worker
 from skills.runtime import RunFinished
 from storage.feedback import FeedbackStore
 from storage.ratelimit import Rate
+from storage.runqueue import InboxStore, RunQueue
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,27 @@ class Bot:
     metrics: Metrics
     worker: Worker
     approvals: ApprovalsBot
+    queue: RunQueue
+    inbox: InboxStore
+    sealer: PayloadSealer
+
+    async def idle(self, timeout: float = 20.0) -> None:
+        """Wait until nothing is left to do: background tasks done, no message waiting in
+        the inbox or being answered (tests and the sandbox use this)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await self.worker.idle(max(0.01, deadline - loop.time()))
+            backlog = await self.inbox.backlog()
+            if not (backlog.pending or backlog.claimed or self.queue.worker_stats().running):
+                if not self.worker.pending:
+                    return
+                continue
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"{backlog.pending} message(s) waiting, {backlog.claimed} being answered"
+                )
+            await asyncio.sleep(0.02)
 
 
 def create_bot(
@@ -56,6 +81,7 @@ def create_bot(
     worker = Worker(max_tasks=settings.max_background_tasks)
     runtime = services.runtime
     reader = WebApiSlackReader(client=client)
+    sealer = PayloadSealer(key=runtime.config.pii_key)
     conversations = Conversations(
         runtime=runtime,
         client=client,
@@ -71,6 +97,7 @@ def create_bot(
             channel=Rate.parse(settings.channel_rate),
         ),
         links=LinkPolicy.from_domains(settings.link_domains),
+        enqueuer=Enqueuer(inbox=services.inbox, queue=services.queue, sealer=sealer),
     )
 
     def observe(event: RunFinished) -> None:
@@ -106,6 +133,7 @@ def create_bot(
     approvals = install_approvals(
         app, context, services.approvals, dm_approvers=services.settings.approval_dms
     )
+    register_runs(app, context, queue=services.queue, inbox=services.inbox)
     return Bot(
         app=app,
         context=context,
@@ -113,4 +141,7 @@ def create_bot(
         metrics=metrics,
         worker=worker,
         approvals=approvals,
+        queue=services.queue,
+        inbox=services.inbox,
+        sealer=sealer,
     )

@@ -10,7 +10,8 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
     from skills.registry import Skill
     from storage.audit import AuditLog
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="switchboard",
@@ -52,25 +55,97 @@ def load_settings(*required: str) -> Settings:
 
 
 @app.command()
-def migrate() -> None:
-    """Upgrade the SQL database (DATABASE_URL) to the latest schema."""
-    from storage.sql import create_engine, current_revision, upgrade
+def migrate(
+    check: bool = typer.Option(
+        False, "--check", help="only check that the schema is at head (exit 1 if not)"
+    ),
+    wait: float = typer.Option(0.0, "--wait", min=0, help="with --check: wait up to SECONDS"),
+) -> None:
+    """Upgrade the SQL database (DATABASE_URL) to the latest schema, queue tables included."""
+    from bot import operate
 
     settings = load_settings()
-
-    async def _migrate() -> str | None:
-        await upgrade(settings.database_url)
-        engine = create_engine(settings.database_url)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
+    if check:
+        ready, message = asyncio.run(operate.wait_for_schema(settings, wait=wait))
+        if not ready:
+            fail(message, 1)
+        typer.echo(message)
+        return
     try:
-        revision = asyncio.run(_migrate())
+        revision = asyncio.run(operate.migrate(settings))
     except OSError as exc:
         fail(f"DATABASE_URL: cannot connect ({type(exc).__name__})", 1)
     typer.echo(f"database is at revision {revision}")
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(
+        None, "--concurrency", min=1, max=1000, help="turns run at once (default 64)"
+    ),
+) -> None:
+    """Run agent turns, approval resumes and scheduled firings from the run queue."""
+    from bot import operate
+    from bot.serve import run_worker
+
+    settings = load_settings("SLACK_BOT_TOKEN")
+    try:
+        operate.require_durable_queue(settings, "worker")
+    except ConfigError as exc:
+        fail(str(exc))
+    run_worker(settings, concurrency=concurrency)
+
+
+runs_app = typer.Typer(help="Inspect and steer queued runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _operate(coro: Coroutine[Any, Any, T]) -> T:
+    from bot.operate import OperateError
+
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OperateError as exc:
+        fail(str(exc), exc.code)
+
+
+@runs_app.command("list")
+def runs_list(
+    status: str = typer.Option(None, "--status", help="todo, doing, succeeded, failed…"),
+    limit: int = typer.Option(50, "--limit", min=1),
+) -> None:
+    """The latest runs, newest first."""
+    from bot import operate
+
+    for line in _operate(operate.runs_list(load_settings(), status=status, limit=limit)):
+        typer.echo(line)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int) -> None:
+    """One run: its job and the messages it answers."""
+    from bot import operate
+
+    for line in _operate(operate.runs_show(load_settings(), run_id)):
+        typer.echo(line)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: int) -> None:
+    """Cancel a waiting run, or stop a running one."""
+    from bot import operate
+
+    typer.echo(_operate(operate.runs_cancel(load_settings(), run_id)))
+
+
+@runs_app.command("retry")
+def runs_retry(run_id: int) -> None:
+    """Queue a failed run again."""
+    from bot import operate
+
+    typer.echo(_operate(operate.runs_retry(load_settings(), run_id)))
 
 
 skills_app = typer.Typer(
@@ -285,6 +360,7 @@ def serve() -> None:
     from bot.serve import run_http
 
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    _check_receive_only(settings)
     run_http(settings)
 
 
@@ -294,7 +370,15 @@ def socket() -> None:
     from bot.serve import run_socket
 
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    _check_receive_only(settings)
     run_socket(settings)
+
+
+def _check_receive_only(settings: Settings) -> None:
+    try:
+        settings.check_receive_only()
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 audit_app = typer.Typer(help="Check and export the approval audit log.", no_args_is_help=True)

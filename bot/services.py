@@ -35,6 +35,13 @@ from storage.limits import SkillLimitsStore
 from storage.locks import RedisLocks
 from storage.ratelimit import RateLimiter
 from storage.redis import create_redis
+from storage.runqueue import (
+    InboxStore,
+    RunQueue,
+    ensure_queue_schema,
+    libpq_dsn,
+    queue_schema_ready,
+)
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills
 from storage.sql import create_engine, session_factory, upgrade
 
@@ -57,6 +64,8 @@ class Services:
     approvals: ApprovalService
     gate: SkillGate
     rate_limiter: RateLimiter
+    inbox: InboxStore
+    queue: RunQueue
 
 
 def pii_key(settings: Settings) -> bytes:
@@ -93,8 +102,15 @@ async def open_services(
     env = os.environ if env is None else env
     if settings.uses_embedded_sql:
         await upgrade(settings.database_url)
-    # Enough connections for every concurrent run plus listeners and the scheduler.
-    engine = create_engine(settings.database_url, pool_size=settings.max_concurrent_runs + 4)
+    elif not await queue_schema_ready(libpq_dsn(settings.database_url)):
+        # Like the embedded database, the queue's tables appear on first use; a migrated
+        # deployment (``switchboard migrate``) never runs DDL here.
+        await ensure_queue_schema(libpq_dsn(settings.database_url))
+    # Each run holds a connection only for short transactions: a bounded pool serves a
+    # worker's 64 concurrent runs plus listeners and the scheduler.
+    engine = create_engine(
+        settings.database_url, pool_size=min(settings.max_concurrent_runs + 4, 24)
+    )
     sessions = session_factory(engine)
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)
@@ -103,7 +119,7 @@ async def open_services(
         "default_model": settings.model,
         "router_model": settings.router_model,
         "fallback_models": tuple(settings.fallback_models),
-        "max_concurrent_runs": settings.max_concurrent_runs,
+        "max_concurrent_runs": settings.runtime_slots,
         "tool_result_max_chars": settings.tool_result_max_chars,
         "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
         "pii_key": pii_key(settings),
@@ -111,6 +127,9 @@ async def open_services(
     config = RuntimeConfig(**{**options, **runtime_overrides})
     # HTTP tools share one client whose connections are egress-checked (skills.egress).
     http = egress_client(config.http_policy.egress)
+    inbox = InboxStore(sessions=sessions)
+    queue = RunQueue(database_url=settings.database_url, inbox=inbox)
+    await queue.open()
     try:
         checkpointer = RedisCheckpointSaver(
             redis=redis_client,
@@ -159,8 +178,11 @@ async def open_services(
             approvals=approvals,
             gate=gate,
             rate_limiter=RateLimiter(redis=redis_client, keys=keys),
+            inbox=inbox,
+            queue=queue,
         )
     finally:
+        await queue.close()
         await http.aclose()
         if own_redis:
             await redis_client.aclose()

@@ -326,7 +326,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                 http=http,
             )
             actions = Actions(
-                emulator=emulator, sender=sender, hooks_url=f"{url}/hooks/", idle=bot.worker.idle
+                emulator=emulator, sender=sender, hooks_url=f"{url}/hooks/", idle=bot.idle
             )
             if options.record is not None:
                 recorder = Recorder(

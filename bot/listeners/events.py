@@ -110,6 +110,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 memory=ThreadRef(team=_team(body, event), channel=channel, thread_ts=root),
                 reply_thread_ts=root,
                 message_ts=ts,
+                source_ts=ts,
             )
         )
 
@@ -136,6 +137,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 memory=memory,
                 reply_thread_ts=thread_ts,
                 message_ts=None if kind == "assistant" else ts,
+                source_ts=ts,
             )
         else:
             # Channel messages: only follow-ups in a thread Switchboard is part of, and not
@@ -154,6 +156,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 memory=memory,
                 reply_thread_ts=str(thread_ts),
                 message_ts=ts,
+                source_ts=ts,
             )
         if not await _first_sight(bot, channel, ts):
             return

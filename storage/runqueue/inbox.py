@@ -32,6 +32,7 @@ from storage._tx import retrying
 from storage.models import InboxMessage, new_id
 
 PENDING = "pending"
+_CLOSED = "{}"  # a closed row keeps no message text
 CLAIMED = "claimed"
 DONE = "done"
 
@@ -90,9 +91,11 @@ class InboxStore:
         thread_key: str,
         user_id: str,
         payload: Mapping[str, Any],
+        placeholder_ts: str | None = None,
         now: datetime | None = None,
     ) -> str | None:
-        """Store a new message; its row id, or None when ``dedupe_key`` was seen before."""
+        """Store a new message; its row id, or None when ``dedupe_key`` was seen before.
+        ``placeholder_ts``: a message already posted that the answer will replace."""
         row_id = new_id()
         row = InboxMessage(
             id=row_id,
@@ -102,6 +105,7 @@ class InboxStore:
             payload=json.dumps(dict(payload), separators=(",", ":")),
             status=PENDING,
             attempts=0,
+            placeholder_ts=placeholder_ts,
             created_at=now or datetime.now(UTC),
         )
         try:
@@ -148,13 +152,21 @@ class InboxStore:
             )
 
     async def finish(self, ids: Sequence[str], outcome: str) -> None:
-        """Close rows: answered (``reply``, ``approval``, ``refusal``), ``failed``, ``stopped``."""
+        """Close rows: answered (``reply``, ``approval``, ``refusal``), ``failed``, ``stopped``.
+
+        What the person typed is dropped from a closed row (the conversation keeps it,
+        masked); the row stays as the dedupe record of the message."""
 
         async def work(session: AsyncSession) -> None:
             await session.execute(
                 update(InboxMessage)
                 .where(InboxMessage.id.in_(ids))
-                .values(status=DONE, outcome=outcome[:32], finished_at=datetime.now(UTC))
+                .values(
+                    status=DONE,
+                    outcome=outcome[:32],
+                    finished_at=datetime.now(UTC),
+                    payload=_CLOSED,
+                )
             )
 
         await retrying(self._sessions, work)
