@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -120,6 +121,10 @@ async def open_services(
         "router_model": settings.router_model,
         "fallback_models": tuple(settings.fallback_models),
         "max_concurrent_runs": settings.runtime_slots,
+        # The queue already runs a thread's turns one at a time; the Redis thread lease
+        # stays as a second guard, short, so a turn re-claimed from a killed worker does
+        # not wait long for the dead holder's lease.
+        "thread_lease_ttl": timedelta(seconds=10),
         "tool_result_max_chars": settings.tool_result_max_chars,
         "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
         "pii_key": pii_key(settings),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,8 +81,19 @@ class FakeOpenAIServer:
     calls the model more often than it planned fails loudly.
     """
 
-    def __init__(self, replies: Iterable[ScriptItem] = (), *, model: str = "gpt-fake") -> None:
+    def __init__(
+        self,
+        replies: Iterable[ScriptItem] = (),
+        *,
+        model: str = "gpt-fake",
+        latency: float = 0.0,
+        default: ScriptItem | None = None,
+    ) -> None:
+        """``latency``: seconds every answer takes (the server answers requests in parallel,
+        like a provider); ``default``: the reply once the script is used up (load tests)."""
         self.model = model
+        self.latency = latency
+        self.default = default
         self._script: list[ScriptItem] = list(replies)
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -141,7 +153,9 @@ class FakeOpenAIServer:
         with self._lock:
             self._requests.append(request)
             number = len(self._requests)
-            item = self._script[number - 1] if number <= len(self._script) else None
+            item = self._script[number - 1] if number <= len(self._script) else self.default
+        if self.latency:
+            time.sleep(self.latency)  # on this request's own server thread
         if item is None:
             return number, Reply.fail(500, f"no scripted reply left for request #{number}")
         return number, item(request) if callable(item) else item
