@@ -340,7 +340,9 @@ class Conversations:
         await self._status(inbound, on=True)
         try:
             actor = await self.directory.actor(inbound.user, strict=True)
-            stream = _Stream(self.client, inbound, links=self.links) if self.streams(inbound) else None
+            stream = (
+                _Stream(self.client, inbound, links=self.links) if self.streams(inbound) else None
+            )
             outcome = await self.runtime.run(
                 thread=inbound.memory,
                 message=inbound.text,

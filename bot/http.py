@@ -20,7 +20,6 @@ served by :func:`create_metrics_app` on its own (internal) port instead.
 from __future__ import annotations
 
 import asyncio
-
 import contextlib
 import hashlib
 import hmac

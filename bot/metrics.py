@@ -115,7 +115,7 @@ class Metrics:
         )
         self.busy_notices = Counter(
             "switchboard_queue_busy_notices",
-            "\"Busy, you're #N\" notices posted for messages waiting past the patience.",
+            '"Busy, you\'re #N" notices posted for messages waiting past the patience.',
             registry=self.registry,
         )
 

@@ -89,7 +89,11 @@ async def schema_at_head(settings: Settings) -> tuple[bool, str]:
 
 
 async def wait_for_schema(
-    settings: Settings, *, wait: float, poll: float = 2.0, clock: Callable[[], float] = time.monotonic
+    settings: Settings,
+    *,
+    wait: float,
+    poll: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[bool, str]:
     """Poll :func:`schema_at_head` for up to ``wait`` seconds (an unreachable database
     counts as not ready), for a pod's init container waiting on the migration Job."""

@@ -22,7 +22,9 @@ def busy_text(position: int) -> str:
 
 def placeholder_blocks(text: str, *, job_id: int | None) -> list[dict[str, Any]]:
     """The status message of a turn; with a Stop button while it can still be stopped."""
-    blocks: list[Any] = [SectionBlock(text=MarkdownTextObject(text=f":hourglass_flowing_sand: {text}"))]
+    blocks: list[Any] = [
+        SectionBlock(text=MarkdownTextObject(text=f":hourglass_flowing_sand: {text}"))
+    ]
     if job_id is not None:
         blocks.append(
             ActionsBlock(

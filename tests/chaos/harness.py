@@ -21,7 +21,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -108,11 +107,19 @@ class Deployment:
         port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "SLACK_"))},
-            **self.env(PORT=str(port), HOST="127.0.0.1", SWITCHBOARD_WORKER_DRAIN_SECONDS=str(drain)),
+            **self.env(
+                PORT=str(port), HOST="127.0.0.1", SWITCHBOARD_WORKER_DRAIN_SECONDS=str(drain)
+            ),
         }
         log = self.tmp / f"{name}.log"
-        command = [sys.executable, "-c", "from bot.cli import main; main()", "worker",
-                   "--concurrency", str(concurrency)]
+        command = [
+            sys.executable,
+            "-c",
+            "from bot.cli import main; main()",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+        ]
         if nice:
             command = ["nice", "-n", str(nice), *command]
         with log.open("wb") as out:
@@ -160,7 +167,8 @@ class Deployment:
         answered = duplicates = unanswered = wrong = 0
         for ts, text in self.sent.items():
             bot = [
-                m for m in self.slack.messages(channel, ts)
+                m
+                for m in self.slack.messages(channel, ts)
                 if m.get("user") == "U0BOT" or m.get("bot_id")
             ]
             finals = [m for m in bot if m.get("text") != WORKING_TEXT]
@@ -214,5 +222,3 @@ async def receiver(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
             finally:
                 deployment.http = None
                 await bot.worker.drain(5.0)
-
-

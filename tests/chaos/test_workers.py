@@ -42,8 +42,10 @@ async def test_sigkill_of_a_worker_mid_model_call_is_answered_once_by_another(
         done = await wait_until(lambda: deployment.count().answered == 12, 90)
         took = time.monotonic() - killed_at
         counts = deployment.count()
-    print(f"\nSIGKILL mid model call: {counts}; all answered {took:.1f} s after the kill; "
-          f"model calls={len(deployment.model.requests)}")
+    print(
+        f"\nSIGKILL mid model call: {counts}; all answered {took:.1f} s after the kill; "
+        f"model calls={len(deployment.model.requests)}"
+    )
     assert done, b.output()[-3000:]
     assert counts.duplicates == 0 and counts.unanswered == 0 and counts.wrong == 0
 
@@ -64,8 +66,10 @@ async def test_sigterm_with_20_turns_in_flight_loses_none(deployment: Deployment
         deployment.start_worker("b", concurrency=32)
         done = await wait_until(lambda: deployment.count().answered == 20, 60)
         counts = deployment.count()
-    print(f"\nSIGTERM with 20 in flight: worker exit code {code}; answered before stop "
-          f"{after_stop.answered}; after the second worker: {counts}")
+    print(
+        f"\nSIGTERM with 20 in flight: worker exit code {code}; answered before stop "
+        f"{after_stop.answered}; after the second worker: {counts}"
+    )
     assert code == 0, a.output()[-3000:]
     assert done
     assert counts.duplicates == 0 and counts.unanswered == 0 and counts.wrong == 0

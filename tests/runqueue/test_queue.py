@@ -4,6 +4,7 @@ per-thread order across workers, folding, dedupe, cancel, retries, hand-back, st
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -73,7 +74,7 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None
 
 def overlaps(spans: list[tuple[float, float, str]]) -> int:
     ordered = sorted(spans)
-    return sum(1 for a, b in zip(ordered, ordered[1:], strict=False) if b[0] < a[1])
+    return sum(1 for a, b in itertools.pairwise(ordered) if b[0] < a[1])
 
 
 async def test_dedupe_key_stores_a_message_once(queue_backend: QueueBackend) -> None:
@@ -171,7 +172,7 @@ async def test_cancel_stops_a_running_turn_quickly(queue_backend: QueueBackend) 
         worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
         await submit(queue, "T1", "long one")
         await asyncio.wait_for(rec.started.wait(), 10)
-        [job] = [j for j in await queue.jobs(status="doing")]
+        [job] = list(await queue.jobs(status="doing"))
         began = time.monotonic()
         assert await queue.cancel(job.id)
         await wait_for(lambda: rec.stopped_jobs == [job.id], timeout=10)
@@ -226,7 +227,7 @@ async def test_shutdown_hands_unfinished_turns_back(queue_backend: QueueBackend)
         if first.durable:
             todo = await first.jobs(status="todo")
             assert len(todo) == 20
-    second = queue_backend.queue() if first.durable else queue_backend.queue()
+    second = queue_backend.queue()
     async with second.opened():
         woken = await second.recover()
         rec2 = Recorder(second, delay=0.01, worker="second")
