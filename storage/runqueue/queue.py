@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryDecision
 from procrastinate import exceptions as pexc
@@ -416,8 +416,8 @@ class RunQueue:
         stop = stop or asyncio.Event()
         worker = asyncio.create_task(
             self.app.run_worker_async(
+                queues=cast(Any, queues),  # None: every queue (the stub says Iterable only)
                 name=name,
-                queues=queues,
                 concurrency=concurrency,
                 install_signal_handlers=False,
                 update_heartbeat_interval=self._heartbeat,
