@@ -142,7 +142,7 @@ async def metrics_listener(bot: Bot, *, host: str, port: int | None) -> AsyncIte
 
 
 def run_http(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     secret = settings.slack_signing_secret
     assert secret is not None
 
@@ -172,7 +172,7 @@ def run_http(settings: Settings) -> None:
 
 
 def run_socket(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     from bot.socket import serve_socket_mode
 
     app_token = settings.slack_app_token
@@ -208,7 +208,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     claiming, let turns in flight finish (``SWITCHBOARD_WORKER_DRAIN_SECONDS``) and hand
     the rest back. ``/healthz``, ``/readyz`` (SQL, Redis, the queue) and ``/metrics`` on PORT.
     """
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
 
     async def _main() -> None:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     schedule_max_failures: int = Field(default=5, ge=1, alias="SWITCHBOARD_SCHEDULE_MAX_FAILURES")
     approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
+    log_format: str = Field(default="text", alias="SWITCHBOARD_LOG_FORMAT")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
     metrics_port: int | None = Field(default=None, ge=1, le=65535, alias="METRICS_PORT")
@@ -231,6 +232,14 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{day!r} is not an ISO date like 2026-12-25") from None
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in {"text", "json"}:
+            raise ValueError("expected text or json")
+        return fmt
 
     @field_validator("log_level")
     @classmethod

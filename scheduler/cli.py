@@ -185,7 +185,7 @@ def scheduler_command() -> None:
     from bot.slack.client import create_web_client
 
     settings = load_settings("SLACK_BOT_TOKEN")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     token = settings.slack_bot_token
 
     async def main() -> None:
