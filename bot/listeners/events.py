@@ -15,6 +15,7 @@ from bot.conversations import Inbound, InboundKind, user_error
 from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,16 @@ def _malformed(event: dict[str, Any], *missing: str) -> bool:
 def register(app: AsyncApp, bot: BotContext) -> None:
     conversations = bot.conversations
 
-    async def start(inbound: Inbound) -> None:
+    async def start(inbound: Inbound, body: dict[str, Any] | None = None) -> None:
+        """Answer ``inbound``; if it cannot even be stored, give back the dedupe claims and
+        raise, so the request gets a non-2xx and Slack's redelivery is handled afresh."""
+        try:
+            await _start(inbound)
+        except Exception:
+            await _forget(bot, inbound, body)
+            raise
+
+    async def _start(inbound: Inbound) -> None:
         if _RESET.match(inbound.text):
             try:
                 refusal = await conversations.reset(inbound.memory, inbound.user)
@@ -111,7 +121,8 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 reply_thread_ts=root,
                 message_ts=ts,
                 source_ts=ts,
-            )
+            ),
+            body,
         )
 
     @app.event("message")
@@ -166,7 +177,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                     return
         if inbound.kind == "assistant":
             await _set_title(context.client, channel, str(thread_ts), inbound.text)
-        await start(inbound)
+        await start(inbound, body)
 
     @app.event("assistant_thread_started")
     async def on_assistant_started(event: dict[str, Any], client: AsyncWebClient) -> None:
@@ -240,6 +251,18 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             )
         except SlackApiError as exc:  # e.g. a user Slack does not know: acked, logged
             log.warning("App Home not published: %s", exc.response.get("error"))
+
+
+async def _forget(bot: BotContext, inbound: Inbound, body: dict[str, Any] | None) -> None:
+    """Undo :func:`_first_sight` and the event-id claim for a message not stored."""
+    try:
+        if inbound.source_ts:
+            await bot.locks.unclaim("message", f"{inbound.channel}-{inbound.source_ts}")
+        event_id = (body or {}).get("event_id")
+        if event_id:
+            await bot.locks.unclaim("event", str(event_id))
+    except StorageError as exc:  # Redis down too: the claims expire on their own
+        log.warning("dedupe claims not released: %s", exc)
 
 
 async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:
