@@ -25,6 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import Bot, create_bot
 from bot.http import create_http_app
 from bot.serve import queue_workers
+from bot.views.runs import WORKING_TEXT
 from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.slack.client import create_web_client
@@ -202,6 +203,10 @@ class BotEnv:
     def answer_texts(self) -> list[str]:
         return [a.text for a in self.answers()]
 
+    def answered_replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The bot's replies in a thread, without a placeholder still saying it works."""
+        return [m for m in self.replies(channel, thread_ts) if m.get("text") != WORKING_TEXT]
+
     def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         return [
             m
@@ -239,6 +244,7 @@ class BotFactory:
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
             "SWITCHBOARD_PII_KEY": "test-pii-key",
+            "SWITCHBOARD_WORKER_DRAIN_SECONDS": "2",  # teardown hands unfinished turns back
             **settings,
         }
         config = Settings.from_env(env)
