@@ -25,10 +25,10 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import Bot, create_bot
 from bot.http import create_http_app
 from bot.serve import queue_workers
-from bot.views.runs import WORKING_TEXT
 from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.slack.client import create_web_client
+from bot.views.runs import WORKING_TEXT
 from skills.models.offline import OfflineChatModel
 from storage.keys import Keys
 from tests.conftest import Backend
