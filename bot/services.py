@@ -107,11 +107,10 @@ async def open_services(
         # Like the embedded database, the queue's tables appear on first use; a migrated
         # deployment (``switchboard migrate``) never runs DDL here.
         await ensure_queue_schema(libpq_dsn(settings.database_url))
-    # Each run holds a connection only for short transactions: a bounded pool serves a
-    # worker's 64 concurrent runs plus listeners and the scheduler.
-    engine = create_engine(
-        settings.database_url, pool_size=min(settings.max_concurrent_runs + 4, 24)
-    )
+    # Each run holds a connection only for short transactions: a small pool (8 kept, up
+    # to 24 in a burst) serves a worker's 64 concurrent runs plus listeners and the
+    # scheduler, and keeps a deployment's processes well under PostgreSQL's 100 clients.
+    engine = create_engine(settings.database_url, pool_size=min(settings.runtime_slots + 4, 8))
     sessions = session_factory(engine)
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)
