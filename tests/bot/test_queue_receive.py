@@ -43,7 +43,7 @@ async def test_a_message_that_cannot_be_stored_is_not_acked_and_its_redelivery_i
 async def test_messages_in_a_busy_thread_wait_and_are_folded_into_one_turn(
     make_bot: BotFactory,
 ) -> None:
-    model = ScriptedChatModel(default="ok", delay=1.0)
+    model = ScriptedChatModel(default="ok", delay=3.0)  # the first turn outlasts the next two posts
     env = await make_bot({"offline": model})
     _, root = await env.mention("ask first question")
     await env.slack.wait_for("chat.postMessage", timeout=5)  # the first turn is running
