@@ -291,7 +291,7 @@ async def run(quick: bool) -> None:
     rates = (50, 100, 200)
     seconds = 2.0 if quick else 4.0
     url = await fresh_database()
-    rows: list[str] = []
+    rows = _Rows()
     try:
         with (
             fake_slack() as slack,
@@ -324,7 +324,6 @@ async def run(quick: bool) -> None:
                             client, receiver.url, rate=rate, count=count, track=True
                         )
                         drained = await load.wait_answered(120)
-                        print(f"rate {rate}/s done", flush=True)
                         rows.append(
                             f"{rate:>7} {pct(base, 50) * 1000:>9.1f} {pct(base, 99) * 1000:>9.1f} "
                             f"{pct(ours, 50) * 1000:>8.1f} {pct(ours, 99) * 1000:>8.1f} "
@@ -381,7 +380,6 @@ async def run(quick: bool) -> None:
             finally:
                 topo.stop()
     finally:
-        print("\n".join(rows), flush=True)  # what was measured, also after a failure
         await drop_database(url)
 
 
@@ -413,6 +411,14 @@ def bare_bolt(port: int, slack_url: str) -> None:
 
     app = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+class _Rows(list[str]):
+    """Table lines, printed as they are measured (a run cut short still reports)."""
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        print(line, flush=True)
 
 
 def main() -> None:

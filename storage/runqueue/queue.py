@@ -183,7 +183,7 @@ class RunQueue:
         max_attempts: int = 6,
         backoff: float = 2.0,
         backoff_cap: float = 30.0,
-        pool_size: int = 4,
+        pool_size: int = 10,
     ) -> None:
         self.inbox = inbox
         self.durable = database_url.startswith(("postgresql", "postgres"))
