@@ -236,13 +236,13 @@ async def _switchboard(slack_url: str, workdir: Path) -> None:
     """The full stack, assembled as tests/bot/conftest.py does, with the scripted model."""
     from langchain_core.language_models import BaseChatModel
 
-    from bot.app import create_bot
     from bot.http import create_http_app
-    from bot.logs import configure_logging
-    from bot.services import open_services
-    from bot.settings import Settings
     from bot.slack.client import create_web_client
     from skills.models.offline import OfflineChatModel
+    from switchboard.logs import configure_logging
+    from switchboard.serve import build_bot
+    from switchboard.services import open_services
+    from switchboard.settings import Settings
     from tests.fakes.chat import ScriptedChatModel
 
     settings = Settings.from_env(
@@ -264,7 +264,7 @@ async def _switchboard(slack_url: str, workdir: Path) -> None:
         settings, model_factory=models, env={}, router_model="router"
     ) as services:
         client = create_web_client(token=TOKEN, base_url=slack_url)
-        bot = create_bot(services, client=client, signing_secret=SECRET)
+        bot = build_bot(services, client=client, signing_secret=SECRET)
         await _serve(create_http_app(bot, signing_secret=SECRET, services=services))
 
 

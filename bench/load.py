@@ -147,7 +147,7 @@ class Topology:
         env = self.env(PORT=str(port), SWITCHBOARD_INPROCESS_WORKERS="0")
         return self._start(
             "receiver",
-            [sys.executable, "-c", "from bot.cli import main; main()", "serve"],
+            [sys.executable, "-c", "from switchboard.cli import main; main()", "serve"],
             env,
             port,
             "/healthz",
@@ -162,7 +162,7 @@ class Topology:
             "10",
             sys.executable,
             "-c",
-            "from bot.cli import main; main()",
+            "from switchboard.cli import main; main()",
             "worker",
             "--concurrency",
             str(concurrency),

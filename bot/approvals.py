@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound, user_error
+from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.views import approvals as cards
 from bot.views.text import escape_mrkdwn
@@ -36,7 +37,7 @@ from skills.context import Principal, ThreadRef
 from skills.outcomes import ApprovalRequest
 from storage.models import ApprovalRequestRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 @dataclass(slots=True)
@@ -71,12 +72,13 @@ class ApprovalsBot:
     async def refresh_card(self, row: ApprovalRequestRow) -> None:
         if not (row.card_channel and row.card_ts):
             return
-        votes = await self.service.store.votes(row.id) if row.status == "pending" else []
+        # Approvals still count once decided: the card says "Approved · 1 of 1".
+        votes = await self.service.store.votes(row.id)
         try:
             await self.client.chat_update(
                 channel=row.card_channel,
                 ts=row.card_ts,
-                text=cards.card_text(row),
+                text=cards.card_text(row, votes),
                 blocks=cards.card_blocks(row, votes=votes, outcome=cards.outcome_text(row)),
             )
         except SlackApiError as exc:
@@ -238,6 +240,11 @@ def _row_blocks(row: ApprovalRequestRow, *, buttons: bool) -> list[Block]:
     return blocks
 
 
+def _from_home(body: dict[str, Any]) -> bool:
+    """Was the click on the App Home tab (which then has to be published again)?"""
+    return (body.get("view") or {}).get("type") == "home"
+
+
 def _modal_errors(view: dict[str, Any], problems: list[str]) -> dict[str, str]:
     """Slack modal validation errors: each problem under its argument's input."""
     blocks = list(((view.get("state") or {}).get("values") or {}).keys()) or ["arg:"]
@@ -289,6 +296,8 @@ def install(
         async def work() -> None:
             actor = await decider(user)
             await approvals.decided(await service.approve(request_id, actor), user, channel)
+            if _from_home(body):  # the list there must not keep live buttons for it
+                await publish_home(bot, client, user)
 
         bot.worker.spawn(work(), name=f"approve:{request_id}")
 
@@ -315,29 +324,43 @@ def install(
             await approvals.tell(user, row, why, channel)
             return
         trigger = body.get("trigger_id")
+        home = _from_home(body)
         if trigger:
-            await client.views_open(trigger_id=str(trigger), view=cards.reject_modal(row.id))
+            await client.views_open(
+                trigger_id=str(trigger), view=cards.reject_modal(row.id, from_home=home)
+            )
         else:  # no modal possible: reject without a reason
-            bot.worker.spawn(_reject(request_id, actor, None, channel), name=f"reject:{request_id}")
+            bot.worker.spawn(
+                _reject(request_id, actor, None, channel, home=home), name=f"reject:{request_id}"
+            )
 
     async def _reject(
-        request_id: str, actor: Principal, reason: str | None, channel: str | None
+        request_id: str,
+        actor: Principal,
+        reason: str | None,
+        channel: str | None,
+        *,
+        home: bool = False,
     ) -> None:
         await approvals.decided(
             await service.reject(request_id, actor, reason), actor.user_id, channel
         )
+        if home:
+            await publish_home(bot, client, actor.user_id)
 
     @app.view(cards.REJECT_MODAL)
     async def on_reject_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
-        request_id = str(view.get("private_metadata", ""))
+        request_id, home = cards.reject_origin(str(view.get("private_metadata", "")))
         values = (view.get("state") or {}).get("values") or {}
         reason = ((values.get("reason") or {}).get("text") or {}).get("value")
         user = str((body.get("user") or {}).get("id", ""))
         if await _row(request_id) is None:
             return
         actor = await decider(user)
-        bot.worker.spawn(_reject(request_id, actor, reason, None), name=f"reject:{request_id}")
+        bot.worker.spawn(
+            _reject(request_id, actor, reason, None, home=home), name=f"reject:{request_id}"
+        )
 
     @app.action(cards.EDIT)
     async def on_edit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:

@@ -45,7 +45,7 @@ from storage.runqueue import Retryable
 if TYPE_CHECKING:
     from bot.queueing import Enqueuer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 InboundKind = Literal["mention", "dm", "thread", "assistant", "command"]
 
@@ -438,6 +438,8 @@ class Conversations:
             last = index == len(chunks) - 1
             blocks = views.answer_blocks(chunk, run_id=reply.run_id, skill=reply.skill, last=last)
             if index == 0 and inbound.placeholder_ts is not None:
+                # the answer replaces the "… asked" post: it still says who asked, and what
+                blocks = [views.asked_by(inbound.user, inbound.skill, inbound.text), *blocks]
                 await self.client.chat_update(
                     channel=inbound.channel,
                     ts=inbound.placeholder_ts,

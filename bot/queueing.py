@@ -43,7 +43,7 @@ from storage.runqueue import (
     WorkHandler,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 class PayloadSealer:

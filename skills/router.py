@@ -23,7 +23,7 @@ from skills.models.offline import OfflineChatModel, keyword_route
 from skills.registry import Skill, SkillRegistry
 from storage.runs import ChannelDefaults, ThreadSkills
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 FALLBACK_SKILL = "ask"
 RouteReason = Literal["explicit", "thread", "channel", "router", "fallback"]

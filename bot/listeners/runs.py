@@ -12,7 +12,7 @@ from bot.listeners._context import BotContext
 from bot.views import runs as run_views
 from storage.runqueue import InboxStore, QueueError, RunQueue
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 NOT_YOURS = "Only the person who asked can stop this answer."
 ALREADY_DONE = "That answer has already finished."

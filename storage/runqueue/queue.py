@@ -49,7 +49,7 @@ from storage.errors import StorageError
 from storage.runqueue.inbox import InboxStore
 from storage.runqueue.schema import libpq_dsn
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 THREAD_TASK = "switchboard.thread"
 WORK_TASK = "switchboard.work"

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from bot.logs import JsonFormatter
-from bot.settings import ConfigError, Settings
+from switchboard.logs import JsonFormatter
+from switchboard.settings import ConfigError, Settings
 
 
 def test_log_format_json_lines_carry_severity_message_logger_time() -> None:

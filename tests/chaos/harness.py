@@ -24,12 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from bot.app import create_bot
 from bot.http import create_http_app
-from bot.services import open_services
-from bot.settings import Settings
 from bot.slack.client import create_web_client
 from bot.views.runs import WORKING_TEXT
+from switchboard.serve import build_bot
+from switchboard.services import open_services
+from switchboard.settings import Settings
 from tests.bot.conftest import SIGNING_SECRET, TEAM, sign
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest, Reply
 from tests.fakes.slack_api import FakeSlackApi
@@ -115,7 +115,7 @@ class Deployment:
         command = [
             sys.executable,
             "-c",
-            "from bot.cli import main; main()",
+            "from switchboard.cli import main; main()",
             "worker",
             "--concurrency",
             str(concurrency),
@@ -211,7 +211,7 @@ async def receiver(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
         client = create_web_client(
             token=deployment.slack.token, base_url=deployment.slack.base_url, backoff=0.05
         )
-        bot = create_bot(services, client=client, signing_secret=SIGNING_SECRET)
+        bot = build_bot(services, client=client, signing_secret=SIGNING_SECRET)
         app = create_http_app(bot, signing_secret=SIGNING_SECRET, services=services)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://receiver"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from switchboard.cli import app
 from tests.conftest import _reset_postgres, run_sync
 
 runner = CliRunner()

@@ -1,38 +1,32 @@
-"""Builds the process's parts from :class:`~bot.settings.Settings`, and closes them.
+"""Opens the process's parts from :class:`~switchboard.settings.Settings`, and closes them.
 
-Every entry point (serve, socket, console, scheduler, sandbox, eval) opens the same
-:class:`Services`; nothing is created at import time.
+Every entry point (serve, socket, console, scheduler, sandbox, eval feedback) opens the
+same :class:`Services`; nothing is created at import time. The runtime inside is built by
+:func:`switchboard.runtime.build_runtime`, like every other runtime.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import httpx
-from langchain_core.language_models import BaseChatModel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.settings import Settings
+from bot.metrics import Metrics
 from skills.approvals import ApprovalService
-from skills.context import HttpPolicy
+from skills.catalog import load_registry
 from skills.egress import egress_client
 from skills.limits import SkillGate
-from skills.registry import SkillRegistry, load_registry
-from skills.runtime import ModelFactory, Runtime, RuntimeConfig
-from storage.approvals import ApprovalStore
+from skills.registry import SkillRegistry
+from skills.runtime import ModelFactory, Runtime
 from storage.audit import AuditLog
 from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
-from storage.limits import SkillLimitsStore
 from storage.locks import RedisLocks
 from storage.ratelimit import RateLimiter
 from storage.redis import create_redis
@@ -43,10 +37,12 @@ from storage.runqueue import (
     libpq_dsn,
     queue_schema_ready,
 )
-from storage.runs import ChannelDefaults, RunStore, ThreadSkills
+from storage.runs import RunStore
 from storage.sql import create_engine, session_factory, upgrade
+from switchboard.runtime import build_runtime, default_model_factory, runtime_config
+from switchboard.settings import Settings
 
-log = logging.getLogger(__name__)
+__all__ = ["Services", "open_services"]
 
 
 @dataclass(slots=True)
@@ -65,29 +61,12 @@ class Services:
     approvals: ApprovalService
     gate: SkillGate
     rate_limiter: RateLimiter
+    audit: AuditLog
+    #: The process's Prometheus metrics; the runtime and the gate report into them.
+    metrics: Metrics
+    #: The durable run queue (docs/adr/0001-run-queue.md) and its inbox of messages.
     inbox: InboxStore
     queue: RunQueue
-
-
-def pii_key(settings: Settings) -> bytes:
-    """The PII key: from ``SWITCHBOARD_PII_KEY``, else random for this process (embedded)."""
-    if settings.pii_key is not None:
-        return hashlib.sha256(settings.pii_key.get_secret_value().encode()).digest()
-    if not settings.uses_embedded_redis:
-        log.warning(
-            "SWITCHBOARD_PII_KEY is not set: masked values typed by users cannot be resolved "
-            "for tools after a restart or on another replica"
-        )
-    return secrets.token_bytes(32)
-
-
-def default_model_factory(settings: Settings, env: Mapping[str, str]) -> ModelFactory:
-    from skills.models import load_chat_model
-
-    def factory(name: str) -> BaseChatModel:
-        return load_chat_model(name, timeout=settings.model_timeout, env=env)
-
-    return factory
 
 
 @contextlib.asynccontextmanager
@@ -97,9 +76,14 @@ async def open_services(
     model_factory: ModelFactory | None = None,
     env: Mapping[str, str] | None = None,
     redis: Redis | None = None,
+    metrics: Metrics | None = None,
     **runtime_overrides: Any,
 ) -> AsyncIterator[Services]:
-    """Open SQL, Redis and the runtime; the embedded SQLite database migrates itself."""
+    """Open SQL, Redis and the runtime; the embedded SQLite database migrates itself.
+
+    ``env`` is what skill specs expand ``${VAR}`` from (default: os.environ);
+    ``runtime_overrides`` replace :class:`~skills.runtime.RuntimeConfig` fields.
+    """
     env = os.environ if env is None else env
     if settings.uses_embedded_sql:
         await upgrade(settings.database_url)
@@ -115,73 +99,46 @@ async def open_services(
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)
     keys = Keys(prefix=settings.redis_prefix)
-    options: dict[str, Any] = {
-        "default_model": settings.model,
-        "router_model": settings.router_model,
-        "fallback_models": tuple(settings.fallback_models),
-        "max_concurrent_runs": settings.runtime_slots,
-        # The queue already runs a thread's turns one at a time; the Redis thread lease
-        # stays as a second guard, short, so a turn re-claimed from a killed worker does
-        # not wait long for the dead holder's lease.
-        "thread_lease_ttl": timedelta(seconds=10),
-        "tool_result_max_chars": settings.tool_result_max_chars,
-        "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
-        "pii_key": pii_key(settings),
-    }
-    config = RuntimeConfig(**{**options, **runtime_overrides})
+    config = runtime_config(settings, **runtime_overrides)
+    metrics = metrics or Metrics()
     # HTTP tools share one client whose connections are egress-checked (skills.egress).
     http = egress_client(config.http_policy.egress)
     inbox = InboxStore(sessions=sessions)
     queue = RunQueue(database_url=settings.database_url, inbox=inbox)
     await queue.open()
     try:
-        checkpointer = RedisCheckpointSaver(
+        loaded = load_registry(settings.skills_dirs, env=env)
+        parts = build_runtime(
+            registry=loaded.registry,
+            sessions=sessions,
             redis=redis_client,
             keys=keys,
-            ttl=settings.memory_ttl,
-            max_checkpoints=settings.max_checkpoints,
-        )
-        loaded = load_registry(settings.skills_dirs, env=env)
-        runs = RunStore(sessions=sessions)
-        locks = RedisLocks(redis=redis_client, keys=keys)
-        approval_store = ApprovalStore(sessions=sessions)
-        audit = AuditLog(sessions=sessions)
-        gate = SkillGate(store=SkillLimitsStore(sessions=sessions))
-        runtime = Runtime(
-            registry=loaded.registry,
-            checkpointer=checkpointer,
-            locks=locks,
-            runs=runs,
-            threads=ThreadSkills(sessions=sessions),
-            channels=ChannelDefaults(sessions=sessions),
             model_factory=model_factory or default_model_factory(settings, env),
-            http=http,
             config=config,
-            ledger=approval_store,
-            audit=audit,  # refused reads
-            gate=gate,
+            http=http,
+            memory_ttl=settings.memory_ttl,
+            max_checkpoints=settings.max_checkpoints,
+            observers=[metrics.observe_run],
+            limit_observers=[metrics.observe_refusal],
         )
-        approvals = ApprovalService(
-            store=approval_store,
-            audit=audit,
-            runtime=runtime,
-            locks=locks,
-        )
+        await parts.runtime.mcp.load(loaded.registry)  # MCP tool lists; failures degrade skills
         yield Services(
             settings=settings,
             engine=engine,
             sessions=sessions,
             redis=redis_client,
             keys=keys,
-            locks=locks,
-            checkpointer=checkpointer,
+            locks=parts.locks,
+            checkpointer=parts.checkpointer,
             registry=loaded.registry,
-            runtime=runtime,
-            runs=runs,
+            runtime=parts.runtime,
+            runs=parts.runs,
             http=http,
-            approvals=approvals,
-            gate=gate,
+            approvals=parts.approvals,
+            gate=parts.gate,
             rate_limiter=RateLimiter(redis=redis_client, keys=keys),
+            audit=parts.audit,
+            metrics=metrics,
             inbox=inbox,
             queue=queue,
         )

@@ -1,7 +1,7 @@
 """Operator commands over the run queue and the schema: ``switchboard worker``,
 ``switchboard runs list|show|cancel|retry`` and ``switchboard migrate [--check --wait S]``.
 
-Each is a plain function over :class:`~bot.settings.Settings` returning what to print, so
+Each is a plain function over :class:`~switchboard.settings.Settings` returning what to print, so
 the CLI stays a thin Typer layer and tests call these directly.
 """
 
@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from alembic.script import ScriptDirectory
 
-from bot.settings import ConfigError, Settings
+from switchboard.settings import ConfigError, Settings
 from storage.runqueue import (
     InboxStore,
     JobRow,

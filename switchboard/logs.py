@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from skills.pii import PiiLogFilter
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
@@ -56,8 +58,6 @@ def _value(value: Any) -> str:
 def configure_logging(level: str = "INFO", *, fmt: str = "text") -> None:
     """Send logs to stderr, masking card numbers, IBANs, e-mails and phones: logfmt lines
     (``fmt="text"``) or JSON lines (``fmt="json"``, ``SWITCHBOARD_LOG_FORMAT``)."""
-    from skills.pii import PiiLogFilter
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     handler.addFilter(PiiLogFilter())
