@@ -6,8 +6,9 @@ Processes, all on 127.0.0.1:
   dedupe, authorize, enqueue, ack — no agent work);
 - ``worker-N``: ``switchboard worker`` under ``nice -n 10`` (a stand-in for separate pods);
 - ``bare bolt``: a Bolt ``AsyncApp`` that only acks (bench/ack.py's), the baseline;
-- in this process: the fake Slack Web API (tests/fakes/slack_api.py) and the fake
-  OpenAI-compatible model server (tests/fakes/openai_server.py, ``latency`` per call).
+- in this process: the Slack Web API (the sandbox's workspace emulator, on its own thread)
+  and the fake OpenAI-compatible model server (switchboard/openai_fake.py, ``latency`` per
+  call). bench/ never imports tests/.
 
 Tables: ack p50/p99 at 50/100/200 mentions/s (every mention answered) beside bare Bolt;
 a burst of 300 threads with a 1 s model; 1,000 threads with a 5 s model (none lost, none
@@ -23,14 +24,17 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,18 +43,92 @@ sys.path.insert(0, str(ROOT / "bench"))
 import ack as ackbench  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
 
+from sandbox import emulator as emulator_module  # noqa: E402
+from sandbox.emulator import Emulator, RateLimit  # noqa: E402
 from storage.runqueue import ensure_queue_schema, libpq_dsn  # noqa: E402
 from storage.sql import upgrade  # noqa: E402
-from tests.chaos.harness import echo, free_port  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
-from tests.fakes.slack_api import FakeSlackApi  # noqa: E402
+from switchboard.openai_fake import FakeOpenAIServer, echo  # noqa: E402
 
 PG_ADMIN = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CHANNELS = [f"C0LOAD{i:02d}" for i in range(32)]
 # Names its skill, so each answer is one model call (no routing call).
 ackbench.TEXT = "<@U0BOT> ask what did we decide about the launch date?"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Workspace:
+    """The Slack Web API for the processes under test: the sandbox's workspace emulator
+    served by uvicorn on its own thread and event loop. The emulator is not thread-safe,
+    so its Web API calls and the load generator's seeding and reads share one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # No per-channel write limit: the bench measures the apps, not Slack's rate limits.
+        self.emulator = Emulator(
+            token=ackbench.TOKEN,
+            team_id=ackbench.TEAM,
+            bot_user_id=ackbench.BOT_USER,
+            rate_limit=RateLimit(per_second=1e9, burst=10**9),
+        )
+        call = self.emulator.call
+
+        def locked_call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return call(*args, **kwargs)
+
+        self.emulator.call = locked_call  # type: ignore[method-assign]
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/api/"
+        app = Starlette(routes=[Mount("/api", routes=emulator_module.routes(self.emulator))])
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="slack-api", daemon=True)
+
+    def __enter__(self) -> Workspace:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the Slack Web API emulator did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def add_user(self, user: str, name: str, **kwargs: Any) -> None:
+        with self._lock:
+            self.emulator.add_user(user, name, **kwargs)
+
+    def add_channel(self, channel: str, name: str, **kwargs: Any) -> None:
+        with self._lock:
+            self.emulator.add_channel(channel, name, **kwargs)
+
+    def add_message(self, channel: str, text: str, *, user: str) -> str:
+        with self._lock:
+            return str(self.emulator.add_message(channel, text, user=user)["ts"])
+
+    def messages(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Copies of one thread's messages, root first."""
+        with self._lock:
+            return [
+                dict(m)
+                for m in self.emulator.messages.get(channel, [])
+                if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts
+            ]
 
 
 def pct(values: Sequence[float], q: int) -> float:
@@ -89,7 +167,7 @@ class Proc:
 
 class Topology:
     def __init__(
-        self, *, database_url: str, slack: FakeSlackApi, model: FakeOpenAIServer, tmp: Path
+        self, *, database_url: str, slack: Workspace, model: FakeOpenAIServer, tmp: Path
     ) -> None:
         self.database_url = database_url
         self.slack = slack
@@ -184,7 +262,7 @@ class Topology:
 class Load:
     """Sends mentions and counts answers in the fake workspace."""
 
-    def __init__(self, slack: FakeSlackApi) -> None:
+    def __init__(self, slack: Workspace) -> None:
         self.slack = slack
         self.sent: list[tuple[str, str]] = []
         self.failed = 0
@@ -279,11 +357,11 @@ async def drop_database(url: str) -> None:
 
 
 @contextlib.contextmanager
-def fake_slack() -> Iterator[FakeSlackApi]:
-    with FakeSlackApi(token=ackbench.TOKEN) as slack:
+def fake_slack() -> Iterator[Workspace]:
+    with Workspace() as slack:
         slack.add_user(ackbench.USER, "sam", real_name="Sam")
         for channel in CHANNELS:
-            slack.add_channel(channel, channel.lower(), members=[ackbench.USER])
+            slack.add_channel(channel, channel.lower(), members=[ackbench.USER, ackbench.BOT_USER])
         yield slack
 
 

@@ -40,7 +40,7 @@ from storage.sql import upgrade
 from switchboard.scheduling import build_scheduler
 from switchboard.services import open_services
 from switchboard.settings import Settings
-from tests.fakes.chat import ScriptedChatModel
+from switchboard.testing import ScriptedChatModel
 
 PG = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -118,6 +118,7 @@ def create_bot(
             channel=config.channel_rate,
         ),
         links=config.links,
+        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms),
         enqueuer=Enqueuer(inbox=inbox, queue=queue, sealer=sealer),
     )
     context = BotContext(
@@ -139,7 +140,7 @@ def create_bot(
     )
     register(app, context)
     register_admin(context, gate, admin_usergroup=config.admin_usergroup)
-    bot_approvals = install_approvals(app, context, approvals, dm_approvers=config.approval_dms)
+    bot_approvals = install_approvals(app, context)
     register_runs(app, context, queue=queue, inbox=inbox)
     return Bot(
         app=app,

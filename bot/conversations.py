@@ -16,10 +16,10 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -183,11 +183,22 @@ class _Stream:
             )
 
 
-#: Posts the card for a run that paused on a gated tool (installed by bot/approvals.py).
-ApprovalHook = Callable[[Inbound, ApprovalRequest], Awaitable[None]]
-#: Resets a conversation for a person; returns why not, or None when it was reset. Installed
-#: by bot/approvals.py, which knows the approvals a reset must not silently drop.
-ResetHook = Callable[[ThreadRef, str], Awaitable[str | None]]
+class ApprovalCards(Protocol):
+    """The Slack side of approvals that answering needs (``bot.approvals.ApprovalsBot``)."""
+
+    async def post_card(self, inbound: Inbound, request: ApprovalRequest) -> None:
+        """Post the card for a run that paused on a gated tool."""
+        ...
+
+    async def reset(self, thread: ThreadRef, user: str) -> str | None:
+        """Reset a conversation for a person; why not, or None when it was reset (it knows
+        the approvals a reset must not silently drop)."""
+        ...
+
+
+#: Builds the approval cards over the conversations they render into (the two refer to
+#: each other, so the cards are made by the Conversations constructor, not patched on).
+ApprovalCardsFactory = Callable[["Conversations"], ApprovalCards]
 
 
 class Conversations:
@@ -206,6 +217,7 @@ class Conversations:
         worker: Worker | None = None,
         rate_limits: RateLimits | None = None,
         links: LinkPolicy | None = None,
+        approvals: ApprovalCardsFactory | None = None,
         enqueuer: Enqueuer | None = None,
     ) -> None:
         self.runtime = runtime
@@ -220,8 +232,9 @@ class Conversations:
         self.directory = directory
         self._metrics = metrics
         self._streaming = streaming
-        self.approval_hook: ApprovalHook | None = None
-        self.reset_hook: ResetHook | None = None
+        #: Approval cards and the guarded reset; without them a paused run gets a plain
+        #: "needs approval" note and reset just forgets.
+        self.approvals: ApprovalCards | None = approvals(self) if approvals else None
         #: With a run queue, messages are stored and answered by a worker (bot.queueing).
         self.enqueuer = enqueuer
         #: Who pressed Stop on which job, so the worker can say so (job id -> user).
@@ -401,8 +414,8 @@ class Conversations:
 
     async def reset(self, thread: ThreadRef, user: str) -> str | None:
         """Forget ``thread`` for ``user``: None when done, else why not (a sentence)."""
-        if self.reset_hook is not None:
-            return await self.reset_hook(thread, user)
+        if self.approvals is not None:
+            return await self.approvals.reset(thread, user)
         await self.runtime.reset(thread)
         return None
 
@@ -422,8 +435,8 @@ class Conversations:
         elif isinstance(outcome, ApprovalRequest):
             if stream is not None:
                 await stream.finish(None)
-            if self.approval_hook is not None:
-                await self.approval_hook(inbound, outcome)
+            if self.approvals is not None:
+                await self.approvals.post_card(inbound, outcome)
                 return
             blocks = views.approval_pending_blocks(outcome)
             await self._post(inbound, text=f"{outcome.tool} needs approval", blocks=blocks)

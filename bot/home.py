@@ -20,7 +20,7 @@ from bot.views import blocks as views
 if TYPE_CHECKING:  # bot.listeners imports this module
     from bot.listeners._context import BotContext
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 __all__ = ["publish_home"]
 

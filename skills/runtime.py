@@ -38,7 +38,7 @@ from langgraph.types import Command, Interrupt
 
 from skills import tracing
 from skills.access import ConversationReader
-from skills.agents import approval_policy_view, build_agent, pii_middleware
+from skills.agents import approval_policy_view, build_agent, pii_middleware, skill_tools
 from skills.context import (
     AuditSink,
     ConversationAccess,
@@ -199,8 +199,6 @@ class Runtime:
         in code, so their examples work on any model."""
         if skill.spec is None or not skill.examples:
             return tuple(skill.examples)
-        from skills.agents import skill_tools
-
         if not isinstance(self.model(skill.model or self.config.default_model), OfflineChatModel):
             return tuple(skill.examples)
         tools = [convert_to_openai_tool(tool) for tool in skill_tools(skill)]
@@ -310,11 +308,13 @@ class Runtime:
                     skill=holder.name,
                 )
             # The thread stays with its skill; naming another skill hands the thread over,
-            # so follow-ups and approval decisions reach the skill that last ran.
-            if route.reason == "explicit":
-                await self._threads.assign(thread.thread_id, chosen.name)
-            else:
+            # so follow-ups and approval decisions reach the skill that last ran. ``owner``
+            # was read under the lease, so the store is written only when it changes (no
+            # claim that fails on the existing row and reads it a third time).
+            if owner is None:
                 await self._threads.claim(thread.thread_id, chosen.name)
+            elif route.reason == "explicit" and owner != chosen.name:
+                await self._threads.assign(thread.thread_id, chosen.name)
             payload: Any = (
                 {"messages": [HumanMessage(mask_text(route.text))]}
                 if chosen.graph_factory is not None

@@ -39,7 +39,7 @@ from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
 from storage.audit import AuditLog, Broken
 from storage.limits import SkillLimitsStore
-from storage.sql import create_engine, current_revision, session_factory, upgrade
+from storage.sql import create_engine, session_factory, upgrade
 from switchboard import operate
 from switchboard.console import ConsoleSession, run_console
 from switchboard.logs import configure_logging

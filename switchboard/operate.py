@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from alembic.script import ScriptDirectory
 
-from switchboard.settings import ConfigError, Settings
 from storage.runqueue import (
     InboxStore,
     JobRow,
@@ -31,6 +30,7 @@ from storage.sql import (
     session_factory,
     upgrade,
 )
+from switchboard.settings import ConfigError, Settings
 
 T = TypeVar("T")
 

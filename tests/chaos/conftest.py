@@ -11,9 +11,9 @@ import pytest
 
 from storage.runqueue import ensure_queue_schema, libpq_dsn
 from storage.sql import upgrade
-from tests.chaos.harness import Deployment, echo
+from tests.chaos.harness import Deployment
 from tests.conftest import TEST_REDIS_URL, _real_redis, _reset_postgres
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer, echo
 from tests.fakes.slack_api import FakeSlackApi, slack_api_server
 
 

@@ -31,7 +31,7 @@ from switchboard.serve import build_bot
 from switchboard.services import open_services
 from switchboard.settings import Settings
 from tests.bot.conftest import SIGNING_SECRET, TEAM, sign
-from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest, Reply
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_api import FakeSlackApi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,15 +41,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def echo(request: RecordedRequest) -> Reply:
-    """The model's answer names the question, so a test can match answers to messages."""
-    user = [m for m in request.messages if m.get("role") == "user"]
-    content = user[-1].get("content", "") if user else ""
-    if isinstance(content, list):
-        content = " ".join(str(part.get("text", "")) for part in content)
-    return Reply.text(f"answer to: {str(content).strip()[:80]}")
 
 
 @dataclass
