@@ -31,15 +31,35 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, as Cloud Logging reads them: ``severity``, ``message``,
+    ``logger``, ``time``; extras as fields; a traceback under ``exception``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "severity": "WARNING" if record.levelname == "WARN" else record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry:
+                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def _value(value: Any) -> str:
     text = str(value)
     return json.dumps(text) if (" " in text or '"' in text or not text) else text
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send logs to stderr in logfmt, masking card numbers, IBANs, e-mails and phones."""
+def configure_logging(level: str = "INFO", *, fmt: str = "text") -> None:
+    """Send logs to stderr, masking card numbers, IBANs, e-mails and phones: logfmt lines
+    (``fmt="text"``) or JSON lines (``fmt="json"``, ``SWITCHBOARD_LOG_FORMAT``)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     handler.addFilter(PiiLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -84,7 +84,11 @@ def runtime_config(settings: Settings, **overrides: Any) -> RuntimeConfig:
         "default_model": settings.model,
         "router_model": settings.router_model,
         "fallback_models": tuple(settings.fallback_models),
-        "max_concurrent_runs": settings.max_concurrent_runs,
+        "max_concurrent_runs": settings.runtime_slots,
+        # The queue already runs a thread's turns one at a time; the Redis thread lease
+        # stays as a second guard, short, so a turn re-claimed from a killed worker does
+        # not wait long for the dead holder's lease.
+        "thread_lease_ttl": timedelta(seconds=10),
         "tool_result_max_chars": settings.tool_result_max_chars,
         "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
     }
