@@ -216,10 +216,10 @@ def _model_factory(settings: Settings) -> ModelFactory:
 
 
 def _judge(name: str, factory: Callable[[str], Any]) -> Judge:
-    from skills.models import OfflineChatModel
+    from skills.models import OfflineChatModel, unmasked
 
     model = factory(name)
-    if isinstance(model, OfflineChatModel):
+    if isinstance(unmasked(model), OfflineChatModel):
         raise UsageProblem("the offline model cannot judge; give --judge-model a real model")
     try:
         from evals.judge import RubricJudge

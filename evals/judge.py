@@ -73,10 +73,12 @@ class RubricJudge:
     def __init__(self, *, model: BaseChatModel, model_name: str) -> None:
         from openevals.llm import create_async_llm_as_judge
 
+        from skills.models import ensure_masked
+
         self.model_name = model_name
         self._evaluate: Any = create_async_llm_as_judge(
             prompt=JUDGE_PROMPT,
-            judge=model,
+            judge=ensure_masked(model),  # the request and answer may quote personal data
             feedback_key="rubric",
             continuous=True,
             use_reasoning=True,

@@ -34,9 +34,9 @@ Pure functions and small value objects, no I/O. Three ways to hide a value:
 Detection rules, chosen to catch every real card number while leaving ordinary numbers
 (order ids, Slack timestamps, dates, amounts) alone. Text is first normalized
 (`skills._normalize`: NFKC, every Unicode digit as ASCII, zero-width characters and soft
-hyphens dropped, JSON escapes such as ``\\u0034`` decoded), so ``４１１１…``, ``4111`` + zero-width space + ``1111…``
-and an escaped tool result are seen as the digits they are; spans still refer to the text
-as given.
+hyphens dropped, JSON escapes such as ``\\u0034`` decoded), so full-width digits, a
+zero-width space between digit groups and an escaped tool result are seen as the digits
+they are; spans still refer to the text as given.
 
 * Card numbers: 13-19 digits, Luhn-valid, with issuer digits a payment card can have
   (`_plausible_pan`), unbroken or split into groups by a short run (1-3) of whitespace,

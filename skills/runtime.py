@@ -48,6 +48,7 @@ from skills.context import (
 )
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.limits import SkillGate
+from skills.models.masked import ensure_masked
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
 from skills.registry import Skill, SkillRegistry
@@ -325,9 +326,11 @@ class Runtime:
         return list(state.values.get("messages", [])) if state and state.values else []
 
     def model(self, name: str) -> BaseChatModel:
-        """A cached chat model for ``name`` (``offline``, ``openai:gpt-4.1-mini``…)."""
+        """A cached chat model for ``name`` (``offline``, ``openai:gpt-4.1-mini``…), behind
+        the mask whatever the factory returned: every model the runtime uses (agents,
+        router, summarization, fallbacks, Python graphs) masks its input."""
         if name not in self._models:
-            self._models[name] = self._model_factory(name)
+            self._models[name] = ensure_masked(self._model_factory(name))
         return self._models[name]
 
     # -- internals ----------------------------------------------------------------------
