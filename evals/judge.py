@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
+from skills.models import ensure_masked
+
 __all__ = ["JUDGE_PROMPT", "Judge", "JudgeError", "JudgeVerdict", "RubricJudge"]
 
 JUDGE_PROMPT = """\
@@ -72,8 +74,6 @@ class RubricJudge:
 
     def __init__(self, *, model: BaseChatModel, model_name: str) -> None:
         from openevals.llm import create_async_llm_as_judge
-
-        from skills.models import ensure_masked
 
         self.model_name = model_name
         self._evaluate: Any = create_async_llm_as_judge(
