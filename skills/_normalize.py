@@ -129,6 +129,13 @@ def _pass(text: str) -> tuple[str, _Layer] | None:
 
     for match in _SPECIAL.finditer(text):
         segment = match.group()
+        if segment in ZERO_WIDTH:  # the common attack: one invisible character per gap
+            if match.start() > cursor:
+                piece(text[cursor : match.start()], cursor, match.start(), True)
+            piece("", match.start(), match.end(), False)
+            changed = True
+            cursor = match.end()
+            continue
         if segment[0] != "\\" and _run_is_plain(segment):
             continue
         if match.start() > cursor:

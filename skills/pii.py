@@ -63,6 +63,7 @@ When matches overlap, the more specific kind wins: IBAN, then e-mail, card, phon
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import logging
 import re
@@ -70,6 +71,7 @@ import secrets
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final, Literal, Protocol
 
 from skills._normalize import normalize
@@ -152,14 +154,13 @@ _DIGIT_GROUP = re.compile(r"[0-9]++")
 # The separators the first detector accepted in any grouping: one space or one dash.
 _SIMPLE_SEP = re.compile(r"[ \-\u2010-\u2015\u2212]")
 _CARD_MIN, _CARD_MAX = 13, 19
-_LUHN_DOUBLE: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+_LUHN_DOUBLED: Final = str.maketrans("0123456789", "0246813579")  # 2d, minus 9 past 9
 
 
 def luhn_valid(digits: str) -> bool:
     """Whether a string of digits passes the Luhn check used by every card scheme."""
     backwards = digits[::-1]
-    total = sum(map(int, backwards[0::2])) + sum(_LUHN_DOUBLE[int(c)] for c in backwards[1::2])
-    return total % 10 == 0
+    return sum(map(int, backwards[0::2] + backwards[1::2].translate(_LUHN_DOUBLED))) % 10 == 0
 
 
 def _plausible_pan(digits: str) -> bool:
@@ -181,7 +182,14 @@ def _plausible_pan(digits: str) -> bool:
     return True
 
 
-def _grouping_ok(sizes: list[int], seps: list[str]) -> bool:
+@lru_cache(maxsize=8192)
+def _pan_ok(digits: str) -> bool:
+    """`_plausible_pan` and `luhn_valid`, remembered: floods repeat the same windows."""
+    return _plausible_pan(digits) and luhn_valid(digits)
+
+
+@lru_cache(maxsize=8192)
+def _grouping_ok(sizes: tuple[int, ...], seps: tuple[str, ...]) -> bool:
     """Whether digit groups of these sizes, split by these separators, look like one card.
 
     * Groups before the last have at least 2 digits (``1 2 3 4 …`` is a list).
@@ -208,74 +216,72 @@ def _grouping_ok(sizes: list[int], seps: list[str]) -> bool:
 def detect_cards(text: str) -> Iterator[PiiMatch]:
     """Luhn-valid card numbers of 13-19 digits, unbroken or in groups (see `_grouping_ok`).
 
-    Work per digit group is bounded (a card spans at most 19 digits), so the scan is
-    linear in the length of the text.
+    Work per digit group is bounded (a card spans at most 19 digits) and the groups and
+    separators of a run are split out by the regex engine, so the scan is linear in the
+    length of the text with a small constant.
     """
     for run in _DIGIT_RUN.finditer(text):
         if run.end() - run.start() < _CARD_MIN:
             continue
-        groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
-        index = 0
-        while index < len(groups):
-            found = (
-                _longest_card_from(text, groups, index) if _may_start(text, groups, index) else None
-            )
-            if found is None:
-                index += 1
-                continue
-            yield found[0]
-            index = found[1]
+        chunk = run.group()
+        groups = _DIGIT_GROUP.findall(chunk)
+        if len(groups) == 1:
+            if _CARD_MIN <= len(chunk) <= _CARD_MAX and _plausible_pan(chunk) and luhn_valid(chunk):
+                yield PiiMatch("card", run.start(), run.end(), chunk)
+            continue
+        seps = _DIGIT_GROUP.split(chunk)[1:-1]  # seps[k] lies between groups k and k+1
+        yield from _cards_in_run(text, run.start(), groups, seps)
 
 
-def _may_start(text: str, groups: list[tuple[int, int]], index: int) -> bool:
-    """A card inside a longer run starts after whitespace ("VISA MC", "new card 4111…"),
-    never after a dot or a dash: ``6.5677720442048`` is a decimal, not a card."""
-    if index == 0:
-        return True
-    sep = text[groups[index - 1][1] : groups[index][0]]
-    return any(char.isspace() for char in sep)
+def _cards_in_run(text: str, base: int, groups: list[str], seps: list[str]) -> Iterator[PiiMatch]:
+    """Cards made of whole groups of one digit run (``base`` is where the run starts).
 
-
-def _may_end(text: str, groups: list[tuple[int, int]], index: int) -> bool:
-    """Likewise a card ends before whitespace or the end of the run; a float's ``.0``
-    (``4111111111111111.0``) counts as an end, other decimals do not."""
-    if index == len(groups) - 1:
-        return True
-    start, end = groups[index + 1]
-    sep = text[groups[index][1] : start]
-    if any(char.isspace() for char in sep):
-        return True
-    return sep == "." and index + 2 == len(groups) and text[start:end].strip("0") == ""
-
-
-def _longest_card_from(
-    text: str, groups: list[tuple[int, int]], first: int
-) -> tuple[PiiMatch, int] | None:
-    """The longest card made of whole groups starting at ``groups[first]``."""
-    best: tuple[PiiMatch, int] | None = None
-    digits = ""
-    sizes: list[int] = []
-    seps: list[str] = []
-    for last in range(first, len(groups)):
-        start, end = groups[last]
-        if last > first:
-            if sizes[-1] < 2:
+    A card inside a longer run starts and ends at whitespace ("VISA MC", "card … 2027"),
+    never at a dot or a dash (``6.5677720442048`` is a decimal); a float's trailing
+    ``.0`` counts as an end (``4111111111111111.0``).
+    """
+    sizes = [len(group) for group in groups]
+    if max(sizes) < 2:
+        return  # "1 1 1 …": no group can start a card
+    count = len(groups)
+    kinds = {sep: any(char.isspace() for char in sep) for sep in set(seps)}
+    spaced = [kinds[sep] for sep in seps]
+    offsets: list[int] | None = None  # where each group starts, once a card is found
+    index = 0
+    while index < count:
+        if sizes[index] < 2 or (index and not spaced[index - 1]):
+            index += 1
+            continue
+        best = -1
+        digits = ""
+        for last in range(index, count):
+            if last > index and sizes[last - 1] < 2:
                 break
-            seps.append(text[groups[last - 1][1] : start])
-        digits += text[start:end]
-        sizes.append(end - start)
-        if len(digits) > _CARD_MAX:
-            break
-        if (
-            len(digits) >= _CARD_MIN
-            and _may_end(text, groups, last)
-            and _plausible_pan(digits)
-            and luhn_valid(digits)
-            and _grouping_ok(sizes, seps)
-        ):
-            span_start = groups[first][0]
-            best = (PiiMatch("card", span_start, end, text[span_start:end]), last + 1)
-    return best
+            digits += groups[last]
+            if len(digits) > _CARD_MAX:
+                break
+            if len(digits) < _CARD_MIN:
+                continue
+            if last < count - 1 and not spaced[last]:
+                floaty = seps[last] == "." and last + 2 == count and not groups[-1].strip("0")
+                if not floaty:
+                    continue
+            if _pan_ok(digits) and _grouping_ok(
+                tuple(sizes[index : last + 1]), tuple(seps[index:last])
+            ):
+                best = last
+        if best < 0:
+            index += 1
+            continue
+        if offsets is None:
+            offsets = [
+                m.start()
+                for m in _DIGIT_GROUP.finditer(text, base, base + sum(sizes) + sum(map(len, seps)))
+            ]
+        start = offsets[index]
+        end = offsets[best] + sizes[best]
+        yield PiiMatch("card", start, end, text[start:end])
+        index = best + 1
 
 
 # --------------------------------------------------------------------------- IBANs
@@ -319,22 +325,21 @@ def detect_ibans(text: str) -> Iterator[PiiMatch]:
         length = _IBAN_LENGTHS.get(start_match.group(1).upper())
         if length is None:
             continue
-        start = start_match.start()
-        compact = start_match.group().upper()
-        pos = start_match.end()
-        while len(compact) < length and pos < len(text):
-            char = text[pos]
-            if _is_alnum(char):
-                compact += char.upper()
-                pos += 1
-            elif char == " " and pos + 1 < len(text) and _is_alnum(text[pos + 1]):
-                pos += 1
-            else:
-                break
-        if len(compact) != length or (pos < len(text) and _is_alnum(text[pos])):
+        body = _iban_body(length - 4).match(text, start_match.end())
+        if body is None:
             continue
-        if _iban_checksum_ok(compact):
-            yield PiiMatch("iban", start, pos, text[start:pos])
+        end = body.end()
+        if end < len(text) and _is_alnum(text[end]):
+            continue  # glued to more text
+        start = start_match.start()
+        if _iban_checksum_ok(text[start:end].replace(" ", "").upper()):
+            yield PiiMatch("iban", start, end, text[start:end])
+
+
+@lru_cache(maxsize=64)
+def _iban_body(chars: int) -> re.Pattern[str]:
+    """``chars`` letters or digits, each optionally after one space (no backtracking)."""
+    return re.compile(rf"(?: ?+[A-Za-z0-9]){{{chars}}}")
 
 
 # --------------------------------------------------------------------------- e-mails
@@ -419,6 +424,29 @@ DEFAULT_DETECTORS: Final[tuple[Detector, ...]] = (
 _TRIGGER = re.compile(r"[0-9@]")
 
 
+def _start(match: PiiMatch) -> int:
+    return match.start
+
+
+def _merge(accepted: list[PiiMatch], found: list[PiiMatch]) -> list[PiiMatch]:
+    """``accepted`` plus the ``found`` matches that overlap none of them, in order.
+
+    Both lists are sorted by start and free of overlaps among themselves, so one pass over
+    each suffices: linear, where testing every pair was quadratic in the number of matches.
+    """
+    if not accepted:
+        return found
+    kept: list[PiiMatch] = []
+    index = 0
+    for match in found:
+        while index < len(accepted) and accepted[index].end <= match.start:
+            index += 1
+        if index < len(accepted) and accepted[index].start < match.end:
+            continue
+        kept.append(match)
+    return list(heapq.merge(accepted, kept, key=_start))
+
+
 def find_pii(text: str, *, detectors: Iterable[Detector] = DEFAULT_DETECTORS) -> list[PiiMatch]:
     """All personal data in ``text``: non-overlapping matches sorted by position.
 
@@ -433,10 +461,7 @@ def find_pii(text: str, *, detectors: Iterable[Detector] = DEFAULT_DETECTORS) ->
         return []
     accepted: list[PiiMatch] = []
     for detector in detectors:
-        for match in detector(scanned):
-            if all(match.end <= kept.start or match.start >= kept.end for kept in accepted):
-                accepted.append(match)
-    accepted.sort(key=lambda match: match.start)
+        accepted = _merge(accepted, sorted(detector(scanned), key=_start))
     if not norm.changed:
         return accepted
     mapped: list[PiiMatch] = []
