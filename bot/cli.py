@@ -17,10 +17,7 @@ import typer
 from bot.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
     from skills.registry import Skill
-    from storage.audit import AuditLog
 
 app = typer.Typer(
     name="switchboard",
@@ -80,10 +77,12 @@ app.add_typer(skills_app, name="skills")
 
 
 def _mount_features() -> None:
+    from bot.audit_cli import audit_commands
     from evals.cli import eval_app
     from sandbox.cli import register as register_sandbox
     from scheduler.cli import scheduler_command, schedules_app
 
+    app.add_typer(audit_commands(load_settings), name="audit")
     app.add_typer(eval_app, name="eval")
     app.add_typer(schedules_app, name="schedules")
     app.command("scheduler")(scheduler_command)
@@ -295,67 +294,6 @@ def socket() -> None:
 
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     run_socket(settings)
-
-
-audit_app = typer.Typer(help="Check and export the approval audit log.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
-
-
-def _audit_log(settings: Settings) -> tuple[AsyncEngine, AuditLog]:
-    from storage.audit import AuditLog
-    from storage.sql import create_engine, session_factory
-
-    engine = create_engine(settings.database_url)
-    return engine, AuditLog(sessions=session_factory(engine))
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain; exit 1 naming the first broken row."""
-    from storage.audit import Broken
-
-    settings = load_settings()
-
-    async def _verify() -> tuple[int, Broken | None]:
-        engine, log = _audit_log(settings)
-        try:
-            return await log.verify()
-        finally:
-            await engine.dispose()
-
-    count, broken = asyncio.run(_verify())
-    if broken is not None:
-        typer.echo(f"audit log broken at row {broken.seq}: {broken.reason}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"audit log intact: {count} row(s) verified")
-
-
-@audit_app.command("export")
-def audit_export(
-    since: str = typer.Option(None, "--since", help="ISO date or datetime (UTC), e.g. 2026-11-01"),
-) -> None:
-    """Write the audit log as JSON lines to standard output."""
-    import json
-
-    settings = load_settings()
-    start: datetime | None = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            fail(f"--since: expected an ISO date such as 2026-11-01, got {since!r}")
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-
-    async def _export() -> None:
-        engine, log = _audit_log(settings)
-        try:
-            async for row in log.export(start):
-                typer.echo(json.dumps(row, ensure_ascii=False))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(_export())
 
 
 def main() -> None:

@@ -47,7 +47,6 @@ from scheduler.service import SchedulerConfig, SchedulerService
 from scheduler.standup import StandupCollector
 from skills.access import decide
 from skills.context import ConversationAccess, Principal, SlackReaderError
-from storage.audit import AuditLog
 from storage.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,7 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
     reader = WebApiSlackReader(client=bot.client)
     # Creating a schedule is an authorization decision: memberships asked of Slack anew.
     access = SlackConversationAccess(client=bot.client, ttl=0.0)
-    audit = AuditLog(sessions=services.sessions)
+    audit = services.audit
     admin_group = services.settings.admin_usergroup
     feature = SchedulesFeature(scheduler=scheduler)
 

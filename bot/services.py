@@ -57,6 +57,7 @@ class Services:
     approvals: ApprovalService
     gate: SkillGate
     rate_limiter: RateLimiter
+    audit: AuditLog
 
 
 def pii_key(settings: Settings) -> bytes:
@@ -122,7 +123,7 @@ async def open_services(
         runs = RunStore(sessions=sessions)
         locks = RedisLocks(redis=redis_client, keys=keys)
         approval_store = ApprovalStore(sessions=sessions)
-        audit = AuditLog(sessions=sessions)
+        audit = AuditLog(sessions=sessions, keyring=settings.audit_keyring())
         gate = SkillGate(store=SkillLimitsStore(sessions=sessions))
         runtime = Runtime(
             registry=loaded.registry,
@@ -159,6 +160,7 @@ async def open_services(
             approvals=approvals,
             gate=gate,
             rate_limiter=RateLimiter(redis=redis_client, keys=keys),
+            audit=audit,
         )
     finally:
         await http.aclose()

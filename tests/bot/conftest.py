@@ -205,6 +205,7 @@ class BotFactory:
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
             "SWITCHBOARD_PII_KEY": "test-pii-key",
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
             **settings,
         }
         config = Settings.from_env(env)
