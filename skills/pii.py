@@ -44,8 +44,8 @@ they are; spans still refer to the text as given.
   grouping (``4111 1111 1111 1111``, ``41 11 11…``); anything else (``4111.1111…``,
   newlines, ``" - "``) only in a card's layout, a first group of 4-6 digits
   (`_grouping_ok`). A run of groups longer than 19 digits (two cards in a row, a card
-  followed by its expiry) is searched for cards made of whole groups, starting and ending
-  at whitespace. Thousands grouping (``1 234 567 890 123``) is an amount.
+  followed by its expiry) is searched for cards made of whole groups, never starting or
+  ending at a decimal point. Thousands grouping (``1 234 567 890 123``) is an amount.
 * IBANs: country code, two check digits and the country's registered length, with or
   without single spaces, ISO 7064 mod-97 checksum verified.
 * E-mails: ``local@host.tld`` with RFC 5321's length caps (local part 64, domain 255).
@@ -230,26 +230,28 @@ def detect_cards(text: str) -> Iterator[PiiMatch]:
                 yield PiiMatch("card", run.start(), run.end(), chunk)
             continue
         seps = _DIGIT_GROUP.split(chunk)[1:-1]  # seps[k] lies between groups k and k+1
-        yield from _cards_in_run(text, run.start(), groups, seps)
+        yield from _cards_in_run(text, run.start(), run.end(), groups, seps)
 
 
-def _cards_in_run(text: str, base: int, groups: list[str], seps: list[str]) -> Iterator[PiiMatch]:
-    """Cards made of whole groups of one digit run (``base`` is where the run starts).
+def _cards_in_run(
+    text: str, base: int, end: int, groups: list[str], seps: list[str]
+) -> Iterator[PiiMatch]:
+    """Cards made of whole groups of the digit run ``text[base:end]``.
 
-    A card inside a longer run starts and ends at whitespace ("VISA MC", "card … 2027"),
-    never at a dot or a dash (``6.5677720442048`` is a decimal); a float's trailing
-    ``.0`` counts as an end (``4111111111111111.0``).
+    A card inside a longer run never starts or ends at a decimal point
+    (``6.5677720442048`` is a number, not a card), except for a float's trailing ``.0``
+    (``4111111111111111.0``); any other separator may bound it ("VISA MC",
+    ``4111 1111 1111 1111/12/27``, a card followed by its expiry).
     """
     sizes = [len(group) for group in groups]
     if max(sizes) < 2:
         return  # "1 1 1 …": no group can start a card
     count = len(groups)
-    kinds = {sep: any(char.isspace() for char in sep) for sep in set(seps)}
-    spaced = [kinds[sep] for sep in seps]
+    decimal = [sep == "." for sep in seps]
     offsets: list[int] | None = None  # where each group starts, once a card is found
     index = 0
     while index < count:
-        if sizes[index] < 2 or (index and not spaced[index - 1]):
+        if sizes[index] < 2 or (index and decimal[index - 1]):
             index += 1
             continue
         best = -1
@@ -262,10 +264,9 @@ def _cards_in_run(text: str, base: int, groups: list[str], seps: list[str]) -> I
                 break
             if len(digits) < _CARD_MIN:
                 continue
-            if last < count - 1 and not spaced[last]:
-                floaty = seps[last] == "." and last + 2 == count and not groups[-1].strip("0")
-                if not floaty:
-                    continue
+            floats = last + 2 == count and not groups[-1].strip("0")  # a float's ".0"
+            if last < count - 1 and decimal[last] and not floats:
+                continue
             if _pan_ok(digits) and _grouping_ok(
                 tuple(sizes[index : last + 1]), tuple(seps[index:last])
             ):
@@ -274,13 +275,10 @@ def _cards_in_run(text: str, base: int, groups: list[str], seps: list[str]) -> I
             index += 1
             continue
         if offsets is None:
-            offsets = [
-                m.start()
-                for m in _DIGIT_GROUP.finditer(text, base, base + sum(sizes) + sum(map(len, seps)))
-            ]
+            offsets = [m.start() for m in _DIGIT_GROUP.finditer(text, base, end)]
         start = offsets[index]
-        end = offsets[best] + sizes[best]
-        yield PiiMatch("card", start, end, text[start:end])
+        stop = offsets[best] + sizes[best]
+        yield PiiMatch("card", start, stop, text[start:stop])
         index = best + 1
 
 

@@ -83,6 +83,14 @@ def test_each_spelling_is_masked(spelling: str) -> None:
     assert re.fullmatch(r"customer card \[card \*{4}\d{4}\](\.0)? was declined", masked), masked
 
 
+@pytest.mark.parametrize(
+    "written",
+    ["4111 1111 1111 1111/12/27", "4111111111111111-123", "4111.1111.1111.1111 exp 12/27"],
+)
+def test_a_card_followed_by_its_expiry_or_cvv(written: str) -> None:
+    assert mask_text(f"pay with {written}").startswith("pay with [card ****1111]")
+
+
 def test_the_label_shows_the_real_last_four_digits() -> None:
     assert mask_text(f"pan {escaped('5555555555554444')}") == "pan [card ****4444]"
     assert mask_text(f"pan {fullwidth('5555555555554444')}") == "pan [card ****4444]"
