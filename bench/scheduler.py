@@ -31,19 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.services import open_services
-from bot.settings import Settings
-from scheduler.feed import ChangeFeed
-from scheduler.manage import ScheduleManager
 from scheduler.ports import Posted
-from scheduler.runner import FiringRunner
-from scheduler.service import SchedulerConfig, SchedulerService
+from scheduler.service import SchedulerConfig
 from scheduler.triggers import CronTrigger, OnceTrigger
-from storage.keys import Keys
 from storage.redis import create_redis
 from storage.schedules import ScheduleStore, dumps
 from storage.sql import upgrade
-from tests.fakes.chat import ScriptedChatModel
+from switchboard.scheduling import build_scheduler
+from switchboard.services import open_services
+from switchboard.settings import Settings
+from switchboard.testing import ScriptedChatModel
 
 PG = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -154,18 +151,10 @@ async def bench(total: int, burst: int, embedded: bool, runs: int) -> None:
             insert_s = time.perf_counter() - started
 
             poster = TimedPoster()
-            keys = Keys(prefix=prefix)
-            feed = ChangeFeed(redis=redis, keys=keys)
-            manager = ScheduleManager(
-                store=store, feed=feed, skills=lambda: [s.name for s in services.registry]
-            )
-            runner = FiringRunner(store=store, runtime=services.runtime, poster=poster)
-            service = SchedulerService(
-                store=store,
-                locks=services.locks,
-                feed=feed,
-                runner=runner,
-                manager=manager,
+            service = build_scheduler(
+                services,
+                client=None,  # the scheduler's own costs, not Slack's
+                poster=poster,
                 config=SchedulerConfig(resync_interval=30.0, max_concurrent_runs=runs),
             )
             t0 = time.time()

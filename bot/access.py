@@ -37,7 +37,7 @@ from skills.context import ConversationKind, Membership, Principal, SlackReaderE
 
 __all__ = ["SlackConversationAccess"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 CONVERSATION_TYPES: Final = "public_channel,private_channel,mpim,im"
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import ApprovalsBot
+from bot.approvals import install as install_approvals
 from bot.conversations import Conversations, RateLimits
 from bot.directory import Directory
 from bot.listeners import BotContext, register
@@ -17,11 +18,14 @@ from bot.metrics import Metrics
 from bot.slack.reader import WebApiSlackReader
 from bot.views.text import LinkPolicy
 from bot.worker import Worker
-from skills.runtime import RunFinished
+from skills.approvals import ApprovalService
+from skills.limits import SkillGate
+from skills.runtime import Runtime
 from storage.feedback import FeedbackStore
-from storage.ratelimit import Rate
+from storage.locks import RedisLocks
+from storage.ratelimit import Rate, RateLimiter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 @dataclass(slots=True)
@@ -36,25 +40,40 @@ class Bot:
     approvals: ApprovalsBot
 
 
+@dataclass(frozen=True, slots=True)
+class BotConfig:
+    """The bot's options (the composition root fills them from settings)."""
+
+    streaming: bool = False  # SWITCHBOARD_STREAMING
+    max_background_tasks: int = 256  # SWITCHBOARD_MAX_BACKGROUND_TASKS
+    user_rate: Rate | None = None  # SWITCHBOARD_USER_RATE
+    channel_rate: Rate | None = None  # SWITCHBOARD_CHANNEL_RATE
+    links: LinkPolicy = field(default_factory=LinkPolicy)  # SWITCHBOARD_LINK_DOMAINS
+    admin_usergroup: str | None = None  # SWITCHBOARD_ADMIN_USERGROUP
+    approval_dms: bool = False  # SWITCHBOARD_APPROVAL_DMS
+
+
 def create_bot(
-    services: object,
     *,
+    runtime: Runtime,
+    approvals: ApprovalService,
+    gate: SkillGate,
+    locks: RedisLocks,
+    rate_limiter: RateLimiter,
+    feedback: FeedbackStore,
+    metrics: Metrics,
     client: AsyncWebClient,
     signing_secret: str | None,
-    metrics: Metrics | None = None,
+    config: BotConfig | None = None,
 ) -> Bot:
-    """A Bolt app over ``services`` (see :func:`bot.services.open_services`).
+    """A Bolt app over the runtime and its stores.
 
     Request signatures are verified by the HTTP layer (``bot.http``) before Bolt sees a
     request, so Bolt's own check, which logs raw bodies on failure, is turned off.
+    ``metrics`` are the ones the runtime and the gate already report into.
     """
-    from bot.services import Services
-
-    assert isinstance(services, Services)
-    metrics = metrics or Metrics()
-    settings = services.settings
-    worker = Worker(max_tasks=settings.max_background_tasks)
-    runtime = services.runtime
+    config = config or BotConfig()
+    worker = Worker(max_tasks=config.max_background_tasks)
     reader = WebApiSlackReader(client=client)
     conversations = Conversations(
         runtime=runtime,
@@ -62,31 +81,22 @@ def create_bot(
         reader=reader,
         directory=Directory(reader=reader, registry=runtime.registry),
         metrics=metrics,
-        streaming=settings.streaming,
+        streaming=config.streaming,
         worker=worker,
         rate_limits=RateLimits(
-            limiter=services.rate_limiter,
-            locks=services.locks,
-            user=Rate.parse(settings.user_rate),
-            channel=Rate.parse(settings.channel_rate),
+            limiter=rate_limiter,
+            locks=locks,
+            user=config.user_rate,
+            channel=config.channel_rate,
         ),
-        links=LinkPolicy.from_domains(settings.link_domains),
-    )
-
-    def observe(event: RunFinished) -> None:
-        metrics.runs.labels(skill=event.skill, outcome=event.outcome).inc()
-        metrics.tokens.labels(skill=event.skill, direction="input").inc(event.usage.input_tokens)
-        metrics.tokens.labels(skill=event.skill, direction="output").inc(event.usage.output_tokens)
-
-    runtime.observers.append(observe)
-    services.gate.observers.append(
-        lambda skill, reason: metrics.skill_refusals.labels(skill=skill, reason=reason).inc()
+        links=config.links,
+        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms),
     )
     context = BotContext(
         conversations=conversations,
         worker=worker,
-        locks=services.locks,
-        feedback=FeedbackStore(sessions=services.sessions),
+        locks=locks,
+        feedback=feedback,
         metrics=metrics,
     )
     app = AsyncApp(
@@ -100,17 +110,13 @@ def create_bot(
         logger=logging.getLogger("slack_bolt"),
     )
     register(app, context)
-    register_admin(context, services.gate, admin_usergroup=settings.admin_usergroup)
-    from bot.approvals import install as install_approvals
-
-    approvals = install_approvals(
-        app, context, services.approvals, dm_approvers=services.settings.approval_dms
-    )
+    register_admin(context, gate, admin_usergroup=config.admin_usergroup)
+    bot_approvals = install_approvals(app, context)
     return Bot(
         app=app,
         context=context,
         client=client,
         metrics=metrics,
         worker=worker,
-        approvals=approvals,
+        approvals=bot_approvals,
     )

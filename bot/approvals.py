@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound, user_error
+from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.views import approvals as cards
 from bot.views.text import escape_mrkdwn
@@ -36,16 +38,34 @@ from skills.context import Principal, ThreadRef
 from skills.outcomes import ApprovalRequest
 from storage.models import ApprovalRequestRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 @dataclass(slots=True)
 class ApprovalsBot:
+    """The approval cards of one Bolt app; built by :class:`Conversations` (see
+    :meth:`cards`), which renders into them and they into it."""
+
     service: ApprovalService
     conversations: Conversations
     client: AsyncWebClient
-    bot: BotContext
     dm_approvers: bool = False
+
+    @classmethod
+    def cards(
+        cls, service: ApprovalService, *, dm_approvers: bool = False
+    ) -> Callable[[Conversations], ApprovalsBot]:
+        """The factory ``Conversations(approvals=…)`` builds its cards with."""
+
+        def build(conversations: Conversations) -> ApprovalsBot:
+            return cls(
+                service=service,
+                conversations=conversations,
+                client=conversations.client,
+                dm_approvers=dm_approvers,
+            )
+
+        return build
 
     # -- cards --------------------------------------------------------------------------
 
@@ -71,12 +91,13 @@ class ApprovalsBot:
     async def refresh_card(self, row: ApprovalRequestRow) -> None:
         if not (row.card_channel and row.card_ts):
             return
-        votes = await self.service.store.votes(row.id) if row.status == "pending" else []
+        # Approvals still count once decided: the card says "Approved · 1 of 1".
+        votes = await self.service.store.votes(row.id)
         try:
             await self.client.chat_update(
                 channel=row.card_channel,
                 ts=row.card_ts,
-                text=cards.card_text(row),
+                text=cards.card_text(row, votes),
                 blocks=cards.card_blocks(row, votes=votes, outcome=cards.outcome_text(row)),
             )
         except SlackApiError as exc:
@@ -238,6 +259,11 @@ def _row_blocks(row: ApprovalRequestRow, *, buttons: bool) -> list[Block]:
     return blocks
 
 
+def _from_home(body: dict[str, Any]) -> bool:
+    """Was the click on the App Home tab (which then has to be published again)?"""
+    return (body.get("view") or {}).get("type") == "home"
+
+
 def _modal_errors(view: dict[str, Any], problems: list[str]) -> dict[str, str]:
     """Slack modal validation errors: each problem under its argument's input."""
     blocks = list(((view.get("state") or {}).get("values") or {}).keys()) or ["arg:"]
@@ -249,21 +275,15 @@ def _modal_errors(view: dict[str, Any], problems: list[str]) -> dict[str, str]:
     return errors
 
 
-def install(
-    app: AsyncApp, bot: BotContext, service: ApprovalService, *, dm_approvers: bool = False
-) -> ApprovalsBot:
-    """Register the approval listeners, the card hook, /switchboard approvals, App Home."""
+def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
+    """Register the approval listeners, /switchboard approvals and App Home for the cards
+    the conversations were built with (``Conversations(approvals=ApprovalsBot.cards(…))``)."""
     conversations = bot.conversations
     client = conversations.client
-    approvals = ApprovalsBot(
-        service=service,
-        conversations=conversations,
-        client=client,
-        bot=bot,
-        dm_approvers=dm_approvers,
-    )
-    conversations.approval_hook = approvals.post_card
-    conversations.reset_hook = approvals.reset
+    approvals = conversations.approvals
+    if not isinstance(approvals, ApprovalsBot):
+        raise TypeError("the conversations were built without approval cards")
+    service = approvals.service
 
     async def decider(user: str) -> Principal:
         """The clicker, with user groups asked of Slack now: a decision is authorization."""
@@ -289,6 +309,8 @@ def install(
         async def work() -> None:
             actor = await decider(user)
             await approvals.decided(await service.approve(request_id, actor), user, channel)
+            if _from_home(body):  # the list there must not keep live buttons for it
+                await publish_home(bot, client, user)
 
         bot.worker.spawn(work(), name=f"approve:{request_id}")
 
@@ -315,29 +337,43 @@ def install(
             await approvals.tell(user, row, why, channel)
             return
         trigger = body.get("trigger_id")
+        home = _from_home(body)
         if trigger:
-            await client.views_open(trigger_id=str(trigger), view=cards.reject_modal(row.id))
+            await client.views_open(
+                trigger_id=str(trigger), view=cards.reject_modal(row.id, from_home=home)
+            )
         else:  # no modal possible: reject without a reason
-            bot.worker.spawn(_reject(request_id, actor, None, channel), name=f"reject:{request_id}")
+            bot.worker.spawn(
+                _reject(request_id, actor, None, channel, home=home), name=f"reject:{request_id}"
+            )
 
     async def _reject(
-        request_id: str, actor: Principal, reason: str | None, channel: str | None
+        request_id: str,
+        actor: Principal,
+        reason: str | None,
+        channel: str | None,
+        *,
+        home: bool = False,
     ) -> None:
         await approvals.decided(
             await service.reject(request_id, actor, reason), actor.user_id, channel
         )
+        if home:
+            await publish_home(bot, client, actor.user_id)
 
     @app.view(cards.REJECT_MODAL)
     async def on_reject_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
-        request_id = str(view.get("private_metadata", ""))
+        request_id, home = cards.reject_origin(str(view.get("private_metadata", "")))
         values = (view.get("state") or {}).get("values") or {}
         reason = ((values.get("reason") or {}).get("text") or {}).get("value")
         user = str((body.get("user") or {}).get("id", ""))
         if await _row(request_id) is None:
             return
         actor = await decider(user)
-        bot.worker.spawn(_reject(request_id, actor, reason, None), name=f"reject:{request_id}")
+        bot.worker.spawn(
+            _reject(request_id, actor, reason, None, home=home), name=f"reject:{request_id}"
+        )
 
     @app.action(cards.EDIT)
     async def on_edit(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:

@@ -16,10 +16,10 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -40,7 +40,7 @@ from storage.errors import StorageError
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 InboundKind = Literal["mention", "dm", "thread", "assistant", "command"]
 
@@ -169,11 +169,22 @@ class _Stream:
             )
 
 
-#: Posts the card for a run that paused on a gated tool (installed by bot/approvals.py).
-ApprovalHook = Callable[[Inbound, ApprovalRequest], Awaitable[None]]
-#: Resets a conversation for a person; returns why not, or None when it was reset. Installed
-#: by bot/approvals.py, which knows the approvals a reset must not silently drop.
-ResetHook = Callable[[ThreadRef, str], Awaitable[str | None]]
+class ApprovalCards(Protocol):
+    """The Slack side of approvals that answering needs (``bot.approvals.ApprovalsBot``)."""
+
+    async def post_card(self, inbound: Inbound, request: ApprovalRequest) -> None:
+        """Post the card for a run that paused on a gated tool."""
+        ...
+
+    async def reset(self, thread: ThreadRef, user: str) -> str | None:
+        """Reset a conversation for a person; why not, or None when it was reset (it knows
+        the approvals a reset must not silently drop)."""
+        ...
+
+
+#: Builds the approval cards over the conversations they render into (the two refer to
+#: each other, so the cards are made by the Conversations constructor, not patched on).
+ApprovalCardsFactory = Callable[["Conversations"], ApprovalCards]
 
 
 class Conversations:
@@ -192,6 +203,7 @@ class Conversations:
         worker: Worker | None = None,
         rate_limits: RateLimits | None = None,
         links: LinkPolicy | None = None,
+        approvals: ApprovalCardsFactory | None = None,
     ) -> None:
         self.runtime = runtime
         #: Which domains answers may link to (``SWITCHBOARD_LINK_DOMAINS``).
@@ -205,8 +217,9 @@ class Conversations:
         self.directory = directory
         self._metrics = metrics
         self._streaming = streaming
-        self.approval_hook: ApprovalHook | None = None
-        self.reset_hook: ResetHook | None = None
+        #: Approval cards and the guarded reset; without them a paused run gets a plain
+        #: "needs approval" note and reset just forgets.
+        self.approvals: ApprovalCards | None = approvals(self) if approvals else None
 
     async def submit(self, inbound: Inbound) -> None:
         """Admit ``inbound`` and answer it in the background; a person over their rate, or
@@ -301,8 +314,8 @@ class Conversations:
 
     async def reset(self, thread: ThreadRef, user: str) -> str | None:
         """Forget ``thread`` for ``user``: None when done, else why not (a sentence)."""
-        if self.reset_hook is not None:
-            return await self.reset_hook(thread, user)
+        if self.approvals is not None:
+            return await self.approvals.reset(thread, user)
         await self.runtime.reset(thread)
         return None
 
@@ -322,8 +335,8 @@ class Conversations:
         elif isinstance(outcome, ApprovalRequest):
             if stream is not None:
                 await stream.finish(None)
-            if self.approval_hook is not None:
-                await self.approval_hook(inbound, outcome)
+            if self.approvals is not None:
+                await self.approvals.post_card(inbound, outcome)
                 return
             blocks = views.approval_pending_blocks(outcome)
             await self._post(inbound, text=f"{outcome.tool} needs approval", blocks=blocks)
@@ -338,6 +351,8 @@ class Conversations:
             last = index == len(chunks) - 1
             blocks = views.answer_blocks(chunk, run_id=reply.run_id, skill=reply.skill, last=last)
             if index == 0 and inbound.placeholder_ts is not None:
+                # the answer replaces the "… asked" post: it still says who asked, and what
+                blocks = [views.asked_by(inbound.user, inbound.skill, inbound.text), *blocks]
                 await self.client.chat_update(
                     channel=inbound.channel,
                     ts=inbound.placeholder_ts,

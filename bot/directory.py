@@ -17,7 +17,7 @@ from typing import Protocol
 from skills.context import Principal, SlackReaderError, SlackUser
 from skills.registry import SkillRegistry
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 class DirectoryReader(Protocol):

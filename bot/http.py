@@ -40,9 +40,10 @@ from starlette.routing import Route
 from bot.app import Bot
 from bot.listeners.hygiene import request_type
 from bot.metrics import CONTENT_TYPE_LATEST
+from skills import tracing
 from storage.redis import ping
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_CLOCK_SKEW = 5 * 60
@@ -384,7 +385,8 @@ def create_http_app(
                 # Bolt builds its context from the payload; a shape the check above let
                 # through but Bolt cannot read is still the sender's fault.
                 raise BadRequest(400, f"payload Bolt cannot read ({type(exc).__name__})") from None
-            response = await bot.app.async_dispatch(bolt_request)
+            with tracing.receive_span(kind, transport="http"):
+                response = await bot.app.async_dispatch(bolt_request)
             status = response.status
             if status == 404 and payload.get("type") == "event_callback":
                 status, content = 200, ""  # an event no listener wants: ack it anyway

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from skills.runtime import RunFinished
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
@@ -71,6 +73,16 @@ class Metrics:
             ["skill", "reason"],
             registry=self.registry,
         )
+
+    def observe_run(self, event: RunFinished) -> None:
+        """A runtime observer: count the run and its tokens."""
+        self.runs.labels(skill=event.skill, outcome=event.outcome).inc()
+        self.tokens.labels(skill=event.skill, direction="input").inc(event.usage.input_tokens)
+        self.tokens.labels(skill=event.skill, direction="output").inc(event.usage.output_tokens)
+
+    def observe_refusal(self, skill: str, reason: str) -> None:
+        """A skill gate observer: count a run its limits refused."""
+        self.skill_refusals.labels(skill=skill, reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,10 @@
 """The Slack side of schedules: posting for the scheduler, ``/switchboard schedule(s)``,
 the buttons, the create modal, the App Home section, and stand-up replies in DMs.
 
-Wiring (done by the process entry points)::
+Wiring (done by the composition root, :mod:`switchboard.scheduling`)::
 
-    scheduler = create_scheduler(services, client=bot.client, weekend=..., holidays=...)
-    feature = install(bot, services, scheduler)
+    scheduler = build_scheduler(services, client=bot.client)
+    feature = install(bot, scheduler, audit=..., admin_usergroup=...)
     async with scheduler: ...
 
 ``install`` only uses the extension points of :class:`~bot.listeners.BotContext`
@@ -20,7 +20,7 @@ refusals are audited. The scheduler checks the owner again whenever a schedule f
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,27 +31,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
 from bot.app import Bot
-from bot.directory import Directory
-from bot.services import Services
+from bot.home import publish_home
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
 from bot.views import schedules as sviews
 from bot.views.text import LinkPolicy, escape_mrkdwn
-from scheduler.calendar import BusinessCalendar
 from scheduler.errors import InvalidSchedule, NotAllowed, SchedulerError
-from scheduler.feed import ChangeFeed
 from scheduler.manage import STANDUP, ScheduleManager, StandupOptions, parse_one_line
 from scheduler.ports import Posted, PostFailed
-from scheduler.runner import FiringRunner
-from scheduler.service import SchedulerConfig, SchedulerService
-from scheduler.standup import StandupCollector
+from scheduler.service import SchedulerService
 from skills.access import decide
-from skills.context import ConversationAccess, Principal, SlackReaderError
-from storage.schedules import ScheduleStore
+from skills.context import Principal, SlackReaderError
+from storage.audit import AuditLog
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
-__all__ = ["SchedulesFeature", "SlackPoster", "create_scheduler", "install"]
+__all__ = ["SchedulesFeature", "SlackPoster", "install"]
 
 
 class SlackPoster:
@@ -105,62 +100,6 @@ class SlackPoster:
         return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
 
 
-def create_scheduler(
-    services: Services,
-    *,
-    client: AsyncWebClient,
-    weekend: str = "sat-sun",
-    holidays: Iterable[str] = (),
-    max_failures: int = 5,
-    config: SchedulerConfig | None = None,
-    directory: Directory | None = None,
-    access: ConversationAccess | None = None,
-) -> SchedulerService:
-    """A scheduler service for this process, posting through ``client``.
-
-    ``weekend`` / ``holidays`` configure ``every business day`` (SWITCHBOARD_WEEKEND,
-    SWITCHBOARD_HOLIDAYS); ``max_failures`` is the auto-pause limit. ``access`` answers
-    who is in which conversation when a schedule fires (default: asked of Slack every
-    time, uncached, since this process may not receive membership events).
-    """
-    config = config or SchedulerConfig()
-    calendar = BusinessCalendar.from_config(weekend=weekend, holidays=holidays)
-    reader = WebApiSlackReader(client=client)
-    directory = directory or Directory(reader=reader, registry=services.registry)
-    store = ScheduleStore(sessions=services.sessions)
-    feed = ChangeFeed(redis=services.redis, keys=services.keys)
-    poster = SlackPoster(
-        client=client, links=LinkPolicy.from_domains(services.settings.link_domains)
-    )
-    manager = ScheduleManager(
-        store=store,
-        feed=feed,
-        skills=lambda: [skill.name for skill in services.registry],
-        calendar=calendar,
-        min_interval=config.min_interval,
-    )
-    runner = FiringRunner(
-        store=store,
-        runtime=services.runtime,
-        poster=poster,
-        slack=reader,
-        actor_for=directory.actor,
-        group_members=reader.usergroup_members,
-        max_failures=max_failures,
-        access=access or SlackConversationAccess(client=client, ttl=0.0),
-    )
-    return SchedulerService(
-        store=store,
-        locks=services.locks,
-        feed=feed,
-        runner=runner,
-        manager=manager,
-        collector=StandupCollector(store=store, poster=poster),
-        calendar=calendar,
-        config=config,
-    )
-
-
 @dataclass(slots=True)
 class SchedulesFeature:
     """What :func:`install` wired; ``capture_standup_reply`` is for the bot's DM path."""
@@ -191,6 +130,17 @@ _CREATE_REFUSALS = {
 }
 
 
+def _plain(text: str) -> str:
+    """A message for a modal's error line (plain text: Slack shows markup there raw)."""
+    text = re.sub(
+        r"<#[CGD][A-Z0-9]+(?:\|([^>]*))?>",
+        lambda m: f"#{m.group(1)}" if m.group(1) else "that channel",
+        text,
+    )
+    text = re.sub(r"<@[UW][A-Z0-9]+(?:\|([^>]*))?>", lambda m: m.group(1) or "that person", text)
+    return text.replace("`", "")[:2000]
+
+
 def _user_error(exc: Exception) -> str:
     if isinstance(exc, SchedulerError):
         return str(exc)
@@ -198,17 +148,21 @@ def _user_error(exc: Exception) -> str:
     return "Sorry, something went wrong on my side saving that schedule."
 
 
-def install(bot: Bot, services: Services, scheduler: SchedulerService) -> SchedulesFeature:
-    """Register ``/switchboard schedule`` and ``schedules``, buttons, modal and App Home."""
+def install(
+    bot: Bot, scheduler: SchedulerService, *, audit: AuditLog, admin_usergroup: str | None
+) -> SchedulesFeature:
+    """Register ``/switchboard schedule`` and ``schedules``, buttons, modal and App Home.
+
+    Refused creations go to ``audit``; ``admin_usergroup`` (SWITCHBOARD_ADMIN_USERGROUP)
+    may change everyone's schedules."""
     context = bot.context
     manager: ScheduleManager = scheduler.manager
-    runtime = services.runtime
+    runtime = context.conversations.runtime
     directory = context.conversations.directory
     reader = WebApiSlackReader(client=bot.client)
     # Creating a schedule is an authorization decision: memberships asked of Slack anew.
     access = SlackConversationAccess(client=bot.client, ttl=0.0)
-    audit = services.audit
-    admin_group = services.settings.admin_usergroup
+    admin_group = admin_usergroup
     feature = SchedulesFeature(scheduler=scheduler)
 
     def skill_names(actor: Principal, channel: str | None) -> list[str]:
@@ -360,21 +314,6 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
 
     context.home_sections.append(home)
 
-    async def refresh_home(client: AsyncWebClient, user: str) -> None:
-        actor = await directory.actor(user)
-        sections: list[Block] = []
-        for section in context.home_sections:
-            try:
-                sections.extend(await section(actor))
-            except Exception:
-                log.exception("App Home section failed")
-        await client.views_publish(
-            user_id=user,
-            view=views.home_view(
-                runtime.available_skills(actor, None), user=user, sections=sections
-            ),
-        )
-
     async def on_button(
         ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
@@ -404,18 +343,20 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
             await refuse(user, f"{exc.action} schedule {schedule_id[:32]}: not the owner")
         except Exception as exc:
             row = None
-            note = _user_error(exc)
+            note = escape_mrkdwn(_user_error(exc))
         view = body.get("view") or {}
         try:
             if view.get("type") == "home":
-                await refresh_home(client, user)
+                await publish_home(context, client, user)
                 return
             channel = (
                 row.channel_id
                 if row is not None
                 else str((body.get("channel") or {}).get("id", ""))
             )
-            text, blocks = await list_blocks(channel, note=escape_mrkdwn(note))
+            # The note is ours (channel mentions and ids we built); error texts in it were
+            # escaped where they were made, so it is not escaped again here.
+            text, blocks = await list_blocks(channel, note=note)
             await respond(
                 replace_original=True, response_type="ephemeral", text=text, blocks=blocks
             )
@@ -441,10 +382,24 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
         skill = value(sviews.SKILL, "selected_option")
         channel = value(sviews.CHANNEL, "selected_conversation")
         actor = await directory.actor(user)
+        # Each problem under the field it is about; modal errors are plain text.
+        missing = {
+            block: text
+            for block, text in (
+                (sviews.SKILL, "Choose a skill."),
+                (sviews.CHANNEL, "Choose where the results go."),
+            )
+            if not (skill if block == sviews.SKILL else channel)
+        }
+        if not value(sviews.WHEN).strip():
+            missing[sviews.WHEN] = "Say when, e.g. every weekday at 9:00."
+        if missing:
+            await ack(response_action="errors", errors=missing)
+            return
         if skill not in skill_names(actor, channel):
             await ack(
                 response_action="errors",
-                errors={sviews.SKILL: f"You can't use {skill or 'that skill'} there."},
+                errors={sviews.SKILL: f"You can't use {skill} in that channel."},
             )
             return
         try:
@@ -453,7 +408,7 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
             )
         except InvalidSchedule as exc:
             block = sviews.CHANNEL if f"<#{channel}>" in str(exc) else sviews.INPUT
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            await ack(response_action="errors", errors={block: _plain(str(exc))})
             return
         try:
             created = await manager.create(
@@ -466,8 +421,15 @@ def install(bot: Bot, services: Services, scheduler: SchedulerService) -> Schedu
                 text=value(sviews.INPUT),
             )
         except SchedulerError as exc:
-            block = sviews.TZ if "time zone" in str(exc) else sviews.WHEN
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            problem = str(exc).lower()
+            block = (
+                sviews.TZ
+                if "time zone" in problem or "timezone" in problem
+                else sviews.CHANNEL
+                if "channel" in problem
+                else sviews.WHEN
+            )
+            await ack(response_action="errors", errors={block: _plain(str(exc))})
             return
         await ack()
         text = sviews.created_text(skill, channel, created.echo, created.schedule.id)

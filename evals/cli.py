@@ -10,32 +10,94 @@ Exit status: 0 all good; 1 a case failed (or, with ``--baseline``, the gate fail
 2 a usage or configuration problem (bad dataset, unknown skill, bad model string).
 Evaluations run on their own throw-away SQLite database and in-process Redis, so they
 work on a laptop with no configuration and never touch a deployment's records.
+
+The composition root mounts these commands with :func:`register`, handing them an
+:class:`EvalHost`: how to read the settings, configure logging, load models, build
+production's runtime over the evaluation's stores, and open the deployment's feedback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 import typer
+from langchain_core.messages import BaseMessage
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:
-    from bot.settings import Settings
-    from evals.dataset import Dataset
-    from evals.judge import Judge
-    from evals.results import EvalRun
-    from skills.runtime import ModelFactory
+from evals.dataset import Dataset, DatasetError, discover_datasets, load_dataset
+from evals.feedback import DraftCase, draft_cases, feedback_rows, render_drafts, weekly_stats
+from evals.judge import Judge, RubricJudge
+from evals.report import summary_table, write_html
+from evals.results import BaselineError, EvalRun, compare, load_results
+from evals.runner import EvalRunner, RuntimeBuilder, embedded_stores
+from skills.context import ThreadRef
+from skills.models import ModelConfigError, OfflineChatModel, unmasked
+from skills.runtime import ModelFactory, Runtime
+from skills.spec import builtin_dir
 
-__all__ = ["EvalOptions", "eval_app", "run_evaluation"]
+__all__ = [
+    "EvalHost",
+    "EvalOptions",
+    "EvalSettings",
+    "FeedbackSource",
+    "eval_app",
+    "register",
+    "run_evaluation",
+]
+
+
+class EvalSettings(Protocol):
+    """What the eval commands read of the deployment's settings."""
+
+    @property
+    def model(self) -> str: ...  # SWITCHBOARD_MODEL
+
+    @property
+    def skills_dirs(self) -> list[str]: ...  # SWITCHBOARD_SKILLS_DIR
+
+    @property
+    def log_level(self) -> str: ...  # SWITCHBOARD_LOG_LEVEL
+
+
+class FeedbackSource(Protocol):
+    """The deployment's stores that ``import-feedback`` reads: feedback rows (SQL) and the
+    threads' remembered messages (the runtime's memory)."""
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+
+S = TypeVar("S", bound=EvalSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalHost(Generic[S]):
+    """What the composition root hands the eval commands."""
+
+    #: The settings from the environment; exits 2 with one line naming a bad variable.
+    settings: Callable[[], S]
+    configure_logging: Callable[[str], None]
+    #: Chat models by name, as the deployment loads them.
+    models: Callable[[S], ModelFactory]
+    #: Production's runtime builder, configured from the settings.
+    runtimes: Callable[[S], RuntimeBuilder]
+    #: The deployment's stores, for ``import-feedback``.
+    open_feedback: Callable[[S], AbstractAsyncContextManager[FeedbackSource]]
+    #: The deployment's SQL database (migrated if embedded), for ``stats``.
+    open_sql: Callable[[S], AbstractAsyncContextManager[async_sessionmaker[AsyncSession]]]
 
 
 class _DefaultRunGroup(TyperGroup):
@@ -48,26 +110,9 @@ class _DefaultRunGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-eval_app = typer.Typer(
-    cls=_DefaultRunGroup,
-    help="Evaluate skills on their datasets (*.eval.yaml); learn from Slack feedback.",
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
 def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"switchboard eval: {message}", err=True)
     raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    from bot.settings import ConfigError, Settings
-
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        _fail(str(exc))
 
 
 # --------------------------------------------------------------------------- run
@@ -102,8 +147,6 @@ def load_datasets(
 ) -> list[Dataset]:
     """The datasets to run: ``paths`` if given, else every dataset under ``folders``,
     limited to ``skills`` when given. Raises `UsageProblem` listing every invalid file."""
-    from evals.dataset import DatasetError, discover_datasets, load_dataset
-
     files = list(paths) or discover_datasets(folders)
     problems: list[str] = []
     datasets: list[Dataset] = []
@@ -132,17 +175,14 @@ def load_datasets(
 async def run_evaluation(
     options: EvalOptions,
     *,
-    settings: Settings,
+    settings: EvalSettings,
+    runtimes: RuntimeBuilder,
     model_factory: ModelFactory,
     console: Console,
     judge: Judge | None = None,
 ) -> tuple[EvalRun, int]:
-    """Run, report and gate; returns the run and the exit status."""
-    from evals.report import summary_table, write_html
-    from evals.results import BaselineError, compare, load_results
-    from evals.runner import EvalRunner, embedded_stores
-    from skills.spec import builtin_dir
-
+    """Run, report and gate; returns the run and the exit status. ``runtimes`` builds
+    the runtime (production's builder, over the evaluation's own stores)."""
     folders = [builtin_dir(), *map(Path, settings.skills_dirs)]
     datasets = load_datasets(options.datasets, folders, options.skills)
     baseline = None
@@ -172,6 +212,7 @@ async def run_evaluation(
     async with embedded_stores() as stores:
         runner = EvalRunner(
             stores=stores,
+            runtimes=runtimes,
             model_factory=model_factory,
             model=model,
             force_model=options.model is not None,
@@ -204,112 +245,118 @@ async def run_evaluation(
     return run, 1 if run.failures else 0
 
 
-def _model_factory(settings: Settings) -> ModelFactory:
-    from langchain_core.language_models import BaseChatModel
-
-    from skills.models import load_chat_model
-
-    def factory(name: str) -> BaseChatModel:
-        return load_chat_model(name, timeout=settings.model_timeout, env=os.environ)
-
-    return factory
-
-
 def _judge(name: str, factory: Callable[[str], Any]) -> Judge:
-    from skills.models import OfflineChatModel, unmasked
-
     model = factory(name)
     if isinstance(unmasked(model), OfflineChatModel):
         raise UsageProblem("the offline model cannot judge; give --judge-model a real model")
-    try:
-        from evals.judge import RubricJudge
-    except ImportError:  # pragma: no cover - openevals is a dependency
-        raise UsageProblem("the judge needs openevals: pip install openevals") from None
     return RubricJudge(model=model, model_name=name)
 
 
-@eval_app.command("run")
-def run_command(
-    skills: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
-        None, metavar="[SKILL]...", help="skills to evaluate (default: every dataset)"
-    ),
-    model: str = typer.Option(None, "--model", help="run every skill on this model"),
-    judge_model: str = typer.Option(None, "--judge-model", help="LLM judge for rubrics"),
-    repeat: int = typer.Option(1, "--repeat", min=1, help="attempts per case (pass@k)"),
-    concurrency: int = typer.Option(4, "--concurrency", min=1, help="cases run at once"),
-    out: Path = typer.Option(None, "--out", help="folder for results.json and report.html"),  # noqa: B008
-    baseline: Path = typer.Option(None, "--baseline", help="results file to compare with"),  # noqa: B008
-    save_baseline: Path = typer.Option(None, "--save-baseline", help="write results here"),  # noqa: B008
-    threshold: float = typer.Option(0.05, "--threshold", min=0, max=1, help="allowed drop"),
-    dataset: list[Path] = typer.Option(  # noqa: B008
-        None, "--dataset", help="dataset file(s) to run instead of discovering them"
-    ),
-) -> None:
-    """Run the datasets of SKILL… (default: all) and report; see `switchboard eval --help`."""
-    from bot.logs import configure_logging
-    from skills.models import ModelConfigError
-
-    settings = _settings()
-    configure_logging("ERROR" if settings.log_level == "INFO" else settings.log_level)
-    options = EvalOptions(
-        skills=list(skills or []),
-        datasets=list(dataset or []),
-        model=model,
-        judge_model=judge_model,
-        repeat=repeat,
-        concurrency=concurrency,
-        out=out,
-        baseline=baseline,
-        save_baseline=save_baseline,
-        threshold=threshold,
+def eval_app(host: EvalHost[Any]) -> typer.Typer:
+    """The ``eval`` command group, over what ``host`` provides."""
+    app = typer.Typer(
+        cls=_DefaultRunGroup,
+        help="Evaluate skills on their datasets (*.eval.yaml); learn from Slack feedback.",
+        pretty_exceptions_enable=False,
+        add_completion=False,
     )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=140)  # CI logs: keep the summary table on one line a row
-    factory = _model_factory(settings)
-    try:
-        factory(model or settings.model)  # configuration errors before the first case
-        judge = _judge(judge_model, factory) if judge_model else None
-        _, status = asyncio.run(
-            run_evaluation(
-                options, settings=settings, model_factory=factory, console=console, judge=judge
-            )
+    app.command("run")(_run_command(host))
+    app.command("validate")(_validate_command(host))
+    app.command("import-feedback")(_import_feedback_command(host))
+    app.command("stats")(_stats_command(host))
+    return app
+
+
+def register(app: typer.Typer, *, host: EvalHost[Any]) -> None:
+    """Add ``eval …`` to the ``switchboard`` command line."""
+    app.add_typer(eval_app(host), name="eval")
+
+
+def _run_command(host: EvalHost[Any]) -> Callable[..., None]:
+    def run_command(
+        skills: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
+            None, metavar="[SKILL]...", help="skills to evaluate (default: every dataset)"
+        ),
+        model: str = typer.Option(None, "--model", help="run every skill on this model"),
+        judge_model: str = typer.Option(None, "--judge-model", help="LLM judge for rubrics"),
+        repeat: int = typer.Option(1, "--repeat", min=1, help="attempts per case (pass@k)"),
+        concurrency: int = typer.Option(4, "--concurrency", min=1, help="cases run at once"),
+        out: Path = typer.Option(None, "--out", help="folder for results.json and report.html"),  # noqa: B008
+        baseline: Path = typer.Option(None, "--baseline", help="results file to compare with"),  # noqa: B008
+        save_baseline: Path = typer.Option(None, "--save-baseline", help="write results here"),  # noqa: B008
+        threshold: float = typer.Option(0.05, "--threshold", min=0, max=1, help="allowed drop"),
+        dataset: list[Path] = typer.Option(  # noqa: B008
+            None, "--dataset", help="dataset file(s) to run instead of discovering them"
+        ),
+    ) -> None:
+        """Run the datasets of SKILL… (default: all) and report; see `switchboard eval --help`."""
+        settings = host.settings()
+        host.configure_logging("ERROR" if settings.log_level == "INFO" else settings.log_level)
+        options = EvalOptions(
+            skills=list(skills or []),
+            datasets=list(dataset or []),
+            model=model,
+            judge_model=judge_model,
+            repeat=repeat,
+            concurrency=concurrency,
+            out=out,
+            baseline=baseline,
+            save_baseline=save_baseline,
+            threshold=threshold,
         )
-    except ModelConfigError as exc:
-        _fail(str(exc))
-    except UsageProblem as exc:
-        _fail(str(exc))
-    raise typer.Exit(status)
-
-
-@eval_app.command("validate")
-def validate_command(
-    paths: list[Path] = typer.Argument(  # noqa: B008
-        None, help="dataset files or folders (default: built-ins and SWITCHBOARD_SKILLS_DIR)"
-    ),
-) -> None:
-    """Check datasets; exit 1 listing every error (file:line field: problem)."""
-    from evals.dataset import DatasetError, discover_datasets, load_dataset
-    from skills.spec import builtin_dir
-
-    settings = _settings()
-    targets = list(paths) if paths else [builtin_dir(), *map(Path, settings.skills_dirs)]
-    files = discover_datasets(targets)
-    problems = 0
-    for path in files:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)  # CI logs: keep the summary table on one line a row
+        factory = host.models(settings)
         try:
-            dataset = load_dataset(path)
-        except DatasetError as exc:
-            for issue in exc.issues:
-                typer.echo(str(issue))
-            problems += len(exc.issues)
-            continue
-        typer.echo(f"{path}: {len(dataset.cases)} cases for {dataset.skill}")
-    if not files:
-        _fail("no *.eval.yaml files found", 1)
-    if problems:
-        typer.echo(f"{problems} error(s)", err=True)
-        raise typer.Exit(1)
+            factory(model or settings.model)  # configuration errors before the first case
+            judge = _judge(judge_model, factory) if judge_model else None
+            _, status = asyncio.run(
+                run_evaluation(
+                    options,
+                    settings=settings,
+                    runtimes=host.runtimes(settings),
+                    model_factory=factory,
+                    console=console,
+                    judge=judge,
+                )
+            )
+        except ModelConfigError as exc:
+            _fail(str(exc))
+        except UsageProblem as exc:
+            _fail(str(exc))
+        raise typer.Exit(status)
+
+    return run_command
+
+
+def _validate_command(host: EvalHost[Any]) -> Callable[..., None]:
+    def validate_command(
+        paths: list[Path] = typer.Argument(  # noqa: B008
+            None, help="dataset files or folders (default: built-ins and SWITCHBOARD_SKILLS_DIR)"
+        ),
+    ) -> None:
+        """Check datasets; exit 1 listing every error (file:line field: problem)."""
+        settings = host.settings()
+        targets = list(paths) if paths else [builtin_dir(), *map(Path, settings.skills_dirs)]
+        files = discover_datasets(targets)
+        problems = 0
+        for path in files:
+            try:
+                dataset = load_dataset(path)
+            except DatasetError as exc:
+                for issue in exc.issues:
+                    typer.echo(str(issue))
+                problems += len(exc.issues)
+                continue
+            typer.echo(f"{path}: {len(dataset.cases)} cases for {dataset.skill}")
+        if not files:
+            _fail("no *.eval.yaml files found", 1)
+        if problems:
+            typer.echo(f"{problems} error(s)", err=True)
+            raise typer.Exit(1)
+
+    return validate_command
 
 
 # --------------------------------------------------------------------------- feedback
@@ -325,76 +372,68 @@ def _since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@eval_app.command("import-feedback")
-def import_feedback_command(
-    since: str = typer.Option(..., "--since", help="only feedback from this date (ISO)"),
-    skill: list[str] = typer.Option(None, "--skill", help="only these skills"),  # noqa: B008
-    out: Path = typer.Option(Path("evals-drafts"), "--out", help="folder for the drafts"),  # noqa: B008
-) -> None:
-    """Turn 👎 feedback into draft cases (<skill>.feedback.eval.yaml) to complete."""
-    from bot.services import open_services
-    from evals.feedback import DraftCase, draft_cases, feedback_rows, render_drafts
-    from skills.context import ThreadRef
+def _import_feedback_command(host: EvalHost[Any]) -> Callable[..., None]:
+    def import_feedback_command(
+        since: str = typer.Option(..., "--since", help="only feedback from this date (ISO)"),
+        skill: list[str] = typer.Option(None, "--skill", help="only these skills"),  # noqa: B008
+        out: Path = typer.Option(Path("evals-drafts"), "--out", help="folder for the drafts"),  # noqa: B008
+    ) -> None:
+        """Turn 👎 feedback into draft cases (<skill>.feedback.eval.yaml) to complete."""
+        settings = host.settings()
+        moment = _since(since)
+        assert moment is not None
 
-    settings = _settings()
-    moment = _since(since)
-    assert moment is not None
+        async def _main() -> list[DraftCase]:
+            async with host.open_feedback(settings) as source:
+                rows = await feedback_rows(
+                    source.sessions, since=moment, value="down", skills=skill or ()
+                )
 
-    async def _main() -> list[DraftCase]:
-        async with open_services(settings) as services:
-            rows = await feedback_rows(
-                services.sessions, since=moment, value="down", skills=skill or ()
-            )
+                async def history(thread_id: str) -> list[BaseMessage]:
+                    try:
+                        return list(await source.runtime.history(ThreadRef.parse(thread_id)))
+                    except ValueError:
+                        return []
 
-            async def history(thread_id: str) -> list[Any]:
-                try:
-                    return list(await services.runtime.history(ThreadRef.parse(thread_id)))
-                except ValueError:
-                    return []
+                return await draft_cases(rows, history=history)
 
-            return await draft_cases(rows, history=history)
+        drafts = asyncio.run(_main())
+        written: list[Path] = []
+        for name in sorted({d.skill for d in drafts}):
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{name}.feedback.eval.yaml"
+            path.write_text(render_drafts(name, drafts, since=moment), encoding="utf-8")
+            written.append(path)
+        if not written:
+            typer.echo("no 👎 feedback in that period")
+            return
+        for path in written:
+            typer.echo(f"wrote {path}")
 
-    drafts = asyncio.run(_main())
-    written: list[Path] = []
-    for name in sorted({d.skill for d in drafts}):
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{name}.feedback.eval.yaml"
-        path.write_text(render_drafts(name, drafts, since=moment), encoding="utf-8")
-        written.append(path)
-    if not written:
-        typer.echo("no 👎 feedback in that period")
-        return
-    for path in written:
-        typer.echo(f"wrote {path}")
+    return import_feedback_command
 
 
-@eval_app.command("stats")
-def stats_command(
-    since: str = typer.Option(None, "--since", help="only feedback from this date (ISO)"),
-) -> None:
-    """👍/👎 counts and rates per skill and ISO week."""
-    from evals.feedback import feedback_rows, weekly_stats
-    from storage.sql import create_engine, session_factory, upgrade
+def _stats_command(host: EvalHost[Any]) -> Callable[..., None]:
+    def stats_command(
+        since: str = typer.Option(None, "--since", help="only feedback from this date (ISO)"),
+    ) -> None:
+        """👍/👎 counts and rates per skill and ISO week."""
+        settings = host.settings()
+        moment = _since(since)
 
-    settings = _settings()
-    moment = _since(since)
+        async def _main() -> list[Any]:
+            async with host.open_sql(settings) as sessions:
+                return weekly_stats(await feedback_rows(sessions, since=moment))
 
-    async def _main() -> list[Any]:
-        if settings.uses_embedded_sql:
-            await upgrade(settings.database_url)
-        engine = create_engine(settings.database_url)
-        try:
-            return weekly_stats(await feedback_rows(session_factory(engine), since=moment))
-        finally:
-            await engine.dispose()
+        stats = asyncio.run(_main())
+        if not stats:
+            typer.echo("no feedback recorded yet")
+            return
+        table = Table(title="Feedback per skill and week")
+        for column in ("skill", "week", "👍", "👎", "👍 rate"):
+            table.add_column(column, justify="left" if column in ("skill", "week") else "right")
+        for row in stats:
+            table.add_row(row.skill, row.week, str(row.up), str(row.down), f"{row.up_rate:.0%}")
+        Console().print(table)
 
-    stats = asyncio.run(_main())
-    if not stats:
-        typer.echo("no feedback recorded yet")
-        return
-    table = Table(title="Feedback per skill and week")
-    for column in ("skill", "week", "👍", "👎", "👍 rate"):
-        table.add_column(column, justify="left" if column in ("skill", "week") else "right")
-    for row in stats:
-        table.add_row(row.skill, row.week, str(row.up), str(row.down), f"{row.up_rate:.0%}")
-    Console().print(table)
+    return stats_command

@@ -4,10 +4,15 @@ For each dataset the runner builds a registry (built-in skills plus ``skills_dir
 the dataset's access overrides), an HTTP client whose transport answers from the
 dataset's recorded responses — nothing leaves the process, whatever URL a tool renders —
 and a `Runtime` over the evaluation's own SQL database and Redis, with its clock fixed at
-the dataset's ``now``. Each attempt gets a sample Slack workspace (plus the case's
-messages), runs the case's earlier turns, then the case's message, and approves a gated
-call only when the case says ``approve: true``. The thread's messages give the
-trajectory; the run records give tokens; `evals.scorers` and the judge give the verdict.
+the dataset's ``now``. The runtime is built by the composition root's builder (a
+:class:`RuntimeBuilder` handed in), so it is production's: the same approval ledger, audit
+log, skill gate and fallback models. Each attempt gets a sample Slack workspace (plus the
+case's messages), runs the case's earlier turns, then the case's message, and approves a
+gated call only when the case says ``approve: true`` — through the approval service, as a
+click on the card would: the request is stored, approvers the policy lists (never the
+requester) vote until the quorum is met, and the run resumes with the ledger. The
+thread's messages give the trajectory; the run records give tokens; `evals.scorers` and
+the judge give the verdict.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -35,27 +40,32 @@ from evals.dataset import Case, Dataset, HttpRoute, SlackMessageSpec
 from evals.judge import Judge, JudgeError
 from evals.results import AttemptResult, CaseResult, EvalRun, estimate_cost
 from evals.scorers import CallStatus, CheckResult, Observation, ToolCallRecord, score
+from skills.approvals import ApprovalService
+from skills.catalog import load_registry
 from skills.context import Actor, HttpPolicy, ThreadRef
-from skills.outcomes import ApprovalRequest, Decision, Outcome, Refusal, Reply
+from skills.outcomes import ApprovalRequest, Outcome, Refusal, Reply
 from skills.pii import mask_text
-from skills.registry import Access, Skill, SkillRegistry, load_registry
-from skills.runtime import ModelFactory, Runtime, RuntimeConfig
+from skills.registry import Access, Skill, SkillRegistry
+from skills.runtime import ModelFactory, Runtime
 from skills.sample import StaticSlackReader, WorkspaceChannel
-from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
-from storage.locks import RedisLocks
-from storage.runs import ChannelDefaults, RunStore, ThreadSkills
+from storage.redis import create_redis
+from storage.runs import RunStore
+from storage.sql import create_engine, session_factory, upgrade
 
 __all__ = [
+    "ApprovalStalled",
     "EvalRunner",
+    "EvalRuntime",
     "EvalStores",
     "FixtureTransport",
     "HistoryPaused",
+    "RuntimeBuilder",
     "embedded_stores",
     "fixture_url",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 MAX_APPROVALS = 5
 """How many approvals in a row an ``approve: true`` case may go through."""
@@ -71,13 +81,39 @@ class EvalStores:
     keys: Keys
 
 
+class EvalRuntime(Protocol):
+    """A runtime and the approval service over it (what a :class:`RuntimeBuilder` gives)."""
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    @property
+    def approvals(self) -> ApprovalService: ...
+
+
+class RuntimeBuilder(Protocol):
+    """Builds production's runtime over ``stores`` (the composition root's builder).
+
+    ``config`` sets :class:`~skills.runtime.RuntimeConfig` fields the evaluation decides
+    (its model, router, concurrency, fixture hosts, PII key); the rest is production's.
+    """
+
+    def __call__(
+        self,
+        *,
+        stores: EvalStores,
+        registry: SkillRegistry,
+        http: httpx.AsyncClient,
+        model_factory: ModelFactory,
+        clock: Callable[[], datetime],
+        **config: Any,
+    ) -> EvalRuntime: ...
+
+
 @contextlib.asynccontextmanager
 async def embedded_stores(folder: Path | None = None) -> AsyncIterator[EvalStores]:
     """A throw-away SQLite database (in ``folder`` or a temporary one) and in-process Redis,
     so evaluations never write run records or checkpoints into a real deployment."""
-    from storage.redis import create_redis
-    from storage.sql import create_engine, session_factory, upgrade
-
     with tempfile.TemporaryDirectory(prefix="switchboard-eval-") as scratch:
         base = folder or Path(scratch)
         base.mkdir(parents=True, exist_ok=True)
@@ -142,6 +178,7 @@ class EvalRunner:
         self,
         *,
         stores: EvalStores,
+        runtimes: RuntimeBuilder,
         model_factory: ModelFactory,
         model: str = "offline",
         force_model: bool = False,
@@ -155,6 +192,7 @@ class EvalRunner:
         if repeat < 1 or concurrency < 1:
             raise ValueError("repeat and concurrency must be at least 1")
         self._stores = stores
+        self._runtimes = runtimes
         self._model_factory = model_factory
         self._model = model
         self._force_model = force_model
@@ -191,8 +229,8 @@ class EvalRunner:
         registry = self._registry(dataset, env)
         transport = FixtureTransport(hosts)
         async with httpx.AsyncClient(transport=transport, follow_redirects=False) as http:
-            runtime = self._runtime(dataset, registry, http)
-            tasks = [self._run_case(runtime, dataset, case) for case in dataset.cases]
+            built = self._runtime(dataset, registry, http)
+            tasks = [self._run_case(built, dataset, case) for case in dataset.cases]
             return list(await asyncio.gather(*tasks))
 
     def _registry(self, dataset: Dataset, env: Mapping[str, str]) -> SkillRegistry:
@@ -218,36 +256,29 @@ class EvalRunner:
 
     def _runtime(
         self, dataset: Dataset, registry: SkillRegistry, http: httpx.AsyncClient
-    ) -> Runtime:
-        stores = self._stores
+    ) -> EvalRuntime:
         hosts = tuple(httpx.URL(fixture_url(name)).host for name in dataset.http)
         now = dataset.now
-        return Runtime(
+        return self._runtimes(
+            stores=self._stores,
             registry=registry,
-            checkpointer=RedisCheckpointSaver(redis=stores.redis, keys=stores.keys),
-            locks=RedisLocks(redis=stores.redis, keys=stores.keys),
-            runs=RunStore(sessions=stores.sessions),
-            threads=ThreadSkills(sessions=stores.sessions),
-            channels=ChannelDefaults(sessions=stores.sessions),
-            model_factory=self._model_factory,
             http=http,
-            config=RuntimeConfig(
-                default_model=self._model,
-                router_model=self._router_model,
-                max_concurrent_runs=self._concurrency,
-                http_policy=HttpPolicy(allowed_hosts=hosts or (f"*.{FIXTURE_DOMAIN}",)),
-                pii_key=self._pii_key,
-            ),
+            model_factory=self._model_factory,
             clock=lambda: now,
+            default_model=self._model,
+            router_model=self._router_model,
+            max_concurrent_runs=self._concurrency,
+            http_policy=HttpPolicy(allowed_hosts=hosts or (f"*.{FIXTURE_DOMAIN}",)),
+            pii_key=self._pii_key,
         )
 
     # -- per case ------------------------------------------------------------------------
 
-    async def _run_case(self, runtime: Runtime, dataset: Dataset, case: Case) -> CaseResult:
+    async def _run_case(self, built: EvalRuntime, dataset: Dataset, case: Case) -> CaseResult:
         attempts: list[AttemptResult] = []
         for _ in range(self._repeat):
             async with self._gate:
-                attempts.append(await self._attempt(runtime, dataset, case))
+                attempts.append(await self._attempt(built, dataset, case))
             if len(attempts) < self._repeat:
                 self._on_attempt(None)
         expected = case.expect.trajectory
@@ -268,10 +299,10 @@ class EvalRunner:
         self._on_attempt(result)
         return result
 
-    async def _attempt(self, runtime: Runtime, dataset: Dataset, case: Case) -> AttemptResult:
+    async def _attempt(self, built: EvalRuntime, dataset: Dataset, case: Case) -> AttemptResult:
         started = time.perf_counter()
         try:
-            observation, tokens = await self._observe(runtime, dataset, case)
+            observation, tokens = await self._observe(built, dataset, case)
         except Exception as exc:  # one broken case must not stop the evaluation
             log.exception("eval case %s/%s failed", dataset.skill, case.id)
             observation = Observation(
@@ -323,8 +354,9 @@ class EvalRunner:
         )
 
     async def _observe(
-        self, runtime: Runtime, dataset: Dataset, case: Case
+        self, built: EvalRuntime, dataset: Dataset, case: Case
     ) -> tuple[Observation, tuple[int, int, float | None]]:
+        runtime = built.runtime
         reader = StaticSlackReader.sample(dataset.now)
         channel = case.channel or dataset.channel
         thread_ts = _seed_slack(reader, dataset, case, channel)
@@ -355,14 +387,7 @@ class EvalRunner:
         approvals = 0
         while isinstance(outcome, ApprovalRequest) and case.approve and approvals < MAX_APPROVALS:
             approvals += 1
-            decision = Decision(
-                type="approve",
-                interrupt_id=outcome.interrupt_id,
-                actor=_approver(reader, outcome),
-            )
-            outcome = await runtime.resume(
-                thread=thread, decision=decision, actor=actor, slack=reader
-            )
+            outcome = await _approve(built.approvals, outcome, reader=reader, requester=actor)
 
         messages = (await runtime.history(thread))[messages_before:]
         records = (await runs.for_thread(thread.thread_id))[runs_before:]
@@ -379,6 +404,39 @@ class HistoryPaused(Exception):
 
     def __init__(self, text: str) -> None:
         super().__init__(f"the history turn {text[:60]!r} paused for approval")
+
+
+class ApprovalStalled(Exception):
+    """An ``approve: true`` case's request could not be approved (why: a sentence)."""
+
+    def __init__(self, tool: str, why: str) -> None:
+        super().__init__(f"approving {tool} failed: {why}")
+
+
+async def _approve(
+    approvals: ApprovalService,
+    request: ApprovalRequest,
+    *,
+    reader: StaticSlackReader,
+    requester: Actor,
+) -> Outcome:
+    """Approve ``request`` as production does: store it, let distinct approvers the policy
+    lists (never the requester) vote until the quorum is met, resume through the ledger."""
+    thread = request.thread
+    row = await approvals.open(request, channel=thread.channel, thread_ts=thread.thread_ts)
+    why = "no approver the policy lists is in the workspace"
+    for approver in _approvers(reader, request):
+        decided = await approvals.approve(row.id, _actor(reader, approver))
+        if decided.kind == "recorded":
+            continue
+        if decided.kind != "approved":
+            why = decided.message
+            break
+        done = await approvals.complete(decided.row, requester=requester, slack=reader)
+        if done.outcome is None:
+            raise ApprovalStalled(request.tool, "the run was no longer waiting")
+        return done.outcome
+    raise ApprovalStalled(request.tool, why)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -424,16 +482,14 @@ def _actor(reader: StaticSlackReader, user_id: str) -> Actor:
     )
 
 
-def _approver(reader: StaticSlackReader, request: ApprovalRequest) -> str:
-    """Someone the policy lets approve who is not the requester (four-eyes)."""
+def _approvers(reader: StaticSlackReader, request: ApprovalRequest) -> list[str]:
+    """The people the policy lets approve, in its order, without the requester
+    (four-eyes) or repeats."""
     candidates = list(request.policy.users)
     for group in request.policy.usergroups:
         found = reader.workspace.usergroups.get(group)
         candidates.extend(sorted(found.members) if found else ())
-    for user in candidates:
-        if user != request.requester:
-            return user
-    return "U0EVALAPPROVER"
+    return [u for u in dict.fromkeys(candidates) if u != request.requester]
 
 
 def _observation(outcome: Outcome, messages: Sequence[BaseMessage]) -> Observation:

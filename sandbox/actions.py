@@ -20,7 +20,7 @@ from sandbox.events import Ack, EventSender
 
 __all__ = ["ActionError", "Actions", "encode_text"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 _HANDLE = re.compile(r"(?<![\w@<])@([A-Za-z0-9][A-Za-z0-9._-]*)")
 _CHANNEL = re.compile(r"(?<![\w#<&|])#([a-z0-9][a-z0-9_-]*)")
@@ -462,6 +462,17 @@ def _action(
     return action
 
 
+#: Slack's pickers: the state field Slack fills and the element's initial-value key.
+_PICKERS = {
+    "conversations_select": ("selected_conversation", "initial_conversation"),
+    "channels_select": ("selected_channel", "initial_channel"),
+    "users_select": ("selected_user", "initial_user"),
+}
+_INPUT_KINDS = frozenset(
+    {"plain_text_input", "static_select", "number_input", "radio_buttons", *_PICKERS}
+)
+
+
 def _state_values(
     blocks: list[dict[str, Any]], values: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
@@ -479,9 +490,17 @@ def _state_values(
         for element in elements:
             kind = element.get("type")
             action_id = str(element.get("action_id") or "")
-            if kind not in ("plain_text_input", "static_select", "number_input", "radio_buttons"):
+            if kind not in _INPUT_KINDS:
                 continue
             raw = (values.get(block_id) or {}).get(action_id)
+            if kind in _PICKERS:
+                field, initial = _PICKERS[kind]
+                picked_id = str(raw) if raw not in (None, "") else element.get(initial)
+                state.setdefault(block_id, {})[action_id] = {
+                    "type": kind,
+                    field: picked_id or None,
+                }
+                continue
             if kind in ("static_select", "radio_buttons"):
                 picked = _option(element, str(raw)) if raw is not None else None
                 if picked is None and raw is None:

@@ -57,7 +57,7 @@ __all__ = [
     "routes",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 JSON_FIELDS = ("blocks", "attachments", "view", "prompts", "chunks", "metadata")
 MAX_TEXT = 40_000

@@ -24,7 +24,7 @@ import httpx
 
 __all__ = ["Ack", "EventSender", "Inbound", "sign"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 def sign(secret: str, body: str, timestamp: int) -> str:

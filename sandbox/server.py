@@ -7,7 +7,11 @@
     /, /sandbox/…, /static/…                     the page, its JSON API, live updates
 
 The bot runs exactly as ``switchboard serve`` runs it: it receives signed requests and
-calls the Web API through its retrying client; only the URLs point here. The sandbox uses
+calls the Web API through its retrying client; only the URLs point here. The sandbox does
+not build the bot itself: the composition root hands :func:`open_sandbox` a
+:data:`BotOpener` (``switchboard.sandbox``) that builds it from the environment the sandbox
+chooses (:class:`BotEnvironment`), so this package never imports ``bot`` or
+``switchboard``. The sandbox uses
 its own SQLite file and in-process Redis under ``state_dir`` (never ``DATABASE_URL`` or
 ``REDIS_URL``, so it cannot touch real data), its own random signing secret and bot token,
 and the model from ``SWITCHBOARD_MODEL`` (default: ``offline``).
@@ -30,12 +34,14 @@ import secrets
 import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,13 +50,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
-from bot.app import Bot, create_bot
-from bot.http import create_http_app
-from bot.serve import metrics_listener, run_features
-from bot.services import Services, open_services
-from bot.settings import Settings
-from bot.slack.client import create_web_client
 from sandbox import crm as crm_module
 from sandbox import emulator as emulator_module
 from sandbox import web
@@ -58,12 +59,17 @@ from sandbox.actions import Actions
 from sandbox.crm import DemoCrm
 from sandbox.emulator import ApiCall, Emulator, RateLimit
 from sandbox.events import EventSender
-from sandbox.record import Recorder
+from sandbox.record import Recorder, compare, read_recording, shift_workspace
+from sandbox.record import replay as _perform
 from sandbox.seed import load_state, save_state, seed_file, seed_sample
 from sandbox.web import TOKEN_HEADER
 
 __all__ = [
     "ALLOWED_ENV",
+    "BotConfigError",
+    "BotEnvironment",
+    "BotOpener",
+    "HostedBot",
     "RunningSandbox",
     "SandboxOptions",
     "open_sandbox",
@@ -71,7 +77,7 @@ __all__ = [
     "sandbox_environment",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DEFAULT_STATE_DIR = Path(".switchboard-sandbox")
 SAVE_EVERY = 2.0
@@ -141,8 +147,58 @@ class SandboxOptions:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
+@dataclass(frozen=True, slots=True)
+class BotEnvironment:
+    """What the sandboxed bot is built from: the variables its settings are read from, and
+    the environment its skill specs expand ``${VAR}`` from."""
+
+    settings: dict[str, str]
+    skills: dict[str, str]
+
+
+class BotConfigError(Exception):
+    """The sandboxed bot's configuration is invalid; the message is one line naming the
+    variable (raised by the :data:`BotOpener`)."""
+
+
+class HostedBot(Protocol):
+    """The bot as the sandbox hosts it (built by the composition root)."""
+
+    @property
+    def http_app(self) -> ASGIApp:
+        """``/slack/events``, ``/healthz``, ``/readyz`` (and ``/metrics``)."""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The default model, shown in the start-up line."""
+        ...
+
+    @property
+    def metrics_port(self) -> int | None:
+        """``METRICS_PORT``, when ``/metrics`` is served on its own port."""
+        ...
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has no background work left."""
+        ...
+
+    def features(self) -> AbstractAsyncContextManager[None]:
+        """What runs beside the listeners (metrics port, approval sweep, scheduler)."""
+        ...
+
+    async def drain(self, timeout: float) -> None:
+        """Finish (or cancel, after ``timeout``) the bot's background work."""
+        ...
+
+
+H = TypeVar("H", bound=HostedBot)
+#: Builds and closes the sandboxed bot (the composition root's ``switchboard.sandbox``).
+BotOpener = Callable[[BotEnvironment], AbstractAsyncContextManager[H]]
+
+
 @dataclass(slots=True)
-class RunningSandbox:
+class RunningSandbox(Generic[H]):
     """A started sandbox: where it is and its parts (tests and replays drive these)."""
 
     url: str
@@ -150,9 +206,7 @@ class RunningSandbox:
     emulator: Emulator
     actions: Actions
     crm: DemoCrm
-    services: Services
-    bot: Bot
-    settings: Settings
+    host: H
     server: uvicorn.Server
     calls: list[ApiCall] = field(default_factory=list)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -241,10 +295,10 @@ def sandbox_environment(
     return chosen
 
 
-def sandbox_settings(
+def bot_environment(
     env: Mapping[str, str], *, url: str, token: str, secret: str, database: Path
-) -> tuple[Settings, dict[str, str]]:
-    """Settings for the sandboxed bot, and the environment its skills load with."""
+) -> BotEnvironment:
+    """What the sandboxed bot's settings and skills are read from."""
     skill_env = dict(env)
     skill_env.setdefault("CRM_URL", f"{url}/crm")
     # The demo CRM lives on this loopback server: HTTP tools may reach it (this port only).
@@ -260,7 +314,7 @@ def sandbox_settings(
     }
     overrides.pop("PORT", None)
     merged = {k: v for k, v in skill_env.items() if k not in {"PORT"}}
-    return Settings.from_env({**merged, **overrides}), skill_env
+    return BotEnvironment(settings={**merged, **overrides}, skills=skill_env)
 
 
 def _seed(emulator: Emulator, options: SandboxOptions, saved: Path) -> str:
@@ -278,8 +332,12 @@ def _seed(emulator: Emulator, options: SandboxOptions, saved: Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]:
-    """Start everything; on exit stop the server, drain the bot and save the workspace."""
+async def open_sandbox(
+    options: SandboxOptions, *, bots: BotOpener[H]
+) -> AsyncIterator[RunningSandbox[H]]:
+    """Start everything; on exit stop the server, drain the bot and save the workspace.
+
+    ``bots`` builds the bot from the :class:`BotEnvironment` chosen here."""
     env = sandbox_environment(
         os.environ if options.env is None else options.env,
         inherit=options.inherit_env,
@@ -297,7 +355,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
     access = web.Access(token=secrets.token_urlsafe(24), cookie=f"switchboard_sandbox_{port}")
     saved = options.state_dir / "workspace.json"
     try:
-        settings, skill_env = sandbox_settings(
+        environment = bot_environment(
             env, url=url, token=token, secret=secret, database=options.state_dir / "sandbox.db"
         )
         emulator = Emulator(token=token, rate_limit=options.rate_limit)
@@ -314,9 +372,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
     recorder: Recorder | None = None
     http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
     try:
-        async with open_services(settings, env=skill_env) as services:
-            client = create_web_client(token=token, base_url=settings.slack_api_url)
-            bot = create_bot(services, client=client, signing_secret=secret)
+        async with bots(environment) as host:
             sender = EventSender(
                 url=f"{url}/slack/events",
                 signing_secret=secret,
@@ -326,7 +382,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                 http=http,
             )
             actions = Actions(
-                emulator=emulator, sender=sender, hooks_url=f"{url}/hooks/", idle=bot.worker.idle
+                emulator=emulator, sender=sender, hooks_url=f"{url}/hooks/", idle=host.idle
             )
             if options.record is not None:
                 recorder = Recorder(
@@ -342,12 +398,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                     hub=hub,
                     crm=crm,
                     access=access,
-                    bot_app=create_http_app(
-                        bot,
-                        signing_secret=secret,
-                        services=services,
-                        serve_metrics=settings.metrics_port is None,
-                    ),
+                    bot_app=host.http_app,
                 )
             )
             guarded = web.HostGuard(app, hosts=["127.0.0.1"])
@@ -365,9 +416,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                 emulator=emulator,
                 actions=actions,
                 crm=crm,
-                services=services,
-                bot=bot,
-                settings=settings,
+                host=host,
                 server=server,
             )
             emulator.call_listeners.append(running.calls.append)
@@ -375,10 +424,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
             serving.add_done_callback(lambda _task: running.stopped.set())
             # What every bot process runs beside the listeners: approval sweep, scheduler.
             features = contextlib.AsyncExitStack()
-            await features.enter_async_context(
-                metrics_listener(bot, host="127.0.0.1", port=settings.metrics_port)
-            )
-            await features.enter_async_context(run_features(bot, services, settings))
+            await features.enter_async_context(host.features())
             saver = asyncio.create_task(
                 _save_loop(emulator, saved, dirty) if options.persist else asyncio.sleep(0),
                 name="sandbox-saver",
@@ -397,7 +443,7 @@ async def open_sandbox(options: SandboxOptions) -> AsyncIterator[RunningSandbox]
                     await serving
                 await actions.settle(timeout=10)
                 await features.aclose()
-                await bot.worker.drain(timeout=10)
+                await host.drain(timeout=10)
                 saver.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await saver
@@ -428,7 +474,7 @@ def _routes(
     hub: web.Hub,
     crm: DemoCrm,
     access: web.Access,
-    bot_app: Starlette,
+    bot_app: ASGIApp,
 ) -> list[BaseRoute]:
     async def hook(request: Request) -> Response:
         try:
@@ -452,6 +498,7 @@ def _routes(
 def run_sandbox(
     options: SandboxOptions,
     *,
+    bots: BotOpener[Any],
     echo: Callable[[str], None] = print,
     replay: Path | None = None,
 ) -> None:
@@ -463,28 +510,24 @@ def run_sandbox(
     recording = None
     mapping: dict[str, str] = {}
     if replay is not None:
-        from sandbox.record import read_recording, shift_workspace
-
         recording = read_recording(replay)
         shifted = shift_workspace(recording.workspace, time.time() - recording.started, mapping)
         options = replace(options, workspace=shifted, persist=False)
 
     async def _main() -> None:
-        async with open_sandbox(options) as sandbox:
+        async with open_sandbox(options, bots=bots) as sandbox:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, sandbox.stop)
-            model = sandbox.settings.model
+            model = sandbox.host.model
             echo(f"Switchboard sandbox: open {sandbox.page_url}  (model: {model}; Ctrl-C to stop)")
-            if sandbox.settings.metrics_port is not None:
-                echo(f"metrics on http://127.0.0.1:{sandbox.settings.metrics_port}/metrics")
+            if sandbox.host.metrics_port is not None:
+                echo(f"metrics on http://127.0.0.1:{sandbox.host.metrics_port}/metrics")
             if options.record is not None:
                 echo(f"recording the session to {options.record}")
             if recording is not None:
-                from sandbox.record import replay as perform
-
                 echo(f"replaying {replay} …")
-                steps = await perform(
+                steps = await _perform(
                     recording, sandbox.actions, mapping=mapping, calls=sandbox.calls
                 )
                 echo(f"replayed {len(steps)} steps; the sandbox keeps running")
@@ -497,6 +540,7 @@ def run_sandbox(
 async def check_recording(
     path: Path,
     *,
+    bots: BotOpener[Any],
     env: Mapping[str, str] | None = None,
     state_dir: Path | None = None,
     inherit_env: bool = False,
@@ -505,10 +549,6 @@ async def check_recording(
 
     The diff is empty when the bot sent the same as when the session was recorded.
     """
-    import tempfile
-
-    from sandbox.record import compare, read_recording, replay, shift_workspace
-
     recording = read_recording(path)
     mapping: dict[str, str] = {}
     workspace = shift_workspace(recording.workspace, time.time() - recording.started, mapping)
@@ -521,6 +561,6 @@ async def check_recording(
             env=env,
             inherit_env=inherit_env,
         )
-        async with open_sandbox(options) as sandbox:
-            steps = await replay(recording, sandbox.actions, mapping=mapping, calls=sandbox.calls)
+        async with open_sandbox(options, bots=bots) as sandbox:
+            steps = await _perform(recording, sandbox.actions, mapping=mapping, calls=sandbox.calls)
     return compare(recording.steps, steps), len(steps)

@@ -52,7 +52,7 @@ from sandbox.emulator import Change, Emulator
 
 __all__ = ["Access", "HostGuard", "Hub", "routes"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_SECONDS = 15.0

@@ -19,7 +19,7 @@ from storage.errors import RedisUnavailable
 from storage.keys import KeyKind, Keys
 from storage.redis import TRANSIENT_ERRORS, redis_errors
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 CHANGED = "changed"
 RELEASED = "released"

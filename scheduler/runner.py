@@ -38,7 +38,7 @@ from storage.errors import StorageError
 from storage.models import Schedule, ScheduleRun, StandupSession
 from storage.schedules import FiringResult, ScheduleStore, loads
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 OnStandupOpened = Callable[[StandupSession], None]
 

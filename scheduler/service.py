@@ -60,7 +60,7 @@ from storage.locks import Lease, RedisLocks
 from storage.models import Schedule, ScheduleRun, StandupSession
 from storage.schedules import PlannedFiring, ScheduleStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 CLAIM_SCOPE = "schedule-firing"
 _ATTEMPTS = 6

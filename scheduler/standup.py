@@ -20,7 +20,7 @@ from skills.pii import mask_text
 from storage.models import StandupAnswer, StandupSession
 from storage.schedules import ScheduleStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 _BLOCKER = re.compile(
     r"\b(block(?:ed|er|ers|ing)?|stuck|waiting (?:on|for)|need(?:s)? help|can'?t proceed)\b",

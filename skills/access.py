@@ -48,7 +48,7 @@ __all__ = [
     "refusal_text",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 #: The audit event of a refused read.
 REFUSED_READ: Final = "refused-read"

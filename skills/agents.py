@@ -23,7 +23,7 @@ Middleware order (outermost first), and why:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain.agents import create_agent
@@ -47,10 +47,12 @@ from skills.middleware.untrusted import ProvenanceHumanInTheLoop, UntrustedConte
 from skills.outcomes import ApprovalPolicyView
 from skills.pii import CipherSealer
 from skills.registry import Skill
+from skills.spec import ApprovalPolicy, BuiltinToolRef, HttpToolSpec
+from skills.tools import builtin_tools
+from skills.tools.http import http_tool
 
 if TYPE_CHECKING:
     from skills.runtime import RuntimeConfig
-    from skills.spec import HttpToolSpec
 
 CONTEXT_PROMPT = (
     "\n\nYou are Switchboard, answering in Slack. Personal data such as card numbers, IBANs,"
@@ -69,8 +71,6 @@ CONTEXT_PROMPT = (
 
 
 def _http_tools(skill: Skill) -> list[HttpToolSpec]:
-    from skills.spec import HttpToolSpec
-
     if skill.spec is None:
         return []
     return [t for t in skill.spec.tools if isinstance(t, HttpToolSpec)]
@@ -78,10 +78,6 @@ def _http_tools(skill: Skill) -> list[HttpToolSpec]:
 
 def skill_tools(skill: Skill) -> list[BaseTool]:
     """The langchain tools of a YAML skill: built-ins by name and HTTP tools from the spec."""
-    from skills.spec import BuiltinToolRef
-    from skills.tools import builtin_tools
-    from skills.tools.http import http_tool
-
     if skill.spec is None:
         return []
     builtins = builtin_tools()
@@ -98,6 +94,26 @@ def _gated(tool: HttpToolSpec) -> bool:
     return tool.approval is not None and tool.approval != "none"
 
 
+def policy_view(policy: ApprovalPolicy) -> ApprovalPolicyView:
+    """What an approval card needs to know of a spec's approval policy."""
+    return ApprovalPolicyView(
+        users=tuple(policy.approvers.users),
+        usergroups=tuple(policy.approvers.usergroups),
+        quorum=policy.quorum,
+        four_eyes=policy.four_eyes,
+        expires_in_seconds=int(policy.expires_in.total_seconds()),
+        allow_edit=policy.allow_edit,
+    )
+
+
+def approval_interrupt(policy: ApprovalPolicy, description: str) -> InterruptOnConfig:
+    """The ``interrupt_on`` entry of a tool gated by ``policy``."""
+    decisions: list[DecisionType] = ["approve", "reject"]
+    if policy.allow_edit:
+        decisions.append("edit")
+    return InterruptOnConfig(allowed_decisions=decisions, description=description)
+
+
 def approval_policy_view(skill: Skill, tool_name: str) -> tuple[ApprovalPolicyView, dict[str, Any]]:
     """The approval policy and JSON Schema of ``tool_name`` in ``skill`` (for cards)."""
     for tool in _http_tools(skill):
@@ -105,15 +121,7 @@ def approval_policy_view(skill: Skill, tool_name: str) -> tuple[ApprovalPolicyVi
             continue
         policy = tool.approval
         assert policy is not None and policy != "none"
-        view = ApprovalPolicyView(
-            users=tuple(policy.approvers.users),
-            usergroups=tuple(policy.approvers.usergroups),
-            quorum=policy.quorum,
-            four_eyes=policy.four_eyes,
-            expires_in_seconds=int(policy.expires_in.total_seconds()),
-            allow_edit=policy.allow_edit,
-        )
-        return view, tool.json_schema()
+        return policy_view(policy), tool.json_schema()
     return ApprovalPolicyView(), {}
 
 
@@ -125,12 +133,7 @@ def interrupt_config(skill: Skill) -> dict[str, bool | InterruptOnConfig]:
             continue
         policy = tool.approval
         assert policy is not None and policy != "none"
-        decisions: list[DecisionType] = ["approve", "reject"]
-        if policy.allow_edit:
-            decisions.append("edit")
-        gated[tool.name] = InterruptOnConfig(
-            allowed_decisions=decisions, description=tool.description
-        )
+        gated[tool.name] = approval_interrupt(policy, tool.description)
     return gated
 
 
@@ -157,13 +160,30 @@ def build_agent(
     config: RuntimeConfig,
     fallbacks: Sequence[BaseChatModel] = (),
     extra_middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    mcp_tools: Sequence[BaseTool] = (),
+    mcp_interrupts: Mapping[str, InterruptOnConfig] | None = None,
 ) -> Any:
-    """A compiled agent graph for a YAML skill (context schema: :class:`RunContext`)."""
+    """A compiled agent graph for a YAML skill (context schema: :class:`RunContext`).
+
+    ``mcp_tools`` are the skill's loaded MCP tools and ``mcp_interrupts`` the approval
+    gates of those among them with a policy (``skills.mcp.McpToolbox``): they get the same
+    middleware as every other tool.
+    """
     assert skill.spec is not None, "Python skills build their own graph"
-    gated = interrupt_config(skill)
+    gated = {**interrupt_config(skill), **(mcp_interrupts or {})}
     middleware: list[AgentMiddleware[Any, Any, Any]] = []
     if gated:
-        middleware.append(ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call"))
+        # Arguments are checked against these before a card is posted (MCP tools bring
+        # their input schema as a dict).
+        schemas: dict[str, Mapping[str, Any]] = {
+            t.name: t.args_schema
+            for t in mcp_tools
+            if t.name in gated and isinstance(t.args_schema, dict)
+        }
+        schemas.update({t.name: t.json_schema() for t in _http_tools(skill) if t.name in gated})
+        middleware.append(
+            ProvenanceHumanInTheLoop(interrupt_on=gated, interrupt_mode="per_call", schemas=schemas)
+        )
     middleware += [
         ToolResultTrimMiddleware(config.tool_result_max_chars),
         pii,
@@ -190,7 +210,7 @@ def build_agent(
     middleware.extend(extra_middleware)
     return create_agent(
         model,
-        tools=skill_tools(skill),
+        tools=[*skill_tools(skill), *mcp_tools],
         system_prompt=skill.spec.instructions.strip() + CONTEXT_PROMPT,
         middleware=middleware,
         context_schema=RunContext,

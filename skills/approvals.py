@@ -37,8 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import jsonschema
-
+from skills.arguments import argument_problems
 from skills.context import ConversationAccess, Principal, SlackReader, ThreadRef
 from skills.errors import NothingToResume
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Reply
@@ -49,7 +48,7 @@ from storage.audit import AuditLog
 from storage.locks import RedisLocks
 from storage.models import ApprovalRequestRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DecidedKind = Literal[
     "refused", "recorded", "approved", "rejected", "duplicate", "closed", "expired"
@@ -325,11 +324,7 @@ class ApprovalService:
         if not policy.allow_edit:
             return Decided("refused", row, (), "This tool's requests can't be edited."), None
         schema = json.loads(row.policy_json).get("schema") or {"type": "object"}
-        validator = jsonschema.Draft202012Validator(schema)
-        problems = [
-            f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
-            for e in validator.iter_errors(dict(new_args))
-        ]
+        problems = argument_problems(schema, new_args)
         if problems:
             raise EditRejected(problems)
         args = mask_obj(dict(new_args))
@@ -594,7 +589,7 @@ class ApprovalService:
         if execution is not None and execution.state == "failed":
             return "failed", _short(execution.result or "the call failed")
         if execution is not None and execution.state == "succeeded":
-            return "executed", _short(execution.result or "done")
+            return "executed", result_summary(execution.result or "done")
         if isinstance(outcome, Reply):
             return "executed", _short(outcome.text)
         if outcome is None:
@@ -631,6 +626,26 @@ class ApprovalService:
             except Exception:
                 log.exception("approval %s could not be completed; will retry", row.id)
         return done
+
+
+def result_summary(text: str, *, fields: int = 10, limit: int = 120) -> str:
+    """What a card shows of a call's result: a JSON object stays a (compact, masked) JSON
+    object of its first ``fields`` scalar fields, so the card can show them as fields;
+    anything else is a short line of text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return _short(text)
+    if not isinstance(value, dict) or not value:
+        return _short(text)
+    shown: dict[str, Any] = {}
+    for key, item in list(value.items())[:fields]:
+        if isinstance(item, dict | list):
+            item = _short(json.dumps(item, ensure_ascii=False), limit)
+        elif isinstance(item, str):
+            item = _short(item, limit)
+        shown[_short(str(key), 60)] = mask_obj(item)
+    return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -25,7 +25,7 @@ from storage.limits import SkillLimitsStore, SwitchedOff
 
 __all__ = ["LimitObserver", "SkillGate"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 #: Told about each refusal: ``(skill, reason)`` with reason ``disabled`` or ``budget``.
 LimitObserver = Callable[[str, str], None]
@@ -41,6 +41,7 @@ class SkillGate:
         refresh_seconds: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        observers: list[LimitObserver] | None = None,
     ) -> None:
         self.store = store
         self._refresh = refresh_seconds
@@ -48,7 +49,7 @@ class SkillGate:
         self._monotonic = monotonic
         self._off: dict[str, SwitchedOff] = {}
         self._loaded_at: float | None = None
-        self.observers: list[LimitObserver] = []
+        self.observers: list[LimitObserver] = list(observers or [])
 
     async def check(self, skill: Skill) -> Refusal | None:
         """None when ``skill`` may run; else the refusal to show the person."""

@@ -1,12 +1,15 @@
-"""The skills a deployment offers: YAML specs and Python skills, under one interface."""
+"""The skills a deployment offers: YAML specs and Python skills, under one interface.
+
+This module is the model (:class:`Skill`, :class:`Access`, :class:`SkillRegistry`); loading
+a deployment's skills from their specs and the Python skills is :mod:`skills.catalog`.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skills.context import Principal
@@ -16,9 +19,9 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langgraph.types import Checkpointer
 
-    from skills.spec import SkillSpec, SpecIssue
+    from skills.spec import SkillSpec
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 #: Builds a Python skill's compiled graph from the model the runtime picked and its saver.
 GraphFactory = Callable[["BaseChatModel", "Checkpointer"], Any]
@@ -132,39 +135,3 @@ class SkillRegistry:
 
     def available_to(self, actor: Principal, channel: str | None) -> list[Skill]:
         return [s for s in self._skills.values() if s.access.allows(actor, channel)]
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedSkills:
-    registry: SkillRegistry
-    issues: Sequence[SpecIssue]
-
-
-def python_skills() -> list[Skill]:
-    """The skills written in Python that ship with Switchboard."""
-    from skills.digest import DIGEST_SKILL
-
-    return [DIGEST_SKILL]
-
-
-def load_registry(
-    dirs: Sequence[str | Path] = (),
-    *,
-    env: Mapping[str, str],
-    include_python: bool = True,
-) -> LoadedSkills:
-    """Built-in YAML skills, skills from ``dirs`` and the Python skills.
-
-    A spec with errors is left out and its issues returned, so one team's typo does not take
-    the whole bot down; ``switchboard skills validate`` reports the same issues.
-    """
-    from skills.spec import load_spec_dirs
-
-    result = load_spec_dirs([Path(d) for d in dirs], env=env, include_builtin=True)
-    skills = [Skill.from_spec(spec) for spec in result.specs.values()]
-    if include_python:
-        taken = {s.name for s in skills}
-        skills.extend(s for s in python_skills() if s.name not in taken)
-    for issue in result.issues:
-        log.error("skill spec error: %s", issue)
-    return LoadedSkills(registry=SkillRegistry(skills), issues=list(result.issues))

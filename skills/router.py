@@ -25,7 +25,7 @@ from skills.pii import mask_text
 from skills.registry import Skill, SkillRegistry
 from storage.runs import ChannelDefaults, ThreadSkills
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 FALLBACK_SKILL = "ask"
 RouteReason = Literal["explicit", "thread", "channel", "router", "fallback"]

@@ -32,10 +32,13 @@ from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
+from skills import tracing
 from skills.access import ConversationReader
+from skills.agents import approval_policy_view, build_agent, pii_middleware, skill_tools
 from skills.context import (
     AuditSink,
     ConversationAccess,
@@ -48,7 +51,9 @@ from skills.context import (
 )
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.limits import SkillGate
-from skills.models.masked import ensure_masked
+from skills.mcp import McpToolbox
+from skills.models.masked import ensure_masked, unmasked
+from skills.models.offline import SWITCH_HINT, OfflineChatModel, understands
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
 from skills.registry import Skill, SkillRegistry
@@ -56,7 +61,7 @@ from skills.router import Route, Router
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 ModelFactory = Callable[[str], BaseChatModel]
 #: Receives the answer's text as the model produces it (for streaming to Slack).
@@ -143,6 +148,7 @@ class Runtime:
         ledger: ExecutionLedger | None = None,
         audit: AuditSink | None = None,
         gate: SkillGate | None = None,
+        mcp: McpToolbox | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -159,11 +165,11 @@ class Runtime:
         self._ledger = ledger
         self._audit = audit
         self.gate = gate  # kill switches and daily budgets, checked before each new run
+        # The skills' MCP tool servers; open_services loads them at start (McpToolbox.load).
+        self.mcp = mcp or McpToolbox(policy=self.config.http_policy)
         self._graphs: dict[tuple[str, str], Any] = {}
         self._models: dict[str, BaseChatModel] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
-        from skills.agents import pii_middleware
-
         self._pii = pii_middleware(self.config.pii_key)
         self.router = Router(
             registry=registry,
@@ -177,7 +183,81 @@ class Runtime:
     def available_skills(self, actor: Principal, channel: str | None) -> list[Skill]:
         return self.registry.available_to(actor, channel)
 
+    def offline_note(self) -> str | None:
+        """For people talking to the offline model (the default model is ``offline``):
+        one line on what it does and how to switch to a real one; None otherwise."""
+        if not isinstance(unmasked(self.model(self.config.default_model)), OfflineChatModel):
+            return None
+        return (
+            "_I'm running on the built-in offline model: it runs these examples and tool "
+            "commands and summarises conversations, but doesn't answer questions._ " + SWITCH_HINT
+        )
+
+    def examples(self, skill: Skill) -> tuple[str, ...]:
+        """The examples of ``skill`` worth showing: all of them on a real model; on the
+        offline model only those it actually does something with (a YAML agent's example
+        that would get the canned reply is not shown). Python skills compute their answer
+        in code, so their examples work on any model."""
+        if skill.spec is None or not skill.examples:
+            return tuple(skill.examples)
+        if not isinstance(
+            unmasked(self.model(skill.model or self.config.default_model)), OfflineChatModel
+        ):
+            return tuple(skill.examples)
+        tools = [convert_to_openai_tool(tool) for tool in skill_tools(skill)]
+        return tuple(example for example in skill.examples if understands(example, tools))
+
     async def run(
+        self,
+        *,
+        thread: ThreadRef,
+        message: str,
+        actor: Principal,
+        skill: str | None = None,
+        slack: SlackReader | None = None,
+        trigger: str = "message",
+        on_text: TextSink | None = None,
+        access: ConversationAccess | None = None,
+    ) -> Outcome:
+        """Answer ``message`` (see :meth:`_run`), as one ``invoke_agent`` trace span."""
+        with tracing.agent_span(skill=skill, trigger=trigger, thread_id=thread.thread_id):
+            return await self._run(
+                thread=thread,
+                message=message,
+                actor=actor,
+                skill=skill,
+                slack=slack,
+                trigger=trigger,
+                on_text=on_text,
+                access=access,
+            )
+
+    async def resume(
+        self,
+        *,
+        thread: ThreadRef,
+        decision: Decision,
+        actor: Principal,
+        slack: SlackReader | None = None,
+        on_text: TextSink | None = None,
+        approval_id: str | None = None,
+        access: ConversationAccess | None = None,
+    ) -> Outcome:
+        """Continue a paused run (see :meth:`_resume`), as one trace span."""
+        with tracing.agent_span(
+            skill=None, trigger="approval", thread_id=thread.thread_id, operation="resume"
+        ):
+            return await self._resume(
+                thread=thread,
+                decision=decision,
+                actor=actor,
+                slack=slack,
+                on_text=on_text,
+                approval_id=approval_id,
+                access=access,
+            )
+
+    async def _run(
         self,
         *,
         thread: ThreadRef,
@@ -231,11 +311,13 @@ class Runtime:
                     skill=holder.name,
                 )
             # The thread stays with its skill; naming another skill hands the thread over,
-            # so follow-ups and approval decisions reach the skill that last ran.
-            if route.reason == "explicit":
-                await self._threads.assign(thread.thread_id, chosen.name)
-            else:
+            # so follow-ups and approval decisions reach the skill that last ran. ``owner``
+            # was read under the lease, so the store is written only when it changes (no
+            # claim that fails on the existing row and reads it a third time).
+            if owner is None:
                 await self._threads.claim(thread.thread_id, chosen.name)
+            elif route.reason == "explicit" and owner != chosen.name:
+                await self._threads.assign(thread.thread_id, chosen.name)
             payload: Any = (
                 {"messages": [HumanMessage(mask_text(route.text))]}
                 if chosen.graph_factory is not None
@@ -245,7 +327,7 @@ class Runtime:
                 chosen, thread, actor, payload, _Slack(slack, access), trigger, on_text
             )
 
-    async def resume(
+    async def _resume(
         self,
         *,
         thread: ThreadRef,
@@ -271,6 +353,13 @@ class Runtime:
             if pending is None:
                 raise NothingToResume(thread.thread_id)
             answer = decision.to_hitl(pending.value["name"])
+            if tracing.current() is not None:
+                tracing.approval_wait(
+                    tool=str(pending.value["name"]),
+                    since=await self._paused_at(chosen, thread),
+                    decision=decision.type,
+                    approver=decision.actor,
+                )
             command: Command[Any] = Command(resume={pending.id: answer})
             approvals: dict[str, str] = {}
             if approval_id and decision.type != "reject":
@@ -371,6 +460,12 @@ class Runtime:
             config["callbacks"] = callbacks
         return config
 
+    async def _paused_at(self, skill: Skill, thread: ThreadRef) -> datetime | None:
+        """When the thread's run paused (its last checkpoint), for the approval wait span."""
+        state = await self._graph(skill).aget_state(self._config(skill, thread))
+        created = getattr(state, "created_at", None)
+        return datetime.fromisoformat(created) if isinstance(created, str) else None
+
     async def _pending(
         self, skill: Skill, thread: ThreadRef, interrupt_id: str | None = None
     ) -> Interrupt | None:
@@ -394,6 +489,8 @@ class Runtime:
         approvals: Mapping[str, str] | None = None,
     ) -> Outcome:
         model_name = skill.model or self.config.default_model
+        if await self.mcp.refresh(skill):  # first load, or a degraded server came back
+            self._graphs = {k: g for k, g in self._graphs.items() if k[0] != skill.name}
         graph = self._graph(skill)
         run = _RunState(
             run_id=uuid.uuid4().hex,
@@ -401,6 +498,7 @@ class Runtime:
             model=model_name,
             usage=_UsageHandler(),
         )
+        tracing.name_turn(skill=skill.name, run_id=run.run_id, model=model_name, trigger=trigger)
         await self._runs.start(
             run_id=run.run_id,
             skill=skill.name,
@@ -427,6 +525,12 @@ class Runtime:
             ledger=self._ledger,
         )
         config = self._config(skill, thread, callbacks=[run.usage])
+        # Carried by every LangChain run of this turn (LangSmith shows them as metadata).
+        config["metadata"] = {
+            "skill": skill.name,
+            "thread_id": thread.thread_id,
+            "run_id": run.run_id,
+        }
         try:
             async with self._slots:
                 # Python graphs compose their answer in code: only agents stream.
@@ -508,9 +612,7 @@ class Runtime:
     def _policy_for(
         self, skill: Skill, tool_name: str
     ) -> tuple[ApprovalPolicyView, dict[str, Any]]:
-        from skills.agents import approval_policy_view
-
-        return approval_policy_view(skill, tool_name)
+        return self.mcp.policy_view(skill, tool_name) or approval_policy_view(skill, tool_name)
 
     def _graph(self, skill: Skill) -> Any:
         model_name = skill.model or self.config.default_model
@@ -523,8 +625,6 @@ class Runtime:
         model = self.model(model_name)
         if skill.graph_factory is not None:
             return skill.graph_factory(model, self._checkpointer)
-        from skills.agents import build_agent
-
         return build_agent(
             skill,
             model=model,
@@ -533,6 +633,8 @@ class Runtime:
             config=self.config,
             fallbacks=[self.model(name) for name in self.config.fallback_models],
             extra_middleware=self._extra_middleware(),
+            mcp_tools=self.mcp.tools(skill),
+            mcp_interrupts=self.mcp.interrupts(skill),
         )
 
 

@@ -64,6 +64,8 @@ __all__ = [
     "HttpSpec",
     "HttpToolSpec",
     "LoadResult",
+    "McpServerSpec",
+    "McpToolRef",
     "Memory",
     "RenderedRequest",
     "SkillSpec",
@@ -161,6 +163,18 @@ def format_duration(duration: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+def describe_duration(duration: timedelta) -> str:
+    """For people: ``timedelta(days=1)`` gives ``1 day``, ``timedelta(hours=28)`` gives
+    ``1 day 4 hours`` (never ``1 day, 0:00:00``)."""
+    total = int(duration.total_seconds())
+    parts = []
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"
 
 
 def _to_duration(value: Any) -> timedelta:
@@ -675,7 +689,7 @@ class HttpToolSpec(_Model):
             approvers = ", ".join([*policy.approvers.users, *policy.approvers.usergroups])
             line += (
                 f"  approval: {policy.quorum} of {approvers}, expires in "
-                f"{format_duration(policy.expires_in)}"
+                f"{describe_duration(policy.expires_in)}"
                 + ("" if policy.four_eyes else ", requester may approve")
                 + (", editable" if policy.allow_edit else "")
             )
@@ -784,6 +798,225 @@ def _tool_key(item: Any) -> tuple[str, str] | None:
     return None
 
 
+# --------------------------------------------------------------------------- MCP servers
+#
+# A skill may list MCP tool servers (``mcp:``). What the spec fixes: where the server is
+# (a fixed URL or a command), which of its tools the model may call (the allow-list, by the
+# server's names) and the approval policy of each. What only the server knows - each tool's
+# JSON Schema and whether it is read-only (``readOnlyHint``) - is checked when its tool list
+# is loaded (``skills.mcp``), which reports problems as ``SpecIssue`` with this file's lines.
+
+MCP_TRANSPORTS: Final = ("streamable_http", "sse", "stdio")
+McpServerName = Annotated[
+    str, Field(max_length=32), _pattern_check(r"[a-z][a-z0-9_]*", "MCP server name")
+]
+McpRemoteName = Annotated[
+    str, Field(max_length=128), _pattern_check(r"[A-Za-z0-9_.-]+", "MCP tool name")
+]
+_MODEL_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _mcp_tool_ref(value: Any) -> Any:
+    """``- lookup_order`` is short for ``- {name: lookup_order}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class McpToolRef(_Model):
+    """One allow-listed tool of an MCP server, by the server's name for it.
+
+    ``approval`` is required (a policy, or ``none``) unless the server annotates the tool
+    read-only; only the server can say, so that is checked when its tool list loads.
+    """
+
+    name: McpRemoteName
+    approval: Approval | None = None
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy | None:
+        return self.approval if isinstance(self.approval, ApprovalPolicy) else None
+
+
+class McpServerSpec(_Model):
+    """An MCP tool server: ``streamable_http`` or ``sse`` at a fixed ``url`` (with
+    ``headers``), or ``stdio``: a ``command`` started with only ``env`` (plus a minimal
+    PATH/HOME set) in its environment. The model sees each tool as ``<server>_<tool>``."""
+
+    name: McpServerName
+    transport: Literal["streamable_http", "sse", "stdio"]
+    url: NonEmptyStr | None = None
+    headers: dict[HeaderName, ScalarStr] = Field(default_factory=dict)
+    command: list[NonEmptyStr] = Field(default_factory=list)
+    env: dict[ParamName, ScalarStr] = Field(default_factory=dict)
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    tools: Annotated[
+        list[Annotated[McpToolRef, BeforeValidator(_mcp_tool_ref)]], Field(min_length=1)
+    ]
+
+    # Set by the loader: values the environment supplied here, the text as written, and
+    # the line of each ``tools`` entry (for issues found when the tool list loads).
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+    _templates: dict[Loc, str] = PrivateAttr(default_factory=dict)
+    _lines: dict[Loc, int | None] = PrivateAttr(default_factory=dict)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Values never to show, log or return: everything expanded from ``${ENV}`` here
+        and literal values of credential-like headers."""
+        found = set(self._secrets)
+        found.update(
+            value
+            for name, value in self.headers.items()
+            if _SENSITIVE_NAME.search(name) and ("headers", name) not in self._templates
+        )
+        return frozenset(value for value in found if value)
+
+    @property
+    def is_remote(self) -> bool:
+        """Reached over the network (and so through the egress policy)."""
+        return self.transport != "stdio"
+
+    def model_name(self, tool: str) -> str:
+        """The name the model sees for the server's tool ``tool``."""
+        return f"{self.name}_{tool}"
+
+    def line_of(self, loc: Loc) -> int | None:
+        """The spec line of ``loc`` inside this entry (``("tools", 1)``), if known."""
+        return self._lines.get(loc)
+
+    def display_url(self) -> str:
+        return redact_url(self._templates.get(("url",), self.url or ""))
+
+    def describe(self) -> str:
+        """One line for people: ``crm  streamable_http ${CRM_MCP}/mcp  tools: …``."""
+        where = self.display_url() if self.is_remote else " ".join(self.command[:1]) + " …"
+        tools = ", ".join(
+            t.name + ("" if t.approval is None else f" (approval: {_mcp_approval(t)})")
+            for t in self.tools
+        )
+        return f"{self.name}  {self.transport} {where}  tools: {tools}"
+
+    def redacted_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "transport": self.transport}
+        if self.url is not None:
+            data["url"] = self.display_url()
+        if self.headers:
+            data["headers"] = {
+                name: self._templates.get(("headers", name))
+                or (_REDACTED if _SENSITIVE_NAME.search(name) else value)
+                for name, value in self.headers.items()
+            }
+        if self.command:
+            data["command"] = [
+                self._templates.get(("command", i), part) for i, part in enumerate(self.command)
+            ]
+        if self.env:
+            data["env"] = {k: self._templates.get(("env", k), _REDACTED) for k in self.env}
+        if self.timeout is not None:
+            data["timeout"] = self.timeout
+        data["tools"] = [
+            t.name
+            if t.approval is None
+            else {
+                "name": t.name,
+                "approval": t.approval
+                if isinstance(t.approval, str)
+                else t.approval.model_dump(mode="json"),
+            }
+            for t in self.tools
+        ]
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> McpServerSpec:
+        problems: list[tuple[Loc, str]] = []
+        if self.is_remote:
+            if self.url is None:
+                problems.append((("url",), f"required for the {self.transport} transport"))
+            else:
+                parts = urlsplit(self.url)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    problems.append((("url",), "must be an absolute http:// or https:// URL"))
+                elif "@" in parts.netloc:
+                    problems.append(
+                        (("url",), "credentials in the URL are not allowed; use `headers:`")
+                    )
+            for key in ("command", "env"):
+                if getattr(self, key):
+                    problems.append(((key,), "only for the stdio transport"))
+        else:
+            if not self.command:
+                problems.append((("command",), "required for the stdio transport"))
+            for key in ("url", "headers"):
+                if getattr(self, key):
+                    problems.append(((key,), "not used by the stdio transport"))
+        seen: dict[str, int] = {}
+        for index, tool in enumerate(self.tools):
+            if tool.name in seen:
+                problems.append(
+                    (
+                        ("tools", index),
+                        f"duplicate tool {tool.name!r} (also tools[{seen[tool.name]}])",
+                    )
+                )
+            seen.setdefault(tool.name, index)
+            shown = self.model_name(tool.name)
+            if not _MODEL_TOOL_NAME.fullmatch(shown):
+                problems.append(
+                    (
+                        ("tools", index, "name"),
+                        f"the model would see it as {shown!r}; names the model sees must be "
+                        "1-64 letters, digits, _ or - (shorten the server name or pick "
+                        "another tool)",
+                    )
+                )
+        if problems:
+            _fail(problems, self)
+        return self
+
+
+def _mcp_approval(tool: McpToolRef) -> str:
+    policy = tool.approval_policy
+    if policy is None:
+        return "none"
+    approvers = ", ".join([*policy.approvers.users, *policy.approvers.usergroups])
+    return f"{policy.quorum} of {approvers}"
+
+
+def _mcp_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
+    """Secrets in MCP server URLs: as for HTTP tools, a ``${VAR}`` may only start the URL."""
+    problems: list[tuple[Loc, str]] = []
+    servers = data.get("mcp") if isinstance(data, dict) else None
+    for index, _server in enumerate(servers if isinstance(servers, list) else []):
+        loc: Loc = ("mcp", index, "url")
+        problems.extend(
+            (
+                loc,
+                f"${{{ref.name}}} is expanded inside the URL; values from the environment are "
+                "secrets and may only form the start of the URL - send this one in `headers:`",
+            )
+            for ref in expansion.references.get(loc, [])
+            if ref.start > 0
+        )
+    return problems
+
+
+def _mcp_attach(spec: SkillSpec, expansion: _Expansion, doc: LineMappedDocument) -> None:
+    """Give each MCP server its secrets, its ``${VAR}`` texts and its lines."""
+    for index, server in enumerate(spec.mcp):
+        prefix: Loc = ("mcp", index)
+        server._secrets = expansion.secrets_under(prefix)
+        server._templates = {
+            loc[len(prefix) :]: text
+            for loc, text in expansion.templates.items()
+            if loc[: len(prefix)] == prefix
+        }
+        server._lines = {(): doc.line_for(prefix)}
+        for position in range(len(server.tools)):
+            for loc in (("tools", position), ("tools", position, "name")):
+                server._lines[loc] = doc.line_for((*prefix, *loc))
+        server._lines[("tools",)] = doc.line_for((*prefix, "tools"))
+
+
 class SkillSpec(_Model):
     """One skill as declared in YAML. ``source`` is the file it came from, if any."""
 
@@ -797,6 +1030,8 @@ class SkillSpec(_Model):
     budget: Budget | None = None
     examples: list[NonEmptyStr] = Field(default_factory=list, max_length=10)
     """Example prompts shown in App Home and as Assistant suggested prompts."""
+    mcp: list[McpServerSpec] = Field(default_factory=list)
+    """MCP tool servers whose allow-listed tools the model may call (see McpServerSpec)."""
 
     _source: Path | None = PrivateAttr(default=None)
     _name_line: int | None = PrivateAttr(default=None)
@@ -833,21 +1068,58 @@ class SkillSpec(_Model):
         return next((tool for tool in self.http_tools if tool.name == name), None)
 
     def describe_tools(self) -> list[str]:
-        """One line per tool, secrets redacted (for ``switchboard skills show``)."""
+        """One line per tool (and MCP server), secrets redacted (``skills show``)."""
         return [
             f"{tool.use}  (built-in)" if isinstance(tool, BuiltinToolRef) else tool.describe()
             for tool in self.tools
-        ]
+        ] + [f"mcp {server.describe()}" for server in self.mcp]
 
     def redacted_dict(self) -> dict[str, Any]:
         """The spec as plain data, secrets replaced by their ``${VAR}`` text: safe to print."""
-        dumped = self.model_dump(mode="json", exclude_none=True, exclude={"tools"})
+        dumped = self.model_dump(mode="json", exclude_none=True, exclude={"tools", "mcp"})
         data: dict[str, Any] = self._with_templates(dumped, ())
         data["tools"] = [
             {"use": tool.use} if isinstance(tool, BuiltinToolRef) else tool.redacted_dict()
             for tool in self.tools
         ]
+        if self.mcp:
+            data["mcp"] = [server.redacted_dict() for server in self.mcp]
         return data
+
+    @model_validator(mode="after")
+    def _mcp_names_are_unique(self) -> SkillSpec:
+        """Server names, and the names the model sees, may not clash with each other or
+        with the skill's HTTP tools."""
+        problems: list[tuple[Loc, str]] = []
+        taken = {
+            tool.name: f"tools[{i}]"
+            for i, tool in enumerate(self.tools)
+            if isinstance(tool, HttpToolSpec)
+        }
+        servers: dict[str, int] = {}
+        for index, server in enumerate(self.mcp):
+            if server.name in servers:
+                problems.append(
+                    (
+                        ("mcp", index, "name"),
+                        f"duplicate MCP server {server.name!r} (also mcp[{servers[server.name]}])",
+                    )
+                )
+                continue
+            servers[server.name] = index
+            for position, tool in enumerate(server.tools):
+                shown = server.model_name(tool.name)
+                if shown in taken:
+                    problems.append(
+                        (
+                            ("mcp", index, "tools", position),
+                            f"the model would see it as {shown!r}, like {taken[shown]}",
+                        )
+                    )
+                taken.setdefault(shown, f"mcp[{index}].tools[{position}]")
+        if problems:
+            _fail(problems, self)
+        return self
 
     def _with_templates(self, value: Any, loc: Loc) -> Any:
         if isinstance(value, str):
@@ -1216,7 +1488,11 @@ def _load_text(
 
     expansion = _Expansion(env)
     data = expansion.skill(doc.data)
-    for loc, message in [*expansion.problems, *_url_problems(expansion, data)]:
+    for loc, message in [
+        *expansion.problems,
+        *_url_problems(expansion, data),
+        *_mcp_problems(expansion, data),
+    ]:
         issues.append(SpecIssue(filename, doc.line_for(loc), _format_loc(loc), message))
 
     spec: SkillSpec | None = None
@@ -1251,6 +1527,7 @@ def _load_text(
                 if loc[: len(prefix)] == prefix
             }
             tool.http._secrets = expansion.secrets_under(prefix)
+    _mcp_attach(spec, expansion, doc)
     return spec
 
 
@@ -1341,6 +1618,10 @@ _MODELS_BY_SHAPE: Final[dict[tuple[str, ...], type[BaseModel]]] = {
     ("tools", "*", "http"): HttpSpec,
     ("tools", "*", "approval"): ApprovalPolicy,
     ("tools", "*", "approval", "approvers"): Approvers,
+    ("mcp", "*"): McpServerSpec,
+    ("mcp", "*", "tools", "*"): McpToolRef,
+    ("mcp", "*", "tools", "*", "approval"): ApprovalPolicy,
+    ("mcp", "*", "tools", "*", "approval", "approvers"): Approvers,
 }
 
 

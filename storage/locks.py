@@ -25,7 +25,7 @@ from storage.errors import LeaseLost
 from storage.keys import KeyKind, Keys, ttl_ms
 from storage.redis import redis_errors
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 # KEYS[1]=lease KEYS[2]=fence ARGV[1]=holder ARGV[2]=ttl ms ARGV[3]=fence ttl ms
 # Returns the new fencing token, or 0 when someone else holds the lease.

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage.errors import RedisUnavailable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 #: The errors that mean "Redis is not reachable right now", as opposed to a bad command.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

@@ -14,7 +14,7 @@ from bot.views import blocks as views
 from skills.context import ThreadRef
 from skills.pii import mask_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 def register(app: AsyncApp, bot: BotContext) -> None:
@@ -43,13 +43,13 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             run_id=run_id,
         )
         try:
-            await client.chat_update(
+            # Feedback is per person: the buttons stay for everyone else, and only the
+            # person who clicked is told it was recorded.
+            await client.chat_postEphemeral(
                 channel=channel,
-                ts=message_ts,
-                text=str(message.get("text") or "answer"),
-                blocks=views.feedback_recorded_blocks(
-                    message.get("blocks") or [], value=value, user=user
-                ),
+                user=user,
+                thread_ts=str(message["thread_ts"]) if message.get("thread_ts") else None,
+                text=views.feedback_thanks(value),
             )
             if value == "down" and body.get("trigger_id"):
                 await client.views_open(

@@ -22,7 +22,7 @@ from bot.worker import WorkerBusy
 from skills.context import ThreadRef
 from skills.limits import SkillGate
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 def usage(bot: BotContext) -> str:
@@ -103,7 +103,9 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 bot.metrics.busy.inc()
                 await ack(response_type="ephemeral", text=BUSY_TEXT)
                 return
-            await ack(response_type="ephemeral", text=f"Running `{word}`…")
+            # No "Running…" notice that would outlive the answer: the channel post that
+            # says who asked turns into the answer itself.
+            await ack()
             return
         await ack(
             response_type="ephemeral",

@@ -12,18 +12,20 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Inbound, InboundKind, user_error
+from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
 from skills.pii import mask_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 # Subtypes that are not someone talking to us (edits, deletions, joins, bots, files shared
 # by integrations…). Plain messages have no subtype; file_share and thread_broadcast are
 # still a person writing.
 _ANSWERABLE_SUBTYPES = {None, "file_share", "thread_broadcast"}
 _RESET = re.compile(r"^\s*(reset|forget( this)?|start over)\s*[.!]?\s*$", re.IGNORECASE)
+_HELP = re.compile(views.HELP_TRIGGER, re.IGNORECASE)
 
 
 def plain_text(text: str) -> str:
@@ -71,7 +73,29 @@ def _malformed(event: dict[str, Any], *missing: str) -> bool:
 def register(app: AsyncApp, bot: BotContext) -> None:
     conversations = bot.conversations
 
+    async def help_reply(inbound: Inbound) -> None:
+        """The real help: this person's skills here, with examples that work here."""
+        runtime = conversations.runtime
+        actor = await conversations.directory.actor(inbound.user)
+        skills = runtime.available_skills(actor, inbound.channel)
+        offline = runtime.offline_note()
+        await conversations.client.chat_postMessage(
+            channel=inbound.channel,
+            thread_ts=inbound.reply_thread_ts,
+            text=views.help_text(
+                skills,
+                examples={skill.name: runtime.examples(skill) for skill in skills},
+                offline_note=offline,
+                in_dm=inbound.kind in {"dm", "assistant"},
+            ),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
     async def start(inbound: Inbound) -> None:
+        if _HELP.match(inbound.text):
+            await help_reply(inbound)
+            return
         if _RESET.match(inbound.text):
             try:
                 refusal = await conversations.reset(inbound.memory, inbound.user)
@@ -181,14 +205,17 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             return
         actor = await conversations.directory.actor(str(user))
         skills = conversations.runtime.available_skills(actor, None)
+        examples = {skill.name: conversations.runtime.examples(skill) for skill in skills}
         try:
             await client.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
-                text="Hi! Ask me anything, or pick one of the suggestions below.",
+                text=views.assistant_greeting(offline=conversations.runtime.offline_note()),
             )
             await client.assistant_threads_setSuggestedPrompts(
-                channel_id=channel, thread_ts=thread_ts, prompts=views.suggested_prompts(skills)
+                channel_id=channel,
+                thread_ts=thread_ts,
+                prompts=views.suggested_prompts(skills, examples=examples),
             )
         except SlackApiError as exc:
             log.warning("assistant greeting failed: %s", exc.response.get("error"))
@@ -223,21 +250,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
     async def on_home(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") not in (None, "home") or _malformed(event, "user"):
             return
-        user = str(event["user"])
-        actor = await conversations.directory.actor(user)
-        skills = conversations.runtime.available_skills(actor, None)
-        sections = []
-        for section in bot.home_sections:
-            try:
-                sections.extend(await section(actor))
-            except Exception:  # one broken section must not blank the whole tab
-                log.exception("App Home section failed")
-        try:
-            await client.views_publish(
-                user_id=user, view=views.home_view(skills, user=user, sections=sections)
-            )
-        except SlackApiError as exc:  # e.g. a user Slack does not know: acked, logged
-            log.warning("App Home not published: %s", exc.response.get("error"))
+        await publish_home(bot, client, str(event["user"]))
 
 
 async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:

@@ -19,7 +19,7 @@ from slack_bolt.response import BoltResponse
 from bot.listeners._context import BotContext
 from storage.errors import RedisUnavailable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 EVENT_CLAIM_TTL = timedelta(minutes=15)
 

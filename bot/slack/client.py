@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import Any
 
 import aiohttp
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -34,7 +35,9 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
-log = logging.getLogger(__name__)
+from skills import tracing
+
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DEFAULT_BASE_URL = "https://slack.com/api/"
 RETRIED_SERVER_STATUSES = frozenset({500, 502, 503, 504})
@@ -186,6 +189,15 @@ def retry_handlers(
     ]
 
 
+class _TracedWebClient(AsyncWebClient):
+    """``AsyncWebClient`` whose every call is a ``slack <method>`` span when tracing is on
+    (``skills.tracing``): the Slack post closes a turn's trace."""
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> Any:
+        with tracing.slack_call_span(api_method):
+            return await super().api_call(api_method, **kwargs)
+
+
 def create_web_client(
     *,
     token: str,
@@ -211,7 +223,7 @@ def create_web_client(
         raise ValueError("max_retries must be >= 0")
     if not base_url.endswith("/"):
         base_url += "/"
-    return AsyncWebClient(
+    return _TracedWebClient(
         token=token,
         base_url=base_url,
         # aiohttp takes float seconds; slack_sdk's `int` hint is narrower than what it does.

@@ -27,7 +27,7 @@ from skills.context import SlackMessage, SlackReaderError, SlackUser
 
 __all__ = ["MISSING", "TtlCache", "WebApiSlackReader", "api_get"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 K = TypeVar("K")
 V = TypeVar("V")

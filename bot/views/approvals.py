@@ -70,6 +70,21 @@ def args_block_text(args: dict[str, Any]) -> str:
     return "```" + escape_mrkdwn(shown)[:2800] + "```"
 
 
+def heading(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
+    """The card's header: what state the request is in, at a glance."""
+    count = f"{len(votes)} of {row.quorum}"
+    return {
+        "pending": "🔒 Approval needed",
+        "approved": f"⏳ Approved · {count} · running",
+        "executed": f"✅ Approved · {count}",
+        "failed": f"⚠️ Approved · {count} · failed",
+        "rejected": "❌ Rejected",
+        "expired": "⏰ Expired",
+        "superseded": "✏️ Edited",
+        "abandoned": "🗑️ Abandoned",
+    }.get(row.status, row.status.capitalize())
+
+
 def card_blocks(
     row: ApprovalRequestRow,
     *,
@@ -78,17 +93,22 @@ def card_blocks(
 ) -> list[dict[str, Any]]:
     """The card: who asked for what, with which arguments, who may approve, until when.
 
-    ``outcome`` replaces the buttons with the result once decided.
+    ``outcome`` replaces the buttons with the result once decided; the header and the
+    approval count follow the request's state (``votes`` are the approvals it got).
     """
     policy = policy_of(row)
     blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=":lock: Approval needed")),
+        HeaderBlock(text=PlainTextObject(text=heading(row, votes))),
         SectionBlock(
             fields=[
                 _mrkdwn(f"*Requested by*\n<@{row.requester}>"),
                 _mrkdwn(f"*Skill*\n{escape_mrkdwn(row.skill)}"),
                 _mrkdwn(f"*Tool*\n`{escape_mrkdwn(row.tool)}`"),
-                _mrkdwn(f"*Expires*\n{slack_date(row.expires_at)}"),
+                _mrkdwn(
+                    f"*Expires*\n{slack_date(row.expires_at)}"
+                    if row.status == "pending"
+                    else f"*Decided*\n{slack_date(row.decided_at) if row.decided_at else '—'}"
+                ),
             ]
         ),
         SectionBlock(text=_mrkdwn("*Arguments*\n" + args_block_text(args_of(row)))),
@@ -125,29 +145,64 @@ def card_blocks(
         blocks.append(ActionsBlock(block_id=f"approval:{row.id}", elements=buttons))
     else:
         blocks.append(SectionBlock(text=_mrkdwn(outcome)))
+        fields = result_fields(row)
+        if fields:
+            blocks.append(SectionBlock(fields=fields))
     return [b.to_dict() for b in blocks]
+
+
+def _result_object(row: ApprovalRequestRow) -> dict[str, Any] | None:
+    """The call's result as the fields of a JSON object, when it was one."""
+    if row.status not in {"executed", "failed"} or not row.result_summary:
+        return None
+    try:
+        value = json.loads(row.result_summary)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
+def _inert(text: str) -> str:
+    # The result is what the target system answered: data, so a URL in it is never
+    # clickable (strict policy: only slack.com), whatever the answer allow-list says.
+    return escape_mrkdwn(defang_links(strip_token_ids(text), LinkPolicy()))
+
+
+def result_fields(row: ApprovalRequestRow) -> list[MarkdownTextObject]:
+    """A result that is a JSON object, as card fields (``*refund_id*`` / ``RF-0001``)."""
+    found = _result_object(row)
+    if found is None:
+        return []
+    fields = []
+    for key, value in list(found.items())[:10]:
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        label = key.replace("_", " ").capitalize()
+        fields.append(_mrkdwn(f"*{_inert(label)}*\n{_inert(shown)[:1900] or '—'}"))
+    return fields
 
 
 def outcome_text(row: ApprovalRequestRow) -> str | None:
     """The line that replaces the buttons, or None while the request is open."""
     who = f"<@{row.decided_by}>" if row.decided_by and row.decided_by != "switchboard" else ""
     when = slack_date(row.decided_at, "{time}") if row.decided_at else ""
-    # The result is what the target system answered: data, so a URL in it is never
-    # clickable (strict policy: only slack.com), whatever the answer allow-list says.
-    summary = escape_mrkdwn(defang_links(strip_token_ids(row.result_summary or ""), LinkPolicy()))
+    summary = _inert(row.result_summary or "")
     if row.status == "pending":
         return None
     if row.status == "approved":
         return f":hourglass_flowing_sand: Approved by {who} at {when} — running…"
     if row.status == "executed":
+        if _result_object(row) is not None:
+            return f":white_check_mark: Approved by {who} at {when} — done:"
         return f":white_check_mark: Approved by {who} at {when} — done: {summary}"
     if row.status == "failed":
+        if _result_object(row) is not None:
+            return f":x: Approved by {who} at {when} — Failed:"
         return f":x: Approved by {who} at {when} — Failed: {summary}"
     if row.status == "rejected":
         reason = escape_mrkdwn(row.reason) if row.reason else "no reason given"
         return f":no_entry: Rejected by {who}: {reason}"
     if row.status == "expired":
-        return ":alarm_clock: Expired"
+        return ":alarm_clock: Expired before anyone approved it. Nothing ran."
     if row.status == "superseded":
         return f":pencil2: Edited by {who}: see the new request below"
     if row.status == "abandoned":
@@ -160,15 +215,28 @@ def outcome_text(row: ApprovalRequestRow) -> str | None:
     return escape_mrkdwn(row.status)
 
 
-def card_text(row: ApprovalRequestRow) -> str:
-    return f"Approval needed: {row.skill} wants to run {row.tool}"
+def card_text(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
+    """The notification text, which follows the state like the header."""
+    if row.status == "pending":
+        return f"Approval needed: {row.skill} wants to run {row.tool}"
+    return f"{heading(row, votes)}: {row.skill} wants to run {row.tool}"
 
 
-def reject_modal(request_id: str) -> View:
+_FROM_HOME = "|home"
+
+
+def reject_origin(private_metadata: str) -> tuple[str, bool]:
+    """(request id, whether the reject modal was opened from App Home)."""
+    if private_metadata.endswith(_FROM_HOME):
+        return private_metadata[: -len(_FROM_HOME)], True
+    return private_metadata, False
+
+
+def reject_modal(request_id: str, *, from_home: bool = False) -> View:
     return View(
         type="modal",
         callback_id=REJECT_MODAL,
-        private_metadata=request_id,
+        private_metadata=request_id + (_FROM_HOME if from_home else ""),
         title=PlainTextObject(text="Reject request"),
         submit=PlainTextObject(text="Reject"),
         close=PlainTextObject(text="Cancel"),

@@ -3,8 +3,7 @@ are checked when the blocks are built)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -78,14 +77,17 @@ def answer_blocks(chunk: str, *, run_id: str | None, skill: str, last: bool) -> 
     return blocks
 
 
-def feedback_recorded_blocks(
-    existing: Sequence[dict[str, Any]], *, value: str, user: str
-) -> list[dict[str, Any]]:
-    """The message's blocks with the feedback buttons replaced by a thank-you note."""
+def asked_by(user: str, skill: str | None, text: str) -> ContextBlock:
+    """The line above a ``/switchboard <skill> …`` answer in the channel: who asked what."""
+    shown = escape_mrkdwn(text if text and text != skill else "")[:200]
+    command = f"{COMMAND} {skill or ''} {shown}".strip()
+    return ContextBlock(elements=[_mrkdwn(f"<@{user}> asked `{command}`")])
+
+
+def feedback_thanks(value: str) -> str:
+    """What the person who clicked 👍/👎 sees (only they see it; the buttons stay)."""
     emoji = "👍" if value == "up" else "👎"
-    kept = [b for b in existing if b.get("block_id") != "feedback" and b.get("type") != "context"]
-    note = ContextBlock(elements=[_mrkdwn(f"{emoji} Feedback recorded from <@{user}> — thank you")])
-    return [*kept, note.to_dict()]
+    return f"{emoji} Thanks, your feedback is recorded. Click again to change it."
 
 
 def feedback_modal(*, run_id: str, skill: str, channel: str, message_ts: str) -> View:
@@ -101,7 +103,8 @@ def feedback_modal(*, run_id: str, skill: str, channel: str, message_ts: str) ->
         blocks=[
             InputBlock(
                 block_id="comment",
-                label=PlainTextObject(text="Tell the skill's owners (optional)"),
+                # Slack adds "(optional)" to an optional input's label itself.
+                label=PlainTextObject(text="Tell the skill's owners"),
                 optional=True,
                 element=PlainTextInputElement(action_id="text", multiline=True, max_length=2000),
             )
@@ -145,8 +148,64 @@ def error_text(ref: str) -> str:
     return f"Sorry, something went wrong on my side. (reference `{ref}`)"
 
 
-def home_view(skills: Sequence[Skill], *, user: str, sections: Sequence[Block] = ()) -> View:
-    """The App Home tab: the skills this person may use, with examples."""
+Examples = Mapping[str, Sequence[str]]
+"""Skill name → the examples worth showing (``Runtime.examples``: on the offline model, only
+those that work there)."""
+
+
+def example_message(skill: Skill, example: str) -> str:
+    """What to send to run ``example`` with ``skill``: the skill's name first, so the
+    example reaches that skill whatever the router would have picked."""
+    named = example.split(" ", 1)[0].lower() == skill.name
+    return example if named else f"{skill.name} {example}"
+
+
+def _examples_of(skill: Skill, examples: Examples | None) -> Sequence[str]:
+    return skill.examples if examples is None else examples.get(skill.name, ())
+
+
+HELP_TRIGGER = (
+    r"^\s*(?:help|hi|hello|hey|hiya|howdy|what can you do|what do you do|who are you"
+    r"|how does this work|how do i use (?:this|you)|commands|usage|\?)\s*[?.!]*\s*$"
+)
+"""A whole message that asks what Switchboard is: it gets :func:`help_text`, not a run."""
+
+
+def help_text(
+    skills: Sequence[Skill],
+    *,
+    examples: Examples | None = None,
+    offline_note: str | None = None,
+    in_dm: bool = False,
+) -> str:
+    """The answer to "help" / "hi" / "what can you do": the skills this person may use
+    here, each with examples that work here, and how to reach them."""
+    how = "Send me one of these" if in_dm else "Mention me (`@Switchboard …`) with one of these"
+    lines = [
+        "*Hi, I'm Switchboard* — AI skills in Slack. Here's what I can do for you here:",
+    ]
+    if not skills:
+        lines.append("• No skills are available to you here yet.")
+    for skill in skills:
+        lines.append(f"• *{skill.name}* — {escape_mrkdwn(skill.description)}")
+        shown = _examples_of(skill, examples)[:2]
+        if shown:
+            tries = " · ".join(f"`{escape_mrkdwn(example_message(skill, e))}`" for e in shown)
+            lines.append(f"     Try: {tries}")
+    lines.append(f"{how}, or use `{COMMAND} <skill> <text>`; `{COMMAND} help` lists every command.")
+    if offline_note:
+        lines.append(offline_note)
+    return "\n".join(lines)
+
+
+def home_view(
+    skills: Sequence[Skill],
+    *,
+    user: str,
+    sections: Sequence[Block] = (),
+    examples: Examples | None = None,
+) -> View:
+    """The App Home tab: the skills this person may use, with examples that work here."""
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text="Switchboard")),
         SectionBlock(
@@ -163,21 +222,33 @@ def home_view(skills: Sequence[Skill], *, user: str, sections: Sequence[Block] =
     for skill in skills[:40]:
         text = f"*{skill.name}*\n{escape_mrkdwn(skill.description)}"
         blocks.append(SectionBlock(text=_mrkdwn(text[:3000])))
-        if skill.examples:
-            examples = " · ".join(f"`{escape_mrkdwn(e)}`" for e in skill.examples[:3])
-            blocks.append(ContextBlock(elements=[_mrkdwn(("Try: " + examples)[:3000])]))
+        shown = _examples_of(skill, examples)[:3]
+        if shown:
+            tries = " · ".join(f"`{escape_mrkdwn(example_message(skill, e))}`" for e in shown)
+            blocks.append(ContextBlock(elements=[_mrkdwn(("Try: " + tries)[:3000])]))
     if sections:
         blocks.extend([DividerBlock(), *sections])
     return View(type="home", blocks=blocks[:100])
 
 
-def suggested_prompts(skills: Sequence[Skill], limit: int = 4) -> list[dict[str, str]]:
-    """Assistant panel prompts drawn from the skills this person may use."""
+def assistant_greeting(*, offline: str | None = None) -> str:
+    """The Assistant panel's first message; offline it promises no free answers."""
+    if offline is None:
+        return "Hi! Ask me anything, or pick one of the suggestions below."
+    return (
+        "Hi! Pick one of the suggestions below, or say `help` to see what works here.\n" + offline
+    )
+
+
+def suggested_prompts(
+    skills: Sequence[Skill], limit: int = 4, *, examples: Examples | None = None
+) -> list[dict[str, str]]:
+    """Assistant panel prompts drawn from the skills this person may use (one example each,
+    only examples that work here)."""
     prompts: list[dict[str, str]] = []
     for skill in skills:
-        for example in skill.examples[:1]:
-            named = example.split(" ", 1)[0] == skill.name
-            message = example if named else f"{skill.name} {example}"
+        for example in _examples_of(skill, examples)[:1]:
+            message = example_message(skill, example)
             prompts.append({"title": f"{skill.name}: {example}"[:75], "message": message})
         if len(prompts) >= limit:
             break

@@ -67,10 +67,11 @@ def schedule_modal(
             InputBlock(
                 block_id=SKILL,
                 label=PlainTextObject(text="Skill"),
+                # no silent pre-selection: the person picks the skill
                 element=StaticSelectElement(
                     action_id=SKILL,
                     options=options,
-                    initial_option=options[0] if options else None,
+                    placeholder=PlainTextObject(text="Choose a skill"),
                 ),
             ),
             InputBlock(

@@ -76,9 +76,36 @@ function displayName(id) {
   return user.real_name || user.name;
 }
 function messagesOf(channel) { return (S.data.messages[channel] || []); }
+// Times are shown in the viewing person's Slack time zone, as Slack does (and as the
+// bot's answers give them), not in the browser's.
+function myZone() {
+  const me = S.data && userById(S.me);
+  return me && me.tz ? me.tz : undefined;
+}
+
+function localized(date, options) {
+  try { return date.toLocaleString([], { ...options, timeZone: myZone() }); } catch (_) { return date.toLocaleString([], options); }
+}
+
 function tsTime(ts) {
-  const date = new Date(parseFloat(ts) * 1000);
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return localized(new Date(parseFloat(ts) * 1000), { hour: "2-digit", minute: "2-digit" });
+}
+
+function slackDate(seconds, format) {
+  // <!date^SECONDS^FORMAT|fallback>: Slack formats it for each reader; so does the page.
+  const date = new Date(seconds * 1000);
+  const tokens = {
+    "{time}": () => localized(date, { hour: "2-digit", minute: "2-digit" }),
+    "{time_secs}": () => localized(date, { hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+    "{date_short_pretty}": () => localized(date, { month: "short", day: "numeric" }),
+    "{date_short}": () => localized(date, { month: "short", day: "numeric", year: "numeric" }),
+    "{date}": () => localized(date, { month: "long", day: "numeric", year: "numeric" }),
+    "{date_pretty}": () => localized(date, { month: "long", day: "numeric" }),
+    "{date_long}": () => localized(date, { weekday: "long", month: "long", day: "numeric", year: "numeric" }),
+    "{date_long_pretty}": () => localized(date, { weekday: "long", month: "long", day: "numeric" }),
+    "{date_num}": () => localized(date, { year: "numeric", month: "2-digit", day: "2-digit" }),
+  };
+  return String(format || "").replace(/\{[a-z_]+\}/g, (token) => (tokens[token] ? tokens[token]() : token));
 }
 
 // -- mrkdwn ---------------------------------------------------------------------------------
@@ -124,9 +151,10 @@ function control(inner) {
   }
   if (target.startsWith("!date^")) {
     const parts = target.split("^");
-    const span = el("span", "date", decode(label || ""));
     const seconds = parseInt(parts[1], 10);
-    if (!Number.isNaN(seconds)) span.title = new Date(seconds * 1000).toString();
+    const shown = Number.isNaN(seconds) || !parts[2] ? decode(label || "") : slackDate(seconds, decode(parts[2]));
+    const span = el("span", "date", shown);
+    if (!Number.isNaN(seconds)) span.title = `${localized(new Date(seconds * 1000), { dateStyle: "full", timeStyle: "long" })}`;
     return span;
   }
   if (target.startsWith("!")) {
@@ -348,6 +376,33 @@ function selectFor(element) {
   return select;
 }
 
+// Slack's conversation, channel and user pickers, drawn from the workspace this person sees.
+const PICKERS = {
+  conversations_select: { initial: "initial_conversation" },
+  channels_select: { initial: "initial_channel" },
+  users_select: { initial: "initial_user" },
+};
+
+function pickerChoices(element) {
+  if (element.type === "users_select") {
+    return S.data.people.map((id) => [id, displayName(id)]);
+  }
+  const kinds = (element.filter && element.filter.include) || ["public", "private", "im"];
+  return S.data.channels
+    .filter((c) => element.type === "channels_select" ? !c.is_im : (c.is_im ? kinds.includes("im") : true))
+    .map((c) => [c.id, c.is_im ? `Switchboard (DM)` : `# ${c.name}`]);
+}
+
+function pickerFor(element) {
+  const select = el("select");
+  select.append(new Option(plain(element.placeholder) || "Choose…", ""));
+  for (const [value, label] of pickerChoices(element)) select.append(new Option(label, value));
+  const initial = element[PICKERS[element.type].initial];
+  if (initial) select.value = initial;
+  else if (element.default_to_current_conversation && S.view.kind !== "home" && S.view.id) select.value = S.view.id;
+  return select;
+}
+
 function renderInput(block) {
   const wrap = el("div", "bk-input");
   const element = block.element || {};
@@ -369,6 +424,8 @@ function renderInput(block) {
     if (element.initial_value) control.value = element.initial_value;
   } else if (element.type === "static_select" || element.type === "radio_buttons") {
     control = selectFor(element);
+  } else if (PICKERS[element.type]) {
+    control = pickerFor(element);
   } else {
     wrap.append(el("span", "bk-unknown", `[${element.type}]`));
     return wrap;
@@ -424,7 +481,7 @@ function renderMessage(message, channel, { inThread = false } = {}) {
   meta.append(el("span", "author", name));
   if (fromBot) meta.append(el("span", "app", "APP"));
   const time = el("time", null, tsTime(message.ts));
-  time.title = message.ts;
+  time.title = `${myZone() || "local time"} · ${message.ts}`;
   meta.append(time);
   if (ephemeral) meta.append(el("span", "only-you", "Only visible to you"));
   body.append(meta);
@@ -542,10 +599,14 @@ function renderSidebar() {
   person.replaceChildren();
   for (const id of S.data.people) {
     const user = userById(id);
-    const option = new Option(`${user.real_name} (${user.profile.title || user.name})`, id);
+    // The name alone fits the sidebar; the role is shown under the picker (and as a tooltip).
+    const option = new Option(user.real_name || user.name, id);
+    option.title = user.profile.title || user.name;
     person.append(option);
   }
   person.value = S.me;
+  const me = userById(S.me);
+  $("person-role").textContent = me ? [me.profile.title, me.tz].filter(Boolean).join(" · ") : "";
   const list = $("channel-list");
   list.replaceChildren();
   for (const channel of S.data.channels.filter((c) => !c.is_im)) {

@@ -35,15 +35,16 @@ def _reads(text: str) -> tuple[str, ...]:
 DIGEST_SKILL = Skill(
     name="digest",
     description=(
-        "Summarise a Slack channel over a time window (default: this channel, last 24 hours): "
+        "Summarise a Slack channel over the last hours or days (default: this channel, last 24 "
+        "hours): "
         "what happened, busiest threads, unanswered questions, who was active."
     ),
     examples=(
         "digest",
-        "digest #C0PAYALERTS 12h",
+        "digest #payments-alerts 12h",
         "what did I miss in this channel today?",
     ),
     graph_factory=_factory,
     reads=_reads,
 )
-"""The registry entry (`skills.registry.python_skills`)."""
+"""The registry entry (`skills.catalog.python_skills`)."""

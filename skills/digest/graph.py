@@ -43,7 +43,7 @@ from skills.tools.slack import resolve_names, zone
 
 __all__ = ["DigestRequest", "build_digest_graph", "parse_request"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 DEFAULT_HOURS: Final = 24.0
 MAX_HOURS: Final = 168.0
@@ -138,6 +138,13 @@ async def collect(state: DigestState, runtime: Runtime[RunContext]) -> dict[str,
     request = parse_request(_last_request(state))
 
     channel = request.channel or context.thread.channel
+    if request.channel is None and request.channel_name is None and _is_dm(channel):
+        # Asked in a DM or the Assistant panel: the person means some channel, not this
+        # conversation with the bot.
+        return _answer(
+            "Which channel should I digest? Name it, for example `digest #payments-alerts 24h` "
+            "(type # and pick the channel from the list)."
+        )
     if request.channel_name is not None:
         own_name = await _channel_name(reader, context.thread.channel)
         if request.channel_name != own_name:
@@ -182,6 +189,10 @@ async def collect(state: DigestState, runtime: Runtime[RunContext]) -> dict[str,
         "names": names,
         "done": False,
     }
+
+
+def _is_dm(channel: str) -> bool:
+    return channel.startswith("D")
 
 
 async def _channel_name(reader: ConversationReader, channel: str) -> str | None:

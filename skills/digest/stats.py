@@ -6,9 +6,12 @@ Definitions (what the numbers section promises the reader):
   counts, so replies are counted even for threads that were not read in full);
 * **people**: distinct human authors (bots excluded) of the messages read;
 * **top posters**: humans with the most messages, ties by name;
-* **top threads**: top-level messages with the most replies, ties oldest first;
+* **top threads**: top-level messages with the most replies, ties oldest first; a
+  conversation with a bot (at least half of the replies read are from bots: someone
+  asking Switchboard something) is not a busy thread;
 * **unanswered question**: a top-level human message with a ``?`` outside links, mentions
-  and code, that has no replies or only replies from the asker;
+  and code, that has no replies or only replies from the asker (a bot's answer is an
+  answer);
 * **busiest hour**: the hour of the day, in the reader's time zone, with the most messages
   (ties: the earlier hour).
 """
@@ -100,7 +103,17 @@ def plain_text(text: str, names: Mapping[str, str]) -> str:
             return "@" + (label or target[1:].split("^")[0])
         return label or target
 
-    return _SLACK_MARKUP.sub(replace, text)
+    # Slack escapes &, < and > in message text; shown text is escaped once, when posted.
+    plain = _SLACK_MARKUP.sub(replace, text)
+    return plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def bot_conversation(message: SlackMessage, replies: Mapping[str, Sequence[SlackMessage]]) -> bool:
+    """A thread that is someone's conversation with a bot: at least half of the replies
+    read are from bots (Switchboard answering a mention, say)."""
+    thread = replies.get(message.ts) or ()
+    bots = sum(1 for reply in thread if reply.bot)
+    return bool(thread) and 2 * bots >= len(thread)
 
 
 def is_question(text: str) -> bool:
@@ -143,9 +156,16 @@ def unanswered_questions(
     return found
 
 
-def top_threads(messages: Sequence[SlackMessage], *, limit: int = 3) -> list[SlackMessage]:
-    """Top-level messages with the most replies (ties: oldest first)."""
-    with_replies = [m for m in messages if m.reply_count > 0]
+def top_threads(
+    messages: Sequence[SlackMessage],
+    *,
+    limit: int = 3,
+    replies: Mapping[str, Sequence[SlackMessage]] | None = None,
+) -> list[SlackMessage]:
+    """Top-level messages with the most replies (ties: oldest first), not counting
+    conversations with a bot (:func:`bot_conversation`)."""
+    read = replies or {}
+    with_replies = [m for m in messages if m.reply_count > 0 and not bot_conversation(m, read)]
     return sorted(with_replies, key=lambda m: (-m.reply_count, float(m.ts)))[:limit]
 
 
@@ -189,7 +209,7 @@ def compute_stats(
         top_posters=tuple(top_posters(read, names, limit=top)),
         top_threads=tuple(
             ThreadStat(m.ts, _author(m, names), _preview(m.text, names), m.reply_count)
-            for m in top_threads(messages, limit=top)
+            for m in top_threads(messages, limit=top, replies=replies)
         ),
         unanswered=tuple(
             Question(m.ts, _author(m, names), _preview(m.text, names))
@@ -226,14 +246,14 @@ def render_numbers(stats: DigestStats, *, tz: tzinfo, tz_name: str, max_question
             f"({_plural(count, 'message')})"
         )
     if stats.top_threads:
-        lines.append("• Busiest threads:")
+        lines.append(f"• Busiest threads (times in {tz_name}):")
         lines.extend(
             f"    {index}. {t.author}, {_when(t.ts, tz)}: “{t.text}” "
             f"({_plural(t.replies, 'reply', 'replies')})"
             for index, t in enumerate(stats.top_threads, 1)
         )
     if stats.unanswered:
-        lines.append(f"• Questions without an answer: {len(stats.unanswered)}")
+        lines.append(f"• Questions without an answer: {len(stats.unanswered)} (times in {tz_name})")
         lines.extend(
             f"    ◦ {q.author}, {_when(q.ts, tz)}: “{q.text}”"
             for q in stats.unanswered[:max_questions]

@@ -30,7 +30,7 @@ the model asked for the call (``after_untrusted``), and the approval card shows 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from langchain.agents.middleware import HumanInTheLoopMiddleware
@@ -41,9 +41,13 @@ from langchain.agents.middleware.types import (
     ModelRequest,
     ModelResponse,
     ResponseT,
+    ToolCallRequest,
 )
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, ToolMessage
+from langgraph.types import Command
 from langgraph.typing import ContextT
+
+from skills.arguments import argument_problems
 
 __all__ = [
     "CLOSE",
@@ -181,12 +185,65 @@ class ProvenanceHumanInTheLoop(HumanInTheLoopMiddleware[AgentState[Any], Context
     """``HumanInTheLoopMiddleware`` whose per-call interrupt also says whether the run had
     read untrusted tool output before the gated call (``value["after_untrusted"]``).
 
+    It also checks a gated call's arguments against the tool's JSON Schema (``schemas``)
+    *before* pausing: a call that could not run (``amount`` 9999 where the maximum is 5000)
+    never becomes an approval card; the model gets the problems as the tool's error result
+    and can correct itself.
+
     It extends the interrupt value, built by ``_tool_approval_request`` (a TypedDict, so
     the extra key travels through the checkpoint untouched);
     ``tests/security/test_untrusted_content_and_links.py`` pins that this still happens
     when langchain is upgraded.
     """
 
+    def __init__(
+        self,
+        *,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.schemas: dict[str, Mapping[str, Any]] = dict(schemas or {})
+
     def _tool_approval_request(self, request: Any, config: Any) -> Any:
         value = super()._tool_approval_request(request, config)
         return {**value, PROVENANCE_KEY: saw_untrusted(_state_messages(request.state))}
+
+    def _refusal(self, request: ToolCallRequest) -> ToolMessage | None:
+        """The error result for a gated call whose arguments do not fit its schema."""
+        call = request.tool_call
+        schema = self.schemas.get(call["name"])
+        if schema is None or call["name"] not in self.interrupt_on:
+            return None
+        problems = argument_problems(schema, call.get("args") or {})
+        if not problems:
+            return None
+        return ToolMessage(
+            content=(
+                f"{call['name']} was not sent for approval: its arguments don't fit the "
+                f"tool's parameters ({'; '.join(problems)}). Nothing ran. Correct the "
+                "arguments (or tell the person what is possible) and call it again."
+            ),
+            tool_call_id=call["id"] or "",
+            name=call["name"],
+            status="error",
+        )
+
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        """Refuse a call whose arguments can't run; otherwise ask for approval as usual."""
+        return self._refusal(request) or super().wrap_tool_call(request, handler)
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        """Async `wrap_tool_call`."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        return await super().awrap_tool_call(request, handler)

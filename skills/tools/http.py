@@ -58,7 +58,7 @@ __all__ = [
     "tool_call_idempotency_key",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 IdempotencyKeyFn = Callable[[ToolRuntime[RunContext]], str | None]
 """Derives the ``Idempotency-Key`` of a write call from its runtime; None sends none."""

@@ -39,7 +39,7 @@ __all__ = [
     "zone",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"switchboard.{__name__}")
 
 MAX_TRANSCRIPT_CHARS: Final = 12_000
 """What a read tool returns at most (about 3k tokens); older lines are dropped first."""

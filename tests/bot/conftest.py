@@ -22,13 +22,14 @@ from langchain_core.language_models import BaseChatModel
 from redis.asyncio import Redis
 from slack_sdk.signature import SignatureVerifier
 
-from bot.app import Bot, create_bot
+from bot.app import Bot
 from bot.http import create_http_app
-from bot.services import Services, open_services
-from bot.settings import Settings
 from bot.slack.client import create_web_client
 from skills.models.offline import OfflineChatModel
 from storage.keys import Keys
+from switchboard.serve import build_bot
+from switchboard.services import Services, open_services
+from switchboard.settings import Settings
 from tests.conftest import Backend
 from tests.fakes.slack_api import FakeSlackApi, slack_api_server
 
@@ -231,7 +232,7 @@ class BotFactory:
         client = create_web_client(
             token=self.slack.token, base_url=self.slack.base_url, backoff=0.01
         )
-        bot = create_bot(services, client=client, signing_secret=SIGNING_SECRET)
+        bot = build_bot(services, client=client, signing_secret=SIGNING_SECRET)
         app = create_http_app(bot, signing_secret=SIGNING_SECRET, services=services)
         http = await self.stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switchboard")

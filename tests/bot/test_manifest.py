@@ -32,7 +32,7 @@ MANIFEST = ROOT / "deploy" / "slack-manifest.yaml"
 LISTENERS = ROOT / "bot" / "listeners"
 # Packages that may hold the Web API client; skills/ gets only the read-only SlackReader,
 # but scanning it too means a future direct call cannot slip past.
-SCANNED = ("bot", "skills", "scheduler")
+SCANNED = ("bot", "skills", "scheduler", "switchboard")
 EVENTS_PATH = "/slack/events"
 
 # What each Web API method the code calls needs (https://docs.slack.dev/reference/methods).

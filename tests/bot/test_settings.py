@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bot.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
+from switchboard.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
 
 
 def test_defaults_are_the_embedded_ones() -> None:
@@ -89,7 +89,7 @@ def test_require_names_missing_variable() -> None:
 )
 def test_cli_exits_2_with_one_line(env: dict[str, str], expected: str, tmp_path: object) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from bot.cli import main; main()", "migrate"],
+        [sys.executable, "-c", "from switchboard.cli import main; main()", "migrate"],
         env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,

@@ -37,7 +37,7 @@ async def test_rate_limited_call_waits_for_retry_after_then_succeeds(
     client = client_for(slack)
 
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="bot.slack.client"):
+    with caplog.at_level(logging.WARNING, logger="switchboard.bot.slack.client"):
         response = await client.chat_postMessage(channel="C1", text="hello")
     elapsed = time.monotonic() - started
 

@@ -19,9 +19,10 @@ from langchain_core.language_models import BaseChatModel
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 
-from bot.app import Bot, create_bot
+from bot.app import Bot
 from bot.slack.client import create_web_client
-from bot.socket import SilenceWatchdog, serve_socket_mode
+from switchboard.serve import build_bot
+from switchboard.socket import SilenceWatchdog, serve_socket_mode
 from tests.bot.conftest import SIGNING_SECRET, TEAM, BotFactory
 from tests.fakes.chat import ScriptedChatModel, reply
 from tests.fakes.slack_api import FakeSlackApi
@@ -52,7 +53,7 @@ async def socket_replica(
     """
     env = await make_bot(models)
     client = create_web_client(token=env.slack.token, base_url=fake.api_url, backoff=0.01)
-    bot = create_bot(env.services, client=client, signing_secret=SIGNING_SECRET)
+    bot = build_bot(env.services, client=client, signing_secret=SIGNING_SECRET)
     before = len(fake.connections)
     serving = asyncio.create_task(
         serve_socket_mode(bot, app_token=fake.app_token, ping_interval=QUIET_PING_INTERVAL)
@@ -281,8 +282,8 @@ async def test_a_wrong_app_token_stops_start_up_with_one_line(
 ) -> None:
     from types import SimpleNamespace
 
-    from bot.settings import ConfigError
-    from bot.socket import check_app_token
+    from switchboard.settings import ConfigError
+    from switchboard.socket import check_app_token
 
     web = create_web_client(token="xoxb-unused", base_url=slack_socket.api_url, backoff=0.01)
     bot = SimpleNamespace(client=web)

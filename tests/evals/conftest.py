@@ -13,6 +13,8 @@ from evals.dataset import Dataset, load_dataset_text
 from evals.judge import Judge
 from evals.runner import EvalRunner, EvalStores, embedded_stores
 from skills.models.offline import OfflineChatModel
+from switchboard.runtime import eval_runtimes
+from switchboard.settings import Settings
 
 
 @pytest.fixture
@@ -42,6 +44,7 @@ def runner(
 
     return EvalRunner(
         stores=stores,
+        runtimes=eval_runtimes(Settings.from_env({})),
         model_factory=factory,
         model="scripted" if model is not None else "offline",
         router_model="router",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evals.dataset import DatasetError, discover_datasets, load_dataset, load_dataset_text
-from skills.registry import load_registry
+from skills.catalog import load_registry
 from skills.spec import builtin_dir
 
 BUILTIN = {"ask", "summarize", "digest", "refunds"}

@@ -11,12 +11,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bot.settings import Settings
-from evals.cli import EvalOptions, UsageProblem, eval_app, run_evaluation
+from evals.cli import EvalOptions, UsageProblem, eval_app, register, run_evaluation
 from evals.report import render_html
 from evals.results import AttemptResult, CaseResult, EvalRun, compare, estimate_cost
 from evals.scorers import CheckResult
 from skills.models.offline import OfflineChatModel
+from switchboard.cli import eval_host
+from switchboard.runtime import eval_runtimes
+from switchboard.settings import Settings
 
 
 def case(case_id: str, passed: bool, *, skill: str = "refunds", latency: float = 10.0,
@@ -137,9 +139,11 @@ def _write(path: Path, text: str) -> Path:
 
 
 async def _evaluate(tmp_path: Path, dataset: Path, **options: object) -> tuple[EvalRun, int]:
+    settings = Settings.from_env({})
     return await run_evaluation(
         EvalOptions(datasets=[dataset], out=tmp_path / "out", progress=False, **options),  # type: ignore[arg-type]
-        settings=Settings.from_env({}),
+        settings=settings,
+        runtimes=eval_runtimes(settings),
         model_factory=lambda _name: OfflineChatModel(),
         console=Console(file=open(tmp_path / "console.txt", "w"), width=160),
     )
@@ -184,14 +188,15 @@ async def test_unknown_skill_and_bad_baseline_are_usage_problems(tmp_path: Path)
 
 def test_cli_validate_and_default_command(tmp_path: Path) -> None:
     cli = CliRunner()
+    evals = eval_app(eval_host())
     bad = _write(tmp_path / "bad.eval.yaml", "skill: ask\ncases:\n  - {id: a, mesage: hi}\n")
-    result = cli.invoke(eval_app, ["validate", str(bad)])
+    result = cli.invoke(evals, ["validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:3 cases[0].mesage: unknown key" in result.output
 
     good = _write(tmp_path / "ask.eval.yaml", DATASET)
     result = cli.invoke(
-        eval_app,
+        evals,
         ["ask", "--model", "offline", "--dataset", str(good), "--out", str(tmp_path / "o")],
         env={},
     )
@@ -199,12 +204,12 @@ def test_cli_validate_and_default_command(tmp_path: Path) -> None:
     assert (tmp_path / "o" / "report.html").exists()
     assert "ask" in result.output and "100%" in result.output
 
-    result = cli.invoke(eval_app, ["--dataset", str(bad)])
+    result = cli.invoke(evals, ["--dataset", str(bad)])
     assert result.exit_code == 2 and "mesage: unknown key" in result.output
 
 
 def test_mounted_under_a_root_app_as_the_lead_will(tmp_path: Path) -> None:
-    """`app.add_typer(eval_app, name="eval")` keeps `switchboard eval [SKILL…]` working."""
+    """`register(app, host=…)` keeps `switchboard eval [SKILL…]` working."""
     import typer
 
     root = typer.Typer()
@@ -213,7 +218,7 @@ def test_mounted_under_a_root_app_as_the_lead_will(tmp_path: Path) -> None:
     def _root() -> None:
         """root"""
 
-    root.add_typer(eval_app, name="eval")
+    register(root, host=eval_host())
     cli = CliRunner()
     assert "import-feedback" in cli.invoke(root, ["eval", "--help"]).output
     good = _write(tmp_path / "ask.eval.yaml", DATASET)

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from sandbox.cli import register
 from sandbox.record import iter_lines
+from switchboard.logs import configure_logging
+from switchboard.sandbox import open_sandbox_bot
 
 SESSION = Path(__file__).parent / "data" / "session.jsonl"
 
@@ -47,7 +49,7 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     def _root() -> None:
         """switchboard"""
 
-    register(app)
+    register(app, bots=open_sandbox_bot, configure_logging=configure_logging)
     return app
 
 

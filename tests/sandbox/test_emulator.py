@@ -16,6 +16,7 @@ from bot.slack.client import create_web_client
 from sandbox.emulator import Emulator, RateLimit, SlackError, check_blocks
 from sandbox.events import EventSender
 from sandbox.server import RunningSandbox
+from switchboard.sandbox import open_sandbox
 
 
 def client_for(sb: RunningSandbox, *, token: str | None = None, retries: int = 0) -> AsyncWebClient:
@@ -109,7 +110,6 @@ async def test_a_busy_channel_gets_429_with_retry_after(tmp_path: object) -> Non
 async def test_429_over_http_and_the_bot_client_waits_it_out(tmp_path: object) -> None:
     from pathlib import Path
 
-    from sandbox.server import open_sandbox
     from tests.sandbox.conftest import options
 
     limited = options(Path(str(tmp_path)), rate_limit=RateLimit(per_second=1, burst=1))

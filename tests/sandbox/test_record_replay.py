@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.record import ReplayError, iter_lines, read_recording
-from sandbox.server import RunningSandbox, check_recording, open_sandbox
+from sandbox.server import RunningSandbox
+from switchboard.sandbox import check_recording, open_sandbox
 from tests.sandbox.conftest import ENV, options
 
 DATA = Path(__file__).parent / "data"

@@ -11,7 +11,8 @@ from sandbox.actions import encode_text
 from sandbox.crm import DemoCrm
 from sandbox.emulator import Emulator
 from sandbox.seed import SeedError, seed_file
-from sandbox.server import RunningSandbox, open_sandbox, reset_state
+from sandbox.server import RunningSandbox, reset_state
+from switchboard.sandbox import open_sandbox
 from tests.sandbox.conftest import options
 
 
@@ -205,8 +206,13 @@ async def test_feedback_modal_opens_and_submits(sandbox: RunningSandbox) -> None
     )
     assert result == {"closed": True, "errors": {}}
     assert emulator.open_modal("U0SAM") is None
+    assert any(
+        "feedback is recorded" in str(m["text"]) for m in emulator.visible_ephemeral("U0SAM")
+    )
+    # one person's 👎 leaves the buttons for everyone else
     recorded = emulator.find_message("C0PAYMENTS", str(answer["ts"]))
-    assert recorded is not None and "Feedback recorded" in str(recorded["blocks"])
+    assert recorded is not None and "feedback_up" in str(recorded["blocks"])
+    assert not any("feedback" in str(m["text"]) for m in emulator.visible_ephemeral("U0CAROL"))
 
 
 async def test_streamed_answers_arrive_in_pieces(tmp_path: Path) -> None:

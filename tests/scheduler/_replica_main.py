@@ -2,7 +2,7 @@
 
     python -u -m tests.scheduler._replica_main DATABASE_URL REDIS_URL PREFIX SLACK_API_URL
 
-Runs the real leader-elected :class:`SchedulerService` (built by ``bot.schedules``) over
+Runs the real leader-elected :class:`SchedulerService` (built by ``switchboard.scheduling``) over
 real services, with a zero-latency scripted model, posting to ``SLACK_API_URL`` over HTTP.
 Prints ``ready``, then ``leader <unix time>`` / ``standby <unix time>`` on every change
 of role, until SIGTERM (clean stop) or SIGKILL.
@@ -17,11 +17,11 @@ import sys
 import time
 from datetime import timedelta
 
-from bot.schedules import create_scheduler
-from bot.services import open_services
-from bot.settings import Settings
 from bot.slack.client import create_web_client
 from scheduler.service import SchedulerConfig
+from switchboard.scheduling import build_scheduler
+from switchboard.services import open_services
+from switchboard.settings import Settings
 from tests.fakes.chat import ScriptedChatModel
 
 
@@ -47,7 +47,7 @@ async def main(database_url: str, redis_url: str, prefix: str, slack_url: str) -
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with open_services(settings, model_factory=lambda _n: model, env={}) as services:
         client = create_web_client(token="xoxb-fake-token", base_url=slack_url, backoff=0.01)
-        service = create_scheduler(services, client=client, config=config)
+        service = build_scheduler(services, client=client, config=config)
         await service.start()
         print("ready", flush=True)
         leading = False

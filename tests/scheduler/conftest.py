@@ -1,6 +1,7 @@
 """Scheduler fixtures: a store on each SQL backend, and in-process scheduler replicas.
 
-A replica is the real :class:`SchedulerService` over real services (runtime, SQL, Redis)
+A replica is the real :class:`SchedulerService` over real services (runtime, SQL, Redis),
+built by the composition root's one builder (:func:`switchboard.scheduling.build_scheduler`),
 with a scripted zero-latency model and a :class:`RecordingPoster` — or, for the Slack
 tests, the bot's :class:`~bot.schedules.SlackPoster` against the fake Slack Web API.
 """
@@ -20,18 +21,16 @@ from langchain_core.language_models import BaseChatModel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.services import Services, open_services
-from bot.settings import Settings
 from scheduler.calendar import BusinessCalendar
-from scheduler.feed import ChangeFeed
 from scheduler.manage import ScheduleManager
 from scheduler.ports import ActorResolver, GroupMembers, Posted, Poster, PostFailed
-from scheduler.runner import FiringRunner
 from scheduler.service import SchedulerConfig, SchedulerService
-from scheduler.standup import StandupCollector
 from storage.keys import Keys
 from storage.schedules import ScheduleStore
 from storage.sql import session_factory
+from switchboard.scheduling import build_scheduler
+from switchboard.services import Services, open_services
+from switchboard.settings import Settings
 from tests.conftest import Backend
 from tests.fakes.chat import ScriptedChatModel
 
@@ -128,35 +127,16 @@ class ReplicaFactory:
             )
         )
         poster = poster or RecordingPoster()
-        store = ScheduleStore(sessions=services.sessions)
-        feed = ChangeFeed(redis=self.redis, keys=self.keys)
-        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        manager = ScheduleManager(
-            store=store,
-            feed=feed,
-            skills=lambda: [s.name for s in services.registry],
-            calendar=calendar,
-            min_interval=config.min_interval,
-            **extra,
-        )
-        runner = FiringRunner(
-            store=store,
-            runtime=services.runtime,
+        service = build_scheduler(
+            services,
+            client=None,
             poster=poster,
+            config=config,
             actor_for=actor_for,
             group_members=group_members,
+            calendar=calendar,
             max_failures=max_failures,
-            **extra,
-        )
-        service = SchedulerService(
-            store=store,
-            locks=services.locks,
-            feed=feed,
-            runner=runner,
-            manager=manager,
-            collector=StandupCollector(store=store, poster=poster, **extra),
-            config=config,
-            **extra,
+            clock=clock,
         )
         if start:
             await service.start()

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot.schedules import SchedulesFeature, create_scheduler, install
+from bot.schedules import SchedulesFeature
 from bot.views import schedules as sviews
 from scheduler.service import SchedulerService
+from switchboard.scheduling import build_scheduler
+from switchboard.serve import install_schedules
 from tests.bot.conftest import BotEnv, BotFactory, make_bot, slack_api  # noqa: F401
 from tests.fakes.chat import ScriptedChatModel
 from tests.scheduler.conftest import FAST, eventually
@@ -30,8 +32,8 @@ async def env(make_bot: BotFactory) -> AsyncIterator[Env]:  # noqa: F811
     model = ScriptedChatModel(default="Payments were quiet.")
     bot = await make_bot(lambda _name: model)
     bot.slack.add_usergroup("S0TEAM", "team", ["U0SAM", "U0CAROL", "U0DEV"])
-    scheduler = create_scheduler(bot.services, client=bot.bot.client, config=FAST)
-    feature = install(bot.bot, bot.services, scheduler)
+    scheduler = build_scheduler(bot.services, client=bot.bot.client, config=FAST)
+    feature = install_schedules(bot.bot, bot.services, scheduler)
     await scheduler.start()
     try:
         yield Env(bot=bot, scheduler=scheduler, feature=feature)
@@ -184,7 +186,7 @@ async def test_standup_end_to_end_survives_a_restart(env: Env) -> None:
 
     # a restart while the stand-up is open: a fresh scheduler picks the state up from SQL
     await env.scheduler.stop()
-    fresh = create_scheduler(env.bot.services, client=env.bot.bot.client, config=FAST)
+    fresh = build_scheduler(env.bot.services, client=env.bot.bot.client, config=FAST)
     await fresh.start()
     try:
 

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from bot.schedules import create_scheduler, install
 from bot.views import schedules as sviews
 from scheduler.service import SchedulerService
 from storage.models import Schedule
+from switchboard.scheduling import build_scheduler
+from switchboard.serve import install_schedules
 from tests.bot.conftest import TEAM, BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel, reply
 from tests.fakes.slack_api import FakeSlackApi
@@ -53,8 +54,8 @@ async def schedules_bot(
     async def build(**settings: str) -> Env:
         model = ScriptedChatModel([_echo_prompt] * 50)
         bot = await make_bot(lambda _name: model, **settings)
-        scheduler = create_scheduler(bot.services, client=bot.bot.client, config=FAST)
-        install(bot.bot, bot.services, scheduler)
+        scheduler = build_scheduler(bot.services, client=bot.bot.client, config=FAST)
+        install_schedules(bot.bot, bot.services, scheduler)
         await scheduler.start()
         started.append(scheduler)
         return Env(bot=bot, scheduler=scheduler)

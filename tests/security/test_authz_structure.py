@@ -59,7 +59,7 @@ def test_the_scan_sees_the_access_layer_calling_the_raw_reads() -> None:
 
 def test_only_the_access_layer_calls_the_raw_reads() -> None:
     offenders = []
-    for path, tree in sources("skills", "bot", "scheduler", "sandbox"):
+    for path, tree in sources("skills", "bot", "scheduler", "sandbox", "switchboard"):
         if path == ACCESS_LAYER:
             continue
         for node in ast.walk(tree):
@@ -97,7 +97,7 @@ def test_tool_code_imports_no_raw_reader_and_nothing_from_bot() -> None:
 
 def test_nothing_reaches_into_the_readers_source() -> None:
     offenders = []
-    for path, tree in sources("skills", "bot", "scheduler"):
+    for path, tree in sources("skills", "bot", "scheduler", "switchboard"):
         if path == ACCESS_LAYER:
             continue
         for node in ast.walk(tree):

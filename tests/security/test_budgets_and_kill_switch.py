@@ -15,8 +15,8 @@ import pytest
 from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
-from bot.cli import app as cli
 from skills.spec import SpecValidationError, load_spec_text
+from switchboard.cli import app as cli
 from tests.bot.conftest import BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel
 from tests.security.conftest import write_skill

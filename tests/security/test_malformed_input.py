@@ -294,7 +294,7 @@ def mutated(draw: st.DrawFn, template: Callable[[], dict[str, Any]]) -> dict[str
 # -- the checks -------------------------------------------------------------------------------
 
 #: Where an exception that escaped our own handling is logged.
-ESCAPED_LOGGERS = ("slack_bolt", "bot.worker", "asyncio", "starlette", "uvicorn")
+ESCAPED_LOGGERS = ("slack_bolt", "switchboard.bot.worker", "asyncio", "starlette", "uvicorn")
 
 
 class _Records(logging.Handler):

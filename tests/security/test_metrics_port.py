@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from bot.http import create_ops_app
-from bot.serve import metrics_listener
-from bot.settings import ConfigError, Settings
-from sandbox.server import SandboxOptions, open_sandbox
+from sandbox.server import SandboxOptions
+from switchboard.sandbox import open_sandbox
+from switchboard.serve import metrics_listener
+from switchboard.settings import ConfigError, Settings
 from tests.bot.conftest import SIGNING_SECRET, BotEnv
 
 

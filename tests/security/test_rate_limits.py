@@ -79,10 +79,10 @@ async def test_rate_limits_a_busy_channel_is_limited_as_a_whole(make_bot: BotFac
 
 async def test_rate_limits_slash_commands_share_the_bucket(make_bot: BotFactory) -> None:
     env, model = await flood_bot(make_bot, SWITCHBOARD_USER_RATE="1/1m")
-    first = (await env.command("ask what is up")).json()["text"]
+    first = await env.command("ask what is up")
     second = (await env.command("ask again")).json()["text"]
     await env.idle()
-    assert first.startswith("Running `ask`")
+    assert first.status_code == 200 and first.text == ""  # admitted: acked silently
     assert second.startswith(SLOW_DOWN)
     assert len(model.calls) == 1
 
@@ -131,7 +131,7 @@ def test_rate_limits_setting_forms(text: str, rate: Rate | None) -> None:
 
 @pytest.mark.parametrize("text", ["10", "ten/1m", "0/1m", "5/0s", "10/1y"])
 def test_rate_limits_bad_setting_stops_start_up(text: str) -> None:
-    from bot.settings import ConfigError, Settings
+    from switchboard.settings import ConfigError, Settings
 
     with pytest.raises(ConfigError, match=r"^SWITCHBOARD_USER_RATE: invalid value"):
         Settings.from_env({"SWITCHBOARD_USER_RATE": text})

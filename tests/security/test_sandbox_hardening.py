@@ -30,10 +30,9 @@ from sandbox.server import (
     ALLOWED_ENV,
     RunningSandbox,
     SandboxOptions,
-    check_recording,
-    open_sandbox,
     sandbox_environment,
 )
+from switchboard.sandbox import check_recording, open_sandbox
 from tests.fakes.http_target import HttpTarget
 
 CARD = "4111 1111 1111 1111"
@@ -111,9 +110,9 @@ async def test_the_shell_environment_does_not_reach_the_bot(
     tmp_path: Path, shell: dict[str, str], prod_crm: HttpTarget
 ) -> None:
     async with open_sandbox(_options(tmp_path, shell)) as sb:
-        assert "prodcrm" not in sb.services.registry
-        assert sb.settings.skills_dirs == []
-        assert sb.settings.database_url.startswith("sqlite")
+        assert "prodcrm" not in sb.host.services.registry
+        assert sb.host.settings.skills_dirs == []
+        assert sb.host.settings.database_url.startswith("sqlite")
         await sb.actions.say(
             user="U0SAM",
             channel="C0SUPPORT",
@@ -134,7 +133,7 @@ async def test_skills_folder_without_its_token_calls_without_it(
     skills = Path(shell["SWITCHBOARD_SKILLS_DIR"])
     options = _options(tmp_path, shell, skills_dirs=(skills,), pass_env=("PROD_CRM_URL",))
     async with open_sandbox(options) as sb:
-        assert "prodcrm" in sb.services.registry
+        assert "prodcrm" in sb.host.services.registry
         await sb.actions.say(
             user="U0SAM",
             channel="C0SUPPORT",

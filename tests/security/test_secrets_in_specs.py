@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app as cli
 from skills.spec import SpecValidationError, load_spec_text, redact_url
+from switchboard.cli import app as cli
 from tests.security.conftest import write_skill
 
 TEMPLATE = """\

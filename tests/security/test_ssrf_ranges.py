@@ -16,11 +16,11 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, ToolMessage
 
-from bot.settings import ConfigError, Settings
 from skills.context import Actor, HttpPolicy, RunContext, ThreadRef
 from skills.egress import EgressDenied, EgressPolicy, egress_client, internal_reason
 from skills.spec import load_spec_text
 from skills.tools import http_tool
+from switchboard.settings import ConfigError, Settings
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
 from tests.fakes.http_target import HttpTarget
 from tests.security.conftest import CRM_TOKEN, LoopbackOnlyBackend, ScriptedResolver

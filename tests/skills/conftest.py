@@ -1,4 +1,8 @@
-"""Runtime fixtures: a Runtime over each SQL and Redis backend with scripted models."""
+"""Runtime fixtures: a Runtime over each SQL and Redis backend with scripted models.
+
+Runtimes come from the composition root's one builder (:func:`switchboard.runtime.build_runtime`),
+so the tests run the runtime production runs: approval ledger, audit log and skill gate included.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,20 @@ from langchain_core.language_models import BaseChatModel
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from skills.catalog import load_registry
+from skills.mcp import McpToolbox
 from skills.models.offline import OfflineChatModel
-from skills.registry import SkillRegistry, load_registry
+from skills.registry import SkillRegistry
 from skills.runtime import Runtime, RuntimeConfig
-from storage.checkpoint import RedisCheckpointSaver
+from storage.audit import AuditKeyring
 from storage.keys import Keys
-from storage.locks import RedisLocks
-from storage.runs import ChannelDefaults, RunStore, ThreadSkills
+from storage.runs import RunStore
 from storage.sql import create_engine, session_factory
+from switchboard.runtime import build_runtime
 from tests.conftest import Backend
 
 TEST_PII_KEY = b"k" * 32
+TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef-0123"
 
 
 @dataclass
@@ -43,6 +50,7 @@ class RuntimeKit:
         *,
         registry: SkillRegistry | None = None,
         config: RuntimeConfig | None = None,
+        mcp: McpToolbox | None = None,
         **overrides: Any,
     ) -> Runtime:
         if models is None:
@@ -63,17 +71,17 @@ class RuntimeKit:
         )
         if overrides:
             base = replace(base, **overrides)
-        return Runtime(
+        return build_runtime(
             registry=registry or self.registry(),
-            checkpointer=RedisCheckpointSaver(redis=self.redis, keys=self.keys),
-            locks=RedisLocks(redis=self.redis, keys=self.keys),
-            runs=RunStore(sessions=sessions),
-            threads=ThreadSkills(sessions=sessions),
-            channels=ChannelDefaults(sessions=sessions),
+            sessions=sessions,
+            redis=self.redis,
+            keys=self.keys,
             model_factory=factory,
-            http=self.http,
             config=base,
-        )
+            http=self.http,
+            audit_keyring=AuditKeyring.parse(TEST_AUDIT_KEY),
+            mcp=mcp,
+        ).runtime
 
     def runs(self) -> RunStore:
         return RunStore(sessions=session_factory(self.engine))

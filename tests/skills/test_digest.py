@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -224,7 +225,7 @@ async def test_digest_of_the_sample_channel_has_the_right_numbers() -> None:
     ]
     assert numbers[5].startswith("    1. Alertmanager, Mon 19:00: “[FIRING] Chargeback webhook")
     assert numbers[5].endswith("(5 replies)")
-    assert "• Questions without an answer: 5" in numbers
+    assert "• Questions without an answer: 5 (times in Europe/Lisbon)" in numbers
     asked = [line.split(":")[0].strip() for line in numbers if line.startswith("    ◦ ")]
     assert asked == [
         "◦ Priya Nair, Mon 20",
@@ -340,3 +341,55 @@ async def test_the_registry_entry_builds_a_working_graph() -> None:
         context=ctx,
     )
     assert "• 7 messages: 4 in the channel, 3 thread replies" in result["messages"][-1].text
+
+
+# -- what a reader meets (issue 12) ----------------------------------------------------------
+
+
+def test_a_conversation_with_the_bot_is_not_a_busiest_thread() -> None:
+    asked = SlackMessage(ts="100.0", user="U1", text="<@U0BOT> digest please", reply_count=2)
+    alert = SlackMessage(ts="200.0", user=None, text="[FIRING] latency", reply_count=1, bot=True)
+    replies = {
+        "100.0": [
+            SlackMessage(ts="101.0", user="U0BOT", text="Digest…", bot=True),
+            SlackMessage(ts="102.0", user="U1", text="thanks"),
+        ],
+        "200.0": [SlackMessage(ts="201.0", user="U2", text="looking")],
+    }
+
+    stats = compute_stats([asked, alert], replies, names={}, tz=UTC)
+
+    assert [t.ts for t in stats.top_threads] == ["200.0"]
+    assert stats.message_count == 5  # still counted as messages
+
+
+def test_a_question_the_bot_answered_is_answered() -> None:
+    question = SlackMessage(ts="100.0", user="U1", text="What time is it in Dubai?", reply_count=1)
+    replies = {"100.0": [SlackMessage(ts="101.0", user="U0BOT", text="16:00", bot=True)]}
+
+    assert compute_stats([question], replies, names={}, tz=UTC).unanswered == ()
+
+
+def test_escaped_text_is_shown_once_escaped() -> None:
+    alert = SlackMessage(ts="1.0", user="U2", text="p95 &gt; 800ms &amp; rising", reply_count=3)
+    replies = {"1.0": [SlackMessage(ts=f"1.{i}", user="U3", text="on it") for i in range(3)]}
+
+    stats = compute_stats([alert], replies, names={}, tz=UTC)
+
+    assert stats.top_threads[0].text == "p95 > 800ms & rising"
+
+
+async def test_one_message_count_per_digest() -> None:
+    text = await digest("#C0PAYALERTS 24h", run_context(StaticSlackReader.sample(NOW)))
+
+    counts = re.findall(r"\b(\d+) messages\b", text.split("*By the numbers*")[0])
+    assert counts == []  # the summary does not count: the numbers below do, once
+    assert "73 messages" in text
+
+
+async def test_asked_in_a_dm_without_a_channel_it_asks_which_channel() -> None:
+    context = run_context(StaticSlackReader.sample(NOW), channel="D0SAMDM")
+
+    text = await digest("what did I miss today?", context)
+
+    assert text.startswith("Which channel should I digest?")

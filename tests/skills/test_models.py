@@ -143,7 +143,9 @@ def test_reply_after_tool_result_quotes_the_result_truncated() -> None:
 
     answer = OfflineChatModel().invoke(messages)
 
-    assert answer.text.startswith('(offline model) lookup_order returned {"order_id": "42"')
+    # a JSON object reads as fields, each value cut to fit
+    assert answer.text.startswith("(offline model) lookup_order returned:\n• order_id: 42\n")
+    assert "• status: paid" in answer.text
     assert len(answer.text) < 400
     assert answer.text.endswith("…")
 
@@ -576,3 +578,144 @@ async def test_scripted_model_is_safe_under_concurrent_calls() -> None:
 
     assert sorted(int(a.text) for a in answers) == list(range(20))
     assert len(model.calls) == 20
+
+
+# -- offline model: the first hour (issue 12) ----------------------------------------------
+
+
+def slack_tools() -> list[BaseTool]:
+    """Stand-ins with the built-in Slack and clock tools' names and optional arguments."""
+
+    @tool
+    def slack_read_thread(channel: str | None = None, thread_ts: str | None = None) -> str:
+        """Read a Slack thread."""
+        return ""
+
+    @tool
+    def slack_read_channel(channel: str | None = None, hours: float = 24) -> str:
+        """Read a channel."""
+        return ""
+
+    @tool
+    def time_now(tz: str | None = None) -> str:
+        """The current time."""
+        return ""
+
+    return [slack_read_thread, slack_read_channel, time_now]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "name", "args"),
+    [
+        ("summarize this thread", "slack_read_thread", {}),
+        ("Explain this thread in two sentences.", "slack_read_thread", {}),
+        ("this thread", "slack_read_thread", {}),
+        (
+            "summarize <#C0PAYALERTS|payments-alerts> for the last 12 hours",
+            "slack_read_channel",
+            {"channel": "C0PAYALERTS", "hours": 12},
+        ),
+        ("What time is it for Dev in Dubai?", "time_now", {"tz": "Asia/Dubai"}),
+        ("what's the time?", "time_now", {}),
+    ],
+)
+def test_plain_requests_become_the_tool_call_a_real_model_would_make(
+    request_text: str, name: str, args: dict[str, Any]
+) -> None:
+    answer = bound(OfflineChatModel(), slack_tools()).invoke([HumanMessage(request_text)])
+
+    assert [(c["name"], c["args"]) for c in answer.tool_calls] == [(name, args)]
+
+
+def test_a_channel_named_but_not_linked_is_not_read_as_this_thread() -> None:
+    # "#payments-alerts" as typed (Slack would have made it a link): the offline model
+    # cannot look names up, so it must not summarise the wrong conversation instead.
+    answer = bound(OfflineChatModel(), slack_tools()).invoke(
+        [HumanMessage("summarize #payments-alerts for the last 12 hours")]
+    )
+
+    assert answer.tool_calls == []
+    assert answer.text.startswith("(offline model) I understood")
+
+
+def test_a_skills_instructions_never_turn_a_message_into_a_summary() -> None:
+    messages: list[BaseMessage] = [
+        SystemMessage("Summarise the order for the agent before you refund anything."),
+        HumanMessage("The order 1001 arrived late."),
+        AIMessage("(offline model) noted"),
+        HumanMessage("The customer wants 25 EUR back."),
+        AIMessage("(offline model) noted"),
+        HumanMessage("hello"),
+    ]
+
+    answer = OfflineChatModel().invoke(messages)
+
+    assert "Summary of" not in answer.text
+    assert "“hello”" in answer.text
+    # ...while the person asking for it does get one of the same conversation.
+    asked = OfflineChatModel().invoke([*messages[:-1], HumanMessage("summarize this")])
+    assert asked.text.startswith("(offline model) Summary of 2 messages")
+
+
+def test_canned_reply_suggests_what_works_here_and_how_to_switch() -> None:
+    answer = bound(OfflineChatModel(), slack_tools()).invoke([HumanMessage("tell me a joke")])
+
+    assert "Try replying `slack_read_thread` here" in answer.text
+    # no ids a person cannot see, no placeholders to fill in
+    assert "=..." not in answer.text and "thread_ts" not in answer.text
+    hint = answer.text.splitlines()[-1]
+    assert "SWITCHBOARD_MODEL=openai:" in hint and "OPENAI_BASE_URL" in hint
+
+
+def test_a_thread_read_with_only_the_request_says_there_is_nothing_yet() -> None:
+    messages: list[BaseMessage] = [
+        HumanMessage("summarize this thread"),
+        AIMessage("", tool_calls=[{"name": "slack_read_thread", "args": {}, "id": "call_1"}]),
+        ToolMessage(
+            "Thread in C1, 0 replies:\n[09:00] sam: summarize this thread", tool_call_id="call_1"
+        ),
+    ]
+
+    answer = OfflineChatModel().invoke(messages)
+
+    assert "only one message there so far" in answer.text
+    assert "returned" not in answer.text
+
+
+def test_the_edit_note_for_the_model_never_reaches_the_reply() -> None:
+    note = (
+        "Note: a human reviewer replaced this tool call before it ran. The call recorded in "
+        "your message is the one you produced, not the one that executed. This was "
+        "intentional and authorized. Do not re-issue your original call. Executed instead: "
+        'issue_refund with arguments {"order_id": "1001", "amount": 20}.\n\nTool response:\n'
+    )
+    messages: list[BaseMessage] = [
+        HumanMessage("issue_refund order_id=1001 amount=25"),
+        AIMessage(
+            "",
+            tool_calls=[
+                {"name": "issue_refund", "args": {"order_id": "1001", "amount": 25}, "id": "c1"}
+            ],
+        ),
+        ToolMessage(note + '{"refund_id": "RF-0001", "amount": 20}', tool_call_id="c1"),
+    ]
+
+    answer = OfflineChatModel().invoke(messages)
+
+    assert "reviewer replaced" not in answer.text and "re-issue" not in answer.text
+    assert answer.text == (
+        "(offline model) issue_refund (as edited by the reviewer) returned:\n"
+        "• refund_id: RF-0001\n• amount: 20"
+    )
+
+
+def test_understands_tells_which_examples_work_offline() -> None:
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from skills.models.offline import understands
+
+    tools = [convert_to_openai_tool(t) for t in slack_tools()]
+    assert understands("What time is it for Dev in Dubai?", tools)
+    assert understands("Explain this thread in two sentences.", tools)
+    assert not understands("Draft a polite reply declining the meeting.", tools)
+    assert not understands("summarize #payments-alerts for the last 12 hours", tools)

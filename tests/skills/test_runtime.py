@@ -107,7 +107,7 @@ async def test_reset_forgets_the_thread(kit: RuntimeKit) -> None:
 
 
 def _registry() -> SkillRegistry:
-    from skills.registry import load_registry
+    from skills.catalog import load_registry
 
     base = list(load_registry([], env={}).registry)
     extra = [

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from langchain_core.messages import ToolMessage
 
+from skills.catalog import load_registry
 from skills.context import Actor, HttpPolicy, ThreadRef
 from skills.errors import NothingToResume
 from skills.outcomes import ApprovalRequest, Decision, Refusal, Reply
-from skills.registry import load_registry
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
 from tests.fakes.http_target import HttpTarget
 from tests.skills.conftest import RuntimeKit

@@ -476,7 +476,7 @@ def test_secrets_from_env_never_show() -> None:
     assert redacted["headers"] == {"Authorization": "Bearer ${CRM_TOKEN}", "X-Team": "payments"}
     assert refund.display_url() == "${CRM_URL}/refunds"
     assert spec.describe_tools()[2] == (
-        "issue_refund  POST ${CRM_URL}/refunds  approval: 1 of U0CAROL, S0LEADS, expires in 4h"
+        "issue_refund  POST ${CRM_URL}/refunds  approval: 1 of U0CAROL, S0LEADS, expires in 4 hours"
     )
     assert spec.redacted_dict()["tools"][2]["approval"]["expires_in"] == "4h"
 
@@ -604,3 +604,20 @@ def test_validate_paths_accepts_valid_files_and_skips_eval_datasets() -> None:
     assert validate_paths([DATA / "several" / "ok.yaml"], env={}) == []
     assert validate_paths([DATA / "several" / "lookup.eval.yaml"], env={}) == []
     assert validate_paths([builtin_dir()], env={}) == []
+
+
+def test_durations_read_as_words_in_skills_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from typer.testing import CliRunner
+
+    from skills.spec import describe_duration
+    from switchboard.cli import app as cli
+
+    assert describe_duration(timedelta(days=1)) == "1 day"
+    assert describe_duration(timedelta(hours=28)) == "1 day 4 hours"
+    assert describe_duration(timedelta(minutes=90)) == "1 hour 30 minutes"
+    monkeypatch.delenv("SWITCHBOARD_SKILLS_DIR", raising=False)
+    shown = CliRunner().invoke(cli, ["skills", "show", "refunds"]).output
+    assert "memory:      7 days\n" in shown and ", 0:00:00" not in shown
+    assert "expires in 4 hours" in shown

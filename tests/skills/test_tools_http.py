@@ -314,7 +314,9 @@ async def test_secrets_never_reach_the_model_or_the_logs(
     assert denied.text == "HTTP 401 Unauthorized from 127.0.0.1: bad token [redacted]"
     # our own log lines; httpx's INFO line shows the full URL (query included), so the
     # deployment's logging setup keeps the "httpx" logger at WARNING
-    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("skills."))
+    ours = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("switchboard.skills.")
+    )
     assert TOKEN not in ours
     assert "lookup_order GET 127.0.0.1/orders/1 -> 200" in ours
     assert "lookup_order GET 127.0.0.1/orders/2 -> 401" in ours

@@ -1,4 +1,6 @@
-"""Process entry points for ``switchboard serve`` and ``switchboard socket``."""
+"""Process entry points for ``switchboard serve`` and ``switchboard socket``, and the one
+place the Slack app is assembled (:func:`build_bot`, :func:`open_bot`) — the sandbox, the
+benchmarks and the tests open it the same way."""
 
 from __future__ import annotations
 
@@ -9,33 +11,84 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import uvicorn
+from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 
-from bot.app import Bot, create_bot
+from bot.app import Bot, BotConfig, create_bot
 from bot.http import create_http_app, create_metrics_app, create_ops_app
-from bot.logs import configure_logging
-from bot.services import Services, open_services
-from bot.settings import Settings
+from bot.schedules import SchedulesFeature
+from bot.schedules import install as install_feature
 from bot.slack.client import create_web_client
+from bot.views.text import LinkPolicy
+from scheduler.service import SchedulerService
+from storage.feedback import FeedbackStore
+from storage.ratelimit import Rate
+from switchboard.logs import configure_logging
+from switchboard.scheduling import build_scheduler
+from switchboard.services import Services, open_services
+from switchboard.settings import Settings
+from switchboard.socket import serve_socket_mode
+
+__all__ = [
+    "bot_config",
+    "build_bot",
+    "install_schedules",
+    "metrics_listener",
+    "open_bot",
+    "run_features",
+]
 
 log = logging.getLogger(__name__)
 
 
+def bot_config(settings: Settings) -> BotConfig:
+    """The bot's options from the settings."""
+    return BotConfig(
+        streaming=settings.streaming,
+        max_background_tasks=settings.max_background_tasks,
+        user_rate=Rate.parse(settings.user_rate),
+        channel_rate=Rate.parse(settings.channel_rate),
+        links=LinkPolicy.from_domains(settings.link_domains),
+        admin_usergroup=settings.admin_usergroup,
+        approval_dms=settings.approval_dms,
+    )
+
+
+def build_bot(services: Services, *, client: AsyncWebClient, signing_secret: str | None) -> Bot:
+    """The Bolt app over ``services``, configured from their settings."""
+    return create_bot(
+        runtime=services.runtime,
+        approvals=services.approvals,
+        gate=services.gate,
+        locks=services.locks,
+        rate_limiter=services.rate_limiter,
+        feedback=FeedbackStore(sessions=services.sessions),
+        metrics=services.metrics,
+        client=client,
+        signing_secret=signing_secret,
+        config=bot_config(services.settings),
+    )
+
+
+def install_schedules(
+    bot: Bot, services: Services, scheduler: SchedulerService
+) -> SchedulesFeature:
+    """The Slack side of ``scheduler`` (commands, buttons, App Home, stand-up DMs)."""
+    return install_feature(
+        bot,
+        scheduler,
+        audit=services.audit,
+        admin_usergroup=services.settings.admin_usergroup,
+    )
+
+
 @contextlib.asynccontextmanager
-async def run_features(bot: Bot, services: Services, settings: Settings) -> AsyncIterator[None]:
+async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
     """What runs beside the listeners in every bot process: the approval sweep and the
     scheduler (leader-elected: only one process in the deployment fires schedules)."""
-    from bot.schedules import create_scheduler, install
-
-    scheduler = create_scheduler(
-        services,
-        client=bot.client,
-        weekend=settings.weekend,
-        holidays=settings.holidays,
-        max_failures=settings.schedule_max_failures,
-    )
-    feature = install(bot, services, scheduler)
-    bot.context.dm_hooks.append(feature.capture_standup_reply)
+    settings = services.settings
+    scheduler = build_scheduler(services, client=bot.client)
+    install_schedules(bot, services, scheduler)
     sweeper = asyncio.create_task(
         bot.approvals.sweep_forever(settings.approval_sweep_seconds), name="approval-sweep"
     )
@@ -64,13 +117,13 @@ async def open_bot(
         aiohttp.ClientSession() as session,  # one connection pool for every Web API call
     ):
         client = create_web_client(token=token, base_url=settings.slack_api_url, session=session)
-        bot = create_bot(
+        bot = build_bot(
             services,
             client=client,
             signing_secret=secret.get_secret_value() if secret else None,
         )
         try:
-            async with run_features(bot, services, settings):
+            async with run_features(bot, services):
                 yield services, bot
         finally:
             await bot.worker.drain()
@@ -151,8 +204,6 @@ def run_http(settings: Settings) -> None:
 
 def run_socket(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    from bot.socket import serve_socket_mode
-
     app_token = settings.slack_app_token
     assert app_token is not None
 

@@ -1,23 +1,52 @@
 """The ``switchboard`` command line.
 
-Every command builds :class:`~bot.settings.Settings` once; a bad variable prints one line
-(``PORT: invalid value …``) and exits with status 2, never a traceback.
+Every command builds :class:`~switchboard.settings.Settings` once; a bad variable prints
+one line (``PORT: invalid value …``) and exits with status 2, never a traceback. The
+feature packages' commands (``eval``, ``schedules``, ``scheduler``, ``sandbox``) are
+mounted here with what they need (:func:`_mount_features`); they never import this package.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import getpass
+import os
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.settings import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from skills.registry import Skill
+from bot.slack.client import create_web_client
+from evals import cli as eval_cli
+from sandbox import cli as sandbox_cli
+from scheduler import cli as scheduler_cli
+from scheduler.manage import ScheduleManager
+from scheduler.service import SchedulerService
+from skills.catalog import load_registry
+from skills.context import Actor, HttpPolicy
+from skills.errors import UnknownSkill
+from skills.mcp import probe as mcp_probe
+from skills.models import ModelConfigError
+from skills.registry import Skill
+from skills.sample import StaticSlackReader
+from skills.spec import builtin_dir, describe_duration, validate_paths
+from skills.tracing import setup_langsmith, setup_tracing
+from storage.limits import SkillLimitsStore
+from storage.sql import create_engine, current_revision, session_factory, upgrade
+from switchboard.audit_cli import audit_commands
+from switchboard.console import ConsoleSession, run_console
+from switchboard.logs import configure_logging
+from switchboard.runtime import default_model_factory, eval_runtimes
+from switchboard.sandbox import open_sandbox_bot
+from switchboard.scheduling import build_scheduler, open_manager
+from switchboard.serve import run_http, run_socket
+from switchboard.services import open_services
+from switchboard.settings import ConfigError, Settings
 
 app = typer.Typer(
     name="switchboard",
@@ -31,6 +60,8 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Switchboard: AI agent skills in Slack. Configuration comes from the environment."""
+    setup_tracing(os.environ)  # OTEL_* (off without an OTLP endpoint)
+    setup_langsmith(os.environ)  # LANGSMITH_* (off unless LANGSMITH_TRACING=true)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -48,11 +79,21 @@ def load_settings(*required: str) -> Settings:
     return settings
 
 
+@contextlib.asynccontextmanager
+async def open_sql(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the deployment's SQL database (the embedded one migrates itself)."""
+    if settings.uses_embedded_sql:
+        await upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
 @app.command()
 def migrate() -> None:
     """Upgrade the SQL database (DATABASE_URL) to the latest schema."""
-    from storage.sql import create_engine, current_revision, upgrade
-
     settings = load_settings()
 
     async def _migrate() -> str | None:
@@ -76,17 +117,43 @@ skills_app = typer.Typer(
 app.add_typer(skills_app, name="skills")
 
 
-def _mount_features() -> None:
-    from bot.audit_cli import audit_commands
-    from evals.cli import eval_app
-    from sandbox.cli import register as register_sandbox
-    from scheduler.cli import scheduler_command, schedules_app
+def eval_host() -> eval_cli.EvalHost[Settings]:
+    """What ``switchboard eval`` gets from the root: settings, logging, models, production's
+    runtime builder, and the deployment's stores for the feedback commands."""
+    return eval_cli.EvalHost(
+        settings=load_settings,
+        configure_logging=configure_logging,
+        models=lambda settings: default_model_factory(settings, os.environ),
+        runtimes=eval_runtimes,
+        open_feedback=open_services,
+        open_sql=open_sql,
+    )
 
+
+def schedule_manager() -> contextlib.AbstractAsyncContextManager[ScheduleManager]:
+    """``switchboard schedules …``: a manager over the deployment's SQL and Redis."""
+    return open_manager(load_settings())
+
+
+@contextlib.asynccontextmanager
+async def _open_scheduler() -> AsyncIterator[SchedulerService]:
+    """``switchboard scheduler``: this process's scheduler over the deployment's services."""
+    settings = load_settings("SLACK_BOT_TOKEN")
+    configure_logging(settings.log_level)
+    token = settings.slack_bot_token
+    async with open_services(settings) as services:
+        client = create_web_client(
+            token=token.get_secret_value() if token else "", base_url=settings.slack_api_url
+        )
+        yield build_scheduler(services, client=client)
+
+
+def _mount_features() -> None:
+    """The feature packages' commands, with what they need from the root."""
     app.add_typer(audit_commands(load_settings), name="audit")
-    app.add_typer(eval_app, name="eval")
-    app.add_typer(schedules_app, name="schedules")
-    app.command("scheduler")(scheduler_command)
-    register_sandbox(app)
+    eval_cli.register(app, host=eval_host())
+    scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
+    sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=configure_logging)
 
 
 _mount_features()
@@ -95,27 +162,23 @@ _mount_features()
 @skills_app.command("list")
 def skills_list() -> None:
     """List the skills this deployment offers."""
-    import os
-
-    from skills.registry import load_registry
-
     settings = load_settings()
     loaded = load_registry(settings.skills_dirs, env=os.environ)
+    health = mcp_probe(loaded.registry, policy=HttpPolicy(tuple(settings.http_allowed_hosts)))
     for skill in loaded.registry:
         access = "everyone" if skill.access.is_open else "restricted"
-        typer.echo(f"{skill.name:<14} {access:<10} {skill.description}")
-    for issue in loaded.issues:
+        state = health[skill.name].summary() if skill.name in health else ""
+        typer.echo(
+            f"{skill.name:<14} {access:<10} {skill.description}"
+            + (state and f"  [degraded: {state}]")
+        )
+    for issue in [*loaded.issues, *(i for h in health.values() for i in h.issues)]:
         typer.echo(f"error: {issue}", err=True)
 
 
 @skills_app.command("show")
 def skills_show(name: str) -> None:
     """Show one skill: description, model, access, tools and approval policies."""
-    import os
-
-    from skills.errors import UnknownSkill
-    from skills.registry import load_registry
-
     settings = load_settings()
     registry = load_registry(settings.skills_dirs, env=os.environ).registry
     try:
@@ -139,7 +202,7 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
         f"description: {skill.description}",
         f"model:       {model}",
         f"source:      {skill.source}",
-        f"memory:      {skill.memory_ttl}",
+        f"memory:      {describe_duration(skill.memory_ttl)}",
     ]
     access = skill.access
     if access.is_open:
@@ -163,27 +226,15 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
 
 
 def _set_skill_enabled(name: str, enabled: bool, reason: str | None) -> None:
-    import getpass
-    import os
-
-    from skills.registry import load_registry
-    from storage.limits import SkillLimitsStore
-    from storage.sql import create_engine, session_factory, upgrade
-
     settings = load_settings()
     registry = load_registry(settings.skills_dirs, env=os.environ).registry
     if name not in registry:
         fail(f"there is no skill named {name!r}; try `switchboard skills list`", 1)
 
     async def _flip() -> None:
-        if settings.uses_embedded_sql:
-            await upgrade(settings.database_url)
-        engine = create_engine(settings.database_url)
-        try:
-            store = SkillLimitsStore(sessions=session_factory(engine))
+        async with open_sql(settings) as sessions:
+            store = SkillLimitsStore(sessions=sessions)
             await store.set_enabled(name, enabled, by=f"cli:{getpass.getuser()}", reason=reason)
-        finally:
-            await engine.dispose()
 
     try:
         asyncio.run(_flip())
@@ -215,10 +266,6 @@ def skills_validate(
     ),
 ) -> None:
     """Validate skill specs; exit 1 listing every error (file:line field: problem)."""
-    import os
-
-    from skills.spec import builtin_dir, validate_paths
-
     settings = load_settings()
     targets = list(paths) if paths else [builtin_dir(), *map(Path, settings.skills_dirs)]
     issues = validate_paths(targets, env=os.environ)
@@ -238,13 +285,6 @@ def console(
     ),
 ) -> None:
     """Chat with the runtime in the terminal (embedded defaults, sample Slack data)."""
-    from bot.console import ConsoleSession, run_console
-    from bot.logs import configure_logging
-    from bot.services import open_services
-    from skills.context import Actor
-    from skills.models import ModelConfigError
-    from skills.sample import StaticSlackReader
-
     settings = load_settings()
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
 
@@ -281,8 +321,6 @@ def console(
 @app.command()
 def serve() -> None:
     """Run the bot in HTTP mode: POST /slack/events, /healthz, /readyz, /metrics."""
-    from bot.serve import run_http
-
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     run_http(settings)
 
@@ -290,8 +328,6 @@ def serve() -> None:
 @app.command()
 def socket() -> None:
     """Run the bot over Socket Mode (SLACK_APP_TOKEN); no public URL needed."""
-    from bot.serve import run_socket
-
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     run_socket(settings)
 

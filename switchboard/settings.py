@@ -1,15 +1,16 @@
 """Switchboard settings: the one place that reads the environment.
 
-Every component receives the values it needs through its constructor; only the CLI builds a
-:class:`Settings` (``Settings.from_env()``). A bad value raises :class:`ConfigError` with one
-line naming the variable, which the CLI prints before exiting with status 2.
+Every component receives the values it needs through its constructor; only the composition
+root builds a :class:`Settings` (``Settings.from_env()``). A bad value raises
+:class:`ConfigError` with one line naming the variable, which the CLI prints before exiting
+with status 2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -23,7 +24,11 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from bot.views.text import LinkPolicy
+from scheduler.calendar import parse_weekend
+from skills.egress import parse_allow_entry
 from storage.audit import AuditKeyError, AuditKeyring, check_audit_key, keyring_for
+from storage.ratelimit import Rate
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchboard.db"
 
@@ -131,8 +136,6 @@ class Settings(BaseSettings):
     @field_validator("http_allowed_hosts")
     @classmethod
     def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
-        from skills.egress import parse_allow_entry
-
         for entry in value:
             parse_allow_entry(entry)  # raises ValueError naming the bad entry
         return value
@@ -140,8 +143,6 @@ class Settings(BaseSettings):
     @field_validator("user_rate", "channel_rate")
     @classmethod
     def _check_rate(cls, value: str) -> str:
-        from storage.ratelimit import Rate
-
         Rate.parse(value)  # raises ValueError with the accepted forms
         return value
 
@@ -155,8 +156,6 @@ class Settings(BaseSettings):
     @field_validator("link_domains")
     @classmethod
     def _check_domains(cls, value: list[str]) -> list[str]:
-        from bot.views.text import LinkPolicy
-
         for domain in value:
             LinkPolicy.check_domain(domain)  # raises ValueError naming the bad entry
         return value
@@ -209,16 +208,12 @@ class Settings(BaseSettings):
     @field_validator("weekend")
     @classmethod
     def _check_weekend(cls, value: str) -> str:
-        from scheduler.calendar import parse_weekend
-
         parse_weekend(value)  # raises ValueError with the accepted forms
         return value
 
     @field_validator("holidays")
     @classmethod
     def _check_holidays(cls, value: list[str]) -> list[str]:
-        from datetime import date
-
         for day in value:
             try:
                 date.fromisoformat(day)

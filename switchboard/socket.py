@@ -18,7 +18,8 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.app import Bot
-from bot.settings import ConfigError
+from skills import tracing
+from switchboard.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ async def serve_socket_mode(
         bot.app, app_token, web_client=bot.client, ping_interval=ping_interval
     )
     handler.client.wss_uri = url
+    listeners = handler.client.socket_mode_request_listeners
+    listeners[:] = [tracing.wrap_receiver(f, transport="socket") for f in listeners]
     watchdog = SilenceWatchdog(
         handler.client, silence=silence, check_every=check_every, clock=clock
     )

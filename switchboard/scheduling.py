@@ -1,0 +1,167 @@
+"""The one scheduler builder: the schedule manager and the leader-elected scheduler.
+
+``switchboard serve``/``socket``/``sandbox`` run the scheduler beside the listeners,
+``switchboard scheduler`` runs it alone, ``switchboard schedules …`` only needs the manager;
+all of them build those parts here, from the same settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.access import SlackConversationAccess
+from bot.directory import Directory
+from bot.schedules import SlackPoster
+from bot.slack.reader import WebApiSlackReader
+from bot.views.text import LinkPolicy
+from scheduler.calendar import BusinessCalendar
+from scheduler.feed import ChangeFeed
+from scheduler.manage import ScheduleManager
+from scheduler.ports import ActorResolver, GroupMembers, Poster
+from scheduler.runner import FiringRunner
+from scheduler.service import SchedulerConfig, SchedulerService
+from scheduler.standup import StandupCollector
+from scheduler.triggers import MIN_INTERVAL
+from skills.catalog import load_registry
+from skills.context import ConversationAccess
+from skills.registry import SkillRegistry
+from storage.keys import Keys
+from storage.redis import create_redis
+from storage.schedules import ScheduleStore
+from storage.sql import create_engine, session_factory, upgrade
+from switchboard.services import Services
+from switchboard.settings import Settings
+
+__all__ = ["build_manager", "build_scheduler", "business_calendar", "open_manager"]
+
+
+def business_calendar(settings: Settings) -> BusinessCalendar:
+    """``every business day`` as configured (SWITCHBOARD_WEEKEND, SWITCHBOARD_HOLIDAYS)."""
+    return BusinessCalendar.from_config(weekend=settings.weekend, holidays=settings.holidays)
+
+
+def build_manager(
+    *,
+    settings: Settings,
+    store: ScheduleStore,
+    feed: ChangeFeed,
+    registry: SkillRegistry,
+    min_interval: timedelta = MIN_INTERVAL,
+    calendar: BusinessCalendar | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> ScheduleManager:
+    """What creates, changes and lists schedules (Slack, the CLI, the scheduler)."""
+    return ScheduleManager(
+        store=store,
+        feed=feed,
+        skills=lambda: [skill.name for skill in registry],
+        calendar=calendar or business_calendar(settings),
+        min_interval=min_interval,
+        **_timed(clock),
+    )
+
+
+def build_scheduler(
+    services: Services,
+    *,
+    client: AsyncWebClient | None,
+    poster: Poster | None = None,
+    config: SchedulerConfig | None = None,
+    directory: Directory | None = None,
+    access: ConversationAccess | None = None,
+    actor_for: ActorResolver | None = None,
+    group_members: GroupMembers | None = None,
+    calendar: BusinessCalendar | None = None,
+    max_failures: int | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> SchedulerService:
+    """The scheduler service of this process, posting through ``client``.
+
+    The business calendar, the auto-pause limit (SWITCHBOARD_SCHEDULE_MAX_FAILURES) and
+    the link policy come from the settings. With a Slack ``client``, firings read Slack as
+    the schedule's owner and check the owner's memberships: ``access`` answers who is in
+    which conversation (default: asked of Slack every time, uncached, since this process
+    may not receive membership events). ``client=None`` leaves Slack out (a ``poster``
+    is then required): what the scheduler tests and benchmark measure. The other
+    arguments replace single parts (tests).
+    """
+    settings = services.settings
+    config = config or SchedulerConfig()
+    store = ScheduleStore(sessions=services.sessions)
+    feed = ChangeFeed(redis=services.redis, keys=services.keys)
+    manager = build_manager(
+        settings=settings,
+        store=store,
+        feed=feed,
+        registry=services.registry,
+        min_interval=config.min_interval,
+        calendar=calendar,
+        clock=clock,
+    )
+    slack: dict[str, Any] = {}
+    if client is not None:
+        reader = WebApiSlackReader(client=client)
+        directory = directory or Directory(reader=reader, registry=services.registry)
+        poster = poster or SlackPoster(
+            client=client, links=LinkPolicy.from_domains(settings.link_domains)
+        )
+        slack = {
+            "slack": reader,
+            "actor_for": actor_for or directory.actor,
+            "group_members": group_members or reader.usergroup_members,
+            "access": access or SlackConversationAccess(client=client, ttl=0.0),
+        }
+    else:
+        slack = {"actor_for": actor_for, "group_members": group_members, "access": access}
+    if poster is None:
+        raise ValueError("a scheduler without a Slack client needs a poster")
+    runner = FiringRunner(
+        store=store,
+        runtime=services.runtime,
+        poster=poster,
+        max_failures=settings.schedule_max_failures if max_failures is None else max_failures,
+        **slack,
+        **_timed(clock),
+    )
+    return SchedulerService(
+        store=store,
+        locks=services.locks,
+        feed=feed,
+        runner=runner,
+        manager=manager,
+        collector=StandupCollector(store=store, poster=poster, **_timed(clock)),
+        calendar=manager.calendar,
+        config=config,
+        **_timed(clock),
+    )
+
+
+def _timed(clock: Callable[[], datetime] | None) -> dict[str, Any]:
+    return {} if clock is None else {"clock": clock}
+
+
+@contextlib.asynccontextmanager
+async def open_manager(settings: Settings) -> AsyncIterator[ScheduleManager]:
+    """A schedule manager over the deployment's SQL and Redis, without a runtime
+    (``switchboard schedules …``); the embedded SQLite database migrates itself."""
+    if settings.uses_embedded_sql:
+        await upgrade(settings.database_url)
+    registry = load_registry(settings.skills_dirs, env=os.environ).registry
+    engine = create_engine(settings.database_url)
+    redis = create_redis(settings.redis_url)
+    try:
+        yield build_manager(
+            settings=settings,
+            store=ScheduleStore(sessions=session_factory(engine)),
+            feed=ChangeFeed(redis=redis, keys=Keys(prefix=settings.redis_prefix)),
+            registry=registry,
+        )
+    finally:
+        await redis.aclose()
+        await engine.dispose()

@@ -1,0 +1,129 @@
+"""Opens the process's parts from :class:`~switchboard.settings.Settings`, and closes them.
+
+Every entry point (serve, socket, console, scheduler, sandbox, eval feedback) opens the
+same :class:`Services`; nothing is created at import time. The runtime inside is built by
+:func:`switchboard.runtime.build_runtime`, like every other runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.metrics import Metrics
+from skills.approvals import ApprovalService
+from skills.catalog import load_registry
+from skills.egress import egress_client
+from skills.limits import SkillGate
+from skills.registry import SkillRegistry
+from skills.runtime import ModelFactory, Runtime
+from storage.audit import AuditLog
+from storage.checkpoint import RedisCheckpointSaver
+from storage.keys import Keys
+from storage.locks import RedisLocks
+from storage.ratelimit import RateLimiter
+from storage.redis import create_redis
+from storage.runs import RunStore
+from storage.sql import create_engine, session_factory, upgrade
+from switchboard.runtime import build_runtime, default_model_factory, runtime_config
+from switchboard.settings import Settings
+
+__all__ = ["Services", "open_services"]
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    keys: Keys
+    locks: RedisLocks
+    checkpointer: RedisCheckpointSaver
+    registry: SkillRegistry
+    runtime: Runtime
+    runs: RunStore
+    http: httpx.AsyncClient
+    approvals: ApprovalService
+    gate: SkillGate
+    rate_limiter: RateLimiter
+    audit: AuditLog
+    #: The process's Prometheus metrics; the runtime and the gate report into them.
+    metrics: Metrics
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    model_factory: ModelFactory | None = None,
+    env: Mapping[str, str] | None = None,
+    redis: Redis | None = None,
+    metrics: Metrics | None = None,
+    **runtime_overrides: Any,
+) -> AsyncIterator[Services]:
+    """Open SQL, Redis and the runtime; the embedded SQLite database migrates itself.
+
+    ``env`` is what skill specs expand ``${VAR}`` from (default: os.environ);
+    ``runtime_overrides`` replace :class:`~skills.runtime.RuntimeConfig` fields.
+    """
+    env = os.environ if env is None else env
+    if settings.uses_embedded_sql:
+        await upgrade(settings.database_url)
+    # Enough connections for every concurrent run plus listeners and the scheduler.
+    engine = create_engine(settings.database_url, pool_size=settings.max_concurrent_runs + 4)
+    sessions = session_factory(engine)
+    own_redis = redis is None
+    redis_client = redis if redis is not None else create_redis(settings.redis_url)
+    keys = Keys(prefix=settings.redis_prefix)
+    config = runtime_config(settings, **runtime_overrides)
+    metrics = metrics or Metrics()
+    # HTTP tools share one client whose connections are egress-checked (skills.egress).
+    http = egress_client(config.http_policy.egress)
+    try:
+        loaded = load_registry(settings.skills_dirs, env=env)
+        parts = build_runtime(
+            registry=loaded.registry,
+            sessions=sessions,
+            redis=redis_client,
+            keys=keys,
+            model_factory=model_factory or default_model_factory(settings, env),
+            config=config,
+            http=http,
+            audit_keyring=settings.audit_keyring(),
+            memory_ttl=settings.memory_ttl,
+            max_checkpoints=settings.max_checkpoints,
+            observers=[metrics.observe_run],
+            limit_observers=[metrics.observe_refusal],
+        )
+        await parts.runtime.mcp.load(loaded.registry)  # MCP tool lists; failures degrade skills
+        yield Services(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            redis=redis_client,
+            keys=keys,
+            locks=parts.locks,
+            checkpointer=parts.checkpointer,
+            registry=loaded.registry,
+            runtime=parts.runtime,
+            runs=parts.runs,
+            http=http,
+            approvals=parts.approvals,
+            gate=parts.gate,
+            rate_limiter=RateLimiter(redis=redis_client, keys=keys),
+            audit=parts.audit,
+            metrics=metrics,
+        )
+    finally:
+        await http.aclose()
+        if own_redis:
+            await redis_client.aclose()
+        await engine.dispose()
