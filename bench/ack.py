@@ -252,6 +252,7 @@ async def _switchboard(slack_url: str, workdir: Path) -> None:
     settings = Settings.from_env(
         {
             "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'switchboard.db'}",
+            "SWITCHBOARD_AUDIT_KEY": "bench-audit-key-0123456789abcdef-0123",
             "SLACK_API_URL": slack_url,
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,

@@ -98,7 +98,12 @@ async def bench(total: int, burst: int, embedded: bool, runs: int) -> None:
     await upgrade(url)
     prefix = f"sbbench-{uuid.uuid4().hex[:8]}"
     settings = Settings.from_env(
-        {"DATABASE_URL": url, "SWITCHBOARD_REDIS_PREFIX": prefix, "SWITCHBOARD_PII_KEY": "k"}
+        {
+            "DATABASE_URL": url,
+            "SWITCHBOARD_REDIS_PREFIX": prefix,
+            "SWITCHBOARD_PII_KEY": "k",
+            "SWITCHBOARD_AUDIT_KEY": "bench-audit-key-0123456789abcdef-0123",
+        }
     )
     redis = create_redis(redis_url)
     model = ScriptedChatModel(default="ok")

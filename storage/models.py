@@ -207,7 +207,12 @@ class ToolExecution(Base):
 
 
 class AuditEntry(Base):
-    """Append-only, hash-chained audit log of approval events."""
+    """Append-only audit log of approval events, chained with a keyed MAC (storage.audit).
+
+    ``hash_alg`` is ``hmac-sha256`` for rows signed with the audit key named by ``key_id``;
+    ``sha256`` marks rows from before keyed chaining (migration 0006), which carry a bare
+    hash until ``switchboard audit adopt-legacy`` re-chains them.
+    """
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -225,6 +230,9 @@ class AuditEntry(Base):
     # Unique: two writers that read the same head cannot both append after it.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    # A row written without saying how it was chained counts as unkeyed: fails verify.
+    hash_alg: Mapped[str] = mapped_column(String(16), server_default="sha256")
 
 
 class Schedule(Base):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Coroutine
@@ -37,10 +36,10 @@ from skills.registry import Skill
 from skills.sample import StaticSlackReader
 from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
-from storage.audit import AuditLog, Broken
 from storage.limits import SkillLimitsStore
 from storage.sql import create_engine, session_factory, upgrade
 from switchboard import operate
+from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
 from switchboard.logs import configure_logging
 from switchboard.runtime import default_model_factory, eval_runtimes
@@ -213,6 +212,7 @@ async def _open_scheduler() -> AsyncIterator[SchedulerService]:
 
 def _mount_features() -> None:
     """The feature packages' commands, with what they need from the root."""
+    app.add_typer(audit_commands(load_settings), name="audit")
     eval_cli.register(app, host=eval_host())
     scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
     sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=configure_logging)
@@ -401,58 +401,6 @@ def _check_receive_only(settings: Settings) -> None:
         settings.check_receive_only()
     except ConfigError as exc:
         fail(str(exc))
-
-
-audit_app = typer.Typer(help="Check and export the approval audit log.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
-
-
-@contextlib.asynccontextmanager
-async def _audit_log(settings: Settings) -> AsyncIterator[AuditLog]:
-    engine = create_engine(settings.database_url)
-    try:
-        yield AuditLog(sessions=session_factory(engine))
-    finally:
-        await engine.dispose()
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain; exit 1 naming the first broken row."""
-    settings = load_settings()
-
-    async def _verify() -> tuple[int, Broken | None]:
-        async with _audit_log(settings) as log:
-            return await log.verify()
-
-    count, broken = asyncio.run(_verify())
-    if broken is not None:
-        typer.echo(f"audit log broken at row {broken.seq}: {broken.reason}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"audit log intact: {count} row(s) verified")
-
-
-@audit_app.command("export")
-def audit_export(
-    since: str = typer.Option(None, "--since", help="ISO date or datetime (UTC), e.g. 2026-11-01"),
-) -> None:
-    """Write the audit log as JSON lines to standard output."""
-    settings = load_settings()
-    start: datetime | None = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            fail(f"--since: expected an ISO date such as 2026-11-01, got {since!r}")
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-
-    async def _export() -> None:
-        async with _audit_log(settings) as log:
-            async for row in log.export(start):
-                typer.echo(json.dumps(row, ensure_ascii=False))
-
-    asyncio.run(_export())
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from skills.pii import PiiLogFilter
+from skills.pii import PiiLogFilter, mask_obj, mask_text
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -19,35 +19,56 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {
 
 
 class LogfmtFormatter(logging.Formatter):
-    """``time level logger message key=value …`` with extras (``extra={...}``) appended."""
+    """``time level logger message key=value …`` with extras (``extra={...}``) appended.
+
+    Everything it prints is masked here, the last step before output, whatever filters
+    the handler has: the message with its arguments, extras, the traceback (``exc=``) and
+    the stack (``stack=``). A traceback carries exception messages and source lines, which
+    is where card numbers and e-mails turn up.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        parts = [ts, record.levelname.lower(), record.name, record.getMessage()]
+        parts = [ts, record.levelname.lower(), record.name, mask_text(_message(record))]
         extras = {k: v for k, v in vars(record).items() if k not in _STANDARD}
-        parts.extend(f"{k}={_value(v)}" for k, v in sorted(extras.items()))
-        if record.exc_info:
-            parts.append("exc=" + json.dumps(self.formatException(record.exc_info)))
+        parts.extend(f"{k}={_value(mask_obj(v))}" for k, v in sorted(extras.items()))
+        if record.exc_info or record.exc_text:
+            text = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+            parts.append("exc=" + json.dumps(mask_text(text)))
+        if record.stack_info:
+            parts.append("stack=" + json.dumps(mask_text(self.formatStack(record.stack_info))))
         return " ".join(parts)
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, as Cloud Logging reads them: ``severity``, ``message``,
-    ``logger``, ``time``; extras as fields; a traceback under ``exception``."""
+    ``logger``, ``time``; extras as fields; a traceback under ``exception``, the stack under
+    ``stack``. Masked here like :class:`LogfmtFormatter`, whatever filters the handler has."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "severity": "WARNING" if record.levelname == "WARN" else record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": mask_text(_message(record)),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in entry:
+                value = mask_obj(value)
                 entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            text = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+            entry["exception"] = mask_text(text)
+        if record.stack_info:
+            entry["stack"] = mask_text(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError):  # a broken format string: keep it all
+        return f"{record.msg} {record.args!r}"
 
 
 def _value(value: Any) -> str:

@@ -116,6 +116,7 @@ async def open_services(
             model_factory=model_factory or default_model_factory(settings, env),
             config=config,
             http=http,
+            audit_keyring=settings.audit_keyring(),
             memory_ttl=settings.memory_ttl,
             max_checkpoints=settings.max_checkpoints,
             observers=[metrics.observe_run],

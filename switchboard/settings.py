@@ -27,6 +27,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from bot.views.text import LinkPolicy
 from scheduler.calendar import parse_weekend
 from skills.egress import parse_allow_entry
+from storage.audit import AuditKeyError, AuditKeyring, check_audit_key, keyring_for
 from storage.ratelimit import Rate
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchboard.db"
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     max_checkpoints: int = Field(default=20, ge=2, alias="SWITCHBOARD_MAX_CHECKPOINTS")
     max_concurrent_runs: int = Field(default=16, ge=1, alias="SWITCHBOARD_MAX_CONCURRENT_RUNS")
     pii_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_PII_KEY")
+    audit_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_AUDIT_KEY")
     admin_usergroup: str | None = Field(default=None, alias="SWITCHBOARD_ADMIN_USERGROUP")
     user_rate: str = Field(default="10/1m", alias="SWITCHBOARD_USER_RATE")
     channel_rate: str = Field(default="60/1m", alias="SWITCHBOARD_CHANNEL_RATE")
@@ -299,11 +301,26 @@ class Settings(BaseSettings):
         """Build settings from ``env`` (default: the process environment)."""
         token = _ENV_OVERRIDE.set(env)
         try:
-            return cls()
+            settings = cls()
         except ValidationError as exc:
             raise _config_error(exc) from None
         finally:
             _ENV_OVERRIDE.reset(token)
+        configured = settings.audit_key.get_secret_value() if settings.audit_key else None
+        try:  # SWITCHBOARD_AUDIT_KEY: well-formed, and required outside embedded mode
+            check_audit_key(settings.database_url, configured)
+        except AuditKeyError as exc:
+            raise ConfigError("SWITCHBOARD_AUDIT_KEY", str(exc)) from None
+        return settings
+
+    def audit_keyring(self) -> AuditKeyring:
+        """The audit chain's keys (``storage.audit.keyring_for``): SWITCHBOARD_AUDIT_KEY, or
+        in embedded mode a key file made once beside the SQLite database."""
+        configured = self.audit_key.get_secret_value() if self.audit_key else None
+        try:
+            return keyring_for(self.database_url, configured)
+        except AuditKeyError as exc:
+            raise ConfigError("SWITCHBOARD_AUDIT_KEY", str(exc)) from None
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

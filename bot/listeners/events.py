@@ -16,6 +16,7 @@ from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
+from skills.pii import mask_text
 from storage.errors import StorageError
 
 log = logging.getLogger(f"switchboard.{__name__}")
@@ -290,7 +291,7 @@ async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:
 async def _set_title(client: AsyncWebClient, channel: str, thread_ts: str, text: str) -> None:
     try:
         await client.assistant_threads_setTitle(
-            channel_id=channel, thread_ts=thread_ts, title=text[:60] or "Conversation"
+            channel_id=channel, thread_ts=thread_ts, title=mask_text(text)[:60] or "Conversation"
         )
     except SlackApiError as exc:
         log.info("assistant title skipped: %s", exc.response.get("error"))

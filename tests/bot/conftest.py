@@ -245,6 +245,7 @@ class BotFactory:
             "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
             "SWITCHBOARD_PII_KEY": "test-pii-key",
             "SWITCHBOARD_WORKER_DRAIN_SECONDS": "2",  # teardown hands unfinished turns back
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
             **settings,
         }
         config = Settings.from_env(env)
