@@ -29,8 +29,6 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
-from bot.cli import app as cli
-from bot.settings import ConfigError, Settings
 from storage.audit import (
     GENESIS,
     AuditChainBroken,
@@ -41,6 +39,8 @@ from storage.audit import (
 )
 from storage.models import AuditEntry
 from storage.sql import create_engine, downgrade, session_factory, upgrade
+from switchboard.cli import app as cli
+from switchboard.settings import ConfigError, Settings
 from tests.conftest import Backend
 
 KEY = "test-audit-key-0123456789abcdef-0123"
@@ -271,7 +271,7 @@ def test_the_key_is_required_outside_embedded_mode() -> None:
 
 def test_cli_exits_2_naming_the_variable(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from bot.cli import main; main()", "audit", "verify"],
+        [sys.executable, "-c", "from switchboard.cli import main; main()", "audit", "verify"],
         env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://sb@127.0.0.1:9/sb"},
         capture_output=True,
         text=True,

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.logs import LogfmtFormatter
 from skills.pii import PiiLogFilter
+from switchboard.logs import LogfmtFormatter
 
 PAN = "4111 1111 1111 1111"
 DOTTED = "5555.5555.5555.4444"
