@@ -187,6 +187,7 @@ class Topology:
             "SLACK_BOT_TOKEN": ackbench.TOKEN,
             "SLACK_SIGNING_SECRET": ackbench.SECRET,
             "SWITCHBOARD_PII_KEY": "load-pii-key",
+            "SWITCHBOARD_AUDIT_KEY": "load-bench-audit-key-0123456789abcdef",
             "SWITCHBOARD_MODEL": "openai:gpt-fake",
             "OPENAI_BASE_URL": self.model.base_url,
             "OPENAI_API_KEY": "sk-fake",

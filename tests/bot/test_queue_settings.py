@@ -35,6 +35,7 @@ def test_receive_only_needs_a_shared_queue() -> None:
         {
             "SWITCHBOARD_INPROCESS_WORKERS": "0",
             "DATABASE_URL": "postgresql+asyncpg://u@db/sb",
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
         }
     )
     shared.check_receive_only()  # allowed: workers elsewhere read the same queue
