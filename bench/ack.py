@@ -15,8 +15,9 @@ hit over real HTTP by an open-loop ``httpx.AsyncClient`` load generator in this 
 - ``floor``: Starlette returning 200 without looking at the body; what uvicorn, HTTP and
   this client cost on their own, for reading the other rows.
 
-One more process plays the Slack Web API (``tests/fakes/slack_api.py``, seeded with the
-mentioned messages), so its work is not charged to the apps or to the load generator.
+One more process plays the Slack Web API (the sandbox's workspace emulator, the one Slack
+fake, seeded with the mentioned messages and served by uvicorn), so its work is not charged
+to the apps or to the load generator.
 ``CPU ms/req`` is each server process's CPU per acked request, background answers included:
 the cost that decides how many mentions per second one process can take.
 
@@ -58,6 +59,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+import uvicorn
+from langchain_core.language_models import BaseChatModel
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from bot.http import create_http_app
+from bot.slack.client import create_web_client
+from sandbox import emulator as emulator_module
+from sandbox.emulator import ApiCall, Emulator, RateLimit
+from skills.models.offline import OfflineChatModel
+from switchboard.logs import configure_logging
+from switchboard.serve import build_bot
+from switchboard.services import open_services
+from switchboard.settings import Settings
+from switchboard.testing import ScriptedChatModel
 
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-fake-token"
@@ -156,10 +177,8 @@ def _exit_on_stdin_eof(stop: Callable[[], None]) -> None:
     threading.Thread(target=watch, name="stdin-eof", daemon=True).start()
 
 
-async def _serve(app: Any) -> None:
+async def _serve(app: Any, path: str = "") -> None:
     """Serve ``app`` with uvicorn on an ephemeral 127.0.0.1 port; print it once listening."""
-    import uvicorn
-
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -170,88 +189,78 @@ async def _serve(app: Any) -> None:
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
-    print(f"ready http://127.0.0.1:{sock.getsockname()[1]}/", flush=True)
+    print(f"ready http://127.0.0.1:{sock.getsockname()[1]}/{path}", flush=True)
     await serving
 
 
 def _slack_server(seed: int, reply_seed: int) -> None:
-    """The fake Slack Web API, seeded; reports reply receipt times on stdout."""
-    from tests.fakes import slack_api
-    from tests.fakes.slack_api import FakeSlackApi
-
-    # socketserver listens with a backlog of 5; Switchboard opens a connection per Web API
-    # call, and a burst of queued answers would overflow it (dropped SYNs, 1 s retransmits),
-    # an artefact of the fake rather than something Slack does.
-    slack_api._Server.request_queue_size = 1024
-
-    class BenchSlackApi(FakeSlackApi):
-        """Adds two hooks: ``reply <ts> <monotonic>`` lines when a reply lands in
-        REPLY_CHANNEL, and a ``bench.stats`` method counting the other replies."""
-
-        def __init__(self) -> None:
-            super().__init__(token=TOKEN)
-            self._out = threading.Lock()
-            self.posted = 0
-
-        def _handle(
-            self, method: str, args: dict[str, Any], http_verb: str, token: str | None
-        ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
-            received = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
-            status, headers, body = super()._handle(method, args, http_verb, token)
-            if method == "chat.postMessage" and body is not None and body.get("ok"):
-                if args.get("channel") == REPLY_CHANNEL:
-                    with self._out:
-                        print(f"reply {args.get('thread_ts')} {received!r}", flush=True)
-                else:
-                    with self._out:
-                        self.posted += 1
-            return status, headers, body
-
-        def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-            return {**super()._methods(), "bench.stats": lambda _args: {"posted": self.posted}}
-
-    fake = BenchSlackApi()
+    """The Slack Web API (the sandbox's emulator), seeded; reports reply receipt times on
+    stdout: ``reply <ts> <monotonic>`` when a reply lands in REPLY_CHANNEL, and counts the
+    other replies for the ``bench.stats`` method."""
+    # No per-channel write limit: the bench measures the apps, not Slack's rate limits.
+    fake = Emulator(
+        token=TOKEN,
+        team_id=TEAM,
+        bot_user_id=BOT_USER,
+        rate_limit=RateLimit(per_second=1e9, burst=10**9),
+    )
     fake.add_user(USER, "sam", real_name="Sam Whitaker", tz="America/New_York")
+    fake.add_user("U0CAROL", "carol")
+    fake.add_user("U0DEV", "dev")
     members = [USER, BOT_USER]
     for n in range(CHANNELS):
         fake.add_channel(ack_message(n)[0], f"bench-{n:02d}", members=members)
     fake.add_channel(REPLY_CHANNEL, "bench-reply", members=members)
     # The built-in refunds skill names this group; without it every answer would log a failed
     # (and uncached) usergroups.users.list.
-    fake.add_usergroup("S0LEADS", "leads", ["U0CAROL", "U0DEV"])
+    fake.add_usergroup("S0LEADS", "leads", "leads", ["U0CAROL", "U0DEV"])
     for k in range(seed):
         channel, ts = ack_message(k)
         fake.add_message(channel, TEXT, user=USER, ts=ts)
     for k in range(reply_seed):
         channel, ts = reply_message(k)
         fake.add_message(channel, TEXT, user=USER, ts=ts)
-    done = threading.Event()
-    _exit_on_stdin_eof(done.set)
-    with fake:
-        print(f"ready {fake.base_url}", flush=True)
-        done.wait()
+    posted = 0
+
+    def on_call(call: ApiCall) -> None:
+        nonlocal posted
+        if call.method != "chat.postMessage" or not call.ok:
+            return
+        if call.args.get("channel") == REPLY_CHANNEL:
+            # CLOCK_MONOTONIC: comparable across processes (stamped as the call is answered)
+            print(f"reply {call.args.get('thread_ts')} {time.monotonic()!r}", flush=True)
+        else:
+            posted += 1
+
+    fake.call_listeners.append(on_call)
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse({"ok": True, "posted": posted})
+
+    app = Starlette(
+        routes=[
+            Route("/api/bench.stats", stats, methods=["POST"]),
+            Mount("/api", routes=emulator_module.routes(fake)),
+        ]
+    )
+    asyncio.run(_serve(app, path="api/"))
 
 
 async def _switchboard(slack_url: str, workdir: Path) -> None:
-    """The full stack, assembled as tests/bot/conftest.py does, with the scripted model."""
-    from langchain_core.language_models import BaseChatModel
-
-    from bot.http import create_http_app
-    from bot.slack.client import create_web_client
-    from skills.models.offline import OfflineChatModel
-    from switchboard.logs import configure_logging
-    from switchboard.serve import build_bot
-    from switchboard.services import open_services
-    from switchboard.settings import Settings
-    from tests.fakes.chat import ScriptedChatModel
-
+    """The full stack, assembled by the composition root's builders as in tests/bot/conftest.py,
+    with the scripted model."""
     settings = Settings.from_env(
         {
             "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'switchboard.db'}",
+            "SWITCHBOARD_AUDIT_KEY": "bench-audit-key-0123456789abcdef-0123",
             "SLACK_API_URL": slack_url,
             "SLACK_BOT_TOKEN": TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,
             "SWITCHBOARD_PII_KEY": "bench-pii-key",
+            # One load-generating "person" sends every mention: per-person and per-channel
+            # rate limits (on by default since #18) would refuse most of them.
+            "SWITCHBOARD_USER_RATE": "off",
+            "SWITCHBOARD_CHANNEL_RATE": "off",
         }
     )
     configure_logging(settings.log_level)  # as `switchboard serve` does (INFO by default)
@@ -270,14 +279,6 @@ async def _switchboard(slack_url: str, workdir: Path) -> None:
 
 async def _bare_bolt(slack_url: str, *, reply: bool) -> None:
     """Bolt and nothing else: ack only, or post a canned reply before acking."""
-    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-    from slack_bolt.async_app import AsyncApp
-    from slack_sdk.web.async_client import AsyncWebClient
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
     # A client rather than token=: same token, but pointed at the fake instead of slack.com.
     bolt = AsyncApp(
         signing_secret=SECRET,
@@ -306,11 +307,6 @@ async def _bare_bolt(slack_url: str, *, reply: bool) -> None:
 
 
 async def _floor() -> None:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
     async def events(request: Request) -> Response:
         await request.body()
         return Response(status_code=200)

@@ -40,7 +40,7 @@ from storage.sql import upgrade
 from switchboard.scheduling import build_scheduler
 from switchboard.services import open_services
 from switchboard.settings import Settings
-from tests.fakes.chat import ScriptedChatModel
+from switchboard.testing import ScriptedChatModel
 
 PG = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -98,7 +98,12 @@ async def bench(total: int, burst: int, embedded: bool, runs: int) -> None:
     await upgrade(url)
     prefix = f"sbbench-{uuid.uuid4().hex[:8]}"
     settings = Settings.from_env(
-        {"DATABASE_URL": url, "SWITCHBOARD_REDIS_PREFIX": prefix, "SWITCHBOARD_PII_KEY": "k"}
+        {
+            "DATABASE_URL": url,
+            "SWITCHBOARD_REDIS_PREFIX": prefix,
+            "SWITCHBOARD_PII_KEY": "k",
+            "SWITCHBOARD_AUDIT_KEY": "bench-audit-key-0123456789abcdef-0123",
+        }
     )
     redis = create_redis(redis_url)
     model = ScriptedChatModel(default="ok")

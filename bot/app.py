@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -14,7 +15,9 @@ from bot.conversations import Conversations, RateLimits
 from bot.directory import Directory
 from bot.listeners import BotContext, register
 from bot.listeners.commands import register_admin
+from bot.listeners.runs import register as register_runs
 from bot.metrics import Metrics
+from bot.queueing import Enqueuer, PayloadSealer
 from bot.slack.reader import WebApiSlackReader
 from bot.views.text import LinkPolicy
 from bot.worker import Worker
@@ -24,6 +27,7 @@ from skills.runtime import Runtime
 from storage.feedback import FeedbackStore
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
+from storage.runqueue import InboxStore, RunQueue
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -38,6 +42,27 @@ class Bot:
     metrics: Metrics
     worker: Worker
     approvals: ApprovalsBot
+    queue: RunQueue
+    inbox: InboxStore
+    sealer: PayloadSealer
+
+    async def idle(self, timeout: float = 20.0) -> None:
+        """Wait until nothing is left to do: background tasks done, no message waiting in
+        the inbox or being answered (tests and the sandbox use this)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await self.worker.idle(max(0.01, deadline - loop.time()))
+            backlog = await self.inbox.backlog()
+            if not (backlog.pending or backlog.claimed or self.queue.worker_stats().running):
+                if not self.worker.pending:
+                    return
+                continue
+            if loop.time() > deadline:
+                raise TimeoutError(
+                    f"{backlog.pending} message(s) waiting, {backlog.claimed} being answered"
+                )
+            await asyncio.sleep(0.02)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +87,8 @@ def create_bot(
     rate_limiter: RateLimiter,
     feedback: FeedbackStore,
     metrics: Metrics,
+    queue: RunQueue,
+    inbox: InboxStore,
     client: AsyncWebClient,
     signing_secret: str | None,
     config: BotConfig | None = None,
@@ -75,6 +102,7 @@ def create_bot(
     config = config or BotConfig()
     worker = Worker(max_tasks=config.max_background_tasks)
     reader = WebApiSlackReader(client=client)
+    sealer = PayloadSealer(key=runtime.config.pii_key)
     conversations = Conversations(
         runtime=runtime,
         client=client,
@@ -90,6 +118,8 @@ def create_bot(
             channel=config.channel_rate,
         ),
         links=config.links,
+        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms),
+        enqueuer=Enqueuer(inbox=inbox, queue=queue, sealer=sealer),
     )
     context = BotContext(
         conversations=conversations,
@@ -110,7 +140,8 @@ def create_bot(
     )
     register(app, context)
     register_admin(context, gate, admin_usergroup=config.admin_usergroup)
-    bot_approvals = install_approvals(app, context, approvals, dm_approvers=config.approval_dms)
+    bot_approvals = install_approvals(app, context)
+    register_runs(app, context, queue=queue, inbox=inbox)
     return Bot(
         app=app,
         context=context,
@@ -118,4 +149,7 @@ def create_bot(
         metrics=metrics,
         worker=worker,
         approvals=bot_approvals,
+        queue=queue,
+        inbox=inbox,
+        sealer=sealer,
     )

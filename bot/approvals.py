@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,29 @@ log = logging.getLogger(f"switchboard.{__name__}")
 
 @dataclass(slots=True)
 class ApprovalsBot:
+    """The approval cards of one Bolt app; built by :class:`Conversations` (see
+    :meth:`cards`), which renders into them and they into it."""
+
     service: ApprovalService
     conversations: Conversations
     client: AsyncWebClient
-    bot: BotContext
     dm_approvers: bool = False
+
+    @classmethod
+    def cards(
+        cls, service: ApprovalService, *, dm_approvers: bool = False
+    ) -> Callable[[Conversations], ApprovalsBot]:
+        """The factory ``Conversations(approvals=…)`` builds its cards with."""
+
+        def build(conversations: Conversations) -> ApprovalsBot:
+            return cls(
+                service=service,
+                conversations=conversations,
+                client=conversations.client,
+                dm_approvers=dm_approvers,
+            )
+
+        return build
 
     # -- cards --------------------------------------------------------------------------
 
@@ -256,21 +275,15 @@ def _modal_errors(view: dict[str, Any], problems: list[str]) -> dict[str, str]:
     return errors
 
 
-def install(
-    app: AsyncApp, bot: BotContext, service: ApprovalService, *, dm_approvers: bool = False
-) -> ApprovalsBot:
-    """Register the approval listeners, the card hook, /switchboard approvals, App Home."""
+def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
+    """Register the approval listeners, /switchboard approvals and App Home for the cards
+    the conversations were built with (``Conversations(approvals=ApprovalsBot.cards(…))``)."""
     conversations = bot.conversations
     client = conversations.client
-    approvals = ApprovalsBot(
-        service=service,
-        conversations=conversations,
-        client=client,
-        bot=bot,
-        dm_approvers=dm_approvers,
-    )
-    conversations.approval_hook = approvals.post_card
-    conversations.reset_hook = approvals.reset
+    approvals = conversations.approvals
+    if not isinstance(approvals, ApprovalsBot):
+        raise TypeError("the conversations were built without approval cards")
+    service = approvals.service
 
     async def decider(user: str) -> Principal:
         """The clicker, with user groups asked of Slack now: a decision is authorization."""

@@ -16,10 +16,10 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -28,6 +28,7 @@ from bot.access import SlackConversationAccess
 from bot.directory import Directory
 from bot.metrics import Metrics
 from bot.views import blocks as views
+from bot.views import runs as views_runs
 from bot.views.text import LinkPolicy, defang_links, escape_mrkdwn
 from bot.worker import Worker, WorkerBusy
 from skills.context import SlackReader, ThreadRef
@@ -39,6 +40,10 @@ from skills.runtime import Runtime
 from storage.errors import StorageError
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
+from storage.runqueue import Retryable
+
+if TYPE_CHECKING:
+    from bot.queueing import Enqueuer
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -82,6 +87,15 @@ class Inbound:
     message_ts: str | None = None  # the user's message, for the status reaction
     skill: str | None = None  # forced (slash command)
     placeholder_ts: str | None = None  # a message to replace with the answer (slash command)
+    source_ts: str | None = None  # the Slack message this came from (dedupe), when known
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    if isinstance(outcome, Reply):
+        return "reply"
+    if isinstance(outcome, ApprovalRequest):
+        return "approval"
+    return "refusal"
 
 
 def slack_method(exc: SlackApiError) -> str:
@@ -169,11 +183,22 @@ class _Stream:
             )
 
 
-#: Posts the card for a run that paused on a gated tool (installed by bot/approvals.py).
-ApprovalHook = Callable[[Inbound, ApprovalRequest], Awaitable[None]]
-#: Resets a conversation for a person; returns why not, or None when it was reset. Installed
-#: by bot/approvals.py, which knows the approvals a reset must not silently drop.
-ResetHook = Callable[[ThreadRef, str], Awaitable[str | None]]
+class ApprovalCards(Protocol):
+    """The Slack side of approvals that answering needs (``bot.approvals.ApprovalsBot``)."""
+
+    async def post_card(self, inbound: Inbound, request: ApprovalRequest) -> None:
+        """Post the card for a run that paused on a gated tool."""
+        ...
+
+    async def reset(self, thread: ThreadRef, user: str) -> str | None:
+        """Reset a conversation for a person; why not, or None when it was reset (it knows
+        the approvals a reset must not silently drop)."""
+        ...
+
+
+#: Builds the approval cards over the conversations they render into (the two refer to
+#: each other, so the cards are made by the Conversations constructor, not patched on).
+ApprovalCardsFactory = Callable[["Conversations"], ApprovalCards]
 
 
 class Conversations:
@@ -192,6 +217,8 @@ class Conversations:
         worker: Worker | None = None,
         rate_limits: RateLimits | None = None,
         links: LinkPolicy | None = None,
+        approvals: ApprovalCardsFactory | None = None,
+        enqueuer: Enqueuer | None = None,
     ) -> None:
         self.runtime = runtime
         #: Which domains answers may link to (``SWITCHBOARD_LINK_DOMAINS``).
@@ -205,8 +232,13 @@ class Conversations:
         self.directory = directory
         self._metrics = metrics
         self._streaming = streaming
-        self.approval_hook: ApprovalHook | None = None
-        self.reset_hook: ResetHook | None = None
+        #: Approval cards and the guarded reset; without them a paused run gets a plain
+        #: "needs approval" note and reset just forgets.
+        self.approvals: ApprovalCards | None = approvals(self) if approvals else None
+        #: With a run queue, messages are stored and answered by a worker (bot.queueing).
+        self.enqueuer = enqueuer
+        #: Who pressed Stop on which job, so the worker can say so (job id -> user).
+        self.stop_requests: dict[int, str] = {}
 
     async def submit(self, inbound: Inbound) -> None:
         """Admit ``inbound`` and answer it in the background; a person over their rate, or
@@ -215,6 +247,9 @@ class Conversations:
         if wait:
             if await self._first_notice(inbound, wait):
                 await self.ephemeral(inbound, rate_limited_text(wait))
+            return
+        if self.enqueuer is not None:
+            await self.enqueuer.enqueue(inbound, source_ts=inbound.source_ts)
             return
         try:
             self.worker.admit(self.answer(inbound), name=f"answer:{inbound.memory.thread_id}")
@@ -262,6 +297,13 @@ class Conversations:
         """Run the message's skill and post the outcome; errors become a short reply."""
         await self._answer(inbound)
 
+    async def answer_or_enqueue(self, inbound: Inbound) -> None:
+        """Admitted work (a slash command): to the run queue when there is one."""
+        if self.enqueuer is not None:
+            await self.enqueuer.enqueue(inbound, source_ts=inbound.source_ts)
+        else:
+            await self._answer(inbound)
+
     async def _answer(self, inbound: Inbound) -> None:
         started = time.monotonic()
         await self._status(inbound, on=True)
@@ -299,10 +341,81 @@ class Conversations:
                 time.monotonic() - started
             )
 
+    async def answer_queued(self, inbound: Inbound, *, final_attempt: bool) -> str:
+        """A worker's turn: run the skill and replace the placeholder with the outcome.
+
+        Returns the outcome (``reply``, ``approval``, ``refusal``, ``error``). A store that
+        is briefly down (Redis, SQL) raises :class:`~storage.runqueue.Retryable` so the
+        queue runs the turn again later, instead of apologising; on the final attempt the
+        person gets the short error message.
+        """
+        started = time.monotonic()
+        await self._status(inbound, on=True)
+        try:
+            actor = await self.directory.actor(inbound.user, strict=True)
+            stream = (
+                _Stream(self.client, inbound, links=self.links) if self.streams(inbound) else None
+            )
+            outcome = await self.runtime.run(
+                thread=inbound.memory,
+                message=inbound.text,
+                actor=actor,
+                skill=inbound.skill,
+                slack=self.reader,
+                access=self.access,
+                trigger=inbound.kind,
+                on_text=stream,
+            )
+            await self.render(inbound, outcome, stream)
+            if inbound.placeholder_ts is not None:
+                if isinstance(outcome, ApprovalRequest):
+                    await self._settle(inbound, views_runs.approval_waiting_text(outcome.tool))
+                elif isinstance(outcome, Refusal):
+                    await self._settle(inbound, views_runs.REFUSED_TEXT)
+            return _outcome_name(outcome)
+        except StorageError as exc:
+            if not final_attempt:
+                raise Retryable(str(exc)) from exc
+            text, ref = user_error(exc)
+            log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
+            await self.post_error(inbound, text)
+            return "error"
+        except Exception as exc:
+            if isinstance(exc, SlackApiError):
+                self._metrics.slack_api_errors.labels(
+                    method=slack_method(exc), error=str(exc.response.get("error", "unknown"))
+                ).inc()
+            text, ref = user_error(exc)
+            if isinstance(exc, SkillError | ModelConfigError):
+                log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
+            else:
+                log.exception("answer failed ref=%s kind=%s", ref, inbound.kind)
+            await self.post_error(inbound, text)
+            return "error"
+        finally:
+            await self._status(inbound, on=False)
+            self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
+                time.monotonic() - started
+            )
+
+    def streams(self, inbound: Inbound) -> bool:
+        """Whether this answer streams into its thread (``SWITCHBOARD_STREAMING``): then no
+        placeholder is posted, the stream is the status."""
+        return bool(self._streaming and inbound.reply_thread_ts and inbound.placeholder_ts is None)
+
+    async def _settle(self, inbound: Inbound, text: str) -> None:
+        assert inbound.placeholder_ts is not None
+        try:
+            await self.client.chat_update(
+                channel=inbound.channel, ts=inbound.placeholder_ts, text=text, blocks=[]
+            )
+        except SlackApiError as exc:
+            log.info("placeholder not updated: %s", exc.response.get("error"))
+
     async def reset(self, thread: ThreadRef, user: str) -> str | None:
         """Forget ``thread`` for ``user``: None when done, else why not (a sentence)."""
-        if self.reset_hook is not None:
-            return await self.reset_hook(thread, user)
+        if self.approvals is not None:
+            return await self.approvals.reset(thread, user)
         await self.runtime.reset(thread)
         return None
 
@@ -322,8 +435,8 @@ class Conversations:
         elif isinstance(outcome, ApprovalRequest):
             if stream is not None:
                 await stream.finish(None)
-            if self.approval_hook is not None:
-                await self.approval_hook(inbound, outcome)
+            if self.approvals is not None:
+                await self.approvals.post_card(inbound, outcome)
                 return
             blocks = views.approval_pending_blocks(outcome)
             await self._post(inbound, text=f"{outcome.tool} needs approval", blocks=blocks)

@@ -19,6 +19,7 @@ served by :func:`create_metrics_app` on its own (internal) port instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -309,6 +310,12 @@ def ops_routes(bot: Bot, services: Any, *, metrics: bool = True) -> list[Route]:
         except Exception as exc:  # readiness reports, it never raises
             checks["sql"] = f"unreachable ({type(exc).__name__})"
         checks["redis"] = "ok" if await ping(services.redis) else "unreachable"
+        try:
+            queue_ok = await asyncio.wait_for(services.queue.ping(), 3.0)
+        except Exception as exc:  # readiness reports, it never raises
+            log.info("queue not ready: %s", type(exc).__name__)
+            queue_ok = False
+        checks["queue"] = "ok" if queue_ok else "unreachable"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", **checks},

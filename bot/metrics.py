@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from skills.runtime import RunFinished
@@ -11,6 +11,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 _RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0)
+_CLAIM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
@@ -71,6 +72,52 @@ class Metrics:
             "switchboard_skill_refusals",
             "Runs refused by a skill's limits, by skill and reason (disabled, budget).",
             ["skill", "reason"],
+            registry=self.registry,
+        )
+
+        # The run queue (names are a contract: the Helm chart's autoscaling reads them).
+        self.queue_depth = Gauge(
+            "switchboard_queue_depth",
+            "Jobs waiting in the run queue, by queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.queue_oldest_age = Gauge(
+            "switchboard_queue_oldest_age_seconds",
+            "How long the oldest waiting job has waited, by queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.runs_in_progress = Gauge(
+            "switchboard_runs_in_progress",
+            "Queue jobs this process is running now.",
+            registry=self.registry,
+        )
+        self.scheduler_leader = Gauge(
+            "switchboard_scheduler_leader",
+            "1 while this process is the scheduler leader, else 0.",
+            registry=self.registry,
+        )
+        self.claim_to_start = Histogram(
+            "switchboard_queue_claim_to_start_seconds",
+            "Time from enqueueing a job to a worker starting it.",
+            buckets=_CLAIM_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_retries = Counter(
+            "switchboard_queue_retries",
+            "Jobs put back in the queue: retried after a failure, handed back at shutdown, "
+            "or taken from a stalled worker.",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "switchboard_queue_dead_letters",
+            "Jobs that failed for good (no attempt left).",
+            registry=self.registry,
+        )
+        self.busy_notices = Counter(
+            "switchboard_queue_busy_notices",
+            '"Busy, you\'re #N" notices posted for messages waiting past the patience.',
             registry=self.registry,
         )
 

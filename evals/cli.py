@@ -41,7 +41,7 @@ from evals.report import summary_table, write_html
 from evals.results import BaselineError, EvalRun, compare, load_results
 from evals.runner import EvalRunner, RuntimeBuilder, embedded_stores
 from skills.context import ThreadRef
-from skills.models import ModelConfigError, OfflineChatModel
+from skills.models import ModelConfigError, OfflineChatModel, unmasked
 from skills.runtime import ModelFactory, Runtime
 from skills.spec import builtin_dir
 
@@ -247,7 +247,7 @@ async def run_evaluation(
 
 def _judge(name: str, factory: Callable[[str], Any]) -> Judge:
     model = factory(name)
-    if isinstance(model, OfflineChatModel):
+    if isinstance(unmasked(model), OfflineChatModel):
         raise UsageProblem("the offline model cannot judge; give --judge-model a real model")
     return RubricJudge(model=model, model_name=name)
 

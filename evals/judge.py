@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 
+from skills.models import ensure_masked
+
 __all__ = ["JUDGE_PROMPT", "Judge", "JudgeError", "JudgeVerdict", "RubricJudge"]
 
 JUDGE_PROMPT = """\
@@ -76,7 +78,7 @@ class RubricJudge:
         self.model_name = model_name
         self._evaluate: Any = create_async_llm_as_judge(
             prompt=JUDGE_PROMPT,
-            judge=model,
+            judge=ensure_masked(model),  # the request and answer may quote personal data
             feedback_key="rubric",
             continuous=True,
             use_reasoning=True,

@@ -32,17 +32,30 @@ Pure functions and small value objects, no I/O. Three ways to hide a value:
   resolving after a restart, which fails safe (a tool receives the masked token).
 
 Detection rules, chosen to catch every real card number while leaving ordinary numbers
-(order ids, Slack timestamps, dates, amounts) alone:
+(order ids, Slack timestamps, dates, amounts) alone. Text is first normalized
+(`skills._normalize`: NFKC, every Unicode digit as ASCII, zero-width characters and soft
+hyphens dropped, JSON escapes such as ``\\u0034`` decoded), so full-width digits, a
+zero-width space between digit groups and an escaped tool result are seen as the digits
+they are; spans still refer to the text as given.
 
-* Card numbers: 13-19 digits, optionally split by single spaces or dashes in any grouping,
-  Luhn-valid, and not part of a longer unbroken digit run. A run of groups longer than 19
-  digits (two cards in a row, a card followed by a year) is searched for a Luhn-valid span
-  of whole groups.
+* Card numbers: 13-19 digits, Luhn-valid, with issuer digits a payment card can have
+  (`_plausible_pan`), unbroken or split into groups by a short run (1-3) of whitespace,
+  dots, slashes, underscores or dashes. One space or one dash may split them in any
+  grouping (``4111 1111 1111 1111``, ``41 11 11…``); anything else (``4111.1111…``,
+  newlines, ``" - "``) only in a card's layout, a first group of 4-6 digits
+  (`_grouping_ok`). A run of groups longer than 19 digits (two cards in a row, a card
+  followed by its expiry) is searched for cards made of whole groups, never starting or
+  ending at a decimal point. Thousands grouping (``1 234 567 890 123``) is an amount.
 * IBANs: country code, two check digits and the country's registered length, with or
   without single spaces, ISO 7064 mod-97 checksum verified.
+* E-mails: ``local@host.tld`` with RFC 5321's length caps (local part 64, domain 255).
 * Phone numbers: 9-15 digits *with phone formatting* — a leading ``+``, a parenthesised
   area code, ``415-555-0100`` / ``415.555.0100``, or a spaced trunk-prefix number such as
   ``050 123 4567``. A plain digit string is never a phone number.
+
+Every pattern is linear: possessive quantifiers (no backtracking into a digit run) and
+bounded per-candidate work, so 1 MB of adversarial text is masked in well under a second
+(``bench/pii.py``). Callers on an event loop offload large texts (`OFFLOAD_CHARS`).
 
 When matches overlap, the more specific kind wins: IBAN, then e-mail, card, phone.
 """
@@ -50,6 +63,7 @@ When matches overlap, the more specific kind wins: IBAN, then e-mail, card, phon
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import logging
 import re
@@ -57,10 +71,14 @@ import secrets
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final, Literal, Protocol
+
+from skills._normalize import normalize
 
 __all__ = [
     "DEFAULT_DETECTORS",
+    "OFFLOAD_CHARS",
     "CipherSealer",
     "Detector",
     "InMemorySealer",
@@ -90,78 +108,178 @@ PiiKind = Literal["card", "iban", "email", "phone"]
 
 _MIN_KEY_BYTES: Final = 16
 
+OFFLOAD_CHARS: Final = 64_000
+"""Texts longer than this are masked in a worker thread by async callers (the model
+wrapper, the agent middleware), so a 1 MB tool result never stalls the event loop."""
+
 
 @dataclass(frozen=True, slots=True)
 class PiiMatch:
-    """One piece of personal data found in a text: ``text[start:end] == value``."""
+    """One piece of personal data found in a text: ``text[start:end] == value``.
+
+    ``normalized`` is the value as detected, when the text spelled it differently (a JSON
+    escape, full-width digits, a zero-width space inside): labels, tokens and the vault use
+    that spelling, so ``\\u0034111…`` is masked as the card it is.
+    """
 
     kind: PiiKind
     start: int
     end: int
     value: str
+    normalized: str | None = None
+
+    @property
+    def plain(self) -> str:
+        """The value in detection spelling (``normalized`` when set, else ``value``)."""
+        return self.value if self.normalized is None else self.normalized
 
     @property
     def masked(self) -> str:
         """The irreversible label that replaces the value, e.g. ``[card ****1111]``."""
-        return mask_value(self.kind, self.value)
+        return mask_value(self.kind, self.plain)
 
 
 Detector = Callable[[str], Iterable[PiiMatch]]
-"""A function that finds one kind of personal data in a text."""
+"""A function that finds one kind of personal data in a (normalized) text."""
 
 
 # --------------------------------------------------------------------------- cards
 
-# Separators people and systems put between card digit groups (NBSP and Unicode dashes
-# arrive from rich-text clients).
-_CARD_SEP = " \u00a0\u2009\u202f\u2010\u2011\u2012\u2013-"
-_DIGIT_RUN = re.compile(rf"\d(?:[{_CARD_SEP}]?\d)*")
-_DIGIT_GROUP = re.compile(r"\d+")
+# Between digit groups: a short run (1-3) of whitespace, dots, slashes, underscores or
+# dashes (ASCII and Unicode). Text is normalized first (NFKC), so NBSP and thin spaces
+# arrive as spaces and full-width digits as ASCII.
+_SEP_CHARS = r"\s./_\-\u2010-\u2015\u2212"
+_DIGIT_RUN = re.compile(rf"[0-9]++(?:[{_SEP_CHARS}]{{1,3}}+[0-9]++)*+")
+_DIGIT_GROUP = re.compile(r"[0-9]++")
+# The separators the first detector accepted in any grouping: one space or one dash.
+_SIMPLE_SEP = re.compile(r"[ \-\u2010-\u2015\u2212]")
 _CARD_MIN, _CARD_MAX = 13, 19
+_LUHN_DOUBLED: Final = str.maketrans("0123456789", "0246813579")  # 2d, minus 9 past 9
 
 
 def luhn_valid(digits: str) -> bool:
     """Whether a string of digits passes the Luhn check used by every card scheme."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    backwards = digits[::-1]
+    return sum(map(int, backwards[0::2] + backwards[1::2].translate(_LUHN_DOUBLED))) % 10 == 0
+
+
+def _plausible_pan(digits: str) -> bool:
+    """Issuer-number rules (ISO/IEC 7812) that every payment card satisfies.
+
+    The major-industry digit 0 (ISO) and 7 (petroleum) issue no payment cards; 1 is UATP,
+    always 15 digits; cards starting with 2 are Mastercard (2221-2720), Mir (2200-2204) or
+    enRoute (2014, 2149); 13-digit cards are Visa or Maestro (4, 5, 6). These rules keep
+    Unix timestamps in ms/µs, ``YYYYMMDD…`` stamps and zero-padded ids out.
+    """
+    first = digits[0]
+    if first in "07" or (first == "1" and len(digits) != 15):
+        return False
+    if len(digits) == 13 and first not in "456":
+        return False
+    if first == "2":
+        head = int(digits[:4])
+        return 2221 <= head <= 2720 or 2200 <= head <= 2204 or head in (2014, 2149)
+    return True
+
+
+@lru_cache(maxsize=8192)
+def _pan_ok(digits: str) -> bool:
+    """`_plausible_pan` and `luhn_valid`, remembered: floods repeat the same windows."""
+    return _plausible_pan(digits) and luhn_valid(digits)
+
+
+@lru_cache(maxsize=8192)
+def _grouping_ok(sizes: tuple[int, ...], seps: tuple[str, ...]) -> bool:
+    """Whether digit groups of these sizes, split by these separators, look like one card.
+
+    * Groups before the last have at least 2 digits (``1 2 3 4 …`` is a list).
+    * Thousands grouping (``1 234 567 890 123``) is an amount.
+    * With anything but one space or one dash between groups (dots, slashes, newlines,
+      ``" - "``…), the layout must be a card's: a first group of 4-6 digits, then groups
+      of 3-6, the last of 1-6 (``4111.1111.1111.1111``, ``3782 - 822463 - 10005``);
+      that keeps Slack timestamps, IP addresses and dotted versions out.
+    * A first group longer than 6 digits only in equal halves (``41111111 11111111``).
+    """
+    if len(sizes) == 1:
+        return True
+    if min(sizes[:-1]) < 2:
+        return False
+    if sizes[0] <= 3 and len(sizes) >= 3 and all(size == 3 for size in sizes[1:]):
+        return False
+    if sizes[0] > 6 and len(set(sizes)) > 1:
+        return False  # "20240115 103015": a date and a time, not "41111111 11111111"
+    if all(len(sep) == 1 and _SIMPLE_SEP.fullmatch(sep) for sep in seps):
+        return True
+    return 4 <= sizes[0] <= 6 and all(3 <= s <= 6 for s in sizes[1:-1]) and sizes[-1] <= 6
 
 
 def detect_cards(text: str) -> Iterator[PiiMatch]:
-    """Luhn-valid card numbers of 13-19 digits, unbroken or grouped by spaces/dashes."""
+    """Luhn-valid card numbers of 13-19 digits, unbroken or in groups (see `_grouping_ok`).
+
+    Work per digit group is bounded (a card spans at most 19 digits) and the groups and
+    separators of a run are split out by the regex engine, so the scan is linear in the
+    length of the text with a small constant.
+    """
     for run in _DIGIT_RUN.finditer(text):
-        groups = [(m.start() + run.start(), m.group()) for m in _DIGIT_GROUP.finditer(run.group())]
-        index = 0
-        while index < len(groups):
-            match = _longest_card_from(text, groups, index)
-            if match is None:
-                index += 1
+        if run.end() - run.start() < _CARD_MIN:
+            continue
+        chunk = run.group()
+        groups = _DIGIT_GROUP.findall(chunk)
+        if len(groups) == 1:
+            if _CARD_MIN <= len(chunk) <= _CARD_MAX and _plausible_pan(chunk) and luhn_valid(chunk):
+                yield PiiMatch("card", run.start(), run.end(), chunk)
+            continue
+        seps = _DIGIT_GROUP.split(chunk)[1:-1]  # seps[k] lies between groups k and k+1
+        yield from _cards_in_run(text, run.start(), run.end(), groups, seps)
+
+
+def _cards_in_run(
+    text: str, base: int, end: int, groups: list[str], seps: list[str]
+) -> Iterator[PiiMatch]:
+    """Cards made of whole groups of the digit run ``text[base:end]``.
+
+    A card inside a longer run never starts or ends at a decimal point
+    (``6.5677720442048`` is a number, not a card), except for a float's trailing ``.0``
+    (``4111111111111111.0``); any other separator may bound it ("VISA MC",
+    ``4111 1111 1111 1111/12/27``, a card followed by its expiry).
+    """
+    sizes = [len(group) for group in groups]
+    if max(sizes) < 2:
+        return  # "1 1 1 …": no group can start a card
+    count = len(groups)
+    decimal = [sep == "." for sep in seps]
+    offsets: list[int] | None = None  # where each group starts, once a card is found
+    index = 0
+    while index < count:
+        if sizes[index] < 2 or (index and decimal[index - 1]):
+            index += 1
+            continue
+        best = -1
+        digits = ""
+        for last in range(index, count):
+            if last > index and sizes[last - 1] < 2:
+                break
+            digits += groups[last]
+            if len(digits) > _CARD_MAX:
+                break
+            if len(digits) < _CARD_MIN:
                 continue
-            yield match[0]
-            index = match[1]
-
-
-def _longest_card_from(
-    text: str, groups: list[tuple[int, str]], first: int
-) -> tuple[PiiMatch, int] | None:
-    """The longest Luhn-valid card made of whole groups starting at ``groups[first]``."""
-    best: tuple[PiiMatch, int] | None = None
-    digits = ""
-    for last in range(first, len(groups)):
-        digits += groups[last][1]
-        if len(digits) > _CARD_MAX:
-            break
-        if len(digits) >= _CARD_MIN and luhn_valid(digits):
-            start = groups[first][0]
-            end = groups[last][0] + len(groups[last][1])
-            best = (PiiMatch("card", start, end, text[start:end]), last + 1)
-    return best
+            floats = last + 2 == count and not groups[-1].strip("0")  # a float's ".0"
+            if last < count - 1 and decimal[last] and not floats:
+                continue
+            if _pan_ok(digits) and _grouping_ok(
+                tuple(sizes[index : last + 1]), tuple(seps[index:last])
+            ):
+                best = last
+        if best < 0:
+            index += 1
+            continue
+        if offsets is None:
+            offsets = [m.start() for m in _DIGIT_GROUP.finditer(text, base, end)]
+        start = offsets[index]
+        stop = offsets[best] + sizes[best]
+        yield PiiMatch("card", start, stop, text[start:stop])
+        index = best + 1
 
 
 # --------------------------------------------------------------------------- IBANs
@@ -183,7 +301,7 @@ _IBAN_LENGTHS: Final[Mapping[str, int]] = {
     "YE": 30, "AX": 18, "GF": 27, "GP": 27, "MQ": 27, "RE": 27, "PF": 27, "TF": 27,
     "YT": 27, "NC": 27, "BL": 27, "MF": 27, "PM": 27, "WF": 27,
 }  # fmt: skip
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})\d{2}")
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})[0-9]{2}")
 
 
 def _is_alnum(char: str) -> bool:
@@ -196,63 +314,99 @@ def _iban_checksum_ok(compact: str) -> bool:
 
 
 def detect_ibans(text: str) -> Iterator[PiiMatch]:
-    """IBANs of the registered length for their country, mod-97 checksum verified."""
+    """IBANs of the registered length for their country, mod-97 checksum verified.
+
+    Characters may be split by single spaces; at most 34 characters are read per
+    candidate, so the scan is linear.
+    """
     for start_match in _IBAN_START.finditer(text):
         length = _IBAN_LENGTHS.get(start_match.group(1).upper())
         if length is None:
             continue
-        start = start_match.start()
-        compact = start_match.group().upper()
-        pos = start_match.end()
-        while len(compact) < length and pos < len(text):
-            char = text[pos]
-            if _is_alnum(char):
-                compact += char.upper()
-                pos += 1
-            elif char == " " and pos + 1 < len(text) and _is_alnum(text[pos + 1]):
-                pos += 1
-            else:
-                break
-        if len(compact) != length or (pos < len(text) and _is_alnum(text[pos])):
+        body = _iban_body(length - 4).match(text, start_match.end())
+        if body is None:
             continue
-        if _iban_checksum_ok(compact):
-            yield PiiMatch("iban", start, pos, text[start:pos])
+        end = body.end()
+        if end < len(text) and _is_alnum(text[end]):
+            continue  # glued to more text
+        start = start_match.start()
+        if _iban_checksum_ok(text[start:end].replace(" ", "").upper()):
+            yield PiiMatch("iban", start, end, text[start:end])
+
+
+@lru_cache(maxsize=64)
+def _iban_body(chars: int) -> re.Pattern[str]:
+    """``chars`` letters or digits, each optionally after one space (no backtracking)."""
+    return re.compile(rf"(?: ?+[A-Za-z0-9]){{{chars}}}")
 
 
 # --------------------------------------------------------------------------- e-mails
 
-_EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![A-Za-z0-9\-])"
-)
+# A linear scan for ``local@domain-ish`` (possessive: no backtracking), then the domain is
+# checked label by label in Python. Length caps from RFC 5321: local part 64, domain 255.
+_EMAIL_CANDIDATE = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]++@[A-Za-z0-9.\-]++")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
+_EMAIL_LOCAL_MAX, _EMAIL_DOMAIN_MAX = 64, 255
+
+
+def _email_domain(domain: str) -> str | None:
+    """The longest prefix of ``domain`` that is a host name ending in a letters-only TLD."""
+    if len(domain) > _EMAIL_DOMAIN_MAX:
+        return None
+    labels = domain.split(".")
+    valid = 0
+    while valid < len(labels) and _LABEL.fullmatch(labels[valid]):
+        valid += 1
+    for last in range(valid - 1, 0, -1):
+        tld = labels[last]
+        if len(tld) >= 2 and tld.isalpha():
+            return ".".join(labels[: last + 1])
+    return None
 
 
 def detect_emails(text: str) -> Iterator[PiiMatch]:
     """E-mail addresses (``local@domain.tld``)."""
-    for match in _EMAIL.finditer(text):
-        yield PiiMatch("email", match.start(), match.end(), match.group())
+    for match in _EMAIL_CANDIDATE.finditer(text):
+        local, _, domain = match.group().partition("@")
+        if len(local) > _EMAIL_LOCAL_MAX:
+            continue
+        host = _email_domain(domain)
+        if host is None:
+            continue
+        end = match.start() + len(local) + 1 + len(host)
+        if end < len(text) and (_is_alnum(text[end]) or text[end] == "-"):
+            continue
+        yield PiiMatch("email", match.start(), end, text[match.start() : end])
 
 
 # --------------------------------------------------------------------------- phones
 
+# Possessive quantifiers throughout: a digit run is taken whole and never re-split, so a
+# long run of digits costs one pass instead of exponentially many (the old pattern took
+# more than a minute on 1 MB of "+" and digits).
 _PHONE = re.compile(
     r"""
-      (?<![\w+])\+\d{1,3}(?:[ .\-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?![\d)])   # +971 50 123 4567
-    | (?<![\w)])\(\d{2,4}\)[ .\-]?\d{2,4}(?:[ .\-]?\d{2,4}){1,3}(?!\d)      # (415) 555-0100
-    | (?<![\w.\-+])\d{3}([.\-])\d{3}\1\d{4}(?![\w.\-])                     # 415-555-0100
-    | (?<![\w.\-+])0\d{1,4}(?:[ \-]\d{2,4}){2,3}(?![\w]|[ \-]\d)           # 050 123 4567
+      (?<![\w+])\+[0-9]{1,3}+(?:[ .\-]?+\([0-9]{1,4}+\))?+(?:[ .\-]?+[0-9]++){0,5}+(?![0-9)])
+    | (?<![\w)])\([0-9]{2,4}+\)[ .\-]?+[0-9]++(?:[ .\-][0-9]++){0,3}+(?![0-9])
+    | (?<![\w.\-+])[0-9]{3}([.\-])[0-9]{3}\1[0-9]{4}(?![\w.\-])
+    | (?<![\w.\-+])(?<![0-9][ \-])0[0-9]{1,4}+(?:[ \-][0-9]{2,4}+){2,3}+(?![\w]|[ \-][0-9])
     """,
     re.VERBOSE,
 )
 _PHONE_MIN, _PHONE_MAX = 9, 15
+_PHONE_GROUP_MAX = 8
 
 
 def detect_phones(text: str) -> Iterator[PiiMatch]:
     """Phone numbers with phone formatting and 9-15 digits; plain digit strings never match."""
     for match in _PHONE.finditer(text):
-        digit_count = sum(char.isdigit() for char in match.group())
-        if _PHONE_MIN <= digit_count <= _PHONE_MAX:
-            yield PiiMatch("phone", match.start(), match.end(), match.group())
+        value = match.group()
+        digit_count = sum(char.isdigit() for char in value)
+        if not _PHONE_MIN <= digit_count <= _PHONE_MAX:
+            continue
+        if value[0] != "+" and max(map(len, _DIGIT_GROUP.findall(value))) > _PHONE_GROUP_MAX:
+            continue
+        yield PiiMatch("phone", match.start(), match.end(), value)
 
 
 # --------------------------------------------------------------------------- finding
@@ -265,21 +419,57 @@ DEFAULT_DETECTORS: Final[tuple[Detector, ...]] = (
 )
 """Built-in detectors in priority order: an earlier detector wins an overlap."""
 
+_TRIGGER = re.compile(r"[0-9@]")
+
+
+def _start(match: PiiMatch) -> int:
+    return match.start
+
+
+def _merge(accepted: list[PiiMatch], found: list[PiiMatch]) -> list[PiiMatch]:
+    """``accepted`` plus the ``found`` matches that overlap none of them, in order.
+
+    Both lists are sorted by start and free of overlaps among themselves, so one pass over
+    each suffices: linear, where testing every pair was quadratic in the number of matches.
+    """
+    if not accepted:
+        return found
+    kept: list[PiiMatch] = []
+    index = 0
+    for match in found:
+        while index < len(accepted) and accepted[index].end <= match.start:
+            index += 1
+        if index < len(accepted) and accepted[index].start < match.end:
+            continue
+        kept.append(match)
+    return list(heapq.merge(accepted, kept, key=_start))
+
 
 def find_pii(text: str, *, detectors: Iterable[Detector] = DEFAULT_DETECTORS) -> list[PiiMatch]:
     """All personal data in ``text``: non-overlapping matches sorted by position.
 
+    The text is normalized first (`skills._normalize`: NFKC, Unicode digits as ASCII,
+    zero-width characters dropped, JSON escapes decoded); spans refer to ``text`` as given.
     Overlaps are settled by detector order (see `DEFAULT_DETECTORS`), so an IBAN whose
     digits happen to contain a Luhn-valid run is reported once, as an IBAN.
     """
-    if not any(char.isdigit() or char == "@" for char in text):
+    norm = normalize(text)
+    scanned = norm.text
+    if _TRIGGER.search(scanned) is None:
         return []
     accepted: list[PiiMatch] = []
     for detector in detectors:
-        for match in detector(text):
-            if all(match.end <= kept.start or match.start >= kept.end for kept in accepted):
-                accepted.append(match)
-    return sorted(accepted, key=lambda match: match.start)
+        accepted = _merge(accepted, sorted(detector(scanned), key=_start))
+    if not norm.changed:
+        return accepted
+    mapped: list[PiiMatch] = []
+    for match in accepted:
+        start, end = norm.span(match.start, match.end)
+        value = text[start:end]
+        mapped.append(
+            PiiMatch(match.kind, start, end, value, None if value == match.value else match.value)
+        )
+    return mapped
 
 
 # --------------------------------------------------------------------------- masking
@@ -323,10 +513,15 @@ def mask_text(text: str) -> str:
     return _replace(text, find_pii(text), lambda match: match.masked)
 
 
-def _card_int(value: int) -> str | None:
-    """A card number given as a JSON integer, as digits; otherwise None."""
+def _card_int(value: int | float) -> str | None:
+    """A card number given as a JSON number (integer, or a float with no fraction, which is
+    what some serializers emit), as digits; otherwise None."""
+    if isinstance(value, float):
+        if not value.is_integer() or not 1e12 <= abs(value) < 1e19:
+            return None
+        value = int(value)
     digits = str(abs(value))
-    if _CARD_MIN <= len(digits) <= _CARD_MAX and luhn_valid(digits):
+    if _CARD_MIN <= len(digits) <= _CARD_MAX and _plausible_pan(digits) and luhn_valid(digits):
         return digits
     return None
 
@@ -334,14 +529,15 @@ def _card_int(value: int) -> str | None:
 def mask_obj(obj: Any) -> Any:
     """Mask strings inside nested dicts, lists and tuples (tool results, JSON arguments).
 
-    Dict keys are masked too. An integer that is a Luhn-valid 13-19 digit number (a card
-    number sent as a JSON number) becomes its masked label. Other values are returned as is.
+    Dict keys are masked too. A number that is a Luhn-valid 13-19 digit card number (sent
+    as a JSON integer, or as a float such as ``4111111111111111.0``) becomes its masked
+    label. Other values are returned as is.
     """
     if isinstance(obj, str):
         return mask_text(obj)
     if isinstance(obj, bool):
         return obj
-    if isinstance(obj, int):
+    if isinstance(obj, int | float):
         digits = _card_int(obj)
         return obj if digits is None else mask_value("card", digits)
     if isinstance(obj, dict):
@@ -390,13 +586,14 @@ def strip_token_ids(text: str) -> str:
 
 def _canonical(match: PiiMatch) -> str:
     """One spelling per value, so differently formatted copies share a token."""
+    value = match.plain
     if match.kind == "card":
-        return _digits(match.value)
+        return _digits(value)
     if match.kind == "iban":
-        return _compact(match.value)
+        return _compact(value)
     if match.kind == "email":
-        return match.value.lower()
-    return ("+" if match.value.lstrip().startswith("+") else "") + _digits(match.value)
+        return value.lower()
+    return ("+" if value.lstrip().startswith("+") else "") + _digits(value)
 
 
 class PiiVault:
@@ -474,7 +671,7 @@ class PiiVault:
     def _token_for(self, match: PiiMatch) -> str:
         token_id = self._token_id(match)
         if token_id not in self._originals:
-            original = _canonical(match) if match.kind in ("card", "iban") else match.value
+            original = _canonical(match) if match.kind in ("card", "iban") else match.plain
             self._originals[token_id] = original
             self._canonical[token_id] = _canonical(match)
             self._new[token_id] = original
@@ -490,7 +687,7 @@ class PiiVault:
             return self.tokenize(obj)
         if isinstance(obj, bool):
             return obj
-        if isinstance(obj, int):
+        if isinstance(obj, int | float):
             digits = _card_int(obj)
             return obj if digits is None else self._token_for(PiiMatch("card", 0, 0, digits))
         if isinstance(obj, dict):

@@ -19,7 +19,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
+from skills.models.masked import unmasked
 from skills.models.offline import OfflineChatModel, keyword_route
+from skills.pii import mask_text
 from skills.registry import Skill, SkillRegistry
 from storage.runs import ChannelDefaults, ThreadSkills
 
@@ -95,8 +97,8 @@ class Router:
     async def _ask_model(self, text: str, candidates: Sequence[Skill]) -> str | None:
         names = {s.name: s.description for s in candidates}
         model = self._router_model()
-        if isinstance(model, OfflineChatModel):
-            return keyword_route(text, names)
+        if isinstance(unmasked(model), OfflineChatModel):
+            return keyword_route(mask_text(text), names)
         listing = "\n".join(f"- {name}: {desc}" for name, desc in names.items())
         prompt = ROUTER_PROMPT.format(fallback=self._fallback, skills=listing)
         try:

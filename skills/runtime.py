@@ -52,6 +52,7 @@ from skills.context import (
 from skills.errors import NothingToResume, RunFailed, ThreadBusy
 from skills.limits import SkillGate
 from skills.mcp import McpToolbox
+from skills.models.masked import ensure_masked, unmasked
 from skills.models.offline import SWITCH_HINT, OfflineChatModel, understands
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
@@ -185,7 +186,7 @@ class Runtime:
     def offline_note(self) -> str | None:
         """For people talking to the offline model (the default model is ``offline``):
         one line on what it does and how to switch to a real one; None otherwise."""
-        if not isinstance(self.model(self.config.default_model), OfflineChatModel):
+        if not isinstance(unmasked(self.model(self.config.default_model)), OfflineChatModel):
             return None
         return (
             "_I'm running on the built-in offline model: it runs these examples and tool "
@@ -199,7 +200,9 @@ class Runtime:
         in code, so their examples work on any model."""
         if skill.spec is None or not skill.examples:
             return tuple(skill.examples)
-        if not isinstance(self.model(skill.model or self.config.default_model), OfflineChatModel):
+        if not isinstance(
+            unmasked(self.model(skill.model or self.config.default_model)), OfflineChatModel
+        ):
             return tuple(skill.examples)
         tools = [convert_to_openai_tool(tool) for tool in skill_tools(skill)]
         return tuple(example for example in skill.examples if understands(example, tools))
@@ -308,11 +311,13 @@ class Runtime:
                     skill=holder.name,
                 )
             # The thread stays with its skill; naming another skill hands the thread over,
-            # so follow-ups and approval decisions reach the skill that last ran.
-            if route.reason == "explicit":
-                await self._threads.assign(thread.thread_id, chosen.name)
-            else:
+            # so follow-ups and approval decisions reach the skill that last ran. ``owner``
+            # was read under the lease, so the store is written only when it changes (no
+            # claim that fails on the existing row and reads it a third time).
+            if owner is None:
                 await self._threads.claim(thread.thread_id, chosen.name)
+            elif route.reason == "explicit" and owner != chosen.name:
+                await self._threads.assign(thread.thread_id, chosen.name)
             payload: Any = (
                 {"messages": [HumanMessage(mask_text(route.text))]}
                 if chosen.graph_factory is not None
@@ -410,9 +415,11 @@ class Runtime:
         return list(state.values.get("messages", [])) if state and state.values else []
 
     def model(self, name: str) -> BaseChatModel:
-        """A cached chat model for ``name`` (``offline``, ``openai:gpt-4.1-mini``…)."""
+        """A cached chat model for ``name`` (``offline``, ``openai:gpt-4.1-mini``…), behind
+        the mask whatever the factory returned: every model the runtime uses (agents,
+        router, summarization, fallbacks, Python graphs) masks its input."""
         if name not in self._models:
-            self._models[name] = self._model_factory(name)
+            self._models[name] = ensure_masked(self._model_factory(name))
         return self._models[name]
 
     # -- internals ----------------------------------------------------------------------

@@ -207,7 +207,12 @@ class ToolExecution(Base):
 
 
 class AuditEntry(Base):
-    """Append-only, hash-chained audit log of approval events."""
+    """Append-only audit log of approval events, chained with a keyed MAC (storage.audit).
+
+    ``hash_alg`` is ``hmac-sha256`` for rows signed with the audit key named by ``key_id``;
+    ``sha256`` marks rows from before keyed chaining (migration 0006), which carry a bare
+    hash until ``switchboard audit adopt-legacy`` re-chains them.
+    """
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -225,6 +230,9 @@ class AuditEntry(Base):
     # Unique: two writers that read the same head cannot both append after it.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    # A row written without saying how it was chained counts as unkeyed: fails verify.
+    hash_alg: Mapped[str] = mapped_column(String(16), server_default="sha256")
 
 
 class Schedule(Base):
@@ -355,3 +363,34 @@ class SkillSwitch(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     changed_by: Mapped[str] = mapped_column(String(64))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InboxMessage(Base):
+    """A message acked to Slack and not yet answered: the run queue's durable inbox.
+
+    The receiver writes the row (``dedupe_key`` unique: one row per Slack message, whichever
+    event or replica brought it) and then wakes the thread's queue job. The job claims the
+    thread's pending rows, posts one placeholder per turn (``placeholder_ts``) and updates it
+    with the answer; a re-claimed job finds ``placeholder_ts`` and updates the same message.
+    """
+
+    __tablename__ = "run_inbox"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_run_inbox_dedupe_key"),
+        Index("ix_run_inbox_thread_key_status", "thread_key", "status"),
+        Index("ix_run_inbox_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    thread_key: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)  # JSON, built and parsed in storage.runqueue
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    placeholder_ts: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(32))

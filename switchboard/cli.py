@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
-import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,17 +36,20 @@ from skills.registry import Skill
 from skills.sample import StaticSlackReader
 from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
-from storage.audit import AuditLog, Broken
 from storage.limits import SkillLimitsStore
-from storage.sql import create_engine, current_revision, session_factory, upgrade
+from storage.sql import create_engine, session_factory, upgrade
+from switchboard import operate
+from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
 from switchboard.logs import configure_logging
 from switchboard.runtime import default_model_factory, eval_runtimes
 from switchboard.sandbox import open_sandbox_bot
 from switchboard.scheduling import build_scheduler, open_manager
-from switchboard.serve import run_http, run_socket
+from switchboard.serve import run_http, run_socket, run_worker
 from switchboard.services import open_services
 from switchboard.settings import ConfigError, Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="switchboard",
@@ -93,23 +95,82 @@ async def open_sql(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 
 
 @app.command()
-def migrate() -> None:
-    """Upgrade the SQL database (DATABASE_URL) to the latest schema."""
+def migrate(
+    check: bool = typer.Option(
+        False, "--check", help="only check that the schema is at head (exit 1 if not)"
+    ),
+    wait: float = typer.Option(0.0, "--wait", min=0, help="with --check: wait up to SECONDS"),
+) -> None:
+    """Upgrade the SQL database (DATABASE_URL) to the latest schema, queue tables included."""
     settings = load_settings()
-
-    async def _migrate() -> str | None:
-        await upgrade(settings.database_url)
-        engine = create_engine(settings.database_url)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
+    if check:
+        ready, message = asyncio.run(operate.wait_for_schema(settings, wait=wait))
+        if not ready:
+            fail(message, 1)
+        typer.echo(message)
+        return
     try:
-        revision = asyncio.run(_migrate())
+        revision = asyncio.run(operate.migrate(settings))
     except OSError as exc:
         fail(f"DATABASE_URL: cannot connect ({type(exc).__name__})", 1)
     typer.echo(f"database is at revision {revision}")
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(
+        None, "--concurrency", min=1, max=1000, help="turns run at once (default 64)"
+    ),
+) -> None:
+    """Run agent turns, approval resumes and scheduled firings from the run queue."""
+    settings = load_settings("SLACK_BOT_TOKEN")
+    try:
+        operate.require_durable_queue(settings, "worker")
+    except ConfigError as exc:
+        fail(str(exc))
+    run_worker(settings, concurrency=concurrency)
+
+
+runs_app = typer.Typer(help="Inspect and steer queued runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _operate(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except ConfigError as exc:
+        fail(str(exc))
+    except operate.OperateError as exc:
+        fail(str(exc), exc.code)
+
+
+@runs_app.command("list")
+def runs_list(
+    status: str = typer.Option(None, "--status", help="todo, doing, succeeded, failed…"),
+    limit: int = typer.Option(50, "--limit", min=1),
+) -> None:
+    """The latest runs, newest first."""
+    for line in _operate(operate.runs_list(load_settings(), status=status, limit=limit)):
+        typer.echo(line)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int) -> None:
+    """One run: its job and the messages it answers."""
+    for line in _operate(operate.runs_show(load_settings(), run_id)):
+        typer.echo(line)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: int) -> None:
+    """Cancel a waiting run, or stop a running one."""
+    typer.echo(_operate(operate.runs_cancel(load_settings(), run_id)))
+
+
+@runs_app.command("retry")
+def runs_retry(run_id: int) -> None:
+    """Queue a failed run again."""
+    typer.echo(_operate(operate.runs_retry(load_settings(), run_id)))
 
 
 skills_app = typer.Typer(
@@ -140,7 +201,7 @@ def schedule_manager() -> contextlib.AbstractAsyncContextManager[ScheduleManager
 async def _open_scheduler() -> AsyncIterator[SchedulerService]:
     """``switchboard scheduler``: this process's scheduler over the deployment's services."""
     settings = load_settings("SLACK_BOT_TOKEN")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     token = settings.slack_bot_token
     async with open_services(settings) as services:
         client = create_web_client(
@@ -151,6 +212,7 @@ async def _open_scheduler() -> AsyncIterator[SchedulerService]:
 
 def _mount_features() -> None:
     """The feature packages' commands, with what they need from the root."""
+    app.add_typer(audit_commands(load_settings), name="audit")
     eval_cli.register(app, host=eval_host())
     scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
     sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=configure_logging)
@@ -322,6 +384,7 @@ def console(
 def serve() -> None:
     """Run the bot in HTTP mode: POST /slack/events, /healthz, /readyz, /metrics."""
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    _check_receive_only(settings)
     run_http(settings)
 
 
@@ -329,59 +392,15 @@ def serve() -> None:
 def socket() -> None:
     """Run the bot over Socket Mode (SLACK_APP_TOKEN); no public URL needed."""
     settings = load_settings("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    _check_receive_only(settings)
     run_socket(settings)
 
 
-audit_app = typer.Typer(help="Check and export the approval audit log.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
-
-
-@contextlib.asynccontextmanager
-async def _audit_log(settings: Settings) -> AsyncIterator[AuditLog]:
-    engine = create_engine(settings.database_url)
+def _check_receive_only(settings: Settings) -> None:
     try:
-        yield AuditLog(sessions=session_factory(engine))
-    finally:
-        await engine.dispose()
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain; exit 1 naming the first broken row."""
-    settings = load_settings()
-
-    async def _verify() -> tuple[int, Broken | None]:
-        async with _audit_log(settings) as log:
-            return await log.verify()
-
-    count, broken = asyncio.run(_verify())
-    if broken is not None:
-        typer.echo(f"audit log broken at row {broken.seq}: {broken.reason}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"audit log intact: {count} row(s) verified")
-
-
-@audit_app.command("export")
-def audit_export(
-    since: str = typer.Option(None, "--since", help="ISO date or datetime (UTC), e.g. 2026-11-01"),
-) -> None:
-    """Write the audit log as JSON lines to standard output."""
-    settings = load_settings()
-    start: datetime | None = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since)
-        except ValueError:
-            fail(f"--since: expected an ISO date such as 2026-11-01, got {since!r}")
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-
-    async def _export() -> None:
-        async with _audit_log(settings) as log:
-            async for row in log.export(start):
-                typer.echo(json.dumps(row, ensure_ascii=False))
-
-    asyncio.run(_export())
+        settings.check_receive_only()
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

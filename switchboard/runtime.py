@@ -32,7 +32,7 @@ from skills.models import load_chat_model
 from skills.registry import SkillRegistry
 from skills.runtime import ModelFactory, RunObserver, Runtime, RuntimeConfig
 from storage.approvals import ApprovalStore
-from storage.audit import AuditLog
+from storage.audit import AuditKeyring, AuditLog, keyring_for
 from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
 from storage.limits import SkillLimitsStore
@@ -84,7 +84,11 @@ def runtime_config(settings: Settings, **overrides: Any) -> RuntimeConfig:
         "default_model": settings.model,
         "router_model": settings.router_model,
         "fallback_models": tuple(settings.fallback_models),
-        "max_concurrent_runs": settings.max_concurrent_runs,
+        "max_concurrent_runs": settings.runtime_slots,
+        # The queue already runs a thread's turns one at a time; the Redis thread lease
+        # stays as a second guard, short, so a turn re-claimed from a killed worker does
+        # not wait long for the dead holder's lease.
+        "thread_lease_ttl": timedelta(seconds=10),
         "tool_result_max_chars": settings.tool_result_max_chars,
         "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
     }
@@ -112,6 +116,7 @@ def build_runtime(
     model_factory: ModelFactory,
     config: RuntimeConfig,
     http: httpx.AsyncClient | None,
+    audit_keyring: AuditKeyring,
     memory_ttl: timedelta = timedelta(days=7),
     max_checkpoints: int = 20,
     clock: Callable[[], datetime] | None = None,
@@ -120,14 +125,15 @@ def build_runtime(
     mcp: McpToolbox | None = None,
 ) -> RuntimeParts:
     """The runtime over ``sessions`` (SQL) and ``redis``, with its approval ledger, audit
-    log, skill gate and approval service. ``clock`` fixes the time (evaluations)."""
+    log, skill gate and approval service. ``audit_keyring`` keys the audit chain (a
+    deployment's is ``Settings.audit_keyring()``); ``clock`` fixes the time (evaluations)."""
     checkpointer = RedisCheckpointSaver(
         redis=redis, keys=keys, ttl=memory_ttl, max_checkpoints=max_checkpoints
     )
     locks = RedisLocks(redis=redis, keys=keys)
     runs = RunStore(sessions=sessions)
     ledger = ApprovalStore(sessions=sessions)
-    audit = AuditLog(sessions=sessions)
+    audit = AuditLog(sessions=sessions, keyring=audit_keyring)
     timed: dict[str, Any] = {} if clock is None else {"clock": clock}
     gate = SkillGate(
         store=SkillLimitsStore(sessions=sessions), observers=list(limit_observers), **timed
@@ -165,7 +171,10 @@ def build_runtime(
 def eval_runtimes(settings: Settings) -> RuntimeBuilder:
     """What ``switchboard eval`` builds its runtimes with: :func:`build_runtime` over the
     evaluation's own stores, configured from ``settings`` as production is (fallback
-    models, limits…) except for the fields the evaluation sets."""
+    models, limits…) except for the fields the evaluation sets. The audit chain of an
+    evaluation lives in its throw-away database, so it is keyed for this process only
+    (no key file is written beside the deployment's database)."""
+    keyring = keyring_for("sqlite+aiosqlite://", None)
 
     def build(
         *,
@@ -184,6 +193,7 @@ def eval_runtimes(settings: Settings) -> RuntimeBuilder:
             model_factory=model_factory,
             config=runtime_config(settings, **config),
             http=http,
+            audit_keyring=keyring,
             clock=clock,
         )
 

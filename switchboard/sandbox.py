@@ -48,7 +48,7 @@ class SandboxBot:
         return self.settings.metrics_port
 
     async def idle(self, timeout: float = 10.0) -> None:
-        await self.bot.worker.idle(timeout)
+        await self.bot.idle(timeout)
 
     @contextlib.asynccontextmanager
     async def features(self) -> AsyncIterator[None]:

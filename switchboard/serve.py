@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import timedelta
 
 import aiohttp
 import uvicorn
@@ -16,6 +18,7 @@ from starlette.applications import Starlette
 
 from bot.app import Bot, BotConfig, create_bot
 from bot.http import create_http_app, create_metrics_app, create_ops_app
+from bot.queueing import running_workers
 from bot.schedules import SchedulesFeature
 from bot.schedules import install as install_feature
 from bot.slack.client import create_web_client
@@ -35,7 +38,9 @@ __all__ = [
     "install_schedules",
     "metrics_listener",
     "open_bot",
+    "queue_workers",
     "run_features",
+    "run_worker",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,8 @@ def build_bot(services: Services, *, client: AsyncWebClient, signing_secret: str
         rate_limiter=services.rate_limiter,
         feedback=FeedbackStore(sessions=services.sessions),
         metrics=services.metrics,
+        queue=services.queue,
+        inbox=services.inbox,
         client=client,
         signing_secret=signing_secret,
         config=bot_config(services.settings),
@@ -95,13 +102,32 @@ async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
     if settings.scheduler_enabled:
         await scheduler.start()
     try:
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.inprocess_workers:
+                await stack.enter_async_context(queue_workers(bot, services, settings))
+            yield
     finally:
         if settings.scheduler_enabled:
             await scheduler.stop()
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+
+
+def queue_workers(
+    bot: Bot, services: Services, settings: Settings, *, concurrency: int | None = None
+) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
+    """The run queue's workers over this process's bot (in-process, or ``switchboard worker``)."""
+    return running_workers(
+        queue=services.queue,
+        inbox=services.inbox,
+        conversations=bot.context.conversations,
+        metrics=bot.metrics,
+        sealer=bot.sealer,
+        concurrency=concurrency or settings.worker_concurrency,
+        drain_seconds=settings.worker_drain_seconds,
+        patience=timedelta(seconds=settings.queue_patience),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -173,7 +199,7 @@ async def metrics_listener(bot: Bot, *, host: str, port: int | None) -> AsyncIte
 
 
 def run_http(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     secret = settings.slack_signing_secret
     assert secret is not None
 
@@ -203,7 +229,7 @@ def run_http(settings: Settings) -> None:
 
 
 def run_socket(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     app_token = settings.slack_app_token
     assert app_token is not None
 
@@ -228,5 +254,57 @@ def run_socket(settings: Settings) -> None:
                 ops.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ops
+
+    asyncio.run(_main())
+
+
+def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
+    """``switchboard worker``: run agent turns from the queue until SIGTERM/SIGINT, then stop
+    claiming, let turns in flight finish (``SWITCHBOARD_WORKER_DRAIN_SECONDS``) and hand
+    the rest back. ``/healthz``, ``/readyz`` (SQL, Redis, the queue) and ``/metrics`` on PORT.
+    """
+    configure_logging(settings.log_level, fmt=settings.log_format)
+
+    async def _main() -> None:
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+        async with (
+            open_services(settings) as services,
+            aiohttp.ClientSession() as session,
+        ):
+            client = create_web_client(
+                token=token, base_url=settings.slack_api_url, session=session
+            )
+            bot = build_bot(services, client=client, signing_secret=None)
+            config = uvicorn.Config(
+                create_ops_app(bot, services=services, serve_metrics=True),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
+            ops_server = _SideServer(config)
+            ops = asyncio.create_task(ops_server.serve(), name="ops-http")
+            stopping = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stopping.set)
+            try:
+                async with queue_workers(bot, services, settings, concurrency=concurrency):
+                    log.info(
+                        "worker running",
+                        extra={"concurrency": concurrency or settings.worker_concurrency},
+                    )
+                    await stopping.wait()
+                    log.info(
+                        "stopping: no new turns; draining for up to %.0f s",
+                        settings.worker_drain_seconds,
+                    )
+            finally:
+                await bot.worker.drain()
+                ops_server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ops
+            log.info("worker stopped")
 
     asyncio.run(_main())

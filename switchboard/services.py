@@ -30,6 +30,13 @@ from storage.keys import Keys
 from storage.locks import RedisLocks
 from storage.ratelimit import RateLimiter
 from storage.redis import create_redis
+from storage.runqueue import (
+    InboxStore,
+    RunQueue,
+    ensure_queue_schema,
+    libpq_dsn,
+    queue_schema_ready,
+)
 from storage.runs import RunStore
 from storage.sql import create_engine, session_factory, upgrade
 from switchboard.runtime import build_runtime, default_model_factory, runtime_config
@@ -57,6 +64,9 @@ class Services:
     audit: AuditLog
     #: The process's Prometheus metrics; the runtime and the gate report into them.
     metrics: Metrics
+    #: The durable run queue (docs/adr/0001-run-queue.md) and its inbox of messages.
+    inbox: InboxStore
+    queue: RunQueue
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +87,14 @@ async def open_services(
     env = os.environ if env is None else env
     if settings.uses_embedded_sql:
         await upgrade(settings.database_url)
-    # Enough connections for every concurrent run plus listeners and the scheduler.
-    engine = create_engine(settings.database_url, pool_size=settings.max_concurrent_runs + 4)
+    elif not await queue_schema_ready(libpq_dsn(settings.database_url)):
+        # Like the embedded database, the queue's tables appear on first use; a migrated
+        # deployment (``switchboard migrate``) never runs DDL here.
+        await ensure_queue_schema(libpq_dsn(settings.database_url))
+    # Each run holds a connection only for short transactions: a small pool (8 kept, up
+    # to 24 in a burst) serves a worker's 64 concurrent runs plus listeners and the
+    # scheduler, and keeps a deployment's processes well under PostgreSQL's 100 clients.
+    engine = create_engine(settings.database_url, pool_size=min(settings.runtime_slots + 4, 8))
     sessions = session_factory(engine)
     own_redis = redis is None
     redis_client = redis if redis is not None else create_redis(settings.redis_url)
@@ -87,6 +103,9 @@ async def open_services(
     metrics = metrics or Metrics()
     # HTTP tools share one client whose connections are egress-checked (skills.egress).
     http = egress_client(config.http_policy.egress)
+    inbox = InboxStore(sessions=sessions)
+    queue = RunQueue(database_url=settings.database_url, inbox=inbox)
+    await queue.open()
     try:
         loaded = load_registry(settings.skills_dirs, env=env)
         parts = build_runtime(
@@ -97,6 +116,7 @@ async def open_services(
             model_factory=model_factory or default_model_factory(settings, env),
             config=config,
             http=http,
+            audit_keyring=settings.audit_keyring(),
             memory_ttl=settings.memory_ttl,
             max_checkpoints=settings.max_checkpoints,
             observers=[metrics.observe_run],
@@ -120,8 +140,11 @@ async def open_services(
             rate_limiter=RateLimiter(redis=redis_client, keys=keys),
             audit=parts.audit,
             metrics=metrics,
+            inbox=inbox,
+            queue=queue,
         )
     finally:
+        await queue.close()
         await http.aclose()
         if own_redis:
             await redis_client.aclose()

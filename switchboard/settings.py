@@ -27,6 +27,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from bot.views.text import LinkPolicy
 from scheduler.calendar import parse_weekend
 from skills.egress import parse_allow_entry
+from storage.audit import AuditKeyError, AuditKeyring, check_audit_key, keyring_for
 from storage.ratelimit import Rate
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchboard.db"
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     max_checkpoints: int = Field(default=20, ge=2, alias="SWITCHBOARD_MAX_CHECKPOINTS")
     max_concurrent_runs: int = Field(default=16, ge=1, alias="SWITCHBOARD_MAX_CONCURRENT_RUNS")
     pii_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_PII_KEY")
+    audit_key: SecretStr | None = Field(default=None, alias="SWITCHBOARD_AUDIT_KEY")
     admin_usergroup: str | None = Field(default=None, alias="SWITCHBOARD_ADMIN_USERGROUP")
     user_rate: str = Field(default="10/1m", alias="SWITCHBOARD_USER_RATE")
     channel_rate: str = Field(default="60/1m", alias="SWITCHBOARD_CHANNEL_RATE")
@@ -106,12 +108,22 @@ class Settings(BaseSettings):
     schedule_max_failures: int = Field(default=5, ge=1, alias="SWITCHBOARD_SCHEDULE_MAX_FAILURES")
     approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
+    log_format: str = Field(default="text", alias="SWITCHBOARD_LOG_FORMAT")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
     metrics_port: int | None = Field(default=None, ge=1, le=65535, alias="METRICS_PORT")
     link_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="SWITCHBOARD_LINK_DOMAINS"
     )
+    # The run queue (docs/adr/0001-run-queue.md).
+    inprocess_workers: bool = Field(default=True, alias="SWITCHBOARD_INPROCESS_WORKERS")
+    worker_concurrency: int = Field(
+        default=64, ge=1, le=1000, alias="SWITCHBOARD_WORKER_CONCURRENCY"
+    )
+    worker_drain_seconds: float = Field(
+        default=30.0, ge=0, le=3600, alias="SWITCHBOARD_WORKER_DRAIN_SECONDS"
+    )
+    queue_patience: float = Field(default=20.0, gt=0, alias="SWITCHBOARD_QUEUE_PATIENCE")
 
     @classmethod
     def settings_customise_sources(
@@ -219,6 +231,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{day!r} is not an ISO date like 2026-12-25") from None
         return value
 
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        fmt = value.strip().lower()
+        if fmt not in {"text", "json"}:
+            raise ValueError("expected text or json")
+        return fmt
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -246,6 +266,27 @@ class Settings(BaseSettings):
     def uses_embedded_redis(self) -> bool:
         return self.redis_url is None
 
+    @property
+    def runtime_slots(self) -> int:
+        """Concurrent runs per process: ``SWITCHBOARD_MAX_CONCURRENT_RUNS`` when set, else
+        the worker's concurrency (model calls are I/O; a worker runs 64 turns at once)."""
+        if "max_concurrent_runs" in self.model_fields_set:
+            return self.max_concurrent_runs
+        return max(self.max_concurrent_runs, self.worker_concurrency)
+
+    @property
+    def uses_durable_queue(self) -> bool:
+        """The run queue lives in PostgreSQL (shared by processes), not in this process."""
+        return not self.uses_embedded_sql
+
+    def check_receive_only(self) -> None:
+        """A receiver without workers needs a queue other processes can read."""
+        if not self.inprocess_workers and not self.uses_durable_queue:
+            raise ConfigError(
+                "SWITCHBOARD_INPROCESS_WORKERS",
+                "0 needs DATABASE_URL on PostgreSQL (the embedded queue lives in this process)",
+            )
+
     def require(self, *names: str) -> None:
         """Fail with a :class:`ConfigError` if a variable a command needs is unset."""
         for name in names:
@@ -260,11 +301,26 @@ class Settings(BaseSettings):
         """Build settings from ``env`` (default: the process environment)."""
         token = _ENV_OVERRIDE.set(env)
         try:
-            return cls()
+            settings = cls()
         except ValidationError as exc:
             raise _config_error(exc) from None
         finally:
             _ENV_OVERRIDE.reset(token)
+        configured = settings.audit_key.get_secret_value() if settings.audit_key else None
+        try:  # SWITCHBOARD_AUDIT_KEY: well-formed, and required outside embedded mode
+            check_audit_key(settings.database_url, configured)
+        except AuditKeyError as exc:
+            raise ConfigError("SWITCHBOARD_AUDIT_KEY", str(exc)) from None
+        return settings
+
+    def audit_keyring(self) -> AuditKeyring:
+        """The audit chain's keys (``storage.audit.keyring_for``): SWITCHBOARD_AUDIT_KEY, or
+        in embedded mode a key file made once beside the SQLite database."""
+        configured = self.audit_key.get_secret_value() if self.audit_key else None
+        try:
+            return keyring_for(self.database_url, configured)
+        except AuditKeyError as exc:
+            raise ConfigError("SWITCHBOARD_AUDIT_KEY", str(exc)) from None
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

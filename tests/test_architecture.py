@@ -1,6 +1,6 @@
 """The package graph of docs/architecture.md, as a test.
 
-Every module of every package is read with ``ast`` and each import of one of
+Every module of every package (and of bench/) is read with ``ast`` and each import of one of
 our packages is checked against :data:`ALLOWED`: a package may import itself and what its
 row lists, nothing else. There is no exceptions list. Imports under ``if TYPE_CHECKING:``
 count (a type is a dependency too), relative imports stay inside their package, and an
@@ -37,7 +37,10 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 #: The top-level names the ``switchboard`` distribution installs.
 TOP_LEVEL = frozenset(ALLOWED)
-OURS = frozenset(ALLOWED) | {"tests"}
+#: bench/ (not packaged) assembles processes with the root's builders, like a deployment;
+#: it brings its own fakes (``switchboard.testing``, the sandbox emulator), never tests/.
+ALLOWED["bench"] = TOP_LEVEL
+OURS = TOP_LEVEL | {"bench", "tests"}
 
 Import = tuple[str, int, str, bool]  # (file, line, imported module, inside a function)
 
@@ -135,7 +138,7 @@ def test_only_the_root_imports_the_root_and_only_the_root_imports_bot(
 ) -> None:
     """Feature packages never import ``switchboard`` or ``bot`` (issue #13): only the root
     (and the benchmarks, which assemble processes as it does) imports them."""
-    above = {"switchboard", "bench"}
+    above = {"switchboard", "bench"}  # bench assembles processes as the root does
     offenders = [
         f"{where}:{line} imports {module}"
         for where, line, module, _ in imports

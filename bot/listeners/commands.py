@@ -143,7 +143,7 @@ async def _run_skill(
         )
         return
     ts = str(placeholder["ts"])
-    await bot.conversations.answer(
+    await bot.conversations.answer_or_enqueue(
         Inbound(
             team=team,
             channel=channel,

@@ -16,6 +16,8 @@ from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
+from skills.pii import mask_text
+from storage.errors import StorageError
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -91,7 +93,16 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             unfurl_media=False,
         )
 
-    async def start(inbound: Inbound) -> None:
+    async def start(inbound: Inbound, body: dict[str, Any] | None = None) -> None:
+        """Answer ``inbound``; if it cannot even be stored, give back the dedupe claims and
+        raise, so the request gets a non-2xx and Slack's redelivery is handled afresh."""
+        try:
+            await _start(inbound)
+        except Exception:
+            await _forget(bot, inbound, body)
+            raise
+
+    async def _start(inbound: Inbound) -> None:
         if _HELP.match(inbound.text):
             await help_reply(inbound)
             return
@@ -134,7 +145,9 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 memory=ThreadRef(team=_team(body, event), channel=channel, thread_ts=root),
                 reply_thread_ts=root,
                 message_ts=ts,
-            )
+                source_ts=ts,
+            ),
+            body,
         )
 
     @app.event("message")
@@ -160,6 +173,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 memory=memory,
                 reply_thread_ts=thread_ts,
                 message_ts=None if kind == "assistant" else ts,
+                source_ts=ts,
             )
         else:
             # Channel messages: only follow-ups in a thread Switchboard is part of, and not
@@ -178,6 +192,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                 memory=memory,
                 reply_thread_ts=str(thread_ts),
                 message_ts=ts,
+                source_ts=ts,
             )
         if not await _first_sight(bot, channel, ts):
             return
@@ -187,7 +202,7 @@ def register(app: AsyncApp, bot: BotContext) -> None:
                     return
         if inbound.kind == "assistant":
             await _set_title(context.client, channel, str(thread_ts), inbound.text)
-        await start(inbound)
+        await start(inbound, body)
 
     @app.event("assistant_thread_started")
     async def on_assistant_started(event: dict[str, Any], client: AsyncWebClient) -> None:
@@ -252,6 +267,18 @@ def register(app: AsyncApp, bot: BotContext) -> None:
         await publish_home(bot, client, str(event["user"]))
 
 
+async def _forget(bot: BotContext, inbound: Inbound, body: dict[str, Any] | None) -> None:
+    """Undo :func:`_first_sight` and the event-id claim for a message not stored."""
+    try:
+        if inbound.source_ts:
+            await bot.locks.unclaim("message", f"{inbound.channel}-{inbound.source_ts}")
+        event_id = (body or {}).get("event_id")
+        if event_id:
+            await bot.locks.unclaim("event", str(event_id))
+    except StorageError as exc:  # Redis down too: the claims expire on their own
+        log.warning("dedupe claims not released: %s", exc)
+
+
 async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:
     """One answer per message, whichever event (mention or message) brought it first."""
     try:
@@ -264,7 +291,7 @@ async def _first_sight(bot: BotContext, channel: str, ts: str) -> bool:
 async def _set_title(client: AsyncWebClient, channel: str, thread_ts: str, text: str) -> None:
     try:
         await client.assistant_threads_setTitle(
-            channel_id=channel, thread_ts=thread_ts, title=text[:60] or "Conversation"
+            channel_id=channel, thread_ts=thread_ts, title=mask_text(text)[:60] or "Conversation"
         )
     except SlackApiError as exc:
         log.info("assistant title skipped: %s", exc.response.get("error"))

@@ -36,7 +36,8 @@ entries in, so even that first checkpoint holds no raw value.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Annotated, Any, NotRequired, TypeVar
 
@@ -55,7 +56,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from langgraph.typing import ContextT
 
-from skills.pii import PiiVault, VaultSealer, seal_entries, unseal_entries
+from skills.pii import OFFLOAD_CHARS, PiiVault, VaultSealer, seal_entries, unseal_entries
 
 __all__ = ["PiiAgentState", "PiiMiddleware", "merge_vault"]
 
@@ -154,7 +155,9 @@ class PiiMiddleware(AgentMiddleware[PiiAgentState, ContextT, ResponseT]):
     async def abefore_model(
         self, state: PiiAgentState, runtime: Runtime[ContextT]
     ) -> dict[str, Any] | None:
-        """Async `before_model`; the work is CPU-only."""
+        """Async `before_model`; CPU-only, in a worker thread when the state is large."""
+        if _large(state["messages"]):
+            return await asyncio.to_thread(self.before_model, state, runtime)
         return self.before_model(state, runtime)
 
     # ------------------------------------------------------------------ model calls
@@ -197,9 +200,13 @@ class PiiMiddleware(AgentMiddleware[PiiAgentState, ContextT, ResponseT]):
         request: ModelRequest[ContextT],
         handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
     ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
-        """Async `wrap_model_call`."""
+        """Async `wrap_model_call`; large requests are tokenized in a worker thread."""
         vault = self._vault(request.state)
-        response = await handler(self._tokenized_request(request, vault))
+        if _large(request.messages):
+            tokenized = await asyncio.to_thread(self._tokenized_request, request, vault)
+        else:
+            tokenized = self._tokenized_request(request, vault)
+        response = await handler(tokenized)
         return self._tokenized_response(response, vault)
 
     # ------------------------------------------------------------------ tool calls
@@ -244,13 +251,26 @@ class PiiMiddleware(AgentMiddleware[PiiAgentState, ContextT, ResponseT]):
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
-        """Async `wrap_tool_call`."""
+        """Async `wrap_tool_call`; a large result is tokenized in a worker thread."""
         vault = self._vault(request.state)
         result = await handler(self._resolved_request(request, vault))
+        if isinstance(result, ToolMessage) and _large([result]):
+            return await asyncio.to_thread(self._tokenized_result, result, vault)
         return self._tokenized_result(result, vault)
 
 
 # ---------------------------------------------------------------------- message rewriting
+
+
+def _large(messages: Sequence[BaseMessage]) -> bool:
+    """Whether tokenizing ``messages`` is worth a worker thread (`OFFLOAD_CHARS`)."""
+    total = 0
+    for message in messages:
+        content = message.content
+        total += len(content) if isinstance(content, str) else len(str(content))
+        if total > OFFLOAD_CHARS:
+            return True
+    return False
 
 
 def _tokenize_block(block: Any, vault: PiiVault) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables import Runnable
 from pydantic import ValidationError
 
 from skills.models._errors import (
@@ -27,6 +27,7 @@ from skills.models._errors import (
     ModelInitError,
     UnknownModelSpecError,
 )
+from skills.models.masked import ensure_masked, unmasked
 from skills.models.offline import OfflineChatModel
 
 __all__ = ["LOCAL_SERVER_API_KEY", "OFFLINE", "PROVIDERS", "load_chat_model", "model_label"]
@@ -126,13 +127,16 @@ def load_chat_model(
     servers need no key). `max_retries` defaults to 0 because the runtime owns retries.
     Extra `kwargs` go to the provider's chat model class.
 
+    The model comes wrapped in `skills.models.masked.MaskedChatModel`: whatever it is sent
+    has personal data masked first, whichever code path sends it.
+
     Raises:
         ModelConfigError: the string is malformed, the provider package is missing, the
             API key is missing, or the provider rejected the settings.
     """
     cleaned = spec.strip()
     if cleaned.lower() == OFFLINE:
-        return OfflineChatModel(metadata={_METADATA_KEY: OFFLINE})
+        return ensure_masked(OfflineChatModel(metadata={_METADATA_KEY: OFFLINE}))
     match = _SPEC.match(cleaned)
     provider_name = match.group("provider").lower().replace("-", "_") if match else ""
     provider = PROVIDERS.get(provider_name)
@@ -168,7 +172,7 @@ def load_chat_model(
         raise ModelInitError(spec, detail=_redact(str(exc), secrets)) from None
     if not isinstance(model, BaseChatModel):
         raise ModelInitError(spec, detail=f"{provider.package} returned {type(model).__name__}")
-    return model
+    return ensure_masked(model)
 
 
 def model_label(model: BaseChatModel | Runnable[Any, Any]) -> str:
@@ -177,8 +181,7 @@ def model_label(model: BaseChatModel | Runnable[Any, Any]) -> str:
     Models built by `load_chat_model` carry their model string; for others it is pieced
     together from the provider and model name langchain reports for tracing.
     """
-    while isinstance(model, RunnableBinding):
-        model = model.bound
+    model = unmasked(model)
     if isinstance(model, OfflineChatModel):
         return OFFLINE
     if not isinstance(model, BaseChatModel):

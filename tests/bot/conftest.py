@@ -25,13 +25,14 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import Bot
 from bot.http import create_http_app
 from bot.slack.client import create_web_client
+from bot.views.runs import WORKING_TEXT
 from skills.models.offline import OfflineChatModel
 from storage.keys import Keys
-from switchboard.serve import build_bot
+from switchboard.serve import build_bot, queue_workers
 from switchboard.services import Services, open_services
 from switchboard.settings import Settings
 from tests.conftest import Backend
-from tests.fakes.slack_api import FakeSlackApi, slack_api_server
+from tests.fakes.slack_api import ApiCall, FakeSlackApi, slack_api_server
 
 SIGNING_SECRET = "test-signing-secret"
 TEAM = "T0FAKE"
@@ -58,6 +59,16 @@ def slack_api() -> Iterator[FakeSlackApi]:
         server.add_channel("D0SAM", "sam-dm", members=["U0SAM"])
         server.add_usergroup("S0LEADS", "leads", ["U0CAROL"])
         yield server
+
+
+@dataclass(frozen=True)
+class Answer:
+    call: ApiCall
+    text: str
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return {**self.call.args, "text": self.text}
 
 
 @dataclass
@@ -167,7 +178,34 @@ class BotEnv:
         return await self.post(body, "application/x-www-form-urlencoded")
 
     async def idle(self, timeout: float = 20.0) -> None:
-        await self.bot.worker.idle(timeout)
+        await self.bot.idle(timeout)
+
+    def answers(self) -> list[Answer]:
+        """What the bot posted, as people end up seeing it: each successful
+        ``chat.postMessage`` with the text of its last ``chat.update`` (a queued turn posts
+        a placeholder, then replaces it with the answer). Placeholders deleted again (a
+        lost race with the busy notice) are left out."""
+        final: dict[str, str] = {}
+        deleted: set[str] = set()
+        for call in self.slack.calls():
+            ts = str(call.args.get("ts", ""))
+            if call.method == "chat.update" and call.ok:
+                final[ts] = str(call.args.get("text", ""))
+            elif call.method == "chat.delete" and call.ok:
+                deleted.add(ts)
+        out = []
+        for call in self.slack.calls("chat.postMessage"):
+            ts = str(call.response.get("ts", ""))
+            if call.ok and ts not in deleted:
+                out.append(Answer(call=call, text=final.get(ts, str(call.args.get("text", "")))))
+        return out
+
+    def answer_texts(self) -> list[str]:
+        return [a.text for a in self.answers()]
+
+    def answered_replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The bot's replies in a thread, without a placeholder still saying it works."""
+        return [m for m in self.replies(channel, thread_ts) if m.get("text") != WORKING_TEXT]
 
     def replies(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
         return [
@@ -206,6 +244,8 @@ class BotFactory:
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
             "SWITCHBOARD_PII_KEY": "test-pii-key",
+            "SWITCHBOARD_WORKER_DRAIN_SECONDS": "2",  # teardown hands unfinished turns back
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
             **settings,
         }
         config = Settings.from_env(env)
@@ -237,6 +277,8 @@ class BotFactory:
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://switchboard")
         )
         self.stack.push_async_callback(bot.worker.drain, 5.0)
+        if config.inprocess_workers:  # the run queue's workers, as serve/socket run them
+            await self.stack.enter_async_context(queue_workers(bot, services, config))
         return BotEnv(services=services, bot=bot, http=http, slack=self.slack)
 
 

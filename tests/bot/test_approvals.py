@@ -15,7 +15,6 @@ from freezegun import freeze_time
 from langchain_core.messages import ToolMessage
 from sqlalchemy import update
 
-from storage.audit import AuditLog
 from storage.models import AuditEntry
 from tests.bot.conftest import TEAM, BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
@@ -171,7 +170,7 @@ async def test_approve_calls_the_target_exactly_once(make_bot: BotFactory, crm: 
     await click(env, message, "approval_approve", "U0DEV")
     assert len(posts(crm)) == 1
     assert "already" in ephemerals(env, "U0DEV")[-1]
-    audit = await AuditLog(sessions=env.services.sessions).for_request(request_id(message))
+    audit = await env.services.audit.for_request(request_id(message))
     assert [a.event for a in audit] == ["requested", "approved", "executed"]
 
 
@@ -215,7 +214,7 @@ async def test_requester_cannot_approve_their_own_request(
     assert posts(crm) == []
     assert "four-eyes" in ephemerals(env, "U0CAROL")[-1]
     assert buttons(env.slack.message("C0PAYMENTS", message["ts"])) == ["Approve", "Reject", "Edit"]
-    audit = await AuditLog(sessions=env.services.sessions).for_request(request_id(message))
+    audit = await env.services.audit.for_request(request_id(message))
     assert [a.event for a in audit] == ["requested", "refused-click"]
 
 
@@ -367,7 +366,7 @@ async def test_approvals_list_and_app_home(make_bot: BotFactory, crm: HttpTarget
 async def test_tampered_audit_row_is_found(make_bot: BotFactory, crm: HttpTarget) -> None:
     env, _, _, message = await request_refund(make_bot, crm)
     await click(env, message, "approval_approve", "U0CAROL")
-    log = AuditLog(sessions=env.services.sessions)
+    log = env.services.audit
     count, broken = await log.verify()
     assert count == 3 and broken is None
     async with env.services.sessions.begin() as session:

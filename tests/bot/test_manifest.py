@@ -43,6 +43,7 @@ _READ = frozenset({"channels:read", "groups:read", "im:read", "mpim:read"})
 METHOD_SCOPES: dict[str, frozenset[str]] = {
     "chat.postMessage": frozenset({"chat:write"}),
     "chat.update": frozenset({"chat:write"}),
+    "chat.delete": frozenset({"chat:write"}),
     "chat.postEphemeral": frozenset({"chat:write"}),
     "chat.startStream": frozenset({"chat:write"}),
     "chat.appendStream": frozenset({"chat:write"}),

@@ -26,6 +26,7 @@ def test_parses_lists_and_normalises_urls() -> None:
             "SWITCHBOARD_SKILLS_DIR": "/srv/skills:/opt/more",
             "SWITCHBOARD_FALLBACK_MODELS": "openai:gpt-4.1-mini, anthropic:claude-sonnet-4-5",
             "DATABASE_URL": "postgresql://sb@db:5432/sb",
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
             "SLACK_API_URL": "http://127.0.0.1:9999/api",
             "REDIS_URL": "rediss://cache:6380/2",
         }
@@ -62,11 +63,12 @@ def test_secrets_never_printed() -> None:
             "SLACK_BOT_TOKEN": "xoxb-very-secret",
             "SLACK_SIGNING_SECRET": "sign-secret",
             "DATABASE_URL": "postgresql://sb:hunter2@db/sb",
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
             "REDIS_URL": "redis://:redispass@cache:6379/0",
         }
     )
     shown = repr(settings) + str(settings)
-    for secret in ("xoxb-very-secret", "sign-secret", "hunter2", "redispass"):
+    for secret in ("xoxb-very-secret", "sign-secret", "hunter2", "redispass", "test-audit-key"):
         assert secret not in shown
 
 

@@ -103,7 +103,7 @@ async def test_mention_over_the_socket_is_acked_and_answered_in_its_thread(
 
         envelope_id = await link.send_event(event)
         ack = await link.wait_for_ack(envelope_id)
-        await bot.worker.idle()
+        await bot.idle()
 
     assert ack == {"envelope_id": envelope_id}  # an events_api ack carries no payload
     assert slack_socket.opens == 1  # the app-level token was accepted
@@ -127,7 +127,7 @@ async def test_event_delivered_twice_over_the_socket_is_answered_once(
         # Both deliveries are acked, or Slack would keep retrying the second one.
         await link.wait_for_ack(first)
         await link.wait_for_ack(second)
-        await bot.worker.idle()
+        await bot.idle()
 
     assert bot_replies(slack_api, "C0GENERAL", event["ts"]) == ["Once."]
     assert len(model.calls) == 1
@@ -142,7 +142,7 @@ async def test_event_delivered_over_the_socket_and_over_http_is_answered_once(
     async with socket_replica(make_bot, slack_socket, {"offline": socket_model}) as (bot, link):
         event = mention(slack_api, "ask who is on call?")
         await link.wait_for_ack(await link.send_event(event, event_id="Ev0TWOREPLICAS"))
-        await bot.worker.idle()
+        await bot.idle()
         # Slack re-delivers the same event to another replica over HTTP.
         response = await http_replica.event(event, event_id="Ev0TWOREPLICAS", retry_num=1)
         await http_replica.idle()

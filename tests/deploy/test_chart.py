@@ -110,7 +110,6 @@ NOT_YET_BUILT: dict[str, str] = {
     "env:SWITCHBOARD_INPROCESS_WORKERS": "needs issue #14: receivers that only receive",
     "env:SWITCHBOARD_WORKER_DRAIN_SECONDS": "needs issue #14: the worker's SIGTERM drain",
     "env:SWITCHBOARD_LOG_FORMAT": "needs issue #14: JSON logs (severity) for Cloud Logging",
-    "env:SWITCHBOARD_AUDIT_KEY": "needs issue #18 item 8: the keyed audit chain",
     "cmd:worker": "needs issue #14: `switchboard worker --concurrency N`",
     "cmd:migrate --check": "needs issue #14: `switchboard migrate --check --wait SECONDS`",
     "metric:switchboard_queue_depth": "needs issue #14: queue metrics",

@@ -70,7 +70,8 @@ async def test_a_changed_answer_is_reported_as_a_diff(tmp_path: Path) -> None:
     changed = tmp_path / "changed.jsonl"
     lines = []
     for entry in iter_lines(SESSION):
-        is_post = entry["type"] == "call" and entry["method"] == "chat.postMessage"
+        # A queued answer replaces its placeholder: the answer's text is in chat.update.
+        is_post = entry["type"] == "call" and entry["method"] in {"chat.postMessage", "chat.update"}
         if is_post and "(offline model)" in str(entry["args"].get("text")):
             entry["args"]["text"] = entry["args"]["text"].replace("hello", "goodbye")
         lines.append(json.dumps(entry))

@@ -32,6 +32,7 @@ async def main(database_url: str, redis_url: str, prefix: str, slack_url: str) -
             "REDIS_URL": redis_url,
             "SWITCHBOARD_REDIS_PREFIX": prefix,
             "SWITCHBOARD_PII_KEY": "test-pii-key",
+            "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
         }
     )
     model = ScriptedChatModel(default="Scheduled answer.")

@@ -112,6 +112,7 @@ class ReplicaFactory:
                 "DATABASE_URL": self.database_url,
                 "SWITCHBOARD_REDIS_PREFIX": self.keys.prefix,
                 "SWITCHBOARD_PII_KEY": "test-pii-key",
+                "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
             }
         )
         chat = model or ScriptedChatModel(default="All quiet today.")

@@ -1,28 +1,31 @@
-"""Unbounded consumption: past its cap the worker says "busy" instead of piling up tasks.
+"""Unbounded consumption: past its capacity a process stores work instead of piling it up.
 
-Every message used to become a background task, however many were already waiting. With
-``SWITCHBOARD_MAX_BACKGROUND_TASKS=2`` and two answers in flight (waiting for busy
-threads), a third message gets an immediate ephemeral "busy" note and starts nothing; once
-the work drains, messages are answered again. Through the app, on both backends.
+Every message used to become a background task, however many were already waiting; then
+a cap (``SWITCHBOARD_MAX_BACKGROUND_TASKS``) answered "busy". With the run queue, a
+message is a row in SQL, not a task in memory: with ``SWITCHBOARD_WORKER_CONCURRENCY=2``
+and two turns in flight (waiting for busy threads), a third message is acked and stored,
+and nothing starts for it — no task, no model call — until a slot frees; then it is
+answered. Through the app, on both backends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from bot.conversations import BUSY_TEXT
 from skills.context import ThreadRef
 from tests.bot.conftest import TEAM, BotFactory
 from tests.fakes.chat import ScriptedChatModel
 
 
-async def test_bounded_background_tasks_a_full_worker_answers_busy(
+async def test_bounded_background_tasks_a_full_worker_stores_and_waits(
     make_bot: BotFactory,
 ) -> None:
     model = ScriptedChatModel([], default="Answer.")
     env = await make_bot(
         {"offline": model},
-        SWITCHBOARD_MAX_BACKGROUND_TASKS="2",
+        SWITCHBOARD_WORKER_CONCURRENCY="2",
+        SWITCHBOARD_MAX_CONCURRENT_RUNS="2",
         SWITCHBOARD_USER_RATE="off",
         SWITCHBOARD_CHANNEL_RATE="off",
     )
@@ -36,20 +39,25 @@ async def test_bounded_background_tasks_a_full_worker_answers_busy(
         assert lease is not None
         leases.append(lease)
         await env.mention("ask anything new?", thread_ts=root, user=user)
-    assert env.bot.worker.pending == 2
+    queue = env.services.queue
+    for _ in range(100):
+        if queue.worker_stats().running == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert queue.worker_stats().running == 2
 
-    response, _ = await env.mention("ask what time is it?", user="U0SAM")
+    response, ts = await env.mention("ask what time is it?", user="U0SAM")
     assert response.status_code == 200
-    notes = [str(c.args["text"]) for c in env.slack.calls("chat.postEphemeral") if c.ok]
-    assert notes == [BUSY_TEXT]
-    assert env.bot.worker.pending == 2
-    assert env.bot.metrics.registry.get_sample_value("switchboard_busy_refusals_total") == 1
+    await asyncio.sleep(0.5)
+    backlog = await env.services.inbox.backlog()
+    assert backlog.pending == 1  # stored, waiting for a slot
+    assert queue.worker_stats().running == 2  # nothing more started
+    assert env.bot.worker.pending == 0  # and no task per message
+    assert len(model.calls) == 0
 
-    # positive control: once the work drains, the next message is answered
+    # positive control: once the work drains, the stored message is answered
     for lease in leases:
         await env.services.locks.release(lease)
     await env.idle()
-    _, ts = await env.mention("ask what time is it now?", user="U0SAM")
-    await env.idle()
-    assert env.replies("C0GENERAL", ts)
+    assert env.answered_replies("C0GENERAL", ts)
     assert len(model.calls) == 3

@@ -178,6 +178,7 @@ async def test_kill_switch_from_the_command_line(
     model = ScriptedChatModel([], default="Sure.")
     env = await admin_bot(make_bot, model)
     monkeypatch.setenv("DATABASE_URL", make_bot.database_url)
+    monkeypatch.setenv("SWITCHBOARD_AUDIT_KEY", "test-audit-key-0123456789abcdef-0123")
     runner = CliRunner()
 
     result = await asyncio.to_thread(

@@ -86,7 +86,14 @@ def _assert_no_clickable_attacker(env: BotEnv) -> str:
 
 
 def _unfurls_off(env: BotEnv, needle: str) -> None:
-    posts = [c for c in env.slack.calls("chat.postMessage") if needle in json.dumps(c.args)]
+    # A queued answer replaces its placeholder (chat.update): the unfurl flags are those
+    # of the post that created the message.
+    updates = {str(c.args.get("ts")): json.dumps(c.args) for c in env.slack.calls("chat.update")}
+    posts = [
+        c
+        for c in env.slack.calls("chat.postMessage")
+        if needle in json.dumps(c.args) or needle in updates.get(str(c.response.get("ts")), "")
+    ]
     assert posts, f"no post containing {needle!r}"
     for call in posts:
         assert call.args.get("unfurl_links") in (False, "false", "0"), call.args

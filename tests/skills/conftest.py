@@ -21,6 +21,7 @@ from skills.mcp import McpToolbox
 from skills.models.offline import OfflineChatModel
 from skills.registry import SkillRegistry
 from skills.runtime import Runtime, RuntimeConfig
+from storage.audit import AuditKeyring
 from storage.keys import Keys
 from storage.runs import RunStore
 from storage.sql import create_engine, session_factory
@@ -28,6 +29,7 @@ from switchboard.runtime import build_runtime
 from tests.conftest import Backend
 
 TEST_PII_KEY = b"k" * 32
+TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef-0123"
 
 
 @dataclass
@@ -77,6 +79,7 @@ class RuntimeKit:
             model_factory=factory,
             config=base,
             http=self.http,
+            audit_keyring=AuditKeyring.parse(TEST_AUDIT_KEY),
             mcp=mcp,
         ).runtime
 

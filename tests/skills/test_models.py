@@ -23,6 +23,7 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from skills.models import (
+    MaskedChatModel,
     MissingCredentialsError,
     MissingProviderPackageError,
     ModelConfigError,
@@ -32,6 +33,7 @@ from skills.models import (
     keyword_route,
     load_chat_model,
     model_label,
+    unmasked,
 )
 from tests.fakes.chat import ScriptedChatModel, ScriptExhaustedError, reply, tool_call
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
@@ -356,7 +358,8 @@ SECRET = "sk-test-DO-NOT-LEAK-0123456789"
 def test_offline_spec_loads_the_offline_model() -> None:
     model = load_chat_model(" offline ")
 
-    assert isinstance(model, OfflineChatModel)
+    assert isinstance(model, MaskedChatModel)  # every loaded model masks its input
+    assert isinstance(unmasked(model), OfflineChatModel)
     assert model_label(model) == "offline"
     assert model_label(model.bind_tools([])) == "offline"
 
@@ -444,7 +447,7 @@ def test_openai_settings_come_from_env_mapping() -> None:
     )
 
     assert model_label(model) == "openai:gpt-4.1-mini"
-    settings = model.model_dump()
+    settings = unmasked(model).model_dump()
     assert settings["openai_api_base"] == "http://127.0.0.1:9/v1"
     assert settings["request_timeout"] == 7.5
     assert settings["max_retries"] == 0

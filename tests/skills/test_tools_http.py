@@ -256,7 +256,9 @@ async def test_a_huge_body_is_cut_at_the_cap_without_loading_it(
 
     assert message.status == "success"
     assert message.text == "x" * 100_000 + "\n[response truncated at 100000 bytes]"
-    assert peak < 2_000_000, f"peak {peak} bytes: the 5 MB body was loaded"
+    # tracemalloc sees every thread, the local target's included, whose buffers grow when the
+    # machine is loaded; loading the body would need at least its 5 MB at once.
+    assert peak < 4_000_000, f"peak {peak} bytes: the 5 MB body was loaded"
 
 
 async def test_a_host_outside_the_allow_list_is_refused(

@@ -1,0 +1,285 @@
+"""The run queue's durable inbox: acked messages, one row each, until they are answered.
+
+The queue engine's job for a thread carries no message: it says "answer what thread K has
+waiting". The messages themselves live here, in our SQL database (SQLite or PostgreSQL),
+so that
+
+* a Slack message is stored once, whichever event or replica brought it (``dedupe_key``);
+* several messages waiting in one thread are folded into the job that runs next;
+* a job that is re-claimed after its worker died takes back exactly the rows it had
+  claimed, with the placeholder it had posted (``placeholder_ts``), and updates that
+  message instead of posting a second answer;
+* the embedded default, whose queue is in memory, finds after a restart every message it
+  acked but never answered.
+
+Statuses: ``pending`` → ``claimed`` (by a job id) → ``done`` (answered, failed for good,
+or stopped; ``outcome`` says which).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage._tx import retrying
+from storage.models import InboxMessage, new_id
+
+PENDING = "pending"
+_CLOSED = "{}"  # a closed row keeps no message text
+CLAIMED = "claimed"
+DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One stored message, as the worker sees it (``payload`` is the receiver's JSON)."""
+
+    id: str
+    thread_key: str
+    user_id: str
+    payload: Mapping[str, Any]
+    status: str
+    job_id: int | None
+    placeholder_ts: str | None
+    attempts: int
+    created_at: datetime
+    outcome: str | None = None
+
+
+def _item(row: InboxMessage) -> InboxItem:
+    return InboxItem(
+        id=row.id,
+        thread_key=row.thread_key,
+        user_id=row.user_id,
+        payload=json.loads(row.payload),
+        status=row.status,
+        job_id=row.job_id,
+        placeholder_ts=row.placeholder_ts,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        outcome=row.outcome,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Messages waiting for a worker (pending) and being answered (claimed)."""
+
+    pending: int
+    claimed: int
+    oldest_pending_age: float  # seconds; 0 when nothing waits
+
+
+class InboxStore:
+    """Reads and writes ``run_inbox`` rows; every transaction is short and retried on
+    SQLite's busy errors."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def add(
+        self,
+        *,
+        dedupe_key: str,
+        thread_key: str,
+        user_id: str,
+        payload: Mapping[str, Any],
+        placeholder_ts: str | None = None,
+        now: datetime | None = None,
+    ) -> str | None:
+        """Store a new message; its row id, or None when ``dedupe_key`` was seen before.
+        ``placeholder_ts``: a message already posted that the answer will replace."""
+        row_id = new_id()
+        row = InboxMessage(
+            id=row_id,
+            dedupe_key=dedupe_key,
+            thread_key=thread_key,
+            user_id=user_id,
+            payload=json.dumps(dict(payload), separators=(",", ":")),
+            status=PENDING,
+            attempts=0,
+            placeholder_ts=placeholder_ts,
+            created_at=now or datetime.now(UTC),
+        )
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError:
+            return None
+        return row_id
+
+    async def claim(self, thread_key: str, job_id: int) -> list[InboxItem]:
+        """Take the thread's pending messages for ``job_id``, oldest first, together with
+        the ones this job had claimed on an earlier attempt (its worker died)."""
+
+        async def work(session: AsyncSession) -> list[InboxItem]:
+            rows = (
+                await session.scalars(
+                    select(InboxMessage)
+                    .where(
+                        InboxMessage.thread_key == thread_key,
+                        or_(
+                            InboxMessage.status == PENDING,
+                            and_(InboxMessage.status == CLAIMED, InboxMessage.job_id == job_id),
+                        ),
+                    )
+                    .order_by(InboxMessage.created_at, InboxMessage.id)
+                    .with_for_update()
+                )
+            ).all()
+            now = datetime.now(UTC)
+            for row in rows:
+                row.status = CLAIMED
+                row.job_id = job_id
+                row.attempts += 1
+                row.claimed_at = now
+            return [_item(row) for row in rows]
+
+        return await retrying(self._sessions, work)
+
+    async def set_placeholder(self, ids: Sequence[str], ts: str) -> None:
+        """Remember the message a turn's answer will replace."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(InboxMessage).where(InboxMessage.id.in_(ids)).values(placeholder_ts=ts)
+            )
+
+    async def finish(self, ids: Sequence[str], outcome: str) -> None:
+        """Close rows: answered (``reply``, ``approval``, ``refusal``), ``failed``, ``stopped``.
+
+        What the person typed is dropped from a closed row (the conversation keeps it,
+        masked); the row stays as the dedupe record of the message."""
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(InboxMessage)
+                .where(InboxMessage.id.in_(ids))
+                .values(
+                    status=DONE,
+                    outcome=outcome[:32],
+                    finished_at=datetime.now(UTC),
+                    payload=_CLOSED,
+                )
+            )
+
+        await retrying(self._sessions, work)
+
+    async def release_all(self) -> int:
+        """Put every claimed row back to pending (the embedded queue lost its jobs with the
+        process); placeholders are kept, so the answer still replaces them."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(InboxMessage)
+                .where(InboxMessage.status == CLAIMED)
+                .values(status=PENDING, job_id=None)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def waiting_threads(self, *, older_than: timedelta = timedelta(0)) -> list[str]:
+        """Threads with a pending message older than ``older_than`` (to wake their job)."""
+        cutoff = datetime.now(UTC) - older_than
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(InboxMessage.thread_key)
+                .where(InboxMessage.status == PENDING, InboxMessage.created_at <= cutoff)
+                .group_by(InboxMessage.thread_key)
+                .order_by(func.min(InboxMessage.created_at))
+            )
+            return [str(r[0]) for r in rows]
+
+    async def thread_items(self, thread_key: str, *, job_id: int | None = None) -> list[InboxItem]:
+        """The thread's open rows (optionally only those claimed by ``job_id``)."""
+        query = select(InboxMessage).where(
+            InboxMessage.thread_key == thread_key, InboxMessage.status != DONE
+        )
+        if job_id is not None:
+            query = query.where(InboxMessage.job_id == job_id)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(InboxMessage.created_at))).all()
+            return [_item(row) for row in rows]
+
+    async def get(self, row_id: str) -> InboxItem | None:
+        async with self._sessions() as session:
+            row = await session.get(InboxMessage, row_id)
+            return _item(row) if row is not None else None
+
+    async def by_job(self, job_id: int) -> list[InboxItem]:
+        """Every row a job claimed (for ``switchboard runs show`` and the Stop button)."""
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(InboxMessage)
+                    .where(InboxMessage.job_id == job_id)
+                    .order_by(InboxMessage.created_at)
+                )
+            ).all()
+            return [_item(row) for row in rows]
+
+    async def position(self, item_created_at: datetime) -> int:
+        """How many pending messages were stored before this one, plus one ("you're #N")."""
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(InboxMessage)
+                .where(InboxMessage.status == PENDING, InboxMessage.created_at < item_created_at)
+            )
+            return int(count or 0) + 1
+
+    async def overdue(self, *, older_than: timedelta, limit: int = 100) -> list[InboxItem]:
+        """Pending rows older than ``older_than`` that have no placeholder yet."""
+        cutoff = datetime.now(UTC) - older_than
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(InboxMessage)
+                    .where(
+                        InboxMessage.status == PENDING,
+                        InboxMessage.placeholder_ts.is_(None),
+                        InboxMessage.created_at <= cutoff,
+                    )
+                    .order_by(InboxMessage.created_at)
+                    .limit(limit)
+                )
+            ).all()
+            return [_item(row) for row in rows]
+
+    async def set_placeholder_if_unset(self, row_id: str, ts: str) -> bool:
+        """Store ``ts`` unless the row already has a placeholder; True when stored."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(InboxMessage)
+                .where(InboxMessage.id == row_id, InboxMessage.placeholder_ts.is_(None))
+                .values(placeholder_ts=ts)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def backlog(self) -> Backlog:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        InboxMessage.status,
+                        func.count(),
+                        func.min(InboxMessage.created_at),
+                    )
+                    .where(InboxMessage.status != DONE)
+                    .group_by(InboxMessage.status)
+                )
+            ).all()
+        counts = {str(status): int(count) for status, count, _ in rows}
+        oldest = next((first for status, _, first in rows if status == PENDING), None)
+        age = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=UTC)
+            age = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+        return Backlog(
+            pending=counts.get(PENDING, 0), claimed=counts.get(CLAIMED, 0), oldest_pending_age=age
+        )

@@ -1,0 +1,537 @@
+"""The run queue: Procrastinate jobs that wake a thread, or run one piece of work.
+
+Two tasks, both calling handlers injected when a worker starts (storage knows no Slack):
+
+* ``switchboard.thread`` — "answer what thread K has waiting in the inbox". Every job of a
+  thread has ``lock=K`` (Procrastinate runs jobs sharing a lock one at a time, in order,
+  enforced in SQL, across every worker) and ``queueing_lock=K`` (at most one *waiting* job
+  per thread: a message arriving while one waits is simply folded into it — the waiting
+  job will find it in the inbox).
+* ``switchboard.work`` — one unit of other work (a scheduled firing, an approval resume),
+  dispatched by ``kind`` to its handler, with an optional lock of its own.
+
+Crashes and shutdowns:
+
+* a SIGKILLed worker stops sending heartbeats; every worker runs a *stalled-job sweeper*
+  that puts the dead worker's jobs back to ``todo`` after ``stalled_timeout`` seconds, and
+  the same job id is re-claimed (the inbox then hands it its own rows back);
+* on SIGTERM the supervisor stops fetching, waits ``drain_seconds`` for jobs in flight and
+  cancels the rest; a cancelled job raises :class:`HandBack`, which the retry strategy
+  turns into an immediate retry on another worker — nothing is lost;
+* a handler that raises :class:`Retryable` (Redis or SQL briefly down) is retried with a
+  backoff; the handler is told when it runs its last attempt, to give up with a message;
+* an operator's or user's cancel (``cancel``) aborts the job: the handler's ``stopped``
+  is called and the job ends as succeeded (nothing to retry).
+
+The embedded default has no PostgreSQL: the queue is Procrastinate's in-memory connector
+(in-process), and durability comes from the SQL inbox, replayed at start-up
+(:meth:`RunQueue.recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
+
+from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryDecision
+from procrastinate import exceptions as pexc
+from procrastinate.job_context import AbortReason
+from procrastinate.jobs import Job
+from procrastinate.testing import InMemoryConnector
+
+from storage.errors import StorageError
+from storage.runqueue.inbox import InboxStore
+from storage.runqueue.schema import libpq_dsn
+
+log = logging.getLogger(f"switchboard.{__name__}")
+
+THREAD_TASK = "switchboard.thread"
+WORK_TASK = "switchboard.work"
+TURNS = "turns"  # queue of thread jobs
+WORK = "work"  # queue of other jobs
+
+
+class QueueError(StorageError):
+    """Base class of run-queue failures."""
+
+
+class QueueUnavailable(QueueError):
+    """The queue could not take a job in time (PostgreSQL down or too slow)."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"the run queue is unavailable: {detail}")
+
+
+class Retryable(Exception):
+    """Raised by a handler: a dependency is briefly down; run this job again later."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class HandBack(Exception):
+    """A job cancelled by its worker's shutdown: run it again, elsewhere, at once."""
+
+    def __init__(self, job_id: int | None) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} handed back at shutdown")
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What a handler learns about the job it runs."""
+
+    id: int
+    attempt: int  # 0 the first time
+    final_attempt: bool  # a Retryable now would not be retried: give up with a message
+    deferred_at: float | None = None  # epoch seconds, when known
+
+
+class ThreadHandler(Protocol):
+    """Answers a thread's waiting messages (the bot implements it)."""
+
+    async def run(self, thread_key: str, job: JobInfo) -> None: ...
+
+    async def stopped(self, thread_key: str, job: JobInfo) -> None: ...
+
+
+WorkHandler = Callable[[Mapping[str, Any], JobInfo], Awaitable[None]]
+
+
+@dataclass
+class Handlers:
+    """What a worker runs: the thread handler and one handler per kind of other work."""
+
+    thread: ThreadHandler | None = None
+    work: dict[str, WorkHandler] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    depth: int  # jobs waiting (todo)
+    running: int  # jobs being run (doing)
+    oldest_age: float  # seconds the oldest waiting job has waited
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as operators see it (``switchboard runs list``)."""
+
+    id: int
+    queue: str
+    task: str
+    status: str
+    lock: str | None
+    args: Mapping[str, Any]
+    attempts: int
+
+
+class _Strategy(BaseRetryStrategy):
+    """Retry :class:`HandBack` at once, :class:`Retryable` with a capped backoff."""
+
+    def __init__(self, *, max_attempts: int, backoff: float, backoff_cap: float) -> None:
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.backoff_cap = backoff_cap
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if isinstance(exception, HandBack):
+            return RetryDecision(retry_in={"seconds": 0})
+        if isinstance(exception, Retryable) and job.attempts + 1 < self.max_attempts:
+            wait = min(self.backoff_cap, self.backoff * (2**job.attempts))
+            return RetryDecision(retry_in={"seconds": int(max(1, wait))})
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """Counters a worker keeps for its metrics (read by the bot's Prometheus view)."""
+
+    running: int
+    started: int
+    retries: int
+    dead: int
+
+
+class RunQueue:
+    """The queue one process uses: defers jobs, and runs workers over them.
+
+    ``database_url`` picks the connector: PostgreSQL gets Procrastinate's psycopg
+    connector (shared by every process of the deployment), anything else the in-memory
+    connector (this process only: the embedded default).
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        inbox: InboxStore,
+        defer_timeout: float = 5.0,
+        heartbeat: float = 2.0,
+        stalled_timeout: float = 10.0,
+        fetch_poll: float = 1.0,
+        abort_poll: float = 1.0,
+        max_attempts: int = 6,
+        backoff: float = 2.0,
+        backoff_cap: float = 30.0,
+        pool_size: int = 10,
+    ) -> None:
+        self.inbox = inbox
+        self.durable = database_url.startswith(("postgresql", "postgres"))
+        self.max_attempts = max_attempts
+        self._defer_timeout = defer_timeout
+        self._heartbeat = heartbeat
+        self._stalled_timeout = stalled_timeout
+        self._fetch_poll = fetch_poll
+        self._abort_poll = abort_poll
+        self._handlers = Handlers()
+        self._running = 0
+        self._started = 0
+        self._retries = 0
+        self._dead = 0
+        self._start_latency: list[float] = []
+        self.on_start: Callable[[float], None] | None = None  # claim-to-start seconds
+        if self.durable:
+            connector: Any = PsycopgConnector(
+                conninfo=libpq_dsn(database_url),
+                min_size=1,
+                max_size=pool_size,
+                kwargs={"connect_timeout": 5},
+            )
+        else:
+            connector = InMemoryConnector()
+        self.app = App(connector=connector)
+        strategy = _Strategy(max_attempts=max_attempts, backoff=backoff, backoff_cap=backoff_cap)
+
+        @self.app.task(name=THREAD_TASK, queue=TURNS, pass_context=True, retry=strategy)
+        async def thread_task(context: JobContext, thread: str, at: float = 0.0) -> None:
+            await self._run_thread(context, thread, at)
+
+        @self.app.task(name=WORK_TASK, queue=WORK, pass_context=True, retry=strategy)
+        async def work_task(
+            context: JobContext, kind: str, payload: dict[str, Any], at: float = 0.0
+        ) -> None:
+            await self._run_work(context, kind, payload, at)
+
+        self._thread_task = thread_task
+        self._work_task = work_task
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.app.open_async()
+
+    async def close(self) -> None:
+        await self.app.close_async()
+
+    @contextlib.asynccontextmanager
+    async def opened(self) -> Any:
+        await self.open()
+        try:
+            yield self
+        finally:
+            await self.close()
+
+    # -- deferring ----------------------------------------------------------------------
+
+    async def wake(self, thread_key: str) -> int | None:
+        """Make sure a job will answer ``thread_key``'s waiting messages; the new job's id,
+        or None when a job was already waiting (the message is folded into it)."""
+        deferrer = self._thread_task.configure(lock=thread_key, queueing_lock=thread_key)
+        try:
+            return await asyncio.wait_for(
+                deferrer.defer_async(thread=thread_key, at=time.time()), self._defer_timeout
+            )
+        except pexc.AlreadyEnqueued:
+            return None
+        except (TimeoutError, pexc.ConnectorException, OSError) as exc:
+            raise QueueUnavailable(type(exc).__name__) from exc
+
+    async def defer(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        delay: timedelta | None = None,
+    ) -> int | None:
+        """Queue one piece of work for the handler of ``kind``; None when
+        ``queueing_lock`` already has a waiting job."""
+        # The in-memory connector treats "no lock" as one shared lock: give each job its own.
+        options: dict[str, Any] = {"lock": lock or f"{kind}:{time.time_ns()}"}
+        if queueing_lock is not None:
+            options["queueing_lock"] = queueing_lock
+        if delay is not None:
+            options["schedule_in"] = {"seconds": max(0, int(delay.total_seconds()))}
+        deferrer = self._work_task.configure(**options)
+        try:
+            return await asyncio.wait_for(
+                deferrer.defer_async(kind=kind, payload=dict(payload), at=time.time()),
+                self._defer_timeout,
+            )
+        except pexc.AlreadyEnqueued:
+            return None
+        except (TimeoutError, pexc.ConnectorException, OSError) as exc:
+            raise QueueUnavailable(type(exc).__name__) from exc
+
+    async def recover(self, *, older_than: timedelta = timedelta(0)) -> int:
+        """Wake every thread with messages still waiting in the inbox; the embedded queue
+        first puts back what its previous process had claimed. Returns threads woken."""
+        if not self.durable:
+            await self.inbox.release_all()
+        threads = await self.inbox.waiting_threads(older_than=older_than)
+        for thread in threads:
+            await self.wake(thread)
+        return len(threads)
+
+    # -- operators ----------------------------------------------------------------------
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a waiting job, or ask a running one to stop; False when it is done."""
+        return await self.app.job_manager.cancel_job_by_id_async(job_id, abort=True)
+
+    async def retry(self, job_id: int) -> None:
+        """Run a failed (or cancelled) job again now."""
+        await self.app.job_manager.retry_job_by_id_async(job_id=job_id, retry_at=datetime.now(UTC))
+
+    async def jobs(self, *, status: str | None = None, limit: int = 50) -> list[JobRow]:
+        rows = await self.app.job_manager.list_jobs_async(status=status)
+        result = [
+            JobRow(
+                id=int(job.id or 0),
+                queue=job.queue,
+                task=job.task_name,
+                status=str(job.status),
+                lock=job.lock,
+                args=job.task_kwargs,
+                attempts=job.attempts,
+            )
+            for job in rows
+        ]
+        result.sort(key=lambda row: row.id, reverse=True)
+        return result[:limit]
+
+    async def job(self, job_id: int) -> JobRow | None:
+        rows = await self.app.job_manager.list_jobs_async(id=job_id)
+        for job in rows:
+            return JobRow(
+                id=int(job.id or 0),
+                queue=job.queue,
+                task=job.task_name,
+                status=str(job.status),
+                lock=job.lock,
+                args=job.task_kwargs,
+                attempts=job.attempts,
+            )
+        return None
+
+    async def stats(self) -> list[QueueStats]:
+        """Depth, running and oldest wait per queue (for ``/metrics`` and ``/readyz``)."""
+        connector = self.app.connector
+        if isinstance(connector, InMemoryConnector):
+            return self._memory_stats(connector)
+        rows = await connector.execute_query_all_async(
+            query="""
+            SELECT q.queue_name,
+                   count(*) FILTER (WHERE j.status = 'todo') AS depth,
+                   count(*) FILTER (WHERE j.status = 'doing') AS running,
+                   COALESCE(EXTRACT(EPOCH FROM now() - min(e.at)
+                            FILTER (WHERE j.status = 'todo')), 0) AS oldest
+              FROM (VALUES ('turns'), ('work')) AS q(queue_name)
+              LEFT JOIN procrastinate_jobs j
+                     ON j.queue_name = q.queue_name AND j.status IN ('todo', 'doing')
+              LEFT JOIN procrastinate_events e
+                     ON e.job_id = j.id AND e.type = 'deferred'
+             GROUP BY q.queue_name
+            """
+        )
+        return [
+            QueueStats(
+                queue=str(row["queue_name"]),
+                depth=int(row["depth"]),
+                running=int(row["running"]),
+                oldest_age=float(row["oldest"] or 0.0),
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _memory_stats(connector: InMemoryConnector) -> list[QueueStats]:
+        now = datetime.now(UTC)
+        out = []
+        for queue in (TURNS, WORK):
+            todo = [
+                j
+                for j in connector.jobs.values()
+                if j["queue_name"] == queue and j["status"] == "todo"
+            ]
+            doing = [
+                j
+                for j in connector.jobs.values()
+                if j["queue_name"] == queue and j["status"] == "doing"
+            ]
+            ages = [
+                (now - e["at"]).total_seconds()
+                for j in todo
+                for e in connector.events.get(j["id"], [])
+                if e["type"] == "deferred"
+            ]
+            out.append(QueueStats(queue, len(todo), len(doing), max(ages, default=0.0)))
+        return out
+
+    async def ping(self) -> bool:
+        """The queue's store answers (``/readyz``)."""
+        return await self.app.check_connection_async()
+
+    def worker_stats(self) -> WorkerStats:
+        return WorkerStats(
+            running=self._running, started=self._started, retries=self._retries, dead=self._dead
+        )
+
+    # -- workers ------------------------------------------------------------------------
+
+    async def run_worker(
+        self,
+        handlers: Handlers,
+        *,
+        concurrency: int = 64,
+        drain_seconds: float = 30.0,
+        name: str = "worker",
+        stop: asyncio.Event | None = None,
+        queues: list[str] | None = None,
+    ) -> None:
+        """Run jobs until ``stop`` is set (or the task is cancelled); then stop fetching,
+        give jobs in flight ``drain_seconds`` and hand the rest back to the queue."""
+        self._handlers = handlers
+        stop = stop or asyncio.Event()
+        worker = asyncio.create_task(
+            self.app.run_worker_async(
+                queues=cast(Any, queues),  # None: every queue (the stub says Iterable only)
+                name=name,
+                concurrency=concurrency,
+                install_signal_handlers=False,
+                update_heartbeat_interval=self._heartbeat,
+                stalled_worker_timeout=self._stalled_timeout,
+                shutdown_graceful_timeout=drain_seconds,
+                fetch_job_polling_interval=self._fetch_poll,
+                abort_job_polling_interval=self._abort_poll,
+                listen_notify=True,
+            ),
+            name=f"procrastinate-{name}",
+        )
+        sweeper = asyncio.create_task(self._sweep_stalled(), name="stalled-sweeper")
+        stopper = asyncio.create_task(stop.wait(), name="worker-stop")
+        try:
+            await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sweeper.cancel()
+            stopper.cancel()
+            if not worker.done():
+                worker.cancel()  # Procrastinate's graceful stop: no new fetches, then drain
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _sweep_stalled(self) -> None:
+        """Put jobs of workers that stopped sending heartbeats back to ``todo``."""
+        if not self.durable:
+            return
+        manager = self.app.job_manager
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                stalled = await manager.get_stalled_jobs(
+                    seconds_since_heartbeat=self._stalled_timeout
+                )
+                for job in stalled:
+                    try:
+                        await manager.retry_job(job)
+                    except pexc.ConnectorException as exc:  # another sweeper got it first
+                        log.debug("stalled job %s not retried: %s", job.id, exc)
+                        continue
+                    self._retries += 1
+                    log.warning(
+                        "job %s of a stalled worker put back in the queue",
+                        job.id,
+                        extra={"job_id": job.id, "lock": job.lock},
+                    )
+            except (pexc.ConnectorException, OSError) as exc:
+                log.warning("stalled-job sweep failed: %s", exc)
+
+    def _info(self, context: JobContext, at: float) -> JobInfo:
+        job = context.job
+        return JobInfo(
+            id=int(job.id or 0),
+            attempt=job.attempts,
+            final_attempt=job.attempts + 1 >= self.max_attempts,
+            deferred_at=at or None,
+        )
+
+    async def _guard(
+        self,
+        context: JobContext,
+        info: JobInfo,
+        run: Callable[[], Awaitable[None]],
+        stopped: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._running += 1
+        self._started += 1
+        job = context.job
+        if self.on_start is not None and info.deferred_at and info.attempt == 0:
+            self.on_start(max(0.0, context.start_timestamp - info.deferred_at))
+        try:
+            await run()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            if context.abort_reason() == AbortReason.USER_REQUEST:
+                await stopped()
+                return
+            self._retries += 1
+            raise HandBack(job.id) from None
+        except Retryable as exc:
+            if job.attempts + 1 >= self.max_attempts:
+                self._dead += 1
+            else:
+                self._retries += 1
+            log.warning("job %s will be retried: %s", job.id, exc.detail)
+            raise
+        except Exception:
+            self._dead += 1
+            raise
+        finally:
+            self._running -= 1
+
+    async def _run_thread(self, context: JobContext, thread: str, at: float) -> None:
+        handler = self._handlers.thread
+        if handler is None:
+            raise Retryable("this worker has no thread handler")
+        info = self._info(context, at)
+        await self._guard(
+            context, info, lambda: handler.run(thread, info), lambda: handler.stopped(thread, info)
+        )
+
+    async def _run_work(
+        self, context: JobContext, kind: str, payload: dict[str, Any], at: float
+    ) -> None:
+        handler = self._handlers.work.get(kind)
+        if handler is None:
+            raise Retryable(f"this worker has no handler for {kind!r}")
+        info = self._info(context, at)
+
+        async def nothing() -> None:
+            log.info("job %s (%s) stopped by request", info.id, kind)
+
+        await self._guard(context, info, lambda: handler(payload, info), nothing)

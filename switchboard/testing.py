@@ -1,0 +1,200 @@
+"""Test doubles shared by the tests and the benchmarks (bench/ never imports tests/).
+
+`ScriptedChatModel`: a chat model that plays back a script, for runtime tests.
+
+Modelled on langgraph's `tests/fake_chat.py` and langchain's `GenericFakeChatModel`,
+with what our runtime tests need on top: tool binding, every call recorded, latency,
+scripted failures (for retry and fallback tests) and usage numbers.
+
+    model = ScriptedChatModel([tool_call("lookup_order", order_id="42"), reply("Paid.")])
+    agent = create_agent(model=model, tools=[lookup_order])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, ToolCall
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import PrivateAttr
+
+from skills.models.offline import message_chunks, usage_for
+
+__all__ = ["ScriptExhaustedError", "ScriptedChatModel", "Step", "reply", "tool_call"]
+
+Step = (
+    AIMessage
+    | str
+    | Callable[[list[BaseMessage]], AIMessage | str]
+    | BaseException
+    | type[BaseException]
+)
+"""One scripted answer: a message, its text, a function of the messages, or an error."""
+
+
+class ScriptExhaustedError(AssertionError):
+    """The model was called more often than the test scripted."""
+
+    def __init__(self, calls: int, scripted: int) -> None:
+        super().__init__(
+            f"ScriptedChatModel was called {calls} times but only {scripted} "
+            "responses were scripted"
+        )
+
+
+def reply(text: str) -> AIMessage:
+    """A plain final answer."""
+    return AIMessage(content=text)
+
+
+def tool_call(name: str, /, **args: Any) -> AIMessage:
+    """An answer that calls one tool; the call id is derived from name and arguments."""
+    seed = json.dumps([name, args], sort_keys=True, default=str)
+    call_id = "call_" + hashlib.sha256(seed.encode()).hexdigest()[:16]
+    return AIMessage(
+        content="", tool_calls=[ToolCall(name=name, args=args, id=call_id, type="tool_call")]
+    )
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Returns its scripted responses in order and records what it was sent.
+
+    A step that is an exception (instance or class) is raised instead of answering. When
+    the script runs out, `default` is returned if set, else `ScriptExhaustedError` is
+    raised. `delay` seconds pass before each answer (`asyncio.sleep` on the async path).
+    Safe to call from several threads or tasks at once.
+    """
+
+    responses: list[Any]
+    delay: float = 0.0
+    default: AIMessage | str | None = None
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _position: int = PrivateAttr(default=0)
+    _calls: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
+    _bound: list[list[str]] = PrivateAttr(default_factory=list)
+
+    def __init__(self, responses: Sequence[Step] = (), /, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("default"), str):
+            kwargs["default"] = AIMessage(content=kwargs["default"])
+        super().__init__(responses=list(responses), **kwargs)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    @property
+    def calls(self) -> list[list[BaseMessage]]:
+        """The messages of every call so far, oldest first."""
+        with self._lock:
+            return [list(messages) for messages in self._calls]
+
+    @property
+    def bound_tools(self) -> list[list[str]]:
+        """The tool names of every `bind_tools` call so far."""
+        with self._lock:
+            return [list(names) for names in self._bound]
+
+    @property
+    def remaining(self) -> int:
+        """How many scripted responses have not been used yet."""
+        with self._lock:
+            return max(0, len(self.responses) - self._position)
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        with self._lock:
+            self._bound.append([tool["function"]["name"] for tool in formatted])
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    def _next(self, messages: list[BaseMessage]) -> AIMessage:
+        with self._lock:
+            self._calls.append(list(messages))
+            position = self._position
+            self._position += 1
+        if position < len(self.responses):
+            step = self.responses[position]
+        elif self.default is not None:
+            step = self.default
+        else:
+            raise ScriptExhaustedError(position + 1, len(self.responses))
+        if isinstance(step, BaseException) or (
+            isinstance(step, type) and issubclass(step, BaseException)
+        ):
+            raise step
+        if callable(step) and not isinstance(step, AIMessage):
+            step = step(list(messages))
+        message = AIMessage(content=step) if isinstance(step, str) else step.model_copy(deep=True)
+        if message.usage_metadata is None:
+            message.usage_metadata = usage_for(messages, message)
+        message.response_metadata = {"model_name": "scripted", **message.response_metadata}
+        return message
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.delay:
+            time.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if self.delay:
+            time.sleep(self.delay)
+        for chunk in message_chunks(self._next(messages)):
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        for chunk in message_chunks(self._next(messages)):
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk

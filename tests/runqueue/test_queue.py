@@ -1,0 +1,283 @@
+"""The run queue's guarantees, on the embedded in-memory connector and on PostgreSQL:
+per-thread order across workers, folding, dedupe, cancel, retries, hand-back, stalled jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from storage.runqueue import Handlers, JobInfo, Retryable, RunQueue
+from tests.runqueue.conftest import QueueBackend
+
+
+@dataclass
+class Recorder:
+    """A thread handler that claims the inbox like the bot does and records timings."""
+
+    queue: RunQueue
+    delay: float = 0.05
+    worker: str = "w"
+    spans: dict[str, list[tuple[float, float, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    texts: dict[str, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
+    stopped_jobs: list[int] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    before: Callable[[str, JobInfo], Awaitable[None]] | None = None
+    after_claim: Callable[[str, JobInfo], Awaitable[None]] | None = None
+
+    async def run(self, thread_key: str, job: JobInfo) -> None:
+        start = time.monotonic()
+        self.started.set()
+        if self.before is not None:
+            await self.before(thread_key, job)
+        items = await self.queue.inbox.claim(thread_key, job.id)
+        if self.after_claim is not None:
+            await self.after_claim(thread_key, job)
+        await asyncio.sleep(self.delay)
+        self.texts[thread_key].append([str(i.payload["text"]) for i in items])
+        await self.queue.inbox.finish([i.id for i in items], "reply")
+        self.spans[thread_key].append((start, time.monotonic(), self.worker))
+
+    async def stopped(self, thread_key: str, job: JobInfo) -> None:
+        self.stopped_jobs.append(job.id)
+        for item in await self.queue.inbox.by_job(job.id):
+            await self.queue.inbox.finish([item.id], "stopped")
+
+
+async def submit(queue: RunQueue, thread: str, text: str, key: str | None = None) -> bool:
+    row = await queue.inbox.add(
+        dedupe_key=key or f"{thread}:{text}",
+        thread_key=thread,
+        user_id="U1",
+        payload={"text": text},
+    )
+    if row is None:
+        return False
+    await queue.wake(thread)
+    return True
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def overlaps(spans: list[tuple[float, float, str]]) -> int:
+    ordered = sorted(spans)
+    return sum(1 for a, b in itertools.pairwise(ordered) if b[0] < a[1])
+
+
+async def test_dedupe_key_stores_a_message_once(queue_backend: QueueBackend) -> None:
+    queue = queue_backend.queue()
+    async with queue.opened():
+        assert await submit(queue, "T1", "hello", key="C1-1.0")
+        assert not await submit(queue, "T1", "hello again", key="C1-1.0")
+        backlog = await queue.inbox.backlog()
+        assert backlog.pending == 1
+
+
+async def test_messages_waiting_in_a_busy_thread_fold_into_one_turn(
+    queue_backend: QueueBackend,
+) -> None:
+    queue = queue_backend.queue()
+    gate = asyncio.Event()
+
+    async def hold_first(thread: str, job: JobInfo) -> None:
+        if not gate.is_set():
+            gate.set()
+            await asyncio.sleep(0.5)  # while this runs, three more messages arrive
+
+    async with queue.opened():
+        rec = Recorder(queue, delay=0.0, after_claim=hold_first)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            queue.run_worker(Handlers(thread=rec), concurrency=4, stop=stop)
+        )
+        await submit(queue, "T1", "one")
+        await gate.wait()
+        woken = [await queue.wake("T1") for _ in range(2)]
+        for text in ("two", "three", "four"):
+            await queue.inbox.add(
+                dedupe_key=text, thread_key="T1", user_id="U1", payload={"text": text}
+            )
+            await queue.wake("T1")
+        await wait_for(lambda: sum(len(t) for t in rec.texts["T1"]) == 4)
+        stop.set()
+        await worker
+    print(f"turns={rec.texts['T1']} extra-wakes={woken}")
+    assert rec.texts["T1"][0] == ["one"]
+    assert ["two", "three", "four"] in rec.texts["T1"]  # one turn for the three waiting
+    assert woken[1] is None  # a second waiting job was refused: folded
+
+
+async def test_one_thread_never_runs_twice_at_once_across_workers(pg_queue: QueueBackend) -> None:
+    """Two workers (separate connection pools, as two processes) share 10 threads x 6
+    messages: no two turns of a thread overlap, and threads do run in parallel."""
+    q1, q2 = pg_queue.queue(), pg_queue.queue()
+    async with q1.opened(), q2.opened():
+        r1, r2 = Recorder(q1, delay=0.05, worker="a"), Recorder(q2, delay=0.05, worker="b")
+        stop = asyncio.Event()
+        workers = [
+            asyncio.create_task(q.run_worker(Handlers(thread=r), concurrency=8, stop=stop, name=n))
+            for q, r, n in ((q1, r1, "a"), (q2, r2, "b"))
+        ]
+        for round_ in range(6):
+            for t in range(10):
+                await submit(q1, f"T{t}", f"m{round_}")
+            await asyncio.sleep(0.02)
+        total = lambda: sum(len(x) for r in (r1, r2) for texts in r.texts.values() for x in texts)  # noqa: E731
+        await wait_for(lambda: total() == 60, timeout=30)
+        stop.set()
+        await asyncio.gather(*workers)
+    spans: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for rec in (r1, r2):
+        for thread, s in rec.spans.items():
+            spans[thread].extend(s)
+    per_thread_overlaps = sum(overlaps(s) for s in spans.values())
+    all_spans = [s for ss in spans.values() for s in ss]
+    parallel = overlaps(all_spans)
+    by_worker = {w: sum(1 for s in all_spans if s[2] == w) for w in ("a", "b")}
+    print(
+        f"turns={len(all_spans)} per-thread overlaps={per_thread_overlaps} "
+        f"cross-thread overlaps={parallel} by worker={by_worker}"
+    )
+    assert per_thread_overlaps == 0
+    assert parallel > 0
+    for rec in (r1, r2):  # order within a thread is kept
+        for thread, texts in rec.texts.items():
+            flat = [t for turn in texts for t in turn]
+            assert flat == sorted(flat), thread
+    assert min(by_worker.values()) > 0
+
+
+async def test_cancel_stops_a_running_turn_quickly(queue_backend: QueueBackend) -> None:
+    queue = queue_backend.queue()
+
+    async def slow(thread: str, job: JobInfo) -> None:
+        await asyncio.sleep(30)
+
+    async with queue.opened():
+        rec = Recorder(queue, before=slow)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
+        await submit(queue, "T1", "long one")
+        await asyncio.wait_for(rec.started.wait(), 10)
+        [job] = list(await queue.jobs(status="doing"))
+        began = time.monotonic()
+        assert await queue.cancel(job.id)
+        await wait_for(lambda: rec.stopped_jobs == [job.id], timeout=10)
+        took = time.monotonic() - began
+        stop.set()
+        await worker
+        row = await queue.job(job.id)
+    print(f"cancel took {took * 1000:.0f} ms; job status {row.status if row else None}")
+    assert row is not None and row.status == "succeeded"  # stopped: nothing to retry
+    assert took < 3.0
+
+
+async def test_a_retryable_failure_runs_again_and_the_last_attempt_is_flagged(
+    queue_backend: QueueBackend,
+) -> None:
+    queue = queue_backend.queue(max_attempts=3)
+    attempts: list[tuple[int, bool]] = []
+
+    async def flaky(thread: str, job: JobInfo) -> None:
+        attempts.append((job.attempt, job.final_attempt))
+        if not job.final_attempt:
+            raise Retryable("redis is down")
+
+    async with queue.opened():
+        rec = Recorder(queue, before=flaky)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
+        await submit(queue, "T1", "hello")
+        await wait_for(lambda: rec.texts["T1"] == [["hello"]], timeout=20)
+        stop.set()
+        await worker
+    print(f"attempts={attempts}")
+    assert attempts == [(0, False), (1, False), (2, True)]
+
+
+async def test_shutdown_hands_unfinished_turns_back(queue_backend: QueueBackend) -> None:
+    """A worker told to stop with turns in flight gives them a short drain, then hands
+    them back; the next worker answers every one (the embedded restart path included)."""
+    first = queue_backend.queue()
+    async with first.opened():
+        rec = Recorder(first, delay=5.0, worker="first")
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            first.run_worker(Handlers(thread=rec), concurrency=20, drain_seconds=0.3, stop=stop)
+        )
+        for t in range(20):
+            await submit(first, f"T{t}", "hi")
+        await wait_for(lambda: first.worker_stats().running == 20)
+        stop.set()
+        await worker
+        answered_first = sum(len(v) for v in rec.texts.values())
+        if first.durable:
+            todo = await first.jobs(status="todo")
+            assert len(todo) == 20
+    second = queue_backend.queue()
+    async with second.opened():
+        woken = await second.recover()
+        rec2 = Recorder(second, delay=0.01, worker="second")
+        stop2 = asyncio.Event()
+        worker2 = asyncio.create_task(
+            second.run_worker(Handlers(thread=rec2), concurrency=20, stop=stop2)
+        )
+        await wait_for(lambda: sum(len(v) for v in rec2.texts.values()) == 20)
+        stop2.set()
+        await worker2
+    backlog = await queue_backend.inbox.backlog()
+    print(
+        f"first answered={answered_first} handed back and answered by second="
+        f"{sum(len(v) for v in rec2.texts.values())} woken by recover={woken}"
+    )
+    assert answered_first == 0
+    assert backlog.pending == 0 and backlog.claimed == 0
+
+
+@pytest.mark.postgres
+async def test_a_stalled_workers_job_is_reclaimed_with_its_inbox_rows(
+    pg_queue: QueueBackend,
+) -> None:
+    """A worker that claimed a job and its rows, then stopped sending heartbeats (killed):
+    the sweeper of a live worker puts the job back, and the same job id gets the same rows
+    (and their placeholder) back."""
+    queue = pg_queue.queue(stalled_timeout=1.0, heartbeat=0.3)
+    async with queue.opened():
+        await submit(queue, "T1", "hello")
+        manager = queue.app.job_manager
+        dead_worker = await manager.register_worker()
+        job = await manager.fetch_job(queues=None, worker_id=dead_worker)
+        assert job is not None and job.id is not None
+        items = await queue.inbox.claim("T1", job.id)
+        await queue.inbox.set_placeholder([i.id for i in items], "111.222")
+        rec = Recorder(queue)
+        seen: list[str | None] = []
+
+        async def look(thread: str, info: JobInfo) -> None:
+            seen.extend(
+                i.placeholder_ts for i in await queue.inbox.thread_items(thread, job_id=info.id)
+            )
+
+        rec.before = look
+        stop = asyncio.Event()
+        began = time.monotonic()
+        worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
+        await wait_for(lambda: rec.texts["T1"] == [["hello"]], timeout=20)
+        took = time.monotonic() - began
+        stop.set()
+        await worker
+    print(f"re-claimed after {took:.1f} s")
+    assert seen == ["111.222"]
