@@ -12,7 +12,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml requirements.lock README.md ./
 # Runtime deps only: drop the dev/test pins from the lock.
-RUN grep -vE '^(pytest|pytest-asyncio|pytest-timeout|freezegun|hypothesis|ruff|mypy|mypy-extensions|librt|types-[a-z-]+|langgraph-checkpoint-conformance|langgraph-checkpoint-sqlite|langgraph-checkpoint-postgres|psycopg|psycopg-binary|psycopg-pool|iniconfig|pluggy|pathspec|playwright|pyee|kubernetes-validate|importlib-resources|sqlite-vec|python-dateutil)==' requirements.lock > runtime.lock \
+RUN grep -vE '^(pytest|pytest-asyncio|pytest-timeout|freezegun|hypothesis|ruff|mypy|mypy-extensions|librt|types-[a-z-]+|langgraph-checkpoint-conformance|langgraph-checkpoint-sqlite|langgraph-checkpoint-postgres|iniconfig|pluggy|pathspec|playwright|pyee|kubernetes-validate|importlib-resources|sqlite-vec)==' requirements.lock > runtime.lock \
  && pip install -r runtime.lock
 COPY switchboard ./switchboard
 COPY bot ./bot

@@ -451,8 +451,10 @@ class Conversations:
             last = index == len(chunks) - 1
             blocks = views.answer_blocks(chunk, run_id=reply.run_id, skill=reply.skill, last=last)
             if index == 0 and inbound.placeholder_ts is not None:
-                # the answer replaces the "… asked" post: it still says who asked, and what
-                blocks = [views.asked_by(inbound.user, inbound.skill, inbound.text), *blocks]
+                if inbound.kind == "command":
+                    # the answer replaces the "… asked" post: it still says who asked, and
+                    # what (a queued message's placeholder is only "working on it…")
+                    blocks = [views.asked_by(inbound.user, inbound.skill, inbound.text), *blocks]
                 await self.client.chat_update(
                     channel=inbound.channel,
                     ts=inbound.placeholder_ts,

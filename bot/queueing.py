@@ -32,6 +32,7 @@ from slack_sdk.errors import SlackApiError
 from bot.conversations import Conversations, Inbound
 from bot.metrics import Metrics
 from bot.views import runs as run_views
+from skills import tracing
 from skills.context import ThreadRef
 from storage.runqueue import (
     Handlers,
@@ -88,11 +89,15 @@ def to_payload(inbound: Inbound, sealer: PayloadSealer) -> dict[str, Any]:
     data = asdict(inbound)
     data["memory"] = inbound.memory.thread_id
     data["text"] = sealer.seal(inbound.text)
+    trace = tracing.inject()  # the receiver's trace, continued by the worker
+    if trace:
+        data["trace"] = trace
     return data
 
 
 def from_payload(data: Mapping[str, Any], sealer: PayloadSealer) -> Inbound:
     fields = dict(data)
+    fields.pop("trace", None)
     fields["memory"] = ThreadRef.parse(str(fields["memory"]))
     text = sealer.unseal(str(fields.get("text", "")))
     if text is None:
@@ -104,6 +109,7 @@ def from_payload(data: Mapping[str, Any], sealer: PayloadSealer) -> Inbound:
 def _head(data: Mapping[str, Any]) -> Inbound:
     """The message's routing fields without its text (for notices and grouping)."""
     fields = dict(data)
+    fields.pop("trace", None)
     fields["memory"] = ThreadRef.parse(str(fields["memory"]))
     fields["text"] = ""
     return Inbound(**fields)
@@ -217,10 +223,12 @@ class TurnRunner:
                 await self.conversations.post_error(turn.inbound, LOST_TEXT)
                 await self.inbox.finish(turn.ids, "unreadable")
                 continue
-            inbound = await self._placeholder(turn, job)
-            outcome = await self.conversations.answer_queued(
-                inbound, final_attempt=job.final_attempt
-            )
+            trace = turn.items[0].payload.get("trace")
+            with tracing.extract(trace if isinstance(trace, Mapping) else None):
+                inbound = await self._placeholder(turn, job)
+                outcome = await self.conversations.answer_queued(
+                    inbound, final_attempt=job.final_attempt
+                )
             await self.inbox.finish(turn.ids, outcome)
 
     async def stopped(self, thread_key: str, job: JobInfo) -> None:
