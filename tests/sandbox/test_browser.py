@@ -332,7 +332,14 @@ def test_person_picker_shows_whole_names(page: Any) -> None:
       }"""
     )
     assert clipped == []
-    assert page.locator("#person-role").inner_text().startswith("Support Engineer")
+    assert page.locator("#person-role").inner_text() == "Support Engineer · America/New_York"
+    # Times on the page are in that person's Slack zone, as the bot's answers give them.
+    zones = page.locator("#messages .msg time").evaluate_all("ts => ts.map((t) => t.title)")
+    assert zones and all(z.startswith("America/New_York · ") for z in zones)
+    page.select_option("#person", "U0CAROL")
+    page.wait_for_selector('body[data-me="U0CAROL"]')
+    first = page.locator("#messages .msg time").first
+    assert first.get_attribute("title").startswith("Europe/Lisbon · ")
 
 
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "sandbox.png"
