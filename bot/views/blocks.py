@@ -79,7 +79,7 @@ def answer_blocks(chunk: str, *, run_id: str | None, skill: str, last: bool) -> 
 
 def asked_by(user: str, skill: str | None, text: str) -> ContextBlock:
     """The line above a ``/switchboard <skill> …`` answer in the channel: who asked what."""
-    shown = escape_mrkdwn(text if text and text != skill else "")[:200]
+    shown = escape_mrkdwn(mask_text(text) if text and text != skill else "")[:200]
     command = f"{COMMAND} {skill or ''} {shown}".strip()
     return ContextBlock(elements=[_mrkdwn(f"<@{user}> asked `{command}`")])
 
