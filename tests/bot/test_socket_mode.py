@@ -148,8 +148,10 @@ async def test_event_delivered_over_the_socket_and_over_http_is_answered_once(
         await http_replica.idle()
 
     assert response.status_code == 200  # acked, so Slack stops retrying
-    assert bot_replies(slack_api, "C0GENERAL", event["ts"]) == ["Answered over the socket."]
-    assert http_model.calls == []
+    # Both replicas share the run queue, so either one's worker may run the turn — once.
+    replies = bot_replies(slack_api, "C0GENERAL", event["ts"])
+    assert replies in (["Answered over the socket."], ["Answered over HTTP."])
+    assert len(socket_model.calls) + len(http_model.calls) == 1
 
 
 # -- the silence watchdog ------------------------------------------------------------------

@@ -81,6 +81,7 @@ class Deployment:
             "SLACK_BOT_TOKEN": self.slack.token,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SWITCHBOARD_PII_KEY": "chaos-pii-key",
+            "SWITCHBOARD_AUDIT_KEY": "chaos-audit-key-0123456789abcdef-0123",
             "SWITCHBOARD_MODEL": "openai:gpt-fake",
             "OPENAI_BASE_URL": self.model.base_url,
             "OPENAI_API_KEY": "sk-fake",

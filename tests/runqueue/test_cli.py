@@ -23,7 +23,10 @@ def test_worker_without_postgres_exits_2_naming_database_url(tmp_path: Path) -> 
 @pytest.mark.postgres
 def test_migrate_check_fails_until_migrated_then_passes(postgres_url: str) -> None:
     run_sync(_reset_postgres(postgres_url))
-    env = {"DATABASE_URL": postgres_url}
+    env = {
+        "DATABASE_URL": postgres_url,
+        "SWITCHBOARD_AUDIT_KEY": "test-audit-key-0123456789abcdef-0123",
+    }
     before = runner.invoke(app, ["migrate", "--check", "--wait", "1"], env=env)
     assert before.exit_code == 1
     assert len(before.output.strip().splitlines()) == 1  # one line, no traceback
