@@ -118,7 +118,7 @@ def create_bot(
             channel=config.channel_rate,
         ),
         links=config.links,
-        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms),
+        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms, metrics=metrics),
         enqueuer=Enqueuer(inbox=inbox, queue=queue, sealer=sealer),
     )
     context = BotContext(
