@@ -38,7 +38,7 @@ from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
 from storage.limits import SkillLimitsStore
 from storage.sql import create_engine, session_factory, upgrade
-from switchboard import operate
+from switchboard import operate, usage_cli
 from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
 from switchboard.logs import configure_from
@@ -218,6 +218,7 @@ def _configure_logging(level: str) -> None:
 def _mount_features() -> None:
     """The feature packages' commands, with what they need from the root."""
     app.add_typer(audit_commands(load_settings), name="audit")
+    usage_cli.register(app, open_sql=lambda: open_sql(load_settings()))
     eval_cli.register(app, host=eval_host())
     scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
     sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=_configure_logging)

@@ -74,6 +74,7 @@ def build_bot(services: Services, *, client: AsyncWebClient, signing_secret: str
         client=client,
         signing_secret=signing_secret,
         config=bot_config(services.settings),
+        runs=services.runs,
     )
 
 
