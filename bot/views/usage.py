@@ -9,7 +9,7 @@ from bot.views.text import escape_mrkdwn
 from storage.runs import UsageDimension, UsageRow
 
 USAGE_HELP = (
-    "`/switchboard admin usage [--days N]` — runs, tokens and cost by skill, person, channel"
+    "`/switchboard admin usage [--days N]` — runs, tokens and cost by skill, person and channel"
 )
 MAX_DAYS = 366
 #: Rows shown per table; the CLI (``switchboard usage``) shows all of them.
@@ -57,13 +57,23 @@ def _who(dimension: UsageDimension, key: str | None) -> str:
     return f"*{escape_mrkdwn(key)}*"
 
 
+def _runs(count: int) -> str:
+    return f"{count:,} run{'s' if count != 1 else ''}"
+
+
+def _cost(cost: float, *, unpriced: int, runs: int) -> str:
+    """The cost, saying so when some (or all) of it is unknown."""
+    if unpriced and unpriced >= runs:
+        return "cost unknown"
+    return usd(cost) + (f" + {unpriced:,} unpriced" if unpriced else "")
+
+
 def _line(dimension: UsageDimension, row: UsageRow) -> str:
     errors = f" ({row.errors} failed)" if row.errors else ""
-    unpriced = f" + {row.unpriced_runs} unpriced" if row.unpriced_runs else ""
     return (
-        f"• {_who(dimension, row.key)} — {row.runs:,} run{'s' if row.runs != 1 else ''}"
-        f"{errors} · {row.input_tokens:,} in / {row.output_tokens:,} out tokens · "
-        f"{usd(row.cost_usd)}{unpriced}"
+        f"• {_who(dimension, row.key)} — {_runs(row.runs)}{errors} · "
+        f"{row.input_tokens:,} in / {row.output_tokens:,} out tokens · "
+        f"{_cost(row.cost_usd, unpriced=row.unpriced_runs, runs=row.runs)}"
     )
 
 
@@ -83,7 +93,8 @@ def usage_text(
     tokens_out = sum(r.output_tokens for r in skills)
     lines = [
         header,
-        f"{runs:,} runs · {tokens_in:,} in / {tokens_out:,} out tokens · {usd(cost)}",
+        f"{_runs(runs)} · {tokens_in:,} in / {tokens_out:,} out tokens · "
+        f"{_cost(cost, unpriced=unpriced, runs=runs)}",
     ]
     if unpriced:
         lines.append(
