@@ -27,7 +27,7 @@ from typing import IO, Any
 from opentelemetry import trace
 
 from skills import logcontext
-from skills.pii import PiiLogFilter, mask_obj, mask_text
+from skills.pii import PiiLogFilter, mask_text
 from switchboard.settings import Settings
 
 #: ``extra=`` fields that hold message content: logged as their length only.
@@ -144,7 +144,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
             size = len(value) if isinstance(value, str | bytes | list | dict | tuple) else 0
             out[key] = f"[content dropped: {size}]"
             continue
-        value = mask_obj(value)
+        # One masking pass per field: scrub masks, and masks JSON text as well as prose.
         if isinstance(value, str):
             value = scrub(value)
         elif not isinstance(value, int | float | bool | None):
