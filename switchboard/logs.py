@@ -91,7 +91,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "severity": severity(record.levelno),
+            "severity": _record_severity(record),
             "logger": record.name,
             "message": scrub(_message(record)),
         }
@@ -126,6 +126,13 @@ def severity(level: int) -> str:
         if level >= threshold:
             return name
     return "DEFAULT"
+
+
+def _record_severity(record: logging.LogRecord) -> str:
+    level: object = record.levelno
+    if not isinstance(level, int):  # a hand-made record may carry only ``levelname``
+        level = logging.getLevelName(str(record.levelname).upper())
+    return severity(level) if isinstance(level, int) else "DEFAULT"
 
 
 def scrub(text: str) -> str:
