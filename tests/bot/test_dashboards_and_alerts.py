@@ -265,5 +265,20 @@ async def test_every_metric_the_dashboard_and_rules_read_is_exported(
         "switchboard_schedule_lateness_seconds_count",
     ):
         assert name in sampled, f"{name} has no sample after the scenario"
+    # A bucket boundary an expression selects (le="3.0") must be one the histogram has.
+    buckets = {
+        (s.name, s.labels["le"])
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.name.endswith("_bucket")
+    }
+    exprs = [rule["expr"] for rule in _rules()] + _dashboard_exprs()
+    selected = {
+        (name, le)
+        for expr in exprs
+        for name, le in re.findall(r'(\w+_bucket)\{[^}]*le="([^"]+)"', expr)
+    }
+    assert selected, "the ack-failure queries select the 3 s bucket"
+    assert selected <= buckets, selected - buckets
     # A name the files do not use is rejected (the check can fail).
     assert "switchboard_no_such_metric_total" not in declared
