@@ -27,7 +27,7 @@ from typing import IO, Any
 from opentelemetry import trace
 
 from skills import logcontext
-from skills.pii import PiiLogFilter, mask_text
+from skills.pii import PiiLogFilter, mask_obj, mask_text
 from switchboard.settings import Settings
 
 #: ``extra=`` fields that hold message content: logged as their length only.
@@ -68,9 +68,9 @@ class LogfmtFormatter(logging.Formatter):
         parts.extend(f"{k}={_value(v)}" for k, v in sorted(extras.items()))
         if record.exc_info or record.exc_text:
             text = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
-            parts.append("exc=" + json.dumps(mask_text(text)))
+            parts.append("exc=" + json.dumps(scrub(text)))
         if record.stack_info:
-            parts.append("stack=" + json.dumps(mask_text(self.formatStack(record.stack_info))))
+            parts.append("stack=" + json.dumps(scrub(self.formatStack(record.stack_info))))
         return " ".join(parts)
 
 
@@ -151,11 +151,12 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
             size = len(value) if isinstance(value, str | bytes | list | dict | tuple) else 0
             out[key] = f"[content dropped: {size}]"
             continue
-        # One masking pass per field: scrub masks, and masks JSON text as well as prose.
         if isinstance(value, str):
             value = scrub(value)
+        elif _plain(value):  # each string masked where it stands, then the JSON scrubbed
+            value = scrub(json.dumps(mask_obj(value), ensure_ascii=False, default=str))
         elif not isinstance(value, int | float | bool | None):
-            value = scrub(json.dumps(value, default=str) if _plain(value) else str(value))
+            value = scrub(str(value))
         out[key] = value
     return out
 

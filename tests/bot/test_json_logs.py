@@ -24,7 +24,14 @@ import pytest
 
 from skills import tracing
 from skills.pii import PiiLogFilter
-from switchboard.logs import CONTENT_FIELDS, JsonFormatter, configure_logging, scrub, severity
+from switchboard.logs import (
+    CONTENT_FIELDS,
+    JsonFormatter,
+    LogfmtFormatter,
+    configure_logging,
+    scrub,
+    severity,
+)
 from tests.bot.conftest import BotFactory
 from tests.bot.test_approvals import card, click
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
@@ -229,3 +236,14 @@ def test_without_a_span_or_project_no_trace_fields() -> None:
     entry = json.loads(JsonFormatter(project=PROJECT).format(_record("plain")))
     assert "trace_id" not in entry and "logging.googleapis.com/trace" not in entry
     assert entry["severity"] == "INFO" and entry["message"] == "plain"
+
+
+def test_structured_extras_are_masked_where_each_string_stands() -> None:
+    # Full-width digits: a plain json.dumps would escape them past the text masker.
+    wide = PAN.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+    record = _record("lookup done", order={"card": PAN, "alt": [wide], "n": 3}, ref=ValueError(PAN))
+    PiiLogFilter().filter(record)
+    for formatter in (JsonFormatter(), LogfmtFormatter()):
+        line = formatter.format(record)
+        assert "4111" not in line and "1111 1111" not in line and wide[5:] not in line
+        assert "lookup done" in line and "\\u" not in line  # positive control: kept, unescaped
