@@ -18,11 +18,13 @@ from langchain_core.messages import AIMessage
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from skills.models import load_chat_model
 from storage.models import Run
 from storage.runs import Usage
 from switchboard.cli import app as cli
 from tests.bot.conftest import BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel
+from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 RUN_COST = (590 * 2.0 + 10 * 10.0) / 1_000_000  # 0.00128
 
@@ -186,3 +188,29 @@ async def test_cli_usage_table_and_json(
     assert bad.exit_code == 2 and "--by" in bad.output
     bad_days = await asyncio.to_thread(runner.invoke, cli, ["usage", "--days", "0"])
     assert bad_days.exit_code == 2
+
+
+async def test_a_real_provider_client_is_priced_from_the_default_table(
+    make_bot: BotFactory,
+) -> None:
+    """The OpenAI client against a local OpenAI-compatible server: the usage it reports
+    under the model name it reports is priced by the built-in list price of gpt-4.1-mini
+    ($0.40 / $1.60 per million tokens)."""
+    with FakeOpenAIServer(
+        default=Reply(content="Noted.", prompt_tokens=1000, completion_tokens=200)
+    ) as server:
+        env_vars = {"OPENAI_BASE_URL": server.base_url}
+        env = await make_bot(
+            lambda _name: load_chat_model("openai:gpt-4.1-mini", env=env_vars),
+            SWITCHBOARD_USER_RATE="off",
+        )
+        await env.mention("ask what is new?")
+        await env.idle()
+        assert server.requests, "the model was called"
+
+    [row] = await runs(env)
+    assert (row.outcome, row.input_tokens, row.output_tokens) == ("reply", 1000, 200)
+    assert row.cost_usd == pytest.approx((1000 * 0.40 + 200 * 1.60) / 1_000_000)
+    assert sample(env, "switchboard_model_cost_usd_total", skill="ask") == pytest.approx(
+        row.cost_usd
+    )
