@@ -28,6 +28,7 @@ from storage.feedback import FeedbackStore
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
 from storage.runqueue import InboxStore, RunQueue
+from storage.runs import RunStore
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -92,12 +93,14 @@ def create_bot(
     client: AsyncWebClient,
     signing_secret: str | None,
     config: BotConfig | None = None,
+    runs: RunStore | None = None,
 ) -> Bot:
     """A Bolt app over the runtime and its stores.
 
     Request signatures are verified by the HTTP layer (``bot.http``) before Bolt sees a
     request, so Bolt's own check, which logs raw bodies on failure, is turned off.
-    ``metrics`` are the ones the runtime and the gate already report into.
+    ``metrics`` are the ones the runtime and the gate already report into; ``runs``
+    (the run records) answer ``/switchboard admin usage``.
     """
     config = config or BotConfig()
     worker = Worker(max_tasks=config.max_background_tasks)
@@ -118,7 +121,7 @@ def create_bot(
             channel=config.channel_rate,
         ),
         links=config.links,
-        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms),
+        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms, metrics=metrics),
         enqueuer=Enqueuer(inbox=inbox, queue=queue, sealer=sealer),
     )
     context = BotContext(
@@ -139,7 +142,7 @@ def create_bot(
         logger=logging.getLogger("slack_bolt"),
     )
     register(app, context)
-    register_admin(context, gate, admin_usergroup=config.admin_usergroup)
+    register_admin(context, gate, admin_usergroup=config.admin_usergroup, runs=runs)
     bot_approvals = install_approvals(app, context)
     register_runs(app, context, queue=queue, inbox=inbox)
     return Bot(

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -31,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversations import Conversations, Inbound, user_error
 from bot.home import publish_home
 from bot.listeners._context import BotContext
+from bot.metrics import Metrics
 from bot.views import approvals as cards
 from bot.views.text import escape_mrkdwn
 from skills.approvals import ApprovalService, Completed, Decided, EditRejected, args_of
@@ -50,10 +52,16 @@ class ApprovalsBot:
     conversations: Conversations
     client: AsyncWebClient
     dm_approvers: bool = False
+    #: Where approval waits are counted (``switchboard_approval_wait_seconds``).
+    metrics: Metrics | None = None
 
     @classmethod
     def cards(
-        cls, service: ApprovalService, *, dm_approvers: bool = False
+        cls,
+        service: ApprovalService,
+        *,
+        dm_approvers: bool = False,
+        metrics: Metrics | None = None,
     ) -> Callable[[Conversations], ApprovalsBot]:
         """The factory ``Conversations(approvals=…)`` builds its cards with."""
 
@@ -63,6 +71,7 @@ class ApprovalsBot:
                 conversations=conversations,
                 client=conversations.client,
                 dm_approvers=dm_approvers,
+                metrics=metrics,
             )
 
         return build
@@ -133,7 +142,14 @@ class ApprovalsBot:
         if decided.kind in {"recorded", "approved", "rejected", "expired"}:
             await self.refresh_card(row)
         if decided.kind in {"approved", "rejected", "expired"}:
+            self._observe_wait(row, decided.kind)
             await self.complete(row)
+
+    def _observe_wait(self, row: ApprovalRequestRow, decision: str) -> None:
+        if self.metrics is not None:
+            end = row.decided_at or datetime.now(UTC)
+            wait = (end - row.created_at).total_seconds()
+            self.metrics.observe_approval(skill=row.skill, decision=decision, seconds=wait)
 
     async def complete(self, row: ApprovalRequestRow) -> None:
         requester = await self.conversations.directory.actor(row.requester)
@@ -190,6 +206,7 @@ class ApprovalsBot:
             access=self.conversations.access,
         )
         for item in done:
+            self._observe_wait(item.row, item.row.status)
             await self.show(item)
         return done
 

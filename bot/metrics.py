@@ -12,6 +12,9 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 _ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 _RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0)
 _CLAIM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# People decide in minutes to hours; a request expires after its expires_in (default 4 h).
+_APPROVAL_BUCKETS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 86400.0)
+_LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
 class Metrics:
@@ -49,6 +52,33 @@ class Metrics:
             "switchboard_model_tokens",
             "Model tokens used, by skill and direction (input/output).",
             ["skill", "direction"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "switchboard_model_cost_usd",
+            "What runs' model tokens cost, in US dollars by the price table "
+            "(SWITCHBOARD_MODEL_PRICES), by skill.",
+            ["skill"],
+            registry=self.registry,
+        )
+        self.unpriced_runs = Counter(
+            "switchboard_model_unpriced_runs",
+            "Runs that used a model the price table has no price for (cost unknown), by skill.",
+            ["skill"],
+            registry=self.registry,
+        )
+        self.approval_wait = Histogram(
+            "switchboard_approval_wait_seconds",
+            "Time from an approval request to its decision, by skill and decision "
+            "(approved, rejected, expired).",
+            ["skill", "decision"],
+            buckets=_APPROVAL_BUCKETS,
+            registry=self.registry,
+        )
+        self.schedule_lateness = Histogram(
+            "switchboard_schedule_lateness_seconds",
+            "Time from a schedule's planned instant to its firing starting.",
+            buckets=_LATENESS_BUCKETS,
             registry=self.registry,
         )
         self.slack_api_errors = Counter(
@@ -126,6 +156,18 @@ class Metrics:
         self.runs.labels(skill=event.skill, outcome=event.outcome).inc()
         self.tokens.labels(skill=event.skill, direction="input").inc(event.usage.input_tokens)
         self.tokens.labels(skill=event.skill, direction="output").inc(event.usage.output_tokens)
+        if event.cost_usd is not None:
+            self.cost.labels(skill=event.skill).inc(event.cost_usd)
+        elif event.usage.input_tokens or event.usage.output_tokens:
+            self.unpriced_runs.labels(skill=event.skill).inc()
+
+    def observe_approval(self, *, skill: str, decision: str, seconds: float) -> None:
+        """An approval request was decided (or expired) ``seconds`` after it was made."""
+        self.approval_wait.labels(skill=skill, decision=decision).observe(max(0.0, seconds))
+
+    def observe_lateness(self, seconds: float) -> None:
+        """A schedule's firing started ``seconds`` after its planned instant."""
+        self.schedule_lateness.observe(max(0.0, seconds))
 
     def observe_refusal(self, skill: str, reason: str) -> None:
         """A skill gate observer: count a run its limits refused."""

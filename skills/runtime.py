@@ -36,7 +36,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt
 
-from skills import tracing
+from skills import logcontext, tracing
 from skills.access import ConversationReader
 from skills.agents import approval_policy_view, build_agent, pii_middleware, skill_tools
 from skills.context import (
@@ -56,6 +56,7 @@ from skills.models.masked import ensure_masked, unmasked
 from skills.models.offline import SWITCH_HINT, OfflineChatModel, understands
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Refusal, Reply
 from skills.pii import mask_obj, mask_text
+from skills.pricing import PriceTable
 from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
 from storage.locks import RedisLocks
@@ -87,6 +88,7 @@ class RuntimeConfig:
     max_concurrent_runs: int = 16
     http_policy: HttpPolicy = field(default_factory=HttpPolicy)
     pii_key: bytes = field(default_factory=lambda: uuid.uuid4().bytes + uuid.uuid4().bytes)
+    prices: PriceTable = field(default_factory=PriceTable.defaults)  # SWITCHBOARD_MODEL_PRICES
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class RunFinished:
     trigger: str
     seconds: float
     usage: Usage
+    cost_usd: float | None = None  # None: a model without a price (SWITCHBOARD_MODEL_PRICES)
 
 
 RunObserver = Callable[[RunFinished], None]
@@ -498,6 +501,24 @@ class Runtime:
             model=model_name,
             usage=_UsageHandler(),
         )
+        with logcontext.bound(run_id=run.run_id, skill=skill.name):
+            return await self._invoke_run(
+                run, graph, thread, actor, payload, slack, trigger, on_text, approvals
+            )
+
+    async def _invoke_run(
+        self,
+        run: _RunState,
+        graph: Any,
+        thread: ThreadRef,
+        actor: Principal,
+        payload: Any,
+        slack: _Slack,
+        trigger: str,
+        on_text: TextSink | None,
+        approvals: Mapping[str, str] | None,
+    ) -> Outcome:
+        skill, model_name = run.skill, run.model
         tracing.name_turn(skill=skill.name, run_id=run.run_id, model=model_name, trigger=trigger)
         await self._runs.start(
             run_id=run.run_id,
@@ -553,6 +574,7 @@ class Runtime:
                 error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
                 error_ref=ref,
                 finished_at=self._clock(),
+                cost_usd=self._cost(run),
             )
             self._notify(run, "error", trigger)
             raise RunFailed(ref, cause=type(exc).__name__) from exc
@@ -569,7 +591,11 @@ class Runtime:
                 refused_reads=reader.refused if reader is not None else (),
             )
         await self._runs.finish(
-            run.run_id, outcome=outcome.kind, usage=_usage(run.usage), finished_at=self._clock()
+            run.run_id,
+            outcome=outcome.kind,
+            usage=_usage(run.usage),
+            finished_at=self._clock(),
+            cost_usd=self._cost(run),
         )
         self._notify(run, outcome.kind, trigger)
         return outcome
@@ -581,12 +607,17 @@ class Runtime:
             trigger=trigger,
             seconds=time.monotonic() - run.started,
             usage=_usage(run.usage),
+            cost_usd=self._cost(run),
         )
         for observer in self.observers:
             try:
                 observer(event)
             except Exception:  # an observer must never fail a run
                 log.exception("run observer failed")
+
+    def _cost(self, run: _RunState) -> float | None:
+        """The run's cost so far from the price table; None if a model has no price."""
+        return self.config.prices.cost(run.usage.usage_metadata)
 
     def _approval(
         self, skill: Skill, thread: ThreadRef, run_id: str, item: Interrupt, requester: str

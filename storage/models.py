@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -73,6 +74,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_skill_started_at", "skill", "started_at"),
         Index("ix_runs_thread_id", "thread_id"),
+        Index("ix_runs_started_at", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -88,6 +90,8 @@ class Run(Base):
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     total_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # US dollars from the price table (skills.pricing); None: a model without a price.
+    cost_usd: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(32), default="running")
     error: Mapped[str | None] = mapped_column(Text)
     error_ref: Mapped[str | None] = mapped_column(String(32))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,29 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.total_tokens + other.total_tokens,
         )
+
+
+#: What a usage report can group runs by (the person who asked is ``user``).
+UsageDimension = Literal["skill", "user", "channel"]
+USAGE_DIMENSIONS: tuple[UsageDimension, ...] = ("skill", "user", "channel")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Runs of one skill, person or channel in a report's window.
+
+    ``cost_usd`` sums the runs whose cost is known; ``unpriced_runs`` counts runs that used
+    tokens of a model without a price (or ran before costs were recorded), so a report
+    can say the total is a lower bound instead of passing it off as complete.
+    """
+
+    key: str | None
+    runs: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced_runs: int
 
 
 class RunStore:
@@ -68,6 +92,7 @@ class RunStore:
         error: str | None = None,
         error_ref: str | None = None,
         finished_at: datetime | None = None,
+        cost_usd: float | None = None,
     ) -> None:
         async with self._sessions.begin() as session:
             run = await session.get(Run, run_id)
@@ -80,6 +105,7 @@ class RunStore:
             run.input_tokens = usage.input_tokens
             run.output_tokens = usage.output_tokens
             run.total_tokens = usage.total_tokens
+            run.cost_usd = cost_usd
             run.error = error
             run.error_ref = error_ref
 
@@ -93,6 +119,57 @@ class RunStore:
                 select(Run).where(Run.thread_id == thread_id).order_by(Run.started_at)
             )
             return list(rows)
+
+    async def usage(
+        self, *, since: datetime, by: UsageDimension, limit: int | None = None
+    ) -> list[UsageRow]:
+        """Runs started at or after ``since``, grouped ``by`` skill, user or channel, the
+        most expensive first (then by tokens)."""
+        column = {"skill": Run.skill, "user": Run.actor, "channel": Run.channel_id}[by]
+        cost = func.coalesce(func.sum(Run.cost_usd), 0.0)
+        tokens = func.coalesce(func.sum(Run.input_tokens + Run.output_tokens), 0)
+        query = (
+            select(
+                column,
+                func.count(),
+                func.coalesce(func.sum(case((Run.outcome == "error", 1), else_=0)), 0),
+                func.coalesce(func.sum(Run.input_tokens), 0),
+                func.coalesce(func.sum(Run.output_tokens), 0),
+                cost,
+                func.coalesce(
+                    func.sum(
+                        case(
+                            (
+                                Run.cost_usd.is_(None)
+                                & ((Run.input_tokens + Run.output_tokens) > 0),
+                                1,
+                            ),
+                            else_=0,
+                        )
+                    ),
+                    0,
+                ),
+            )
+            .where(Run.started_at >= since)
+            .group_by(column)
+            .order_by(cost.desc(), tokens.desc(), column)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            UsageRow(
+                key=row[0],
+                runs=int(row[1]),
+                errors=int(row[2]),
+                input_tokens=int(row[3]),
+                output_tokens=int(row[4]),
+                cost_usd=float(row[5]),
+                unpriced_runs=int(row[6]),
+            )
+            for row in rows
+        ]
 
     async def count(self) -> int:
         async with self._sessions() as session:

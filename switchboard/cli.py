@@ -38,10 +38,10 @@ from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
 from storage.limits import SkillLimitsStore
 from storage.sql import create_engine, session_factory, upgrade
-from switchboard import operate
+from switchboard import operate, usage_cli
 from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
-from switchboard.logs import configure_logging
+from switchboard.logs import configure_from
 from switchboard.runtime import default_model_factory, eval_runtimes
 from switchboard.sandbox import open_sandbox_bot
 from switchboard.scheduling import build_scheduler, open_manager
@@ -184,7 +184,7 @@ def eval_host() -> eval_cli.EvalHost[Settings]:
     runtime builder, and the deployment's stores for the feedback commands."""
     return eval_cli.EvalHost(
         settings=load_settings,
-        configure_logging=configure_logging,
+        configure_logging=_configure_logging,
         models=lambda settings: default_model_factory(settings, os.environ),
         runtimes=eval_runtimes,
         open_feedback=open_services,
@@ -201,7 +201,7 @@ def schedule_manager() -> contextlib.AbstractAsyncContextManager[ScheduleManager
 async def _open_scheduler() -> AsyncIterator[SchedulerService]:
     """``switchboard scheduler``: this process's scheduler over the deployment's services."""
     settings = load_settings("SLACK_BOT_TOKEN")
-    configure_logging(settings.log_level, fmt=settings.log_format)
+    configure_from(settings)
     token = settings.slack_bot_token
     async with open_services(settings) as services:
         client = create_web_client(
@@ -210,12 +210,18 @@ async def _open_scheduler() -> AsyncIterator[SchedulerService]:
         yield build_scheduler(services, client=client)
 
 
+def _configure_logging(level: str) -> None:
+    """Logging at ``level`` in the format the settings ask for (JSON in the image)."""
+    configure_from(load_settings(), level)
+
+
 def _mount_features() -> None:
     """The feature packages' commands, with what they need from the root."""
     app.add_typer(audit_commands(load_settings), name="audit")
+    usage_cli.register(app, open_sql=lambda: open_sql(load_settings()))
     eval_cli.register(app, host=eval_host())
     scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
-    sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=configure_logging)
+    sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=_configure_logging)
 
 
 _mount_features()
@@ -348,7 +354,7 @@ def console(
 ) -> None:
     """Chat with the runtime in the terminal (embedded defaults, sample Slack data)."""
     settings = load_settings()
-    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    configure_from(settings, "WARNING" if settings.log_level == "INFO" else settings.log_level)
 
     async def _read(prompt: str) -> str | None:
         try:

@@ -91,6 +91,7 @@ def runtime_config(settings: Settings, **overrides: Any) -> RuntimeConfig:
         "thread_lease_ttl": timedelta(seconds=10),
         "tool_result_max_chars": settings.tool_result_max_chars,
         "http_policy": HttpPolicy(allowed_hosts=tuple(settings.http_allowed_hosts)),
+        "prices": settings.price_table(),
     }
     options.update(overrides)
     if "pii_key" not in options:

@@ -24,7 +24,7 @@ from scheduler.calendar import BusinessCalendar
 from scheduler.feed import ChangeFeed
 from scheduler.manage import ScheduleManager
 from scheduler.ports import ActorResolver, GroupMembers, Poster
-from scheduler.runner import FiringRunner
+from scheduler.runner import FiringRunner, OnStandupOpened
 from scheduler.service import SchedulerConfig, SchedulerService
 from scheduler.standup import StandupCollector
 from scheduler.triggers import MIN_INTERVAL
@@ -32,8 +32,9 @@ from skills.catalog import load_registry
 from skills.context import ConversationAccess
 from skills.registry import SkillRegistry
 from storage.keys import Keys
+from storage.models import Schedule, ScheduleRun
 from storage.redis import create_redis
-from storage.schedules import ScheduleStore
+from storage.schedules import FiringResult, ScheduleStore
 from storage.sql import create_engine, session_factory, upgrade
 from switchboard.services import Services
 from switchboard.settings import Settings
@@ -121,7 +122,8 @@ def build_scheduler(
         slack = {"actor_for": actor_for, "group_members": group_members, "access": access}
     if poster is None:
         raise ValueError("a scheduler without a Slack client needs a poster")
-    runner = FiringRunner(
+    runner = _MeasuredRunner(
+        lateness=services.metrics.observe_lateness,
         store=store,
         runtime=services.runtime,
         poster=poster,
@@ -140,6 +142,26 @@ def build_scheduler(
         config=config,
         **_timed(clock),
     )
+
+
+class _MeasuredRunner(FiringRunner):
+    """The firing runner, reporting how late each firing starts
+    (``switchboard_schedule_lateness_seconds``): the scheduler's health in one number."""
+
+    def __init__(self, *, lateness: Callable[[float], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lateness = lateness
+
+    async def execute(
+        self,
+        schedule: Schedule,
+        run: ScheduleRun,
+        *,
+        on_standup_opened: OnStandupOpened | None = None,
+    ) -> FiringResult:
+        if run.started_at is not None:
+            self._lateness((run.started_at - run.scheduled_for).total_seconds())
+        return await super().execute(schedule, run, on_standup_opened=on_standup_opened)
 
 
 def _timed(clock: Callable[[], datetime] | None) -> dict[str, Any]:

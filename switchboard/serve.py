@@ -26,7 +26,7 @@ from bot.views.text import LinkPolicy
 from scheduler.service import SchedulerService
 from storage.feedback import FeedbackStore
 from storage.ratelimit import Rate
-from switchboard.logs import configure_logging
+from switchboard.logs import configure_from
 from switchboard.scheduling import build_scheduler
 from switchboard.services import Services, open_services
 from switchboard.settings import Settings
@@ -74,6 +74,7 @@ def build_bot(services: Services, *, client: AsyncWebClient, signing_secret: str
         client=client,
         signing_secret=signing_secret,
         config=bot_config(services.settings),
+        runs=services.runs,
     )
 
 
@@ -199,7 +200,7 @@ async def metrics_listener(bot: Bot, *, host: str, port: int | None) -> AsyncIte
 
 
 def run_http(settings: Settings) -> None:
-    configure_logging(settings.log_level, fmt=settings.log_format)
+    configure_from(settings)
     secret = settings.slack_signing_secret
     assert secret is not None
 
@@ -229,7 +230,7 @@ def run_http(settings: Settings) -> None:
 
 
 def run_socket(settings: Settings) -> None:
-    configure_logging(settings.log_level, fmt=settings.log_format)
+    configure_from(settings)
     app_token = settings.slack_app_token
     assert app_token is not None
 
@@ -263,7 +264,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     claiming, let turns in flight finish (``SWITCHBOARD_WORKER_DRAIN_SECONDS``) and hand
     the rest back. ``/healthz``, ``/readyz`` (SQL, Redis, the queue) and ``/metrics`` on PORT.
     """
-    configure_logging(settings.log_level, fmt=settings.log_format)
+    configure_from(settings)
 
     async def _main() -> None:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""

@@ -27,6 +27,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from bot.views.text import LinkPolicy
 from scheduler.calendar import parse_weekend
 from skills.egress import parse_allow_entry
+from skills.pricing import PriceError, PriceTable
 from storage.audit import AuditKeyError, AuditKeyring, check_audit_key, keyring_for
 from storage.ratelimit import Rate
 
@@ -109,6 +110,10 @@ class Settings(BaseSettings):
     approval_sweep_seconds: float = Field(default=30.0, gt=0, alias="SWITCHBOARD_APPROVAL_SWEEP")
     log_level: str = Field(default="INFO", alias="SWITCHBOARD_LOG_LEVEL")
     log_format: str = Field(default="text", alias="SWITCHBOARD_LOG_FORMAT")
+    #: A YAML/JSON price file (docs/observability.md); unset: the built-in list prices.
+    model_prices: str | None = Field(default=None, alias="SWITCHBOARD_MODEL_PRICES")
+    #: Cloud Logging's trace field names the project (``projects/<id>/traces/<trace>``).
+    google_cloud_project: str | None = Field(default=None, alias="GOOGLE_CLOUD_PROJECT")
     host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - a server binds all
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
     metrics_port: int | None = Field(default=None, ge=1, le=65535, alias="METRICS_PORT")
@@ -239,6 +244,21 @@ class Settings(BaseSettings):
             raise ValueError("expected text or json")
         return fmt
 
+    @field_validator("model_prices", "google_cloud_project", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model_prices")
+    @classmethod
+    def _check_model_prices(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                PriceTable.load(value)
+            except PriceError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -253,6 +273,15 @@ class Settings(BaseSettings):
         if value is not None and value == info.data.get("port"):
             raise ValueError("must differ from PORT (it moves /metrics off the public port)")
         return value
+
+    def price_table(self) -> PriceTable:
+        """Model prices: SWITCHBOARD_MODEL_PRICES on top of the defaults, else the defaults."""
+        if self.model_prices is None:
+            return PriceTable.defaults()
+        try:
+            return PriceTable.load(self.model_prices)
+        except PriceError as exc:  # the file changed since start-up
+            raise ConfigError("SWITCHBOARD_MODEL_PRICES", str(exc)) from None
 
     @property
     def memory_ttl(self) -> timedelta:

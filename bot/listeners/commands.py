@@ -7,6 +7,7 @@ goes to the channel as a message whose thread carries the conversation on.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -18,9 +19,11 @@ from bot.listeners._context import BotContext
 from bot.listeners.events import plain_text
 from bot.views import blocks as views
 from bot.views.text import escape_mrkdwn
+from bot.views.usage import TOP, USAGE_HELP, UsageArgsError, parse_usage_args, usage_text
 from bot.worker import WorkerBusy
 from skills.context import ThreadRef
 from skills.limits import SkillGate
+from storage.runs import RunStore, UsageDimension, UsageRow
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -163,12 +166,19 @@ async def _run_skill(
 ADMIN_USAGE = (
     "`/switchboard admin status` — skills switched off, and daily budgets\n"
     "`/switchboard admin disable SKILL [reason]` — switch a skill off for everyone\n"
-    "`/switchboard admin enable SKILL` — switch it back on"
+    "`/switchboard admin enable SKILL` — switch it back on\n" + USAGE_HELP
 )
 
 
-def register_admin(bot: BotContext, gate: SkillGate, *, admin_usergroup: str | None) -> None:
-    """``/switchboard admin …``: the skills kill switch, for members of the admin group."""
+def register_admin(
+    bot: BotContext,
+    gate: SkillGate,
+    *,
+    admin_usergroup: str | None,
+    runs: RunStore | None = None,
+) -> None:
+    """``/switchboard admin …``: the skills kill switch and, with ``runs``, the usage
+    report, for members of the admin group."""
     runtime = bot.conversations.runtime
 
     async def admin(
@@ -198,6 +208,8 @@ def register_admin(bot: BotContext, gate: SkillGate, *, admin_usergroup: str | N
         try:
             if action == "status":
                 await ack(response_type="ephemeral", text=await _status(gate, runtime))
+            elif action == "usage" and runs is not None:
+                await ack(response_type="ephemeral", text=await _usage(runs, rest))
             elif action in {"disable", "enable"} and name:
                 if name not in runtime.registry:
                     await ack(
@@ -217,7 +229,23 @@ def register_admin(bot: BotContext, gate: SkillGate, *, admin_usergroup: str | N
             await ack(response_type="ephemeral", text=message)
 
     bot.subcommands["admin"] = admin
-    bot.help_lines.append("`/switchboard admin …` — switch skills off and on (admins)")
+    bot.help_lines.append(
+        "`/switchboard admin …` — switch skills off and on, usage and cost (admins)"
+    )
+
+
+async def _usage(runs: RunStore, args: str) -> str:
+    try:
+        days = parse_usage_args(args)
+    except UsageArgsError:
+        return f"Usage: {USAGE_HELP}"
+    since = datetime.now(UTC) - timedelta(days=days)
+    tables: dict[UsageDimension, list[UsageRow]] = {
+        "skill": await runs.usage(since=since, by="skill"),
+        "user": await runs.usage(since=since, by="user", limit=TOP + 1),
+        "channel": await runs.usage(since=since, by="channel", limit=TOP + 1),
+    }
+    return usage_text(tables, days=days, since=since)
 
 
 async def _status(gate: SkillGate, runtime: Any) -> str:
