@@ -329,6 +329,9 @@ class Script(_Model):
 ScriptField = Annotated[Script | None, BeforeValidator(_script)]
 
 
+_NO_MESSAGE: Final = "\x00no message"
+
+
 def _turn(value: Any) -> Any:
     return {"text": value} if isinstance(value, str) else value
 
@@ -389,6 +392,21 @@ class Case(_Model):
     def _id_shape(cls, value: str) -> str:
         if not _ID.match(value):
             raise ValueError("use letters, digits, '.', '_' and '-' (starting with a letter)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flag_missing_message(cls, data: Any) -> Any:
+        # Neither given: let `message` report it (with every other field's problems).
+        if isinstance(data, dict) and "message" not in data and "goal" not in data:
+            return {**data, "message": _NO_MESSAGE}
+        return data
+
+    @field_validator("message")
+    @classmethod
+    def _message_given(cls, value: str) -> str:
+        if value == _NO_MESSAGE:
+            raise ValueError("required (or `goal` and `persona` for a simulated user)")
         return value
 
     @model_validator(mode="after")

@@ -99,6 +99,7 @@ class ScriptPlayer:
         with self._lock:
             self._leftovers()
             self._turns = []
+            self._position = 0
             return list(self._problems)
 
     def _leftovers(self) -> None:
@@ -135,11 +136,13 @@ class ScriptPlayer:
             self.calls += 1
             seen = self._watch(messages)
             if self._position >= len(self._turns):
-                raise ScriptError(
-                    self.case,
+                detail = (
                     f"{self._label}: the model was called {self._position + 1} time(s) but "
-                    f"the script has {len(self._turns)} turn(s)",
+                    f"the script has {len(self._turns)} turn(s)"
                 )
+                if detail not in self._problems:
+                    self._problems.append(detail)  # the runtime reports only "run failed"
+                raise ScriptError(self.case, detail)
             step = self._turns[self._position]
             self._position += 1
             number = self._position
