@@ -105,8 +105,20 @@ def first_difference(recorded: Any, sent: Any, path: str = "") -> str | None:
             return f"{path}: {len(recorded)} item(s) recorded, {len(sent)} sent"
         return None
     if recorded != sent:
+        if isinstance(recorded, str) and isinstance(sent, str):
+            recorded, sent = _from_divergence(recorded, sent)
         return f"{path or '(body)'}: recorded {_short(recorded)}, sent {_short(sent)}"
     return None
+
+
+def _from_divergence(a: str, b: str, context: int = 12) -> tuple[str, str]:
+    """Both strings from a little before where they first differ (``…`` marks the cut)."""
+    index = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    if index is None:
+        index = min(len(a), len(b))
+    start = max(0, index - context)
+    cut = "…" if start else ""
+    return cut + a[start:], cut + b[start:]
 
 
 def _short(value: Any) -> str:

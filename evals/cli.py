@@ -48,7 +48,7 @@ from evals.dataset import Dataset, DatasetError, discover_datasets, load_dataset
 from evals.feedback import DraftCase, draft_cases, feedback_rows, render_drafts, weekly_stats
 from evals.judge import Judge, RubricJudge
 from evals.report import summary_table, write_html
-from evals.results import BaselineError, EvalRun, compare, load_results
+from evals.results import BaselineError, CaseResult, EvalRun, compare, load_results
 from evals.runner import (
     CassetteOptions,
     EvalRunner,
@@ -334,13 +334,7 @@ async def run_evaluation(
             console.print(f"cassette written: {path}", highlight=False)
     for case in run.cases:
         if not case.passed:
-            failed = {
-                f"{c.name} — {c.detail}" if c.detail else c.name
-                for a in case.attempts
-                for c in a.failed_checks
-            }
-            tag = "known issue" if case.known_issue else "FAILED"
-            console.print(f"{tag}: {case.key} — {'; '.join(sorted(failed))}", highlight=False)
+            console.print(_failure_line(case), highlight=False)
     if options.save_baseline is not None:
         run.write(options.save_baseline)
         console.print(f"baseline saved to {options.save_baseline}")
@@ -349,6 +343,19 @@ async def run_evaluation(
         console.print(verdict.describe(), highlight=False)
         return run, 1 if verdict.failed else 0
     return run, 1 if run.failures else 0
+
+
+_FIRST = ("cassette", "script", "error", "route")  # causes before their consequences
+
+
+def _failure_line(case: CaseResult) -> str:
+    """``FAILED: refunds/x — route refunds — answered by ask; …``: each failed check with
+    what actually happened, the checks that explain the others first."""
+    checks = [c for a in case.attempts for c in a.failed_checks]
+    checks.sort(key=lambda c: (_FIRST.index(c.kind) if c.kind in _FIRST else len(_FIRST), c.name))
+    parts = dict.fromkeys(f"{c.name} — {c.detail}" if c.detail else c.name for c in checks)
+    tag = "known issue" if case.known_issue else "FAILED"
+    return f"{tag}: {case.key} — {'; '.join(parts)}"
 
 
 def _judge(name: str, factory: Callable[[str], Any]) -> Judge:

@@ -123,13 +123,16 @@ async def test_a_scripted_router_answer_is_checked_and_the_actual_skill_reported
 async def test_a_router_choice_the_person_may_not_use_falls_back(stores: EvalStores) -> None:
     """The script's router says refunds, but refunds is not offered in this channel: the
     production router refuses a skill it did not offer, so ask answers."""
-    text = (REFUNDS % """\
+    text = (
+        REFUNDS
+        % """\
   - id: elsewhere
     channel: C0PAYALERTS
     message: where is order 1001?
     script: {route: refunds, turns: ["I can't look orders up here."]}
     expect: {route: ask}
-""").replace("cases:", "access:\n  refunds: {channels: [C0SUPPORT]}\ncases:")
+"""
+    ).replace("cases:", "access:\n  refunds: {channels: [C0SUPPORT]}\ncases:")
     run = await wiring(stores).run([dataset(text)])
     (result,) = run.cases
     assert result.passed, result.attempts[0].failed_checks
