@@ -593,6 +593,7 @@ class EvalRunner:
         conversation: _Conversation | None = None
         if case.simulated:
             conversation = await self._converse(case, send, models)
+            assert conversation.last is not None  # _converse raises when nothing was said
             outcome = conversation.last
         else:
             outcome = await send(case.message, case.script, "message")

@@ -120,7 +120,7 @@ def test_record_then_replay_then_a_changed_prompt_misses(tmp_path: Path) -> None
                 "--dataset",
                 str(data),
                 "--out",
-                str(tmp_path / "replayed"),
+                str(tmp_path / "r"),
             ],
             base,
             tmp_path,
