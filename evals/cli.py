@@ -47,6 +47,13 @@ from evals.cassette import CassetteError
 from evals.dataset import Dataset, DatasetError, discover_datasets, load_dataset
 from evals.feedback import DraftCase, draft_cases, feedback_rows, render_drafts, weekly_stats
 from evals.judge import Judge, RubricJudge
+from evals.pairwise import (
+    Comparison,
+    ModelPairwiseJudge,
+    PairwiseJudge,
+    compare_runs,
+    comparison_table,
+)
 from evals.report import summary_table, write_html
 from evals.results import BaselineError, CaseResult, EvalRun, compare, load_results
 from evals.runner import (
@@ -377,6 +384,7 @@ def eval_app(host: EvalHost[Any]) -> typer.Typer:
     app.command("validate")(_validate_command(host))
     app.command("import-feedback")(_import_feedback_command(host))
     app.command("stats")(_stats_command(host))
+    app.command("compare")(_compare_command(host))
     return app
 
 
@@ -479,6 +487,99 @@ def _run_command(host: EvalHost[Any]) -> Callable[..., None]:
         raise typer.Exit(status)
 
     return run_command
+
+
+async def run_comparison(
+    *,
+    a: str,
+    b: str,
+    skills: Sequence[str],
+    datasets: Sequence[Path],
+    settings: EvalSettings,
+    runtimes: RuntimeBuilder,
+    model_factory: ModelFactory,
+    judge: PairwiseJudge,
+    console: Console,
+    out: Path,
+    concurrency: int = 4,
+) -> Comparison:
+    """The same cases on variant ``a`` and ``b`` (quality mode, each forced on every
+    skill), then the pairwise judge; writes ``compare.json`` and ``compare.html``."""
+    folders = [builtin_dir(), *map(Path, settings.skills_dirs)]
+    loaded = load_datasets(datasets, folders, skills)
+    check_skills(
+        loaded, settings.skills_dirs, where="the built-in skills and SWITCHBOARD_SKILLS_DIR"
+    )
+    runs: list[EvalRun] = []
+    for variant in (a, b):
+        model_factory(variant)  # configuration errors before the first case
+        async with embedded_stores() as stores:
+            runner = EvalRunner(
+                stores=stores,
+                runtimes=runtimes,
+                model_factory=model_factory,
+                model=variant,
+                force_model=True,
+                simulator=_simulator(variant, model_factory),
+                mode="quality",
+                concurrency=concurrency,
+                skills_dirs=settings.skills_dirs,
+            )
+            runs.append(await runner.run(loaded))
+    rubrics = {f"{d.skill}/{c.id}": c.expect.rubric for d in loaded for c in d.cases}
+    comparison = await compare_runs(runs[0], runs[1], judge=judge, rubrics=rubrics)
+    console.print(comparison_table(comparison))
+    comparison.write(out)
+    console.print(f"comparison: {out / 'compare.json'}  report: {out / 'compare.html'}")
+    return comparison
+
+
+def _compare_command(host: EvalHost[Any]) -> Callable[..., None]:
+    def compare_command(
+        skills: list[str] = typer.Argument(  # noqa: B008
+            None, metavar="[SKILL]...", help="skills to compare on (default: every dataset)"
+        ),
+        a: str = typer.Option(..., "--a", help="variant A: a model string"),
+        b: str = typer.Option(..., "--b", help="variant B: a model string"),
+        judge_model: str = typer.Option(..., "--judge-model", help="the pairwise judge"),
+        concurrency: int = typer.Option(4, "--concurrency", min=1, help="cases run at once"),
+        out: Path = typer.Option(None, "--out", help="folder for compare.json and .html"),  # noqa: B008
+        dataset: list[Path] = typer.Option(  # noqa: B008
+            None, "--dataset", help="dataset file(s) to run instead of discovering them"
+        ),
+    ) -> None:
+        """Run the same cases on A and B; a pairwise judge gives A's win/tie/loss."""
+        settings = host.settings()
+        host.configure_logging("ERROR" if settings.log_level == "INFO" else settings.log_level)
+        factory = host.models(settings)
+        folder = out or Path("eval-results") / datetime.now(UTC).strftime("compare-%Y%m%d-%H%M%S")
+        try:
+            model = factory(judge_model)
+            if isinstance(unmasked(model), OfflineChatModel):
+                raise UsageProblem(
+                    "the offline model cannot judge; give --judge-model a real model"
+                )
+            asyncio.run(
+                run_comparison(
+                    a=a,
+                    b=b,
+                    skills=list(skills or []),
+                    datasets=list(dataset or []),
+                    settings=settings,
+                    runtimes=host.runtimes(settings),
+                    model_factory=factory,
+                    judge=ModelPairwiseJudge(model=model, model_name=judge_model),
+                    console=Console(width=140),
+                    out=folder,
+                    concurrency=concurrency,
+                )
+            )
+        except ModelConfigError as exc:
+            _fail(str(exc))
+        except UsageProblem as exc:
+            _fail(str(exc))
+
+    return compare_command
 
 
 def _simulator(name: str, factory: Callable[[str], Any]) -> Simulator | None:
