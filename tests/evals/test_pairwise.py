@@ -47,19 +47,20 @@ async def test_compare_reports_win_tie_loss_cost_and_latency(tmp_path: Path) -> 
     models: dict[str, BaseChatModel] = {"model-a": variant_a, "model-b": variant_b}
     judge_model = ScriptedChatModel([_judge_by_content] * 3)
     settings = Settings.from_env({})
-    comparison = await run_comparison(
-        a="model-a",
-        b="model-b",
-        skills=[],
-        datasets=[data],
-        settings=settings,
-        runtimes=eval_runtimes(settings),
-        model_factory=lambda name: models[name],
-        judge=ModelPairwiseJudge(model=judge_model, model_name="judge"),
-        console=Console(file=open(tmp_path / "out.txt", "w"), width=160),
-        out=tmp_path / "cmp",
-        concurrency=1,
-    )
+    with open(tmp_path / "out.txt", "w") as printed:
+        comparison = await run_comparison(
+            a="model-a",
+            b="model-b",
+            skills=[],
+            datasets=[data],
+            settings=settings,
+            runtimes=eval_runtimes(settings),
+            model_factory=lambda name: models[name],
+            judge=ModelPairwiseJudge(model=judge_model, model_name="judge"),
+            console=Console(file=printed, width=160),
+            out=tmp_path / "cmp",
+            concurrency=1,
+        )
     outcomes = {c.key: c.outcome for c in comparison.cases}
     assert sorted(outcomes.values()) == ["tie", "win", "win"]
     assert comparison.counts() == {"win": 2, "tie": 1, "loss": 0}
