@@ -22,7 +22,7 @@ _MODE_NOTES = {
     "wiring": (
         "wiring: the models' turns are scripted or replayed, so these numbers check the "
         "runtime (routing plumbing, access, approvals, masking, tools), not answer quality; "
-        "rubrics are not judged"
+        "rubrics are not judged; tokens are estimates and nothing is billed"
     ),
     "quality": "quality: the skills' real models answered; judge scores need --judge-model",
 }
