@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from evals.dataset import discover_datasets, load_dataset
 from evals.runner import EvalRunner, EvalStores
 from skills.models.offline import OfflineChatModel
@@ -20,6 +22,7 @@ def _datasets() -> list:
     return [load_dataset(path) for path in discover_datasets([builtin_dir()])]
 
 
+@pytest.mark.timeout(600)  # 75 cases through the whole runtime, on a loaded machine
 async def test_builtin_datasets_pass_in_wiring_mode(stores: EvalStores) -> None:
     runner = EvalRunner(
         stores=stores,

@@ -135,3 +135,23 @@ def test_the_gate_and_the_table_agree_about_known_issues() -> None:
     tracked = run(_case("a", True), _case("b", False, known="tracked"), _case("k", False, "t"))
     verdict = compare(baseline.to_json(), tracked, threshold=0.0)
     assert verdict.newly_failing == () and verdict.pass_rate == tracked.overall().pass_rate
+
+
+def test_mode_options_that_contradict_each_other_are_usage_errors(tmp_path: Path) -> None:
+    data = tmp_path / "ask.eval.yaml"
+    data.write_text("skill: ask\ncases:\n  - {id: a, message: hello, script: [Hi.]}\n")
+    evals = eval_app(eval_host())
+    cli = CliRunner()
+    for args, message in [
+        (["--record", "--replay"], "--record and --replay exclude each other"),
+        (["--record", "--mode", "wiring"], "--record runs in quality mode"),
+        (["--replay", "--mode", "quality"], "--replay runs in wiring mode"),
+        (["--record", "--model", "offline", "--mode", "quality"], "records OpenAI-compatible"),
+        (["--mode", "sideways"], "--mode: expected quality or wiring"),
+    ]:
+        result = cli.invoke(evals, [*args, "--dataset", str(data), "--out", str(tmp_path)], env={})
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    # the offline model defaults to wiring mode, and says so
+    result = cli.invoke(evals, ["--dataset", str(data), "--out", str(tmp_path / "w")], env={})
+    assert result.exit_code == 0 and "wiring mode (scripted model turns" in result.output
