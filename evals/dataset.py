@@ -56,6 +56,10 @@ __all__ = [
     "Expect",
     "ExpectedCall",
     "HttpRoute",
+    "Script",
+    "ScriptCall",
+    "ScriptStep",
+    "SimulationStep",
     "SlackMessageSpec",
     "Trajectory",
     "TrajectoryMode",
@@ -250,6 +254,7 @@ class Expect(_Model):
     answer: AnswerChecks = Field(default_factory=AnswerChecks)
     rubric: str | None = None
     rubric_threshold: float = Field(default=0.7, ge=0, le=1)
+    goal_reached: bool = True  # user simulation: the simulated user says the goal was met
 
 
 # --------------------------------------------------------------------------- cases
@@ -264,6 +269,69 @@ class SlackMessageSpec(_Model):
     channel: str | None = None  # default: the case's channel
 
 
+class ScriptCall(_Model):
+    """A tool call the scripted model makes: ``{call: lookup_order, args: {order_id: "1"}}``."""
+
+    call: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+def _step(value: Any) -> Any:
+    """A bare string is a final answer: ``- "Order 1001 is paid."``."""
+    return {"reply": value} if isinstance(value, str) else value
+
+
+class ScriptStep(_Model):
+    """One answer of the skill's model in wiring mode: tool call(s), text, or both.
+
+    ``sees`` lists text the model's input must contain at that point (a tool result that
+    reached it, say); it makes a script check the wiring instead of only replaying it.
+    """
+
+    reply: str = ""
+    call: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    calls: list[ScriptCall] = Field(default_factory=list)
+    sees: StrList = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ScriptStep:
+        if self.call is not None and self.calls:
+            raise ValueError("use `call` (one tool call) or `calls` (several), not both")
+        if self.args and self.call is None:
+            raise ValueError("`args` needs `call`")
+        return self
+
+    @property
+    def tool_calls(self) -> list[ScriptCall]:
+        if self.call is not None:
+            return [ScriptCall(call=self.call, args=self.args)]
+        return list(self.calls)
+
+
+def _script(value: Any) -> Any:
+    """``script: [step, …]`` is ``script: {turns: [step, …]}``."""
+    return {"turns": value} if isinstance(value, list) else value
+
+
+class Script(_Model):
+    """What the models say in wiring mode for one message (see docs/evals.md).
+
+    ``turns``: the skill's model answers, in call order, across an approval (the answer
+    after the approved call comes last). ``route``: what the router model answers when the
+    runtime consults it (default: the case's expected route).
+    """
+
+    route: str | None = None
+    turns: list[Annotated[ScriptStep, BeforeValidator(_step)]] = Field(default_factory=list)
+
+
+ScriptField = Annotated[Script | None, BeforeValidator(_script)]
+
+
+_NO_MESSAGE: Final = "\x00no message"
+
+
 def _turn(value: Any) -> Any:
     return {"text": value} if isinstance(value, str) else value
 
@@ -274,6 +342,24 @@ class Turn(_Model):
     text: str
     user: str | None = None  # default: the case's actor
     skill: str | None = None
+    script: ScriptField = None  # wiring mode: the model turns for this message
+
+
+class SimulationStep(_Model):
+    """One move of the simulated user in wiring mode: say ``user`` (and the skill's model
+    answers with ``script``), or end the conversation with ``done`` (the reason) and
+    whether the goal was reached."""
+
+    user: str | None = None
+    script: ScriptField = None
+    done: str | None = None
+    goal_reached: bool = True
+
+    @model_validator(mode="after")
+    def _say_or_stop(self) -> SimulationStep:
+        if (self.user is None) == (self.done is None):
+            raise ValueError("give `user` (what the person says) or `done` (why they stop)")
+        return self
 
 
 class Case(_Model):
@@ -281,7 +367,7 @@ class Case(_Model):
 
     id: str
     description: str = ""
-    message: str
+    message: str = ""
     skill: str | None = None  # force this skill (as an explicit pick); default: routed
     actor: str | None = None
     channel: str | None = None
@@ -293,6 +379,12 @@ class Case(_Model):
     known_issue: str | None = None
     notes: str = ""
     expect: Expect = Field(default_factory=Expect)
+    script: ScriptField = None  # wiring mode: what the models say for `message`
+    # User simulation: a simulated person pursues `goal` for up to `max_turns` messages.
+    goal: str | None = None
+    persona: str = ""
+    max_turns: int = Field(default=5, ge=1, le=20)
+    simulation: list[SimulationStep] = Field(default_factory=list)  # wiring mode's moves
     _line: int | None = PrivateAttr(default=None)
 
     @field_validator("id")
@@ -301,6 +393,49 @@ class Case(_Model):
         if not _ID.match(value):
             raise ValueError("use letters, digits, '.', '_' and '-' (starting with a letter)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flag_missing_message(cls, data: Any) -> Any:
+        # Neither given: let `message` report it (with every other field's problems).
+        if isinstance(data, dict) and "message" not in data and "goal" not in data:
+            return {**data, "message": _NO_MESSAGE}
+        return data
+
+    @field_validator("message")
+    @classmethod
+    def _message_given(cls, value: str) -> str:
+        if value == _NO_MESSAGE:
+            raise ValueError("required (or `goal` and `persona` for a simulated user)")
+        return value
+
+    @model_validator(mode="after")
+    def _message_or_goal(self) -> Case:
+        if self.goal is None:
+            if not self.message.strip():
+                raise ValueError("give `message` (one request) or `goal` (a simulated user)")
+            if self.simulation:
+                raise ValueError("`simulation` needs `goal`")
+            return self
+        if self.message:
+            raise ValueError("give `message` or `goal`, not both")
+        if self.script is not None:
+            raise ValueError("a simulated case scripts each move under `simulation`")
+        said = [s for s in self.simulation if s.user is not None]
+        if len(said) > self.max_turns:
+            raise ValueError(
+                f"`simulation` says {len(said)} messages; max_turns is {self.max_turns}"
+            )
+        return self
+
+    @property
+    def simulated(self) -> bool:
+        return self.goal is not None
+
+    @property
+    def request(self) -> str:
+        """What reports show as the input: the message, or the simulated user's goal."""
+        return self.message if self.goal is None else f"[simulated user] goal: {self.goal}"
 
     @property
     def line(self) -> int | None:

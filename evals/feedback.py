@@ -50,6 +50,7 @@ class FeedbackRow:
     comment: str | None
     created_at: datetime
     requester: str | None
+    request: str | None = None  # the masked request, stored with the feedback
 
 
 async def feedback_rows(
@@ -82,6 +83,7 @@ async def feedback_rows(
             comment=fb.comment,
             created_at=fb.created_at,
             requester=actor,
+            request=fb.request,
         )
         for fb, actor in rows
     ]
@@ -115,7 +117,14 @@ async def draft_cases(rows: Sequence[FeedbackRow], *, history: History) -> list[
             note.append(f"comment: {_clean(row.comment)}")
         if answers:
             note.append(f"answer given: {answers[-1][:1500]}")
-        if not humans:
+        stored = _clean(row.request) if row.request else ""
+        if not humans and stored:
+            humans = [stored]
+            note.append(
+                "the thread's messages are no longer in memory: the request is the one "
+                "stored with the feedback; earlier turns are lost"
+            )
+        elif not humans:
             note.append("the thread's messages are no longer in memory; fill in `message`")
         note.append("TODO: add expectations (trajectory, answer checks, rubric), then drop this")
         case: dict[str, Any] = {

@@ -18,6 +18,16 @@ from evals.results import AttemptResult, CaseResult, EvalRun
 __all__ = ["render_html", "summary_table", "write_html"]
 
 
+_MODE_NOTES = {
+    "wiring": (
+        "wiring: the models' turns are scripted or replayed, so these numbers check the "
+        "runtime (routing plumbing, access, approvals, masking, tools), not answer quality; "
+        "rubrics are not judged; tokens are estimates and nothing is billed"
+    ),
+    "quality": "quality: the skills' real models answered; judge scores need --judge-model",
+}
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -29,8 +39,9 @@ def _cost(value: float | None) -> str:
 def summary_table(run: EvalRun) -> Table:
     """One row per skill plus a total: pass rate, route, trajectory, judge, latency, cost."""
     table = Table(
-        title=f"Evaluation on {run.model}"
-        + (f" (judge: {run.judge_model})" if run.judge_model else "")
+        title=f"Evaluation — {run.mode_label}"
+        + (f" (judge: {run.judge_model})" if run.judge_model else ""),
+        caption=_MODE_NOTES.get(run.mode),
     )
     for column in ("skill", "cases", "pass rate"):
         table.add_column(column, justify="left" if column == "skill" else "right")
@@ -74,7 +85,8 @@ color:#fff;font-size:.8rem;margin-right:.5rem}.b-pass{background:#1e8e3e}
 pre{background:#f6f8fa;padding:.5rem;white-space:pre-wrap;word-break:break-word;margin:.3rem 0}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.ok{color:#1e8e3e}
 .bad{color:#d93025}.skip{color:#888}ul.checks{margin:.2rem 0;padding-left:1.2rem}
-.controls{margin:.5rem 0}
+.controls{margin:.5rem 0}.mode{padding:.4rem .7rem;border-radius:6px;margin:.4rem 0}
+.mode-wiring{background:#fff4d6}.mode-quality{background:#e6f0ff}
 """
 
 _JS = """
@@ -161,6 +173,12 @@ def _attempt_html(attempt: AttemptResult, index: int, total: int) -> str:
         for c in attempt.calls
     )
     title = f"<h4>attempt {index + 1}</h4>" if total > 1 else ""
+    if attempt.conversation:
+        lines = "\n\n".join(
+            f"person: {turn['user']}\nswitchboard: {turn['assistant']}"
+            for turn in attempt.conversation
+        )
+        title += f"<b>simulated conversation ({attempt.turns} message(s))</b><pre>{_e(lines)}</pre>"
     return (
         f"{title}<div>outcome <b>{_e(attempt.outcome)}</b>, routed to "
         f"<b>{_e(attempt.route or '-')}</b>, {attempt.latency_ms:.0f} ms, "
@@ -193,6 +211,7 @@ def _case_html(case: CaseResult) -> str:
         f"{' open' if state == 'fail' else ''}>"
         f'<summary><span class="badge b-{state}">{label}</span><b>{_e(case.key)}</b> '
         f'<span class="meta">{_e(case.description)} · {_e(where)}</span></summary>'
+        f"<div class='meta'>mode {_e(case.mode)}</div>"
         f"<b>input</b><pre>{_e(case.message)}</pre>{known}"
         f"<div>expected route: <b>{_e(case.expected_route or '(not checked)')}</b></div>"
         f"{expected_block}{attempts}</details>"
@@ -226,7 +245,10 @@ def render_html(run: EvalRun) -> str:
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>Switchboard evaluation — {_e(run.model)}</title><style>{_CSS}</style>"
         f"<script>{_JS}</script></head><body>"
-        f"<h1>Switchboard evaluation</h1><div class='meta'>model {_e(run.model)}{_e(judge)} · "
+        f"<h1>Switchboard evaluation</h1>"
+        f"<div class='mode mode-{_e(run.mode)}'><b>{_e(run.mode_label)}</b>"
+        f"{' — ' + _e(_MODE_NOTES[run.mode]) if run.mode in _MODE_NOTES else ''}</div>"
+        f"<div class='meta'>model {_e(run.model)}{_e(judge)} · "
         f"{_e(run.started_at)} · repeat {run.repeat} · {len(run.cases)} cases · "
         f"{overall.pass_rate:.0%} passed · {run.duration_s:.1f} s</div>"
         f"<h2>Summary</h2>{_summary_rows(run)}"

@@ -34,6 +34,7 @@ RESULTS_VERSION: Final = 1
 PRICES: Final[Mapping[str, tuple[float, float]]] = {
     # model string prefix → USD per million (input, output) tokens; longest prefix wins.
     "offline": (0.0, 0.0),
+    "wiring": (0.0, 0.0),  # scripted turns: the tokens are estimates, nothing is billed
     "ollama:": (0.0, 0.0),
     "openai:gpt-4.1-nano": (0.10, 0.40),
     "openai:gpt-4.1-mini": (0.40, 1.60),
@@ -77,6 +78,8 @@ class AttemptResult:
     output_tokens: int = 0
     cost_usd: float | None = 0.0
     error: str | None = None
+    turns: int | None = None  # user simulation: messages the simulated person sent
+    conversation: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -102,6 +105,7 @@ class CaseResult:
     line: int | None = None
     known_issue: str | None = None
     tags: list[str] = field(default_factory=list)
+    mode: str = "quality:model"  # which mode and source produced the result
 
     @property
     def key(self) -> str:
@@ -152,6 +156,17 @@ class EvalRun:
     repeat: int
     cases: list[CaseResult]
     duration_s: float = 0.0
+    mode: str = "quality"  # quality | wiring
+    source: str = "model"  # model | script | cassette
+    cassettes: list[str] = field(default_factory=list)
+
+    @property
+    def mode_label(self) -> str:
+        """How reports name what produced the numbers."""
+        if self.mode == "wiring":
+            how = "recorded cassette" if self.source == "cassette" else "scripted model turns"
+            return f"wiring mode ({how}; checks the plumbing, not the model's quality)"
+        return f"quality mode (model {self.model})"
 
     def summaries(self) -> list[SkillSummary]:
         skills = sorted({c.skill for c in self.cases})
@@ -167,6 +182,10 @@ class EvalRun:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": RESULTS_VERSION,
+            "mode": self.mode,
+            "source": self.source,
+            "mode_label": self.mode_label,
+            "cassettes": self.cassettes,
             "started_at": self.started_at,
             "model": self.model,
             "judge_model": self.judge_model,
@@ -177,7 +196,8 @@ class EvalRun:
                 "skills": {s.skill: asdict(s) for s in self.summaries()},
             },
             "cases": [
-                {**asdict(case), "key": case.key, "passed": case.passed} for case in self.cases
+                {**asdict(case), "key": case.key, "passed": case.passed, "counts": case.counts}
+                for case in self.cases
             ],
         }
 
@@ -284,17 +304,34 @@ class GateResult:
         return "\n".join(lines)
 
 
+def _counts(item: Mapping[str, Any]) -> bool:
+    """`CaseResult.counts` for a stored case: a failing known issue does not count."""
+    if "counts" in item:
+        return bool(item["counts"])
+    return item.get("known_issue") is None or bool(item.get("passed"))
+
+
 def compare(baseline: Mapping[str, Any], run: EvalRun, *, threshold: float) -> GateResult:
-    """Compare ``run`` with a stored run over the cases both contain."""
+    """Compare ``run`` with a stored run over the cases both contain.
+
+    Pass rates use the table's definition (`summarize`): a failing known issue is left
+    out, on either side; a case that now fails as a known issue is not a regression.
+    """
     before: dict[str, bool] = {}
+    counted_before: set[str] = set()
     for item in baseline.get("cases", []):
         if isinstance(item, dict) and isinstance(item.get("key"), str):
             before[item["key"]] = bool(item.get("passed"))
+            if _counts(item):
+                counted_before.add(item["key"])
     now = {case.key: case.passed for case in run.cases}
+    counted_now = {case.key for case in run.cases if case.counts}
     common = sorted(set(before) & set(now))
-    newly_failing = tuple(key for key in common if before[key] and not now[key])
-    rate_before = _ratio(before[k] for k in common) or 0.0
-    rate_now = _ratio(now[k] for k in common) or 0.0
+    newly_failing = tuple(
+        key for key in common if before[key] and not now[key] and key in counted_now
+    )
+    rate_before = _ratio(before[k] for k in common if k in counted_before) or 0.0
+    rate_now = _ratio(now[k] for k in common if k in counted_now) or 0.0
     return GateResult(
         baseline_pass_rate=rate_before,
         pass_rate=rate_now,

@@ -90,9 +90,9 @@ def score(observation: Observation, expect: Expect, *, route: str | None) -> lis
         results.append(
             CheckResult(
                 "route",
-                f"routed to {route}",
+                f"route {route}",
                 observation.route == route,
-                f"routed to {observation.route or 'nothing'}",
+                f"answered by {observation.route or 'no skill'}",
             )
         )
     refused = observation.outcome == "refusal"

@@ -25,8 +25,13 @@ class FeedbackStore:
         user_id: str,
         value: str,
         run_id: str | None = None,
+        request: str | None = None,
     ) -> Feedback:
-        """Store (or change) ``user_id``'s verdict on a message; ``value`` is up or down."""
+        """Store (or change) ``user_id``'s verdict on a message; ``value`` is up or down.
+
+        ``request``: the (already PII-masked) message the answer was given to, kept so the
+        feedback still says what was asked once the conversation's memory has expired.
+        """
         if value not in {"up", "down"}:
             raise ValueError("feedback is 'up' or 'down'")
         for _ in range(2):  # a concurrent first click may win the insert: then update
@@ -42,10 +47,13 @@ class FeedbackStore:
                             user_id=user_id,
                             value=value,
                             run_id=run_id,
+                            request=request[:4000] if request else None,
                         )
                         session.add(row)
                     else:
                         row.value = value
+                        if request and not row.request:
+                            row.request = request[:4000]
                         row.updated_at = utcnow()
                 return row
             except IntegrityError:

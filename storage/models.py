@@ -115,6 +115,8 @@ class Feedback(Base):
     value: Mapped[str] = mapped_column(String(8))  # "up" | "down"
     comment: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(32))
+    # The request the answer was given to, PII-masked (drafts cases once memory expired).
+    request: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

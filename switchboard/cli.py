@@ -47,7 +47,7 @@ from switchboard.sandbox import open_sandbox_bot
 from switchboard.scheduling import build_scheduler, open_manager
 from switchboard.serve import run_http, run_socket, run_worker
 from switchboard.services import open_services
-from switchboard.settings import ConfigError, Settings
+from switchboard.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
 
 T = TypeVar("T")
 
@@ -189,6 +189,10 @@ def eval_host() -> eval_cli.EvalHost[Settings]:
         runtimes=eval_runtimes,
         open_feedback=open_services,
         open_sql=open_sql,
+        http_models=lambda settings, client: default_model_factory(
+            settings, os.environ, http_client=client
+        ),
+        database_configured=lambda settings: settings.database_url != DEFAULT_DATABASE_URL,
     )
 
 

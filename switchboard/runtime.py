@@ -99,11 +99,20 @@ def runtime_config(settings: Settings, **overrides: Any) -> RuntimeConfig:
     return RuntimeConfig(**options)
 
 
-def default_model_factory(settings: Settings, env: Mapping[str, str]) -> ModelFactory:
-    """Chat models by name (``offline``, ``openai:gpt-4.1-mini``…), with the model timeout."""
+def default_model_factory(
+    settings: Settings, env: Mapping[str, str], *, http_client: httpx.AsyncClient | None = None
+) -> ModelFactory:
+    """Chat models by name (``offline``, ``openai:gpt-4.1-mini``…), with the model timeout.
+
+    ``http_client`` carries OpenAI-compatible models' HTTP (``switchboard eval --record``
+    records a provider's exchanges through it); other providers do not take one.
+    """
 
     def factory(name: str) -> BaseChatModel:
-        return load_chat_model(name, timeout=settings.model_timeout, env=env)
+        extra: dict[str, Any] = {}
+        if http_client is not None and name.strip().lower().startswith("openai:"):
+            extra["http_async_client"] = http_client
+        return load_chat_model(name, timeout=settings.model_timeout, env=env, **extra)
 
     return factory
 

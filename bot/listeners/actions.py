@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from langchain_core.messages import HumanMessage
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -12,9 +13,23 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
-from skills.pii import mask_text
+from skills.pii import mask_text, strip_token_ids
 
 log = logging.getLogger(f"switchboard.{__name__}")
+
+
+async def _request(bot: BotContext, thread: ThreadRef) -> str | None:
+    """The thread's latest request as memory holds it, masked: stored with the feedback so
+    a 👎 still says what was asked after the conversation's memory expires."""
+    try:
+        messages = await bot.conversations.runtime.history(thread)
+    except Exception:  # feedback is recorded even when memory cannot be read
+        log.warning("feedback: the thread's memory could not be read", exc_info=True)
+        return None
+    asked = [m for m in messages if isinstance(m, HumanMessage)]
+    if not asked:
+        return None
+    return mask_text(strip_token_ids(str(asked[-1].text))).strip()[:4000] or None
 
 
 def register(app: AsyncApp, bot: BotContext) -> None:
@@ -33,9 +48,11 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             return
         thread_ts = str(message.get("thread_ts") or message_ts)
         team = str((body.get("team") or {}).get("id") or "T0")
+        thread = ThreadRef(team=team, channel=channel, thread_ts=thread_ts)
         await bot.feedback.record(
             skill=skill,
-            thread_id=ThreadRef(team=team, channel=channel, thread_ts=thread_ts).thread_id,
+            thread_id=thread.thread_id,
+            request=await _request(bot, thread),
             channel_id=channel,
             message_ts=message_ts,
             user_id=user,

@@ -75,7 +75,7 @@ async def test_reset_command(make_bot: BotFactory) -> None:
 
 async def test_feedback_click_is_stored_and_shown(make_bot: BotFactory) -> None:
     env = await make_bot({"offline": ScriptedChatModel([reply("An answer.")])})
-    _, ts = await env.mention("ask hi")
+    _, ts = await env.mention("ask hi, my card is 4111 1111 1111 1111")
     await env.idle()
     answer = env.replies("C0GENERAL", ts)[0]
     button = next(b for b in answer["blocks"] if b["type"] == "actions")["elements"][1]
@@ -104,6 +104,8 @@ async def test_feedback_click_is_stored_and_shown(make_bot: BotFactory) -> None:
     assert [(r.value, r.user_id, r.skill, r.message_ts) for r in rows] == [
         ("down", "U0CAROL", "ask", answer["ts"])
     ]
+    # the request is kept with the feedback, masked (drafts outlive the thread's memory)
+    assert rows[0].request == "hi, my card is [card ****1111]"
     # Per person: the buttons stay for everyone else; only Carol is thanked.
     updated = env.slack.message("C0GENERAL", answer["ts"])
     assert any(b.get("block_id") == "feedback" for b in updated["blocks"])

@@ -125,10 +125,14 @@ DATASET = """\
 skill: ask
 cases:
   - id: greet
-    message: ask hello there
-    expect: {answer: {contains: ["(offline model)"]}}
+    message: hello there
+    script: ["Hi there! How can I help?"]
+    expect: {answer: {contains: ["Hi there"]}}
   - id: clock
-    message: ask time_now
+    message: what's the date today?
+    script:
+      - {call: time_now}
+      - {reply: "Today is 2025-05-14.", sees: ["2025-05-14"]}
     expect: {trajectory: [{name: time_now}], answer: {contains: ["2025-05-14"]}}
 """
 
