@@ -76,7 +76,7 @@ async def open_sandbox_bot(environment: BotEnvironment) -> AsyncIterator[Sandbox
     assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
     token = settings.slack_bot_token.get_secret_value()
     secret = settings.slack_signing_secret.get_secret_value()
-    async with open_services(settings, env=environment.skills) as services:
+    async with open_services(settings, env=environment.skills, watch_skills=True) as services:
         client = create_web_client(token=token, base_url=settings.slack_api_url)
         bot = build_bot(services, client=client, signing_secret=secret)
         yield SandboxBot(
