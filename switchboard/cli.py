@@ -38,7 +38,7 @@ from skills.spec import builtin_dir, describe_duration, validate_paths
 from skills.tracing import setup_langsmith, setup_tracing
 from storage.limits import SkillLimitsStore
 from storage.sql import create_engine, session_factory, upgrade
-from switchboard import operate
+from switchboard import operate, skills_cli
 from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
 from switchboard.logs import configure_logging
@@ -174,7 +174,7 @@ def runs_retry(run_id: int) -> None:
 
 
 skills_app = typer.Typer(
-    help="List, show, validate, disable and enable skills.", no_args_is_help=True
+    help="Create, list, show, validate, disable and enable skills.", no_args_is_help=True
 )
 app.add_typer(skills_app, name="skills")
 
@@ -216,6 +216,7 @@ def _mount_features() -> None:
     eval_cli.register(app, host=eval_host())
     scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
     sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=configure_logging)
+    skills_cli.register(skills_app, load_settings=load_settings)
 
 
 _mount_features()
