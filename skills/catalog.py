@@ -12,7 +12,14 @@ from skills.digest import DIGEST_SKILL
 from skills.registry import Skill, SkillRegistry
 from skills.spec import LoadResult, SpecIssue, builtin_dir, load_spec_dirs
 
-__all__ = ["LoadedSkills", "describe_sources", "load_registry", "load_skills", "python_skills"]
+__all__ = [
+    "LoadedSkills",
+    "describe_sources",
+    "load_registry",
+    "load_skills",
+    "missing_skill",
+    "python_skills",
+]
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -102,6 +109,23 @@ def describe_sources(loaded: LoadedSkills) -> list[str]:
         lines.append(f"  {skill.label}{share}  {where}")
     lines.extend(f"  not loaded: {issue}" for issue in loaded.issues)
     return lines
+
+
+def missing_skill(name: str, loaded: LoadedSkills) -> str:
+    """Why ``name`` is not offered, saying where we looked: a spec of that name that did
+    not load (with its first problem), or the folders searched."""
+    for issue in loaded.issues:
+        stem = Path(issue.file).name.split(".")[0]
+        if stem == name:
+            return f"there is no skill named {name!r}: {issue.file} did not load ({issue})"
+    builtin = builtin_dir()
+    extra = [str(d) for d in loaded.dirs if d != builtin]
+    where = (
+        "the built-in skills and " + ", ".join(extra)
+        if extra
+        else "only the built-in skills (SWITCHBOARD_SKILLS_DIR is not set)"
+    )
+    return f"there is no skill named {name!r}; looked in {where}. Try `switchboard skills list`"
 
 
 def _under(source: str, folder: Path) -> bool:
