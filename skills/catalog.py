@@ -86,7 +86,10 @@ def load_registry(
     return loaded
 
 
-def describe_sources(loaded: LoadedSkills) -> list[str]:
+_ADD_HINT = "set SWITCHBOARD_SKILLS_DIR to add a folder of your own"
+
+
+def describe_sources(loaded: LoadedSkills, *, hint: str = _ADD_HINT) -> list[str]:
     """What was loaded and from where, for people: one line per folder, then one per
     skill (``refunds v2 (canary 10%)  ./skills/refunds-v2.yaml``).
 
@@ -97,11 +100,7 @@ def describe_sources(loaded: LoadedSkills) -> list[str]:
     extra = [d for d in loaded.dirs if d != builtin]
     lines = [
         "skills from: built-ins"
-        + (
-            ", " + ", ".join(str(d) for d in extra)
-            if extra
-            else " only (set SWITCHBOARD_SKILLS_DIR to add a folder of your own)"
-        )
+        + (", " + ", ".join(str(d) for d in extra) if extra else f" only ({hint})")
     ]
     for skill in [*loaded.skills, *loaded.canaries]:
         where = "built-in" if _under(skill.source, builtin) or skill.spec is None else skill.source

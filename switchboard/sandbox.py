@@ -164,7 +164,11 @@ class SandboxBot:
 
     @property
     def skill_sources(self) -> list[str]:
-        return list(self.services.skill_sources)
+        # The sandbox reads skill folders only from --skills (never SWITCHBOARD_SKILLS_DIR).
+        return [
+            line.replace("set SWITCHBOARD_SKILLS_DIR to add", "add --skills DIR for")
+            for line in self.services.skill_sources
+        ]
 
     def skills_overview(self) -> SkillsOverview:
         """The live registry, the reloader's last status and the newest eval results."""
