@@ -265,6 +265,13 @@ def skills_show(name: str) -> None:
     except UnknownSkill:
         fail(missing_skill(name, loaded), 1)
     typer.echo(describe_skill(skill, default_model=settings.model))
+    canary = loaded.registry.canary(name)
+    if canary is not None:
+        typer.echo(
+            f"\ncanary:      v{canary.version} gets {canary.canary or 0:g}% of new conversations"
+            f" (a conversation keeps its version); from {canary.source}"
+        )
+        typer.echo(describe_skill(canary, default_model=settings.model))
 
 
 def describe_skill(skill: Skill, *, default_model: str) -> str:
@@ -278,6 +285,7 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
     model = shown(("model",), skill.model) if skill.model else f"{default_model} (default)"
     lines = [
         f"name:        {skill.name}",
+        *([f"version:     {skill.version}"] if skill.version else []),
         f"description: {skill.description}",
         f"model:       {model}",
         f"source:      {skill.source}",
