@@ -101,14 +101,13 @@ class SkillReloader:
     def apply(self, loaded: LoadedSkills) -> ReloadStatus:
         """Swap ``loaded`` in (keeping the previous versions of files that do not load).
         Runs on the event loop: the swap and the hooks never race a turn's lookups."""
-        before = {s.key: s for name in self.registry.names() for s in self.registry.versions(name)}
-        skills, canaries, kept = self._merge(loaded, before)
-        after = {s.key for s in [*skills, *canaries]}
+        registry = self.registry
+        old_stable = {n: registry.get(n) for n in registry.names()}
+        old_canary = dict(registry.canaries())
+        skills, canaries, kept = self._merge(loaded)
         changed = tuple(
-            sorted(
-                {s.label for s in [*skills, *canaries] if s.key not in before}
-                | {s.label + " (removed)" for k, s in before.items() if k not in after}
-            )
+            _changes(old_stable, {s.name: s for s in skills}, "")
+            + _changes(old_canary, {s.name: s for s in canaries}, "canary ")
         )
         if changed:
             try:
@@ -147,9 +146,7 @@ class SkillReloader:
                 log.exception("skill reload observer failed")
         return self.status
 
-    def _merge(
-        self, loaded: LoadedSkills, before: Mapping[str, Skill]
-    ) -> tuple[list[Skill], list[Skill], list[str]]:
+    def _merge(self, loaded: LoadedSkills) -> tuple[list[Skill], list[Skill], list[str]]:
         """The new skills, plus - for each file that no longer loads - the versions it
         defined before, unless another file now defines them."""
         broken = {p for p in (_resolved(i.file) for i in loaded.issues) if p and p.is_file()}
@@ -204,6 +201,23 @@ class SkillReloader:
                 type(exc).__name__,
                 exc,
             )
+
+
+def _changes(before: Mapping[str, Skill], after: Mapping[str, Skill], prefix: str) -> list[str]:
+    """``notes v1 → v2``, ``notes (edited)``, ``notes added``, ``notes removed``."""
+    found: list[str] = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old is None and new is not None:
+            found.append(f"{prefix}{new.label} added")
+        elif new is None and old is not None:
+            found.append(f"{prefix}{old.label} removed")
+        elif old is not None and new is not None and old.key != new.key:
+            if old.version != new.version:
+                found.append(f"{prefix}{name} v{old.version or '-'} → v{new.version or '-'}")
+            else:
+                found.append(f"{prefix}{new.label} (edited)")
+    return found
 
 
 def _is_spec_change(change: watchfiles.Change, path: str) -> bool:

@@ -104,7 +104,8 @@ async def test_a_file_change_is_live_and_a_turn_in_flight_finishes_on_its_versio
         edit = spec("2", words="second")
         path.write_text(edit)
         await until(lambda: registry.generation > generation, poke=lambda: path.write_text(edit))
-        assert reloader.status.outcome == "applied" and "notes v2" in reloader.status.changed
+        assert reloader.status.outcome == "applied"
+        assert reloader.status.changed == ("notes v1 → v2",)
         await runtime.run(thread=thread("2.0"), message="hi", actor=CAROL, skill="notes")
         assert "second style" in system_prompt(model, 1)
         assert await versions_of(kit, thread("2.0")) == ["2"]
