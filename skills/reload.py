@@ -153,6 +153,8 @@ class SkillReloader:
         skills = {s.name: s for s in loaded.skills}
         canaries = {s.name: s for s in loaded.canaries}
         kept: list[str] = []
+        if not broken:
+            return list(skills.values()), list(canaries.values()), kept
         previous_stable = [self.registry.get(n) for n in self.registry.names()]
         previous_canary = list(self.registry.canaries().values())
         for old in previous_stable:
