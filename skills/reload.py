@@ -224,4 +224,6 @@ def _changes(before: Mapping[str, Skill], after: Mapping[str, Skill], prefix: st
 
 def _is_spec_change(change: watchfiles.Change, path: str) -> bool:
     name = Path(path).name
-    return name.endswith((".yaml", ".yml")) and not name.startswith(".")
+    # A Kubernetes ConfigMap volume updates by swapping its ``..data`` symlink at once:
+    # reload on the swap too, not only on the files written before it.
+    return name == "..data" or (name.endswith((".yaml", ".yml")) and not name.startswith("."))

@@ -234,3 +234,30 @@ def test_a_bad_share_is_a_spec_error_with_its_line(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(spec("2", words="x", rollout="rollout: {canary: 150%}\n"))
     [issue] = load_registry([tmp_path], env={}).issues
     assert issue.line == 5 and issue.field == "rollout.canary"
+
+
+async def test_a_kubernetes_configmap_update_is_picked_up(tmp_path: Path) -> None:
+    """A ConfigMap volume: files are symlinks into ``..data``, which is swapped at once."""
+    mount = tmp_path / "skills"
+    mount.mkdir()
+    first = mount / "..2026_12_01_10_00_00.1"
+    first.mkdir()
+    (first / "notes.yaml").write_text(spec("1", words="first"))
+    (mount / "..data").symlink_to(first.name)
+    (mount / "notes.yaml").symlink_to("..data/notes.yaml")
+    loaded = load_registry([mount], env={})
+    assert loaded.registry.get("notes").version == "1"
+    reloader = SkillReloader(registry=loaded.registry, dirs=[mount], env={})
+
+    def update(version: str) -> None:
+        fresh = mount / f"..2026_12_01_10_00_0{version}.1"
+        fresh.mkdir(exist_ok=True)
+        (fresh / "notes.yaml").write_text(spec(version, words="new"))
+        (mount / "..data_tmp").unlink(missing_ok=True)
+        (mount / "..data_tmp").symlink_to(fresh.name)
+        (mount / "..data_tmp").rename(mount / "..data")  # what the kubelet does
+
+    async with watching(reloader):
+        update("2")
+        await until(lambda: loaded.registry.get("notes").version == "2", poke=lambda: None)
+    assert [s.name for s in loaded.registry].count("notes") == 1  # ..data is not read twice
