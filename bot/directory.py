@@ -45,13 +45,33 @@ class Directory:
         extra_groups: tuple[str, ...] = (),
     ) -> None:
         self._reader = reader
-        groups = {g for skill in registry for g in skill.access.usergroups} | set(extra_groups)
-        for skill in registry:  # approver groups of gated tools count too
-            for tool in skill.spec.http_tools if skill.spec else ():
-                policy = tool.approval
-                if policy is not None and policy != "none":
-                    groups.update(policy.approvers.usergroups)
-        self._groups = sorted(groups)
+        self._registry = registry
+        self._extra_groups = extra_groups
+        self._known: tuple[int, list[str]] | None = None
+
+    @property
+    def _groups(self) -> list[str]:
+        """The user groups any skill names (access, approvers), recomputed when the
+        registry is reloaded: a group added by a hot-reloaded spec is looked up too."""
+        registry = self._registry
+        if self._known is not None and self._known[0] == registry.generation:
+            return self._known[1]
+        groups = set(self._extra_groups)
+        for name in registry.names():
+            for skill in registry.versions(name):
+                groups.update(skill.access.usergroups)
+                spec = skill.spec
+                if spec is None:
+                    continue
+                # approver groups of gated tools count too
+                policies = [t.approval_policy for t in spec.http_tools] + [
+                    t.approval_policy for server in spec.mcp for t in server.tools
+                ]
+                for policy in policies:
+                    if policy is not None:
+                        groups.update(policy.approvers.usergroups)
+        self._known = (registry.generation, sorted(groups))
+        return self._known[1]
 
     async def actor(self, user_id: str, *, fresh: bool = False, strict: bool = False) -> Principal:
         """The principal for ``user_id``; ``fresh`` asks Slack for group memberships anew.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from skills.reload import ReloadStatus
 from skills.runtime import RunFinished
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -150,6 +151,25 @@ class Metrics:
             '"Busy, you\'re #N" notices posted for messages waiting past the patience.',
             registry=self.registry,
         )
+        # Hot reload of skill specs (skills/reload.py).
+        self.skill_reloads = Counter(
+            "switchboard_skill_reloads",
+            "Reloads of the skill specs after a file changed, by outcome (applied, partial, "
+            "rejected: a file that does not validate keeps its previous version serving).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.skill_spec_errors = Gauge(
+            "switchboard_skill_spec_errors",
+            "Spec problems (file:line field) in the skill folders as last loaded.",
+            registry=self.registry,
+        )
+
+    def observe_reload(self, status: ReloadStatus) -> None:
+        """A skill reloader observer: count the reload and how many spec problems remain."""
+        if status.outcome != "loaded":
+            self.skill_reloads.labels(outcome=status.outcome).inc()
+        self.skill_spec_errors.set(len(status.issues))
 
     def observe_run(self, event: RunFinished) -> None:
         """A runtime observer: count the run and its tokens."""

@@ -81,6 +81,13 @@ def sandbox_command(
                     raise typer.Exit(1)
                 typer.echo(f"replay matches {replay} ({steps} steps)")
                 return
+            if os.environ.get("SWITCHBOARD_SKILLS_DIR") and not skills:
+                typer.echo(
+                    "note: the sandbox does not read SWITCHBOARD_SKILLS_DIR (production "
+                    "folders and their tokens stay out unless asked); to load them: "
+                    "switchboard sandbox --skills DIR",
+                    err=True,
+                )
             if reset and reset_state(state_dir):
                 typer.echo(f"deleted the sandbox state in {state_dir}")
             options = SandboxOptions(

@@ -62,6 +62,7 @@ from sandbox.events import EventSender
 from sandbox.record import Recorder, compare, read_recording, shift_workspace
 from sandbox.record import replay as _perform
 from sandbox.seed import load_state, save_state, seed_file, seed_sample
+from sandbox.skills_page import SkillsOverview
 from sandbox.web import TOKEN_HEADER
 
 __all__ = [
@@ -189,6 +190,15 @@ class HostedBot(Protocol):
 
     async def drain(self, timeout: float) -> None:
         """Finish (or cancel, after ``timeout``) the bot's background work."""
+        ...
+
+    def skills_overview(self) -> SkillsOverview:
+        """The skills as loaded now, spec problems and last evaluations (the Skills page)."""
+        ...
+
+    @property
+    def skill_sources(self) -> list[str]:
+        """Which skills were loaded and from where, printed at start."""
         ...
 
 
@@ -399,6 +409,7 @@ async def open_sandbox(
                     crm=crm,
                     access=access,
                     bot_app=host.http_app,
+                    skills=host.skills_overview,
                 )
             )
             guarded = web.HostGuard(app, hosts=["127.0.0.1"])
@@ -475,6 +486,7 @@ def _routes(
     crm: DemoCrm,
     access: web.Access,
     bot_app: ASGIApp,
+    skills: Callable[[], SkillsOverview],
 ) -> list[BaseRoute]:
     async def hook(request: Request) -> Response:
         try:
@@ -490,7 +502,7 @@ def _routes(
         Mount("/api", routes=emulator_module.routes(emulator)),
         Mount("/crm", routes=crm_module.routes(crm)),
         Route("/hooks/{token}", hook, methods=["POST"]),
-        *web.routes(emulator=emulator, actions=actions, hub=hub, access=access),
+        *web.routes(emulator=emulator, actions=actions, hub=hub, access=access, skills=skills),
         Mount("", app=bot_app),
     ]
 
@@ -520,7 +532,10 @@ def run_sandbox(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, sandbox.stop)
             model = sandbox.host.model
+            for line in sandbox.host.skill_sources:
+                echo(line)
             echo(f"Switchboard sandbox: open {sandbox.page_url}  (model: {model}; Ctrl-C to stop)")
+            echo(f"skills and their state: {sandbox.url}/skills?token={sandbox.token}")
             if sandbox.host.metrics_port is not None:
                 echo(f"metrics on http://127.0.0.1:{sandbox.host.metrics_port}/metrics")
             if options.record is not None:

@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.actions import ActionError, Actions
 from sandbox.emulator import Change, Emulator
+from sandbox.skills_page import SkillsOverview
 
 __all__ = ["Access", "HostGuard", "Hub", "routes"]
 
@@ -185,7 +186,14 @@ def state_for(emulator: Emulator, user: str) -> dict[str, Any]:
     }
 
 
-def routes(*, emulator: Emulator, actions: Actions, hub: Hub, access: Access) -> list[BaseRoute]:
+def routes(
+    *,
+    emulator: Emulator,
+    actions: Actions,
+    hub: Hub,
+    access: Access,
+    skills: Callable[[], SkillsOverview],
+) -> list[BaseRoute]:
     """The page, its JSON API and its event stream (each behind ``access``)."""
 
     def person(body: dict[str, Any]) -> str:
@@ -296,7 +304,18 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub, access: Access) ->
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    async def skills_state(request: Request) -> Response:
+        if not access.allows(request):
+            return access.denied()
+        return JSONResponse(skills().to_json(), headers={"Cache-Control": "no-store"})
+
     async def page(request: Request) -> Response:
+        return _page(request, "index.html")
+
+    async def skills_page(request: Request) -> Response:
+        return _page(request, "skills.html")
+
+    def _page(request: Request, name: str) -> Response:
         offered = request.query_params.get("token")
         if offered is not None:
             # Trade the token in the printed URL for a cookie, and take it out of the
@@ -308,7 +327,7 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub, access: Access) ->
                     status_code=401,
                 )
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = "/" + (f"?{urlencode(rest)}" if rest else "")
+            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
             redirect = RedirectResponse(target, status_code=303)
             redirect.set_cookie(
                 access.cookie, access.token, httponly=True, samesite="strict", path="/"
@@ -321,7 +340,7 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub, access: Access) ->
                 status_code=401,
             )
         return FileResponse(
-            STATIC / "index.html",
+            STATIC / name,
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
 
@@ -331,6 +350,8 @@ def routes(*, emulator: Emulator, actions: Actions, hub: Hub, access: Access) ->
     return [
         Route("/", page, methods=["GET"]),
         Route("/favicon.ico", favicon, methods=["GET"]),
+        Route("/skills", skills_page, methods=["GET"]),
+        Route("/sandbox/skills", skills_state, methods=["GET"]),
         Route("/sandbox/state", state, methods=["GET"]),
         Route("/sandbox/events", events, methods=["GET"]),
         Route("/sandbox/say", handler(say), methods=["POST"]),

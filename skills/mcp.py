@@ -130,27 +130,33 @@ class McpToolbox:
         unreachable servers and withheld tools are logged (the skills are degraded)."""
         await asyncio.gather(*(self._load_skill(s) for s in skills if _servers(s)))
 
+    def retain(self, keys: Iterable[str]) -> None:
+        """Forget the tool lists of skill definitions not in ``keys`` (after a reload)."""
+        live = set(keys)
+        self._servers = {k: v for k, v in self._servers.items() if k in live}
+        self._locks = {k: v for k, v in self._locks.items() if k in live}
+
     async def refresh(self, skill: Skill) -> bool:
         """Load ``skill``'s servers if never loaded, or retry failed ones when due.
         True when something changed (the skill's agent must then be rebuilt)."""
         specs = _servers(skill)
         if not specs:
             return False
-        loaded = self._servers.get(skill.name)
+        loaded = self._servers.get(skill.key)
         now = self._clock()
         if loaded is not None and not any(
             s.state != "ok" and now - s.checked_at >= self._retry_after for s in loaded
         ):
             return False
-        lock = self._locks.setdefault(skill.name, asyncio.Lock())
+        lock = self._locks.setdefault(skill.key, asyncio.Lock())
         async with lock:
-            before = [(s.state, len(s.tools)) for s in self._servers.get(skill.name, [])]
+            before = [(s.state, len(s.tools)) for s in self._servers.get(skill.key, [])]
             await self._load_skill(skill, only_failed=loaded is not None)
-            after = [(s.state, len(s.tools)) for s in self._servers[skill.name]]
+            after = [(s.state, len(s.tools)) for s in self._servers[skill.key]]
         return before != after or loaded is None
 
     async def _load_skill(self, skill: Skill, *, only_failed: bool = False) -> None:
-        previous = self._servers.get(skill.name)
+        previous = self._servers.get(skill.key)
         entries = previous if previous is not None else [_Loaded(spec) for spec in _servers(skill)]
         todo = [
             (index, entry)
@@ -158,7 +164,7 @@ class McpToolbox:
             if not only_failed or entry.state != "ok"
         ]
         await asyncio.gather(*(self._load_server(skill, i, e) for i, e in todo))
-        self._servers[skill.name] = entries
+        self._servers[skill.key] = entries
 
     async def _load_server(self, skill: Skill, index: int, entry: _Loaded) -> None:
         server = entry.spec
@@ -240,12 +246,12 @@ class McpToolbox:
 
     def tools(self, skill: Skill) -> list[BaseTool]:
         """The skill's MCP tools as last loaded (stand-ins for unreachable servers)."""
-        return [tool for entry in self._servers.get(skill.name, []) for tool in entry.tools]
+        return [tool for entry in self._servers.get(skill.key, []) for tool in entry.tools]
 
     def interrupts(self, skill: Skill) -> dict[str, InterruptOnConfig]:
         """Approval gates of the skill's loaded MCP tools that have a policy."""
         gates: dict[str, InterruptOnConfig] = {}
-        for entry in self._servers.get(skill.name, []):
+        for entry in self._servers.get(skill.key, []):
             if entry.state != "ok":
                 continue  # stand-ins only fail: nobody should approve that
             for ref in entry.spec.tools:
@@ -260,7 +266,7 @@ class McpToolbox:
         self, skill: Skill, tool_name: str
     ) -> tuple[ApprovalPolicyView, dict[str, Any]] | None:
         """The approval policy and JSON Schema of MCP tool ``tool_name`` (for cards)."""
-        for entry in self._servers.get(skill.name, []):
+        for entry in self._servers.get(skill.key, []):
             for ref in entry.spec.tools:
                 policy = ref.approval_policy
                 if entry.spec.model_name(ref.name) == tool_name and policy is not None:
@@ -269,7 +275,7 @@ class McpToolbox:
 
     def health(self, skill: Skill) -> SkillHealth:
         """The skill's servers and issues as last loaded (``pending`` before the first)."""
-        entries = self._servers.get(skill.name)
+        entries = self._servers.get(skill.key)
         if entries is None:
             return SkillHealth(
                 servers=tuple(ServerHealth(s.name, "pending") for s in _servers(skill))

@@ -60,7 +60,7 @@ from skills.pricing import PriceTable
 from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
 from storage.locks import RedisLocks
-from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
+from storage.runs import ChannelDefaults, RunStore, ThreadOwner, ThreadSkills, Usage
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -302,8 +302,17 @@ class Runtime:
         async with self._thread_turn(thread):
             # A paused run belongs to the thread's owner (the skill that last ran); each
             # skill's memory is its own, so ask the owner's, whichever skill was named.
-            owner = await self._threads.get(thread.thread_id)
-            holder = self.registry.get(owner) if owner and owner in self.registry else chosen
+            record = await self._threads.owner(thread.thread_id)
+            owner = record.skill if record else None
+            holder = self._version_for(record, thread)
+            # The version that answers: the one this thread already runs on, or for a new
+            # conversation the stable one or - within its share - the canary. The skill
+            # is taken once here; a hot reload later in the turn does not change it.
+            if holder is not None and holder.name == chosen.name:
+                chosen = holder
+            else:
+                chosen = self.registry.pick(chosen.name, thread.thread_id)
+            holder = holder or chosen
             pending = await self._pending(holder, thread)
             if pending is not None:
                 return Refusal(
@@ -318,9 +327,11 @@ class Runtime:
             # was read under the lease, so the store is written only when it changes (no
             # claim that fails on the existing row and reads it a third time).
             if owner is None:
-                await self._threads.claim(thread.thread_id, chosen.name)
-            elif route.reason == "explicit" and owner != chosen.name:
-                await self._threads.assign(thread.thread_id, chosen.name)
+                await self._threads.claim(thread.thread_id, chosen.name, version=chosen.version)
+            elif (route.reason == "explicit" and owner != chosen.name) or (
+                owner == chosen.name and record is not None and record.version != chosen.version
+            ):
+                await self._threads.assign(thread.thread_id, chosen.name, version=chosen.version)
             payload: Any = (
                 {"messages": [HumanMessage(mask_text(route.text))]}
                 if chosen.graph_factory is not None
@@ -347,10 +358,10 @@ class Runtime:
         ``approval_id`` names the approval request behind the decision: an approved call
         then carries an Idempotency-Key derived from it and is recorded in the ledger.
         """
-        owner = await self._threads.get(thread.thread_id)
-        if owner is None or owner not in self.registry:
+        found = self._version_for(await self._threads.owner(thread.thread_id), thread)
+        if found is None:
             raise NothingToResume(thread.thread_id)
-        chosen = self.registry.get(owner)
+        chosen = found
         async with self._thread_turn(thread):
             pending = await self._pending(chosen, thread, decision.interrupt_id)
             if pending is None:
@@ -380,10 +391,9 @@ class Runtime:
 
     async def pending_approval(self, thread: ThreadRef) -> ApprovalRequest | None:
         """The approval this thread is waiting for, if any."""
-        owner = await self._threads.get(thread.thread_id)
-        if owner is None or owner not in self.registry:
+        chosen = self._version_for(await self._threads.owner(thread.thread_id), thread)
+        if chosen is None:
             return None
-        chosen = self.registry.get(owner)
         pending = await self._pending(chosen, thread)
         if pending is None:
             return None
@@ -410,11 +420,11 @@ class Runtime:
 
     async def history(self, thread: ThreadRef) -> list[BaseMessage]:
         """The messages remembered for ``thread`` (masked), oldest first."""
-        owner = await self._threads.get(thread.thread_id)
-        if owner is None or owner not in self.registry:
+        owner = self._version_for(await self._threads.owner(thread.thread_id), thread)
+        if owner is None:
             return []
-        graph = self._graph(self.registry.get(owner))
-        state = await graph.aget_state(self._config(self.registry.get(owner), thread))
+        graph = self._graph(owner)
+        state = await graph.aget_state(self._config(owner, thread))
         return list(state.values.get("messages", [])) if state and state.values else []
 
     def model(self, name: str) -> BaseChatModel:
@@ -424,6 +434,14 @@ class Runtime:
         if name not in self._models:
             self._models[name] = ensure_masked(self._model_factory(name))
         return self._models[name]
+
+    def forget_stale(self) -> None:
+        """Drop built agents of definitions no longer in the registry (after a reload);
+        a turn in flight keeps its own reference to the agent it runs on."""
+        registry = self.registry
+        live = {skill.key for name in registry.names() for skill in registry.versions(name)}
+        self._graphs = {k: g for k, g in self._graphs.items() if k[0] in live}
+        self.mcp.retain(live)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -447,6 +465,15 @@ class Runtime:
                 skill=name,
             )
         return Refusal(reason=f"You can't use `{name}` here.", allowed_skills=names, skill=name)
+
+    def _version_for(self, record: ThreadOwner | None, thread: ThreadRef) -> Skill | None:
+        """The version of its skill an existing thread runs on (None: no owner, or the
+        owner is no longer offered)."""
+        if record is None or record.skill not in self.registry:
+            return None
+        return self.registry.pick(
+            record.skill, thread.thread_id, existing=True, version=record.version
+        )
 
     def _thread_turn(self, thread: ThreadRef) -> Any:
         return _ThreadTurn(self, thread)
@@ -493,7 +520,7 @@ class Runtime:
     ) -> Outcome:
         model_name = skill.model or self.config.default_model
         if await self.mcp.refresh(skill):  # first load, or a degraded server came back
-            self._graphs = {k: g for k, g in self._graphs.items() if k[0] != skill.name}
+            self._graphs = {k: g for k, g in self._graphs.items() if k[0] != skill.key}
         graph = self._graph(skill)
         run = _RunState(
             run_id=uuid.uuid4().hex,
@@ -529,6 +556,7 @@ class Runtime:
             model=model_name,
             trigger=trigger,
             started_at=self._clock(),
+            skill_version=skill.version,
         )
         reader = slack.reader(
             principal=actor, thread=thread, audit=self._audit, skill=skill.name, run_id=run.run_id
@@ -647,7 +675,7 @@ class Runtime:
 
     def _graph(self, skill: Skill) -> Any:
         model_name = skill.model or self.config.default_model
-        key = (skill.name, model_name)
+        key = (skill.key, model_name)
         if key not in self._graphs:
             self._graphs[key] = self._build(skill, model_name)
         return self._graphs[key]

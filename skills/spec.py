@@ -68,6 +68,7 @@ __all__ = [
     "McpToolRef",
     "Memory",
     "RenderedRequest",
+    "Rollout",
     "SkillSpec",
     "SpecError",
     "SpecIssue",
@@ -75,6 +76,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolSpec",
     "builtin_dir",
+    "check_paths",
     "format_duration",
     "load_spec_dirs",
     "load_spec_file",
@@ -350,6 +352,9 @@ ToolName = Annotated[str, Field(max_length=64), _pattern_check(r"[a-z_][a-z0-9_]
 ParamName = Annotated[str, _pattern_check(r"[A-Za-z_][A-Za-z0-9_]*", "parameter name")]
 HeaderName = Annotated[str, _pattern_check(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", "header name")]
 ScalarStr = Annotated[str, BeforeValidator(_scalar_to_str)]
+VersionStr = Annotated[
+    str, BeforeValidator(_scalar_to_str), AfterValidator(_non_empty), Field(max_length=64)
+]
 JsonSchema = Annotated[Any, AfterValidator(_json_schema)]
 HttpMethod = Annotated[
     Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)
@@ -395,6 +400,28 @@ class Budget(_Model):
     """Spending limits; a skill over its budget refuses new runs until the next UTC day."""
 
     daily_tokens: Annotated[int, AfterValidator(_at_least_one)]
+
+
+def _percent(value: Any) -> Any:
+    """``10%``, ``"10"`` or ``10`` (and ``2.5%``) as a number of percent."""
+    if isinstance(value, str):
+        text = value.strip().removesuffix("%").strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise _custom(f"expected a share like 10%, got {value!r}") from None
+    return value
+
+
+Percent = Annotated[float, BeforeValidator(_percent), Field(ge=0, le=100)]
+
+
+class Rollout(_Model):
+    """How much of the traffic this version gets while an older one (same ``name``, no
+    ``rollout``) keeps running: ``canary: 10%`` sends that share of *new* conversations to
+    it, chosen by thread, so a conversation never switches version mid-way."""
+
+    canary: Percent
 
 
 class Approvers(_Model):
@@ -1023,6 +1050,10 @@ class SkillSpec(_Model):
     name: SkillName
     description: NonEmptyStr
     instructions: NonEmptyStr
+    version: VersionStr | None = None
+    """Recorded on every run; two files may share a ``name`` with different versions when
+    the newer one has a ``rollout`` (a canary)."""
+    rollout: Rollout | None = None
     model: NonEmptyStr | None = None
     access: Access = Field(default_factory=Access)
     tools: list[ToolSpec] = Field(default_factory=list)
@@ -1035,6 +1066,7 @@ class SkillSpec(_Model):
 
     _source: Path | None = PrivateAttr(default=None)
     _name_line: int | None = PrivateAttr(default=None)
+    _version_line: int | None = PrivateAttr(default=None)
     # Path -> the string as written, for every string that had a ${VAR}; and the values
     # the environment supplied (each one a secret, wherever it ends up).
     _templates: dict[Loc, str] = PrivateAttr(default_factory=dict)
@@ -1164,7 +1196,7 @@ _ENV_RE: Final = re.compile(
     r"|(?P<bad>\$\{)"
 )
 # Text the model reads is never expanded, so a secret cannot end up in a prompt.
-_LITERAL_SKILL_KEYS: Final = frozenset({"name", "description", "instructions"})
+_LITERAL_SKILL_KEYS: Final = frozenset({"name", "description", "instructions", "version"})
 _LITERAL_TOOL_KEYS: Final = frozenset({"name", "description", "parameters", "required", "use"})
 
 
@@ -1366,6 +1398,11 @@ class LoadResult:
 
     specs: dict[str, SkillSpec] = field(default_factory=dict)
     issues: list[SpecIssue] = field(default_factory=list)
+    #: Canary versions by name: a second file with the same ``name``, another
+    #: ``version`` and a ``rollout`` (``specs`` holds the version it is rolled out beside).
+    canaries: dict[str, SkillSpec] = field(default_factory=dict)
+    #: Every spec file read, valid or not (``skills validate`` says how many).
+    files: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -1395,6 +1432,12 @@ def load_spec_dirs(
 
 def validate_paths(paths: Sequence[Path], *, env: Mapping[str, str]) -> list[SpecIssue]:
     """Check spec files and folders for ``switchboard skills validate``; [] means all good."""
+    return check_paths(paths, env=env).issues
+
+
+def check_paths(paths: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
+    """Load spec files and folders as ``switchboard skills validate`` does: the result says
+    which files were read (``files``) and every problem (``issues``)."""
     issues: list[SpecIssue] = []
     files: list[Path] = []
     for path in paths:
@@ -1405,7 +1448,9 @@ def validate_paths(paths: Sequence[Path], *, env: Mapping[str, str]) -> list[Spe
                 files.append(path)
         else:
             issues.append(SpecIssue(str(path), None, "", "no such file or directory"))
-    return issues + _load_files(files, env=env).issues
+    result = _load_files(files, env=env)
+    result.issues[:0] = issues
+    return result
 
 
 def _load_files(files: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
@@ -1415,6 +1460,7 @@ def _load_files(files: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
         if path.resolve() in seen:
             continue
         seen.add(path.resolve())
+        result.files.append(path)
         try:
             spec = load_spec_file(path, env=env)
         except SpecValidationError as exc:
@@ -1424,18 +1470,47 @@ def _load_files(files: Sequence[Path], *, env: Mapping[str, str]) -> LoadResult:
         if earlier is None:
             result.specs[spec.name] = spec
             continue
-        where = (
-            f"{earlier.source}:{earlier._name_line}" if earlier._name_line else str(earlier.source)
-        )
-        result.issues.append(
-            SpecIssue(
-                str(path),
-                spec._name_line,
-                "name",
-                f"skill {spec.name!r} is already defined in {where}",
-            )
-        )
+        problem = _twin_problem(earlier, spec, result.canaries.get(spec.name))
+        if problem is None:
+            stable, canary = (earlier, spec) if spec.rollout is not None else (spec, earlier)
+            result.specs[spec.name] = stable
+            result.canaries[spec.name] = canary
+            continue
+        field_name, message = problem
+        line = spec._version_line if field_name == "version" else spec._name_line
+        result.issues.append(SpecIssue(str(path), line or spec._name_line, field_name, message))
     return result
+
+
+def _where(spec: SkillSpec) -> str:
+    return f"{spec.source}:{spec._name_line}" if spec._name_line else str(spec.source)
+
+
+def _twin_problem(
+    earlier: SkillSpec, spec: SkillSpec, canary: SkillSpec | None
+) -> tuple[str, str] | None:
+    """Why ``spec`` may not share its name with ``earlier`` (None: it is a valid second
+    version). Two versions may run side by side: both have a ``version``, they differ, and
+    exactly one - the new one - has a ``rollout``."""
+    if canary is not None:
+        return (
+            "name",
+            f"skill {spec.name!r} already has two versions ({_where(earlier)} and "
+            f"{_where(canary)}); a third cannot run beside them",
+        )
+    if (earlier.rollout is None) == (spec.rollout is None):
+        return (
+            "name",
+            f"skill {spec.name!r} is already defined in {_where(earlier)} (to run a new version "
+            "beside it, give both a `version:` and the new one `rollout: {canary: 10%}`)",
+        )
+    if earlier.version is None or spec.version is None or earlier.version == spec.version:
+        return (
+            "version",
+            f"skill {spec.name!r} is also defined in {_where(earlier)}: two versions side by "
+            "side need two different `version:` values",
+        )
+    return None
 
 
 def _spec_files(folder: Path) -> list[Path]:
@@ -1516,6 +1591,7 @@ def _load_text(
 
     spec._source = source
     spec._name_line = doc.line_for(("name",))
+    spec._version_line = doc.line_for(("version",))
     spec._templates = dict(expansion.templates)
     spec._secrets = expansion.secrets_under(())
     for index, tool in enumerate(spec.tools):

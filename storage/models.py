@@ -84,6 +84,8 @@ class Run(Base):
     channel_id: Mapped[str | None] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(32), default="message")
     model: Mapped[str] = mapped_column(String(255))
+    #: The skill spec's ``version:`` the run ran on (None: the spec has none).
+    skill_version: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     latency_ms: Mapped[int | None] = mapped_column(Integer)
@@ -139,6 +141,8 @@ class ThreadSkill(Base):
 
     thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     skill: Mapped[str] = mapped_column(String(64))
+    #: The skill version the conversation runs on, kept for its life (canary rollouts).
+    skill_version: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -67,6 +67,7 @@ class RunStore:
         trigger: str,
         started_at: datetime | None = None,
         run_id: str | None = None,
+        skill_version: str | None = None,
     ) -> str:
         run = Run(
             id=run_id or new_id(),
@@ -75,6 +76,7 @@ class RunStore:
             actor=actor,
             channel_id=channel_id,
             model=model,
+            skill_version=skill_version,
             trigger=trigger,
             started_at=started_at or datetime.now(UTC),
             outcome="running",
@@ -176,35 +178,49 @@ class RunStore:
             return int(await session.scalar(select(func.count()).select_from(Run)) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadOwner:
+    """The skill a thread belongs to and the version of it the thread runs on."""
+
+    skill: str
+    version: str | None = None
+
+
 class ThreadSkills:
-    """Which skill owns a conversation thread: the first skill to answer keeps it."""
+    """Which skill owns a conversation thread: the first skill to answer keeps it, and
+    the version of it that answered first (a canary rollout never switches a thread)."""
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def get(self, thread_id: str) -> str | None:
+        owner = await self.owner(thread_id)
+        return owner.skill if owner else None
+
+    async def owner(self, thread_id: str) -> ThreadOwner | None:
         async with self._sessions() as session:
             row = await session.get(ThreadSkill, thread_id)
-            return row.skill if row else None
+            return ThreadOwner(row.skill, row.skill_version) if row else None
 
-    async def claim(self, thread_id: str, skill: str) -> str:
+    async def claim(self, thread_id: str, skill: str, *, version: str | None = None) -> str:
         """Record ``skill`` as the owner unless one is already set; returns the owner."""
         try:
             async with self._sessions.begin() as session:
-                session.add(ThreadSkill(thread_id=thread_id, skill=skill))
+                session.add(ThreadSkill(thread_id=thread_id, skill=skill, skill_version=version))
         except IntegrityError:
             owner = await self.get(thread_id)
             return owner or skill
         return skill
 
-    async def assign(self, thread_id: str, skill: str) -> None:
+    async def assign(self, thread_id: str, skill: str, *, version: str | None = None) -> None:
         """Hand the thread to ``skill`` (a person named another skill in it)."""
         async with self._sessions.begin() as session:
             row = await session.get(ThreadSkill, thread_id)
             if row is None:
-                session.add(ThreadSkill(thread_id=thread_id, skill=skill))
+                session.add(ThreadSkill(thread_id=thread_id, skill=skill, skill_version=version))
             else:
                 row.skill = skill
+                row.skill_version = version
 
     async def forget(self, thread_id: str) -> None:
         async with self._sessions.begin() as session:

@@ -27,18 +27,18 @@ from sandbox import cli as sandbox_cli
 from scheduler import cli as scheduler_cli
 from scheduler.manage import ScheduleManager
 from scheduler.service import SchedulerService
-from skills.catalog import load_registry
+from skills.catalog import describe_sources, load_registry, missing_skill
 from skills.context import Actor, HttpPolicy
 from skills.errors import UnknownSkill
 from skills.mcp import probe as mcp_probe
 from skills.models import ModelConfigError
 from skills.registry import Skill
 from skills.sample import StaticSlackReader
-from skills.spec import builtin_dir, describe_duration, validate_paths
+from skills.spec import builtin_dir, check_paths, describe_duration
 from skills.tracing import setup_langsmith, setup_tracing
 from storage.limits import SkillLimitsStore
 from storage.sql import create_engine, session_factory, upgrade
-from switchboard import operate, usage_cli
+from switchboard import operate, skills_cli, usage_cli
 from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
 from switchboard.logs import configure_from
@@ -174,7 +174,7 @@ def runs_retry(run_id: int) -> None:
 
 
 skills_app = typer.Typer(
-    help="List, show, validate, disable and enable skills.", no_args_is_help=True
+    help="Create, list, show, validate, disable and enable skills.", no_args_is_help=True
 )
 app.add_typer(skills_app, name="skills")
 
@@ -226,6 +226,7 @@ def _mount_features() -> None:
     eval_cli.register(app, host=eval_host())
     scheduler_cli.register(app, open_manager=schedule_manager, open_scheduler=_open_scheduler)
     sandbox_cli.register(app, bots=open_sandbox_bot, configure_logging=_configure_logging)
+    skills_cli.register(skills_app, load_settings=load_settings)
 
 
 _mount_features()
@@ -237,11 +238,27 @@ def skills_list() -> None:
     settings = load_settings()
     loaded = load_registry(settings.skills_dirs, env=os.environ)
     health = mcp_probe(loaded.registry, policy=HttpPolicy(tuple(settings.http_allowed_hosts)))
+    typer.echo(describe_sources(loaded)[0])
+    builtin = builtin_dir().resolve()
     for skill in loaded.registry:
         access = "everyone" if skill.access.is_open else "restricted"
         state = health[skill.name].summary() if skill.name in health else ""
+        versions = loaded.registry.versions(skill.name)
+        version = " / ".join(
+            f"v{v.version}" + (f" ({v.canary:g}%)" if v is not versions[0] else "")
+            for v in versions
+            if v.version
+        )
+        source = skill.source
+        where = (
+            "built-in"
+            if skill.spec is None or Path(source).resolve().is_relative_to(builtin)
+            else source
+        )
         typer.echo(
             f"{skill.name:<14} {access:<10} {skill.description}"
+            + (f"  [{version}]" if version else "")
+            + f"  ({where})"
             + (state and f"  [degraded: {state}]")
         )
     for issue in [*loaded.issues, *(i for h in health.values() for i in h.issues)]:
@@ -252,12 +269,19 @@ def skills_list() -> None:
 def skills_show(name: str) -> None:
     """Show one skill: description, model, access, tools and approval policies."""
     settings = load_settings()
-    registry = load_registry(settings.skills_dirs, env=os.environ).registry
+    loaded = load_registry(settings.skills_dirs, env=os.environ)
     try:
-        skill = registry.get(name)
-    except UnknownSkill as exc:
-        fail(f"{exc}; try `switchboard skills list`", 1)
+        skill = loaded.registry.get(name)
+    except UnknownSkill:
+        fail(missing_skill(name, loaded), 1)
     typer.echo(describe_skill(skill, default_model=settings.model))
+    canary = loaded.registry.canary(name)
+    if canary is not None:
+        typer.echo(
+            f"\ncanary:      v{canary.version} gets {canary.canary or 0:g}% of new conversations"
+            f" (a conversation keeps its version); from {canary.source}"
+        )
+        typer.echo(describe_skill(canary, default_model=settings.model))
 
 
 def describe_skill(skill: Skill, *, default_model: str) -> str:
@@ -271,6 +295,7 @@ def describe_skill(skill: Skill, *, default_model: str) -> str:
     model = shown(("model",), skill.model) if skill.model else f"{default_model} (default)"
     lines = [
         f"name:        {skill.name}",
+        *([f"version:     {skill.version}"] if skill.version else []),
         f"description: {skill.description}",
         f"model:       {model}",
         f"source:      {skill.source}",
@@ -340,13 +365,21 @@ def skills_validate(
     """Validate skill specs; exit 1 listing every error (file:line field: problem)."""
     settings = load_settings()
     targets = list(paths) if paths else [builtin_dir(), *map(Path, settings.skills_dirs)]
-    issues = validate_paths(targets, env=os.environ)
-    for issue in issues:
+    result = check_paths(targets, env=os.environ)
+    checked = len(result.files)
+    where = ", ".join(str(t) for t in targets)
+    for issue in result.issues:
         typer.echo(str(issue))
-    if issues:
-        typer.echo(f"{len(issues)} error(s)", err=True)
+    if result.issues:
+        typer.echo(f"{len(result.issues)} error(s) in {checked} spec file(s)", err=True)
         raise typer.Exit(1)
-    typer.echo("all skill specs are valid")
+    if checked == 0:
+        fail(
+            f"no skill spec found in {where} (looked for *.yaml and *.yml, "
+            "not *.eval.yaml); nothing was checked"
+        )
+    skills = len(result.specs) + len(result.canaries)
+    typer.echo(f"checked {checked} spec file(s) in {where}: {skills} skill(s), all valid")
 
 
 @app.command()
@@ -376,7 +409,10 @@ def console(
                 tz=(user.tz if user and user.tz else "UTC"),
             )
             if skill is not None and skill not in services.registry:
-                fail(f"there is no skill named {skill!r}; try `switchboard skills list`", 1)
+                loaded = load_registry(settings.skills_dirs, env=os.environ)
+                fail(missing_skill(skill, loaded), 1)
+            for line in services.skill_sources:
+                typer.echo(line)
             session = ConsoleSession(
                 runtime=services.runtime, actor=actor, slack=reader, skill=skill
             )

@@ -11,8 +11,8 @@ the replays use.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,111 @@ from starlette.applications import Starlette
 from bot.app import Bot
 from bot.http import create_http_app
 from bot.slack.client import create_web_client
+from evals.results import BaselineError, load_results
 from sandbox import server
 from sandbox.server import BotConfigError, BotEnvironment, RunningSandbox, SandboxOptions
+from sandbox.skills_page import EvalSummary, SkillEntry, SkillsOverview
 from switchboard.serve import build_bot, metrics_listener, run_features
 from switchboard.services import Services, open_services
 from switchboard.settings import ConfigError, Settings
 
-__all__ = ["SandboxBot", "check_recording", "open_sandbox", "open_sandbox_bot", "run_sandbox"]
+__all__ = [
+    "EvalResults",
+    "SandboxBot",
+    "check_recording",
+    "open_sandbox",
+    "open_sandbox_bot",
+    "run_sandbox",
+    "skills_overview",
+]
+
+
+class EvalResults:
+    """The newest evaluation summary per skill in ``folder/*/results.json`` (what
+    ``switchboard eval`` writes by default), re-read only when a file changes."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._read: dict[Path, tuple[float, dict[str, EvalSummary]]] = {}
+
+    def latest(self) -> dict[str, EvalSummary]:
+        try:
+            files = sorted(
+                ((p.stat().st_mtime, p) for p in self.folder.glob("*/results.json")),
+                reverse=True,
+            )
+        except OSError:
+            return {}
+        found: dict[str, EvalSummary] = {}
+        for mtime, path in files:
+            for skill, summary in self._summaries(path, mtime).items():
+                found.setdefault(skill, summary)
+        return found
+
+    def _summaries(self, path: Path, mtime: float) -> dict[str, EvalSummary]:
+        cached = self._read.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            data = load_results(path)
+        except BaselineError:
+            data = {}
+        skills = (data.get("summary") or {}).get("skills") or {}
+        summaries: dict[str, EvalSummary] = {}
+        for name, row in skills.items() if isinstance(skills, dict) else ():
+            try:
+                summaries[str(name)] = EvalSummary(
+                    results=str(path),
+                    started_at=str(data.get("started_at", "")),
+                    model=str(data.get("model", "")),
+                    cases=int(row["cases"]),
+                    passed=int(row["passed"]),
+                    pass_rate=float(row["pass_rate"]),
+                    mode=str(data["mode"]) if data.get("mode") else None,
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+        self._read[path] = (mtime, summaries)
+        return summaries
+
+
+def skills_overview(
+    services: Services, *, evals: Mapping[str, EvalSummary] | None = None
+) -> SkillsOverview:
+    """Every skill version served now, with its state and last evaluation."""
+    registry = services.registry
+    status = services.reloader.status
+    kept = set(status.kept)
+    entries: list[SkillEntry] = []
+    for name in registry.names():
+        for skill in registry.versions(name):
+            health = services.runtime.mcp.health(skill)
+            if skill.label in kept:
+                state = "previous version (the file has errors)"
+            elif health.degraded:
+                state = f"degraded: {health.summary()}"
+            else:
+                state = "valid"
+            entries.append(
+                SkillEntry(
+                    name=skill.name,
+                    description=skill.description,
+                    source=skill.source,
+                    kind="python" if skill.spec is None else "yaml",
+                    state=state,
+                    version=skill.version,
+                    canary=skill.canary if skill is registry.canary(name) else None,
+                    eval=(evals or {}).get(skill.name),
+                )
+            )
+    return SkillsOverview(
+        skills=entries,
+        errors=[str(issue) for issue in status.issues],
+        folders=["built-ins", *(str(d) for d in services.reloader.dirs)],
+        generation=status.generation,
+        reloaded_at=status.at.isoformat(timespec="seconds"),
+        outcome=status.outcome,
+    )
 
 
 @dataclass(slots=True)
@@ -38,6 +136,7 @@ class SandboxBot:
     services: Services
     bot: Bot
     http_app: Starlette
+    eval_results: EvalResults = field(default_factory=lambda: EvalResults(Path("eval-results")))
 
     @property
     def model(self) -> str:
@@ -63,6 +162,18 @@ class SandboxBot:
     async def drain(self, timeout: float) -> None:
         await self.bot.worker.drain(timeout=timeout)
 
+    @property
+    def skill_sources(self) -> list[str]:
+        # The sandbox reads skill folders only from --skills (never SWITCHBOARD_SKILLS_DIR).
+        return [
+            line.replace("set SWITCHBOARD_SKILLS_DIR to add", "add --skills DIR for")
+            for line in self.services.skill_sources
+        ]
+
+    def skills_overview(self) -> SkillsOverview:
+        """The live registry, the reloader's last status and the newest eval results."""
+        return skills_overview(self.services, evals=self.eval_results.latest())
+
 
 @contextlib.asynccontextmanager
 async def open_sandbox_bot(environment: BotEnvironment) -> AsyncIterator[SandboxBot]:
@@ -76,7 +187,7 @@ async def open_sandbox_bot(environment: BotEnvironment) -> AsyncIterator[Sandbox
     assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
     token = settings.slack_bot_token.get_secret_value()
     secret = settings.slack_signing_secret.get_secret_value()
-    async with open_services(settings, env=environment.skills) as services:
+    async with open_services(settings, env=environment.skills, watch_skills=True) as services:
         client = create_web_client(token=token, base_url=settings.slack_api_url)
         bot = build_bot(services, client=client, signing_secret=secret)
         yield SandboxBot(

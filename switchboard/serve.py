@@ -140,7 +140,7 @@ async def open_bot(
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
     secret = settings.slack_signing_secret
     async with (
-        open_services(settings, env=env) as services,
+        open_services(settings, env=env, watch_skills=True) as services,
         aiohttp.ClientSession() as session,  # one connection pool for every Web API call
     ):
         client = create_web_client(token=token, base_url=settings.slack_api_url, session=session)
@@ -269,7 +269,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     async def _main() -> None:
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         async with (
-            open_services(settings) as services,
+            open_services(settings, watch_skills=True) as services,
             aiohttp.ClientSession() as session,
         ):
             client = create_web_client(

@@ -7,10 +7,13 @@ same :class:`Services`; nothing is created at import time. The runtime inside is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,10 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.metrics import Metrics
 from skills.approvals import ApprovalService
-from skills.catalog import load_registry
+from skills.catalog import describe_sources, load_registry
 from skills.egress import egress_client
 from skills.limits import SkillGate
 from skills.registry import SkillRegistry
+from skills.reload import SkillReloader
 from skills.runtime import ModelFactory, Runtime
 from storage.audit import AuditLog
 from storage.checkpoint import RedisCheckpointSaver
@@ -43,6 +47,8 @@ from switchboard.runtime import build_runtime, default_model_factory, runtime_co
 from switchboard.settings import Settings
 
 __all__ = ["Services", "open_services"]
+
+log = logging.getLogger(f"switchboard.{__name__}")
 
 
 @dataclass(slots=True)
@@ -67,6 +73,10 @@ class Services:
     #: The durable run queue (docs/adr/0001-run-queue.md) and its inbox of messages.
     inbox: InboxStore
     queue: RunQueue
+    #: Reloads the skill specs into ``registry`` (watching the folders with ``watch_skills``).
+    reloader: SkillReloader
+    #: What was loaded and from where (printed at start, see ``describe_sources``).
+    skill_sources: list[str]
 
 
 @contextlib.asynccontextmanager
@@ -77,12 +87,16 @@ async def open_services(
     env: Mapping[str, str] | None = None,
     redis: Redis | None = None,
     metrics: Metrics | None = None,
+    watch_skills: bool = False,
     **runtime_overrides: Any,
 ) -> AsyncIterator[Services]:
     """Open SQL, Redis and the runtime; the embedded SQLite database migrates itself.
 
     ``env`` is what skill specs expand ``${VAR}`` from (default: os.environ);
-    ``runtime_overrides`` replace :class:`~skills.runtime.RuntimeConfig` fields.
+    ``runtime_overrides`` replace :class:`~skills.runtime.RuntimeConfig` fields. With
+    ``watch_skills`` (the long-running processes) a change in ``SWITCHBOARD_SKILLS_DIR`` is
+    loaded while the services are open (``skills.reload``), unless
+    ``SWITCHBOARD_SKILLS_RELOAD=0``.
     """
     env = os.environ if env is None else env
     if settings.uses_embedded_sql:
@@ -123,26 +137,51 @@ async def open_services(
             limit_observers=[metrics.observe_refusal],
         )
         await parts.runtime.mcp.load(loaded.registry)  # MCP tool lists; failures degrade skills
-        yield Services(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            redis=redis_client,
-            keys=keys,
-            locks=parts.locks,
-            checkpointer=parts.checkpointer,
+        reloader = SkillReloader(
             registry=loaded.registry,
-            runtime=parts.runtime,
-            runs=parts.runs,
-            http=http,
-            approvals=parts.approvals,
-            gate=parts.gate,
-            rate_limiter=RateLimiter(redis=redis_client, keys=keys),
-            audit=parts.audit,
-            metrics=metrics,
-            inbox=inbox,
-            queue=queue,
+            dirs=[Path(d) for d in settings.skills_dirs],
+            env=env,
+            on_swap=[parts.runtime.forget_stale],
+            observers=[metrics.observe_reload],
         )
+        reloader.start_with(loaded)
+        metrics.observe_reload(reloader.status)
+        sources = describe_sources(loaded)
+        for line in sources:
+            log.info("%s", line)
+        watcher = (
+            asyncio.create_task(reloader.watch(), name="skill-reload")
+            if watch_skills and settings.skills_reload and reloader.watched()
+            else None
+        )
+        try:
+            yield Services(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                redis=redis_client,
+                keys=keys,
+                locks=parts.locks,
+                checkpointer=parts.checkpointer,
+                registry=loaded.registry,
+                runtime=parts.runtime,
+                runs=parts.runs,
+                http=http,
+                approvals=parts.approvals,
+                gate=parts.gate,
+                rate_limiter=RateLimiter(redis=redis_client, keys=keys),
+                audit=parts.audit,
+                metrics=metrics,
+                inbox=inbox,
+                queue=queue,
+                reloader=reloader,
+                skill_sources=sources,
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
     finally:
         await queue.close()
         await http.aclose()

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     skills_dirs: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="SWITCHBOARD_SKILLS_DIR"
     )
+    skills_reload: bool = Field(default=True, alias="SWITCHBOARD_SKILLS_RELOAD")
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="SWITCHBOARD_HTTP_ALLOWED_HOSTS"
     )

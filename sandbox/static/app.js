@@ -824,4 +824,30 @@ function init() {
   load(params.get("user")).then(connect, (error) => console.warn(error.message));
 }
 
+// A skill spec that does not validate (after an edit on disk) shows as a banner with its
+// file:line; the previous version keeps serving. Polled, like the Skills page.
+async function skillsBanner() {
+  let data;
+  try {
+    const response = await fetch("/sandbox/skills", { credentials: "same-origin" });
+    if (!response.ok) return;
+    data = await response.json();
+  } catch (_) { return; }
+  const banner = $("skills-banner");
+  banner.replaceChildren();
+  if (data.errors.length) {
+    const title = el("strong", null, `Skill spec problem: ${data.errors[0]}`);
+    banner.appendChild(title);
+    if (data.errors.length > 1) banner.appendChild(el("span", null, ` (and ${data.errors.length - 1} more)`));
+    banner.appendChild(el("span", null, " — the previous version keeps serving. "));
+    const link = el("a", null, "Skills page");
+    link.href = "/skills";
+    link.target = "_blank";
+    banner.appendChild(link);
+  }
+  banner.hidden = data.errors.length === 0;
+}
+
 init();
+skillsBanner();
+setInterval(skillsBanner, 3000);
