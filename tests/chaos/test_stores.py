@@ -14,7 +14,7 @@ import pytest
 
 from tests.chaos.harness import Deployment, PrivatePostgres, PrivateRedis, receiver
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SETTLE = 3.0  # seconds to keep watching after the last answer, for late duplicates
 
@@ -102,7 +102,7 @@ async def test_a_message_no_store_can_take_is_not_acked_and_its_redelivery_is_an
         f"redelivery HTTP {retried}; {counts}; answered {recovered:.1f} s after the stores "
         "came back"
     )
-    assert 500 <= refused.status < 600
+    assert refused.status == 503  # "unavailable, try again": Slack redelivers
     assert refused.seconds < 3.0  # Slack gives up on an ack after 3 s
     assert retried == 200
     assert done, logs(deployment)
@@ -138,7 +138,7 @@ async def test_postgres_restart_under_traffic_answers_every_message_once(
         during = deployment.acks[during_from:]
         for n in range(8):
             statuses.append((await deployment.mention_as_slack_would(f"ask after {n}"))[0])
-        done = await wait_until(lambda: deployment.count().answered == 24, 90)
+        done = await wait_until(lambda: deployment.count().answered == 24, 75)
         recovered = time.monotonic() - back_at
         await asyncio.sleep(SETTLE)
         counts = deployment.count()
