@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import ApprovalsBot
@@ -29,6 +30,7 @@ from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
 from storage.runqueue import InboxStore, RunQueue
 from storage.runs import RunStore
+from storage.transient import is_transient
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -141,6 +143,7 @@ def create_bot(
         raise_error_for_unhandled_request=False,
         logger=logging.getLogger("slack_bolt"),
     )
+    app.error(_unhandled)
     register(app, context)
     register_admin(context, gate, admin_usergroup=config.admin_usergroup, runs=runs)
     bot_approvals = install_approvals(app, context)
@@ -156,3 +159,14 @@ def create_bot(
         inbox=inbox,
         sealer=sealer,
     )
+
+
+async def _unhandled(error: Exception, response: BoltResponse | None) -> BoltResponse | None:
+    """What a request whose listener raised gets back. A store that cannot be reached (the
+    message could not even be stored) is a 503: Slack delivers the event again, and the
+    log says so in one line. Anything else keeps Bolt's 500, with its traceback."""
+    if is_transient(error):
+        log.warning("request not handled, a store is unreachable (Slack will retry): %s", error)
+        return BoltResponse(status=503, body="") if response is not None else None
+    log.error("listener failed", exc_info=error)
+    return None

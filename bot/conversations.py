@@ -37,10 +37,11 @@ from skills.models import ModelConfigError
 from skills.outcomes import ApprovalRequest, Outcome, Refusal, Reply
 from skills.pii import mask_text, strip_token_ids
 from skills.runtime import Runtime
-from storage.errors import StorageError
+from storage.errors import DatabaseUnavailable, StorageError
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
 from storage.runqueue import Retryable
+from storage.transient import is_transient
 
 if TYPE_CHECKING:
     from bot.queueing import Enqueuer
@@ -373,14 +374,17 @@ class Conversations:
                 elif isinstance(outcome, Refusal):
                     await self._settle(inbound, views_runs.REFUSED_TEXT)
             return _outcome_name(outcome)
-        except StorageError as exc:
-            if not final_attempt:
-                raise Retryable(str(exc)) from exc
-            text, ref = user_error(exc)
-            log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
-            await self.post_error(inbound, text)
-            return "error"
         except Exception as exc:
+            # A store briefly down (Redis, a PostgreSQL restart): run the turn again later
+            # rather than apologise; only the final attempt tells the person.
+            if is_transient(exc):
+                if not final_attempt:
+                    raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+                shown = exc if isinstance(exc, StorageError) else DatabaseUnavailable(str(exc))
+                text, ref = user_error(shown)
+                log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
+                await self.post_error(inbound, text)
+                return "error"
             if isinstance(exc, SlackApiError):
                 self._metrics.slack_api_errors.labels(
                     method=slack_method(exc), error=str(exc.response.get("error", "unknown"))

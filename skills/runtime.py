@@ -61,6 +61,7 @@ from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadOwner, ThreadSkills, Usage
+from storage.transient import is_transient
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -594,7 +595,19 @@ class Runtime:
                     value, interrupts = await _stream(graph, payload, config, context, on_text)
         except Exception as exc:
             ref = _new_ref()
-            log.exception("run failed ref=%s skill=%s thread=%s", ref, skill.name, thread.thread_id)
+            transient = is_transient(exc, bare_os_errors=False)
+            if transient:  # a store blipped (e.g. the checkpoint write): not the skill's fault
+                log.warning(
+                    "run interrupted ref=%s skill=%s thread=%s: %s",
+                    ref,
+                    skill.name,
+                    thread.thread_id,
+                    exc,
+                )
+            else:
+                log.exception(
+                    "run failed ref=%s skill=%s thread=%s", ref, skill.name, thread.thread_id
+                )
             await self._runs.finish(
                 run.run_id,
                 outcome="error",
@@ -605,6 +618,10 @@ class Runtime:
                 cost_usd=self._cost(run),
             )
             self._notify(run, "error", trigger)
+            if transient:
+                # The turn left no checkpoint (durability="exit"): the caller may run it
+                # again once the store is back (a queued turn is retried, not apologised for).
+                raise
             raise RunFailed(ref, cause=type(exc).__name__) from exc
 
         outcome: Outcome

@@ -45,6 +45,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How many 429s one Web API call of ``switchboard worker`` waits out (each for its
+#: ``Retry-After``, at most 30 s): about two minutes of a storm before a call gives up.
+WORKER_RATE_LIMIT_RETRIES = 12
+
 
 def bot_config(settings: Settings) -> BotConfig:
     """The bot's options from the settings."""
@@ -115,11 +119,32 @@ async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
             await sweeper
 
 
-def queue_workers(
+def warm_models(services: Services, settings: Settings) -> None:
+    """Build the configured chat models now, before any turn is claimed.
+
+    A model is otherwise built by the first turn that needs it, and building one imports
+    its provider's SDK (``langchain_openai`` and ``openai`` are thousands of pydantic
+    models): seconds of CPU on the event loop, on a busy node more than the queue's
+    stalled-worker timeout, so a healthy worker missed its heartbeats and had its turns
+    taken back and run twice (found by tests/chaos). A model that cannot be built is
+    logged here and fails its turns as before."""
+    names = dict.fromkeys([settings.model, settings.router_model, *settings.fallback_models])
+    for name in names:
+        if not name:
+            continue
+        try:
+            services.runtime.model(name)
+        except Exception as exc:  # the turns that need it report it to the person
+            log.warning("model %s not built at start: %s", name, exc)
+
+
+@contextlib.asynccontextmanager
+async def queue_workers(
     bot: Bot, services: Services, settings: Settings, *, concurrency: int | None = None
-) -> contextlib.AbstractAsyncContextManager[asyncio.Event]:
+) -> AsyncIterator[asyncio.Event]:
     """The run queue's workers over this process's bot (in-process, or ``switchboard worker``)."""
-    return running_workers(
+    warm_models(services, settings)
+    async with running_workers(
         queue=services.queue,
         inbox=services.inbox,
         conversations=bot.context.conversations,
@@ -128,7 +153,8 @@ def queue_workers(
         concurrency=concurrency or settings.worker_concurrency,
         drain_seconds=settings.worker_drain_seconds,
         patience=timedelta(seconds=settings.queue_patience),
-    )
+    ) as stop:
+        yield stop
 
 
 @contextlib.asynccontextmanager
@@ -272,8 +298,12 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
             open_services(settings, watch_skills=True) as services,
             aiohttp.ClientSession() as session,
         ):
+            # Off the ack path: a worker waits out a 429 storm rather than lose an answer.
             client = create_web_client(
-                token=token, base_url=settings.slack_api_url, session=session
+                token=token,
+                base_url=settings.slack_api_url,
+                session=session,
+                rate_limit_retries=WORKER_RATE_LIMIT_RETRIES,
             )
             bot = build_bot(services, client=client, signing_secret=None)
             config = uvicorn.Config(

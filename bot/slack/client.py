@@ -12,7 +12,9 @@ handled the same way everywhere:
 - Connection refused / reset / closed by the server: exponential backoff with jitter.
 
 All handlers share one attempt counter per call, so ``max_retries`` bounds the retries of a
-call whatever mixture of failures it meets.
+call whatever mixture of failures it meets. Rate limits may get a larger budget of their
+own (``rate_limit_retries``): a worker, off the ack path, waits out a 429 storm instead of
+turning a finished answer into an error.
 """
 
 from __future__ import annotations
@@ -178,12 +180,19 @@ def _retry_after(response: HttpResponse) -> float:
 
 
 def retry_handlers(
-    *, max_retries: int = 3, backoff: float = 0.5, max_retry_after: float = 30.0
+    *,
+    max_retries: int = 3,
+    backoff: float = 0.5,
+    max_retry_after: float = 30.0,
+    rate_limit_retries: int | None = None,
 ) -> list[AsyncRetryHandler]:
-    """The handlers every client gets: rate limits, server errors, connection errors."""
+    """The handlers every client gets: rate limits, server errors, connection errors.
+    ``rate_limit_retries`` (default ``max_retries``) bounds the attempts a call may spend
+    on 429s; the others stop at ``max_retries``."""
     interval = JitteredBackoff(factor=backoff)
+    limited = max_retries if rate_limit_retries is None else max(rate_limit_retries, 0)
     return [
-        RateLimitRetryHandler(max_retry_count=max_retries, max_retry_after=max_retry_after),
+        RateLimitRetryHandler(max_retry_count=limited, max_retry_after=max_retry_after),
         ServerErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
         ConnectionErrorRetryHandler(max_retry_count=max_retries, interval_calculator=interval),
     ]
@@ -206,6 +215,7 @@ def create_web_client(
     max_retries: int = 3,
     backoff: float = 0.5,
     max_retry_after: float = 30.0,
+    rate_limit_retries: int | None = None,
     session: aiohttp.ClientSession | None = None,
 ) -> AsyncWebClient:
     """Build the Web API client: ``token`` (``xoxb-…``), ``base_url`` (``SLACK_API_URL``).
@@ -215,7 +225,8 @@ def create_web_client(
 
     ``timeout`` is per HTTP attempt; ``max_retries`` bounds the retries of one call across
     all failure kinds; ``backoff`` is the first backoff step for 5xx and connection errors;
-    a 429 whose ``Retry-After`` exceeds ``max_retry_after`` seconds fails without waiting.
+    a 429 whose ``Retry-After`` exceeds ``max_retry_after`` seconds fails without waiting;
+    ``rate_limit_retries`` (default: ``max_retries``) is how many 429s a call waits out.
     A call that still fails raises ``slack_sdk.errors.SlackApiError`` (HTTP answers) or the
     aiohttp error (no answer).
     """
@@ -230,7 +241,10 @@ def create_web_client(
         timeout=timeout,  # type: ignore[arg-type]
         logger=logging.getLogger("slack_sdk.web.async_client"),
         retry_handlers=retry_handlers(
-            max_retries=max_retries, backoff=backoff, max_retry_after=max_retry_after
+            max_retries=max_retries,
+            backoff=backoff,
+            max_retry_after=max_retry_after,
+            rate_limit_retries=rate_limit_retries,
         ),
         session=session,
     )

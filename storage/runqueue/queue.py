@@ -39,15 +39,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryDecision
+from procrastinate import App, BaseRetryStrategy, JobContext, RetryDecision
 from procrastinate import exceptions as pexc
 from procrastinate.job_context import AbortReason
 from procrastinate.jobs import Job
 from procrastinate.testing import InMemoryConnector
 
 from storage.errors import StorageError
+from storage.runqueue._connector import PatientConnector
 from storage.runqueue.inbox import InboxStore
 from storage.runqueue.schema import libpq_dsn
+from storage.transient import is_transient
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -175,7 +177,7 @@ class RunQueue:
         *,
         database_url: str,
         inbox: InboxStore,
-        defer_timeout: float = 5.0,
+        defer_timeout: float = 2.0,
         heartbeat: float = 2.0,
         stalled_timeout: float = 10.0,
         fetch_poll: float = 1.0,
@@ -184,6 +186,7 @@ class RunQueue:
         backoff: float = 2.0,
         backoff_cap: float = 30.0,
         pool_size: int = 10,
+        db_patience: float = 30.0,
     ) -> None:
         self.inbox = inbox
         self.durable = database_url.startswith(("postgresql", "postgres"))
@@ -198,10 +201,13 @@ class RunQueue:
         self._started = 0
         self._retries = 0
         self._dead = 0
+        #: How often the Procrastinate worker had to be started again (store went away).
+        self.worker_restarts = 0
         self._start_latency: list[float] = []
         self.on_start: Callable[[float], None] | None = None  # claim-to-start seconds
         if self.durable:
-            connector: Any = PsycopgConnector(
+            connector: Any = PatientConnector(
+                patience=db_patience,
                 conninfo=libpq_dsn(database_url),
                 min_size=1,
                 max_size=pool_size,
@@ -411,9 +417,56 @@ class RunQueue:
         queues: list[str] | None = None,
     ) -> None:
         """Run jobs until ``stop`` is set (or the task is cancelled); then stop fetching,
-        give jobs in flight ``drain_seconds`` and hand the rest back to the queue."""
+        give jobs in flight ``drain_seconds`` and hand the rest back to the queue.
+
+        Procrastinate's worker ends by itself when its database goes away (a failed fetch,
+        or a failed heartbeat, which stops it): this loop starts it again, with a capped
+        backoff, so a PostgreSQL restart does not leave a process that no longer works."""
         self._handlers = handlers
         stop = stop or asyncio.Event()
+        sweeper = asyncio.create_task(self._sweep_stalled(), name="stalled-sweeper")
+        failures = 0
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                ended = await self._run_procrastinate(
+                    concurrency=concurrency,
+                    drain_seconds=drain_seconds,
+                    name=name,
+                    stop=stop,
+                    queues=queues,
+                )
+                if stop.is_set():
+                    break
+                if time.monotonic() - started > 60:
+                    failures = 0  # it had been working: start over quickly
+                failures += 1
+                self.worker_restarts += 1
+                delay = min(10.0, 0.5 * 2 ** (failures - 1))
+                log.warning(
+                    "queue worker stopped (%s); starting it again in %.1f s",
+                    ended,
+                    delay,
+                    extra={"restarts": self.worker_restarts},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _run_procrastinate(
+        self,
+        *,
+        concurrency: int,
+        drain_seconds: float,
+        name: str,
+        stop: asyncio.Event,
+        queues: list[str] | None,
+    ) -> str:
+        """One run of Procrastinate's worker, until ``stop`` or until it ends by itself;
+        why it ended (for the log)."""
         worker = asyncio.create_task(
             self.app.run_worker_async(
                 queues=cast(Any, queues),  # None: every queue (the stub says Iterable only)
@@ -429,19 +482,25 @@ class RunQueue:
             ),
             name=f"procrastinate-{name}",
         )
-        sweeper = asyncio.create_task(self._sweep_stalled(), name="stalled-sweeper")
         stopper = asyncio.create_task(stop.wait(), name="worker-stop")
         try:
             await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sweeper.cancel()
             stopper.cancel()
             if not worker.done():
                 worker.cancel()  # Procrastinate's graceful stop: no new fetches, then drain
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await worker
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves
+            except (pexc.ConnectorException, OSError) as exc:
+                if stop.is_set():
+                    log.warning("queue worker ended with %s while stopping", type(exc).__name__)
+                else:
+                    return f"{type(exc).__name__}: {exc.__cause__ or exc}"
+        return "stopped" if stop.is_set() else "its side task failed"
 
     async def _sweep_stalled(self) -> None:
         """Put jobs of workers that stopped sending heartbeats back to ``todo``."""
@@ -502,17 +561,27 @@ class RunQueue:
             self._retries += 1
             raise HandBack(job.id) from None
         except Retryable as exc:
-            if job.attempts + 1 >= self.max_attempts:
-                self._dead += 1
-            else:
-                self._retries += 1
+            self._count_retry(job)
             log.warning("job %s will be retried: %s", job.id, exc.detail)
             raise
-        except Exception:
-            self._dead += 1
-            raise
+        except Exception as exc:
+            if not is_transient(exc):
+                self._dead += 1
+                raise
+            # A store went away under the handler (PostgreSQL restarting, Redis down):
+            # not the job's fault. Retried, so its inbox rows are not left claimed by a
+            # job that failed for good.
+            self._count_retry(job)
+            log.warning("job %s will be retried: %s: %s", job.id, type(exc).__name__, exc)
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._running -= 1
+
+    def _count_retry(self, job: Job) -> None:
+        if job.attempts + 1 >= self.max_attempts:
+            self._dead += 1
+        else:
+            self._retries += 1
 
     async def _run_thread(self, context: JobContext, thread: str, at: float) -> None:
         handler = self._handlers.thread

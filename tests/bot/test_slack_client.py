@@ -25,8 +25,8 @@ def slack() -> Iterator[FakeSlackApi]:
         yield server
 
 
-def client_for(slack: FakeSlackApi, **options: float) -> AsyncWebClient:
-    settings: dict[str, float] = {"backoff": 0.01, "timeout": 5} | options
+def client_for(slack: FakeSlackApi, **options: float | int) -> AsyncWebClient:
+    settings: dict[str, float | int] = {"backoff": 0.01, "timeout": 5} | options
     return create_web_client(token=slack.token, base_url=slack.base_url, **settings)  # type: ignore[arg-type]
 
 
@@ -249,3 +249,50 @@ async def test_fake_wait_for_sees_calls_made_in_the_background(slack: FakeSlackA
     assert calls[0].args["text"] == "done"
     with pytest.raises(AssertionError, match=r"expected 2 ok chat\.postMessage"):
         await slack.wait_for("chat.postMessage", 2, timeout=0.1)
+
+
+async def test_a_rate_limit_budget_of_its_own_waits_out_a_storm_other_errors_do_not(
+    slack: FakeSlackApi,
+) -> None:
+    """A worker's client (``rate_limit_retries``) waits out more 429s than ``max_retries``
+    allows, each for its ``Retry-After``; 5xx still stop at ``max_retries``."""
+    slack.fail_next("chat.postMessage", status=429, retry_after=0, times=4)
+    with pytest.raises(SlackApiError):
+        await client_for(slack, max_retries=3).chat_postMessage(channel="C1", text="lost")
+    assert [c.status for c in slack.calls("chat.postMessage")] == [429] * 4
+
+    slack.reset_calls()
+    slack.fail_next("chat.postMessage", status=429, retry_after=0, times=6)
+    patient = client_for(slack, max_retries=3, rate_limit_retries=8)
+    response = await patient.chat_postMessage(channel="C1", text="kept")
+    assert response["ok"] is True
+    assert [c.status for c in slack.calls("chat.postMessage")] == [429] * 6 + [200]
+    assert [m["text"] for m in slack.messages("C1")] == ["kept"]
+
+    slack.reset_calls()
+    slack.fail_next("auth.test", status=503, times=4)
+    with pytest.raises(SlackApiError):
+        await patient.auth_test()
+    assert len(slack.calls("auth.test")) == 4
+
+
+async def test_the_fake_rate_limits_like_slack_per_window_with_retry_after(
+    slack: FakeSlackApi,
+) -> None:
+    """The fake's limiter: N calls per window pass, the rest get 429 + Retry-After; a
+    client honouring it gets every call through, later."""
+    slack.rate_limit("chat.postMessage", limit=2, per=1.0)
+    client = client_for(slack, max_retries=0)
+    for n in range(2):
+        await client.chat_postMessage(channel="C1", text=f"m{n}")
+    with pytest.raises(SlackApiError) as limited:
+        await client.chat_postMessage(channel="C1", text="m2")
+    assert limited.value.response.status_code == 429
+    assert limited.value.response.headers.get("Retry-After") == "1"
+    assert slack.rate_limited("chat.postMessage") == 1
+
+    patient = client_for(slack, max_retries=0, rate_limit_retries=5)
+    started = time.monotonic()
+    await asyncio.gather(*(patient.chat_postMessage(channel="C1", text=f"p{n}") for n in range(4)))
+    assert time.monotonic() - started >= 1.0
+    assert sorted(m["text"] for m in slack.messages("C1")) == ["m0", "m1", "p0", "p1", "p2", "p3"]

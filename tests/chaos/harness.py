@@ -9,13 +9,17 @@ duplicates, placeholders left unanswered.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +30,7 @@ import httpx
 
 from bot.http import create_http_app
 from bot.slack.client import create_web_client
-from bot.views.runs import WORKING_TEXT
+from bot.views.runs import WORKING_TEXT, busy_text
 from switchboard.serve import build_bot
 from switchboard.services import open_services
 from switchboard.settings import Settings
@@ -41,6 +45,161 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class PrivateRedis:
+    """A ``redis-server`` of one test, on a free port of its own: SIGKILL it and start it
+    again on the same port while the deployment runs. Never the shared Redis.
+
+    No persistence (``save ""``, no AOF), like a basic managed Redis: what it held is gone
+    after a kill, so the test also shows that nothing the answer path needs lives only
+    there.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.dir = tmp / f"redis-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> None:
+        command = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--protected-mode", "no",
+            "--maxclients", "1000",
+        ]  # fmt: skip
+        with (self.dir / "redis.log").open("ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=out)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {self.log()[-2000:]}")
+            if _accepts(self.port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not come up: {self.log()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no save; clients see their connections reset."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def log(self) -> str:
+        path = self.dir / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def find_initdb() -> str | None:
+    """PostgreSQL's ``initdb``: on PATH, else the newest Debian ``/usr/lib/postgresql``."""
+    found = shutil.which("initdb")
+    if found:
+        return found
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return candidates[-1] if candidates else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of one test: ``initdb`` in a temporary directory, trust auth,
+    its own port and socket directory, so it can be restarted under traffic without
+    touching the shared server. As root, the server runs as the ``postgres`` OS user
+    (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, initdb: str) -> None:
+        self.bin = Path(initdb).parent
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="sb-chaos-pg-"))
+        self.data = self.dir / "data"
+        self.logfile = self.dir / "postgres.log"
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            self._as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.dir.chmod(0o700)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, timeout: float = 60.0) -> None:
+        result = subprocess.run(
+            [*self._as, *args], capture_output=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(args[:2])} failed ({result.returncode}): "
+                f"{result.stderr.decode(errors='replace')[-2000:]}\n{self.log()[-2000:]}"
+            )
+
+    def init(self) -> None:
+        self._run(
+            str(self.bin / "initdb"),
+            "-D", str(self.data),
+            "-U", "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E", "UTF8",
+        )  # fmt: skip
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=200 -c shared_buffers=32MB"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            action,
+            "-D", str(self.data),
+            "-l", str(self.logfile),
+            "-o", options,
+            "-w", "-t", "60",
+            *extra,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: clients are disconnected, in-flight transactions abort."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def destroy(self) -> None:
+        if self.running():
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self._pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")
+        except OSError:
+            return ""
 
 
 @dataclass
@@ -60,6 +219,16 @@ class Worker:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+@dataclass(frozen=True)
+class Ack:
+    """How the receiver answered one delivery, and how long it took."""
+
+    status: int
+    seconds: float
+    event_id: str
+    ts: str
+
+
 @dataclass
 class Deployment:
     database_url: str
@@ -71,6 +240,7 @@ class Deployment:
     http: httpx.AsyncClient | None = None
     workers: list[Worker] = field(default_factory=list)
     sent: dict[str, str] = field(default_factory=dict)  # root ts -> text asked
+    acks: list[Ack] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -96,6 +266,21 @@ class Deployment:
     def start_worker(
         self, name: str, *, concurrency: int = 32, drain: float = 30.0, nice: int = 0
     ) -> Worker:
+        """Start ``switchboard worker`` and wait until it serves ``/healthz``."""
+        worker = self.spawn_worker(name, concurrency=concurrency, drain=drain, nice=nice)
+        self.wait_ready(worker)
+        return worker
+
+    def start_workers(self, *names: str, concurrency: int = 32) -> list[Worker]:
+        """Start several workers at once (their imports overlap), then wait for each."""
+        workers = [self.spawn_worker(name, concurrency=concurrency) for name in names]
+        for worker in workers:
+            self.wait_ready(worker)
+        return workers
+
+    def spawn_worker(
+        self, name: str, *, concurrency: int = 32, drain: float = 30.0, nice: int = 0
+    ) -> Worker:
         port = free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SWITCHBOARD_", "SLACK_"))},
@@ -118,52 +303,98 @@ class Deployment:
             process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out)
         worker = Worker(name=name, process=process, port=port, log=log)
         self.workers.append(worker)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker {name} exited: {worker.output()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                    return worker
-            time.sleep(0.1)
-        raise RuntimeError(f"worker {name} did not come up: {worker.output()[-2000:]}")
+        return worker
 
-    async def mention(self, text: str, *, channel: str = "C0GENERAL") -> tuple[int, str]:
+    @staticmethod
+    def wait_ready(worker: Worker, timeout: float = 90.0) -> None:
+        """Until ``/healthz`` answers (imports take long on a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"worker {worker.name} exited: {worker.output()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                url = f"http://127.0.0.1:{worker.port}/healthz"
+                if httpx.get(url, timeout=0.5).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {worker.name} did not come up: {worker.output()[-2000:]}")
+
+    async def mention(
+        self,
+        text: str,
+        *,
+        channel: str = "C0GENERAL",
+        user: str = "U0SAM",
+        thread_ts: str | None = None,
+        redeliver: tuple[str, str, int] | None = None,
+    ) -> tuple[int, str]:
+        """Post a mention in the fake workspace and deliver its signed event to the
+        receiver; (HTTP status, message ts). ``thread_ts``: a reply in that thread.
+        ``redeliver=(ts, event_id, retry_num)``: Slack's redelivery of an event that got no
+        2xx, for the same message. Ack times are kept in :attr:`acks`."""
         assert self.http is not None
-        ts = self.slack.add_message(channel, f"<@U0BOT> {text}", user="U0SAM")
+        if redeliver is None:
+            ts = self.slack.add_message(channel, f"<@U0BOT> {text}", user=user, thread_ts=thread_ts)
+            event_id, retry_num = f"Ev{uuid.uuid4().hex[:10].upper()}", 0
+        else:
+            ts, event_id, retry_num = redeliver
+        event: dict[str, object] = {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@U0BOT> {text}",
+            "ts": ts,
+            "event_ts": ts,
+            "channel": channel,
+            "team": TEAM,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
         payload = {
             "token": "legacy",
             "team_id": TEAM,
             "api_app_id": "A0FAKE",
             "type": "event_callback",
-            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_id": event_id,
             "event_time": int(time.time()),
-            "event": {
-                "type": "app_mention",
-                "user": "U0SAM",
-                "text": f"<@U0BOT> {text}",
-                "ts": ts,
-                "event_ts": ts,
-                "channel": channel,
-                "team": TEAM,
-            },
+            "event": event,
         }
         body = json.dumps(payload)
         headers = {"content-type": "application/json", **sign(body)}
+        if retry_num:
+            headers |= {"x-slack-retry-num": str(retry_num), "x-slack-retry-reason": "http_error"}
+        started = time.monotonic()
         response = await self.http.post("/slack/events", content=body, headers=headers)
-        self.sent[ts] = text
+        self.acks.append(Ack(response.status_code, time.monotonic() - started, event_id, ts))
+        if thread_ts is None:
+            self.sent[ts] = text
         return response.status_code, ts
+
+    async def mention_as_slack_would(
+        self, text: str, *, retries: int = 3, gap: float = 3.0, channel: str = "C0GENERAL"
+    ) -> tuple[int, str]:
+        """A mention that Slack delivers again (same event id, ``X-Slack-Retry-Num``) while
+        the receiver answers non-2xx, up to ``retries`` times, ``gap`` seconds apart (Slack
+        waits longer; the test has no minutes to spare). The last status and the ts."""
+        status, ts = await self.mention(text, channel=channel)
+        event_id = self.acks[-1].event_id
+        for retry in range(1, retries + 1):
+            if status < 300:
+                break
+            await asyncio.sleep(gap)
+            status, ts = await self.mention(text, channel=channel, redeliver=(ts, event_id, retry))
+        return status, ts
 
     def count(self, channel: str = "C0GENERAL") -> Counts:
         """What people see: per message asked, the bot's messages in its thread."""
-        answered = duplicates = unanswered = wrong = 0
+        answered = duplicates = unanswered = wrong = apologies = 0
         for ts, text in self.sent.items():
             bot = [
                 m
                 for m in self.slack.messages(channel, ts)
                 if m.get("user") == "U0BOT" or m.get("bot_id")
             ]
-            finals = [m for m in bot if m.get("text") != WORKING_TEXT]
+            finals = [m for m in bot if m.get("text") not in PENDING_TEXTS]
+            apologies += sum(1 for m in finals if _apology(str(m.get("text"))))
             if not finals:
                 unanswered += 1
                 continue
@@ -171,13 +402,71 @@ class Deployment:
             duplicates += len(bot) - 1
             if not all(text.removeprefix("ask ") in str(m.get("text")) for m in finals):
                 wrong += 1
-        return Counts(len(self.sent), answered, duplicates, unanswered, wrong)
+        return Counts(len(self.sent), answered, duplicates, unanswered, wrong, apologies)
+
+    def thread_answers(self, root: str, channel: str = "C0GENERAL") -> list[str]:
+        """The bot's messages in one thread, in the order Slack shows them."""
+        return [
+            str(m.get("text"))
+            for m in self.slack.messages(channel, root)
+            if m.get("user") == "U0BOT" or m.get("bot_id")
+        ]
+
+    def unanswered(self, channel: str = "C0GENERAL") -> list[str]:
+        """Root ts of the messages with no final answer yet."""
+        return [
+            ts
+            for ts in self.sent
+            if not [
+                m
+                for m in self.slack.messages(channel, ts)
+                if (m.get("user") == "U0BOT" or m.get("bot_id"))
+                and m.get("text") not in PENDING_TEXTS
+            ]
+        ]
+
+    async def diagnose(self) -> str:
+        """Inbox rows still open and the queue's jobs, for a failing test's message."""
+        import asyncpg
+
+        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+        except (OSError, asyncpg.PostgresError) as exc:
+            return f"(database not readable: {exc})"
+        try:
+            rows = await conn.fetch(
+                "SELECT thread_key, status, job_id, attempts, placeholder_ts, outcome "
+                "FROM run_inbox WHERE status <> 'done' ORDER BY created_at"
+            )
+            jobs = await conn.fetch(
+                "SELECT id, status, attempts, lock, worker_id FROM procrastinate_jobs "
+                "WHERE status <> 'succeeded' ORDER BY id"
+            )
+        finally:
+            await conn.close()
+        lines = [f"unanswered: {self.unanswered()}", "open inbox rows:"]
+        lines += [f"  {dict(r)}" for r in rows]
+        lines.append("jobs not succeeded:")
+        lines += [f"  {dict(j)}" for j in jobs]
+        return "\n".join(lines)
 
     def stop_all(self) -> None:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.signal(signal.SIGKILL)
                 worker.wait(10)
+
+
+#: What a placeholder says before the answer replaces it.
+PENDING_TEXTS = frozenset({WORKING_TEXT}) | {busy_text(n) for n in range(1, 1000)}
+
+#: Markers of the short error messages people get instead of an answer (bot/views).
+_APOLOGY_MARKERS = ("reference `", "Sorry", "try again")
+
+
+def _apology(text: str) -> bool:
+    return any(marker in text for marker in _APOLOGY_MARKERS)
 
 
 @dataclass(frozen=True)
@@ -187,11 +476,23 @@ class Counts:
     duplicates: int
     unanswered: int
     wrong: int
+    apologies: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Every message answered once, with its own answer, and no apology anywhere."""
+        return (
+            self.answered == self.sent
+            and self.duplicates == 0
+            and self.unanswered == 0
+            and self.wrong == 0
+            and self.apologies == 0
+        )
 
     def __str__(self) -> str:
         return (
             f"sent={self.sent} answered={self.answered} duplicates={self.duplicates} "
-            f"unanswered={self.unanswered} mismatched={self.wrong}"
+            f"unanswered={self.unanswered} mismatched={self.wrong} apologies={self.apologies}"
         )
 
 

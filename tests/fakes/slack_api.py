@@ -27,7 +27,9 @@ channel (``not_in_channel``), editing someone else's message (``cant_update_mess
 
 Every request is recorded (:meth:`FakeSlackApi.calls`, :meth:`FakeSlackApi.wait_for`), and
 faults can be injected per method (:meth:`FakeSlackApi.fail_next`): an HTTP status (429
-with ``Retry-After``, 5xx), a Slack error (``ok: false``) or a dropped connection.
+with ``Retry-After``, 5xx), a Slack error (``ok: false``) or a dropped connection. A rate
+limit like Slack's (:meth:`FakeSlackApi.rate_limit`) answers 429 with ``Retry-After`` to
+every call over N per window, per method (and per channel, as chat.postMessage is).
 """
 
 from __future__ import annotations
@@ -84,6 +86,30 @@ class SlackFault:
     drop: bool = False
 
 
+@dataclass
+class _RateLimit:
+    """At most ``limit`` calls per ``per`` seconds for one method (per channel, optionally);
+    the rest get 429 with ``Retry-After`` = whole seconds until a slot frees."""
+
+    limit: int
+    per: float
+    per_channel: bool
+    seen: dict[str, deque[float]] = field(default_factory=dict)
+    limited: int = 0
+
+    def take(self, args: dict[str, Any], now: float) -> float | None:
+        """None when the call may pass (and is counted), else the seconds to wait."""
+        key = str(args.get("channel", "")) if self.per_channel else ""
+        window = self.seen.setdefault(key, deque())
+        while window and window[0] <= now - self.per:
+            window.popleft()
+        if len(window) < self.limit:
+            window.append(now)
+            return None
+        self.limited += 1
+        return window[0] + self.per - now
+
+
 class _SlackError(Exception):
     def __init__(self, error: str) -> None:
         self.error = error
@@ -118,6 +144,7 @@ class FakeSlackApi:
         self._lock = threading.RLock()
         self._calls: list[ApiCall] = []
         self._faults: dict[str, deque[SlackFault]] = {}
+        self._limits: dict[str, _RateLimit] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, dict[str, Any]] = {}
@@ -392,6 +419,33 @@ class FakeSlackApi:
         with self._lock:
             self._faults.setdefault(method, deque()).extend([fault] * times)
 
+    def rate_limit(
+        self, method: str, *, limit: int, per: float = 1.0, per_channel: bool = False
+    ) -> None:
+        """Answer 429 (``ratelimited``, ``Retry-After`` in whole seconds, at least 1) to
+        calls of ``method`` beyond ``limit`` per ``per`` seconds, like Slack's per-method
+        tiers; ``per_channel`` counts each channel on its own (chat.postMessage's
+        "1 per second per channel"). ``limit=0`` removes the limit."""
+        with self._lock:
+            if limit <= 0:
+                self._limits.pop(method, None)
+            else:
+                self._limits[method] = _RateLimit(limit=limit, per=per, per_channel=per_channel)
+
+    def rate_limited(self, method: str) -> int:
+        """How many calls of ``method`` the rate limit answered with 429 so far."""
+        with self._lock:
+            limit = self._limits.get(method)
+            return limit.limited if limit else 0
+
+    def _over_limit(self, method: str, args: dict[str, Any]) -> SlackFault | None:
+        with self._lock:
+            limit = self._limits.get(method)
+            wait = limit.take(args, time.monotonic()) if limit else None
+        if wait is None:
+            return None
+        return SlackFault(status=429, retry_after=max(1, int(wait + 0.999)))
+
     def _take_fault(self, method: str) -> SlackFault | None:
         with self._lock:
             for key in (method, "*"):
@@ -406,7 +460,7 @@ class FakeSlackApi:
         self, method: str, args: dict[str, Any], http_verb: str, token: str | None
     ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
         """Answer one call: (HTTP status, extra headers, JSON body or None to drop)."""
-        fault = self._take_fault(method)
+        fault = self._take_fault(method) or self._over_limit(method, args)
         headers: dict[str, str] = {}
         body: dict[str, Any] | None
         status = 200

@@ -1,0 +1,79 @@
+"""Procrastinate's psycopg connector, patient with a PostgreSQL that restarts.
+
+Procrastinate does not retry a query that meets a lost connection, and two of its queries
+must not simply fail:
+
+* the worker's heartbeat: a failed update stops the whole worker (a failed side task);
+* a job's final status (``finish_job``): when it cannot be written, the job stays ``doing``
+  under a worker that is alive and heartbeating, so no sweeper ever takes it back, and its
+  messages are never answered.
+
+This connector runs every query again, with a short capped backoff, while the failure is a
+connection failure (:func:`storage.transient.is_transient`) and ``patience`` has not run
+out. Other errors (a constraint, "job not found") are raised at once, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, LiteralString, TypeVar
+
+from procrastinate import PsycopgConnector
+from procrastinate import exceptions as pexc
+
+from storage.transient import is_transient
+
+log = logging.getLogger(f"switchboard.{__name__}")
+
+T = TypeVar("T")
+
+
+class PatientConnector(PsycopgConnector):
+    """:class:`procrastinate.PsycopgConnector` whose queries outlast a short outage."""
+
+    def __init__(self, *, patience: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.patience = patience
+        #: Queries that were run again after a lost connection (for tests and metrics).
+        self.retried = 0
+
+    async def _patiently(self, query: str, call: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self.patience
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except pexc.ConnectorException as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                self.retried += 1
+                log.warning(
+                    "queue query failed (%s); trying again in %.1f s",
+                    type(exc.__cause__).__name__,
+                    delay,
+                    extra={"query": query.strip().split("\n", 1)[0][:60]},
+                )
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    async def execute_query_async(self, query: LiteralString, **arguments: Any) -> None:
+        await self._patiently(
+            query, lambda: PsycopgConnector.execute_query_async(self, query, **arguments)
+        )
+
+    async def execute_query_one_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> dict[str, Any]:
+        return await self._patiently(
+            query, lambda: PsycopgConnector.execute_query_one_async(self, query, **arguments)
+        )
+
+    async def execute_query_all_async(
+        self, query: LiteralString, **arguments: Any
+    ) -> list[dict[str, Any]]:
+        return await self._patiently(
+            query, lambda: PsycopgConnector.execute_query_all_async(self, query, **arguments)
+        )
