@@ -217,6 +217,7 @@ class TurnRunner:
         self.sealer = sealer
 
     async def run(self, thread_key: str, job: JobInfo) -> None:
+        await job.check()  # a superseded attempt must not even re-claim the rows
         items = await self.inbox.claim(thread_key, job.id)
         for turn in fold(items, self.sealer):
             if turn.unreadable and not turn.inbound.text:
@@ -227,7 +228,7 @@ class TurnRunner:
             with tracing.extract(trace if isinstance(trace, Mapping) else None):
                 inbound = await self._placeholder(turn, job)
                 outcome = await self.conversations.answer_queued(
-                    inbound, final_attempt=job.final_attempt
+                    inbound, final_attempt=job.final_attempt, fence=job.check
                 )
             await self.inbox.finish(turn.ids, outcome)
 
@@ -264,6 +265,7 @@ class TurnRunner:
                     blocks=run_views.placeholder_blocks(run_views.WORKING_TEXT, job_id=job.id),
                 )
             return inbound
+        await job.check()
         try:
             response = await client.chat_postMessage(
                 channel=inbound.channel,
