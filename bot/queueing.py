@@ -34,6 +34,8 @@ from bot.metrics import Metrics
 from bot.views import runs as run_views
 from skills import tracing
 from skills.context import ThreadRef
+from skills.errors import ThreadBusy
+from storage.errors import StorageError
 from storage.runqueue import (
     Handlers,
     InboxItem,
@@ -247,6 +249,14 @@ class TurnRunner:
                         blocks=[],
                     )
             await self.inbox.finish(turn.ids, "stopped")
+            await self._settle(inbound)
+
+    async def _settle(self, inbound: Inbound) -> None:
+        """No dangling tool calls after a cancelled turn (the next turn must be valid)."""
+        try:
+            await self.conversations.runtime.settle_cancelled(inbound.memory)
+        except (StorageError, ThreadBusy) as exc:
+            log.warning("cancelled turn not settled: %s", exc)
 
     async def _placeholder(self, turn: _Turn, job: JobInfo) -> Inbound:
         """The turn's status message: reuse the one posted before (an earlier attempt, the

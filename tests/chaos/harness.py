@@ -71,6 +71,7 @@ class Deployment:
     http: httpx.AsyncClient | None = None
     workers: list[Worker] = field(default_factory=list)
     sent: dict[str, str] = field(default_factory=dict)  # root ts -> text asked
+    startup_timeout: float = 120.0  # a loaded CI machine imports slowly
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -118,7 +119,7 @@ class Deployment:
             process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=out)
         worker = Worker(name=name, process=process, port=port, log=log)
         self.workers.append(worker)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"worker {name} exited: {worker.output()[-2000:]}")
