@@ -17,7 +17,7 @@ from bot.listeners import BotContext, register
 from bot.listeners.commands import register_admin
 from bot.listeners.runs import register as register_runs
 from bot.metrics import Metrics
-from bot.queueing import Enqueuer, PayloadSealer
+from bot.queueing import Enqueuer, PayloadSealer, skill_policy
 from bot.slack.reader import WebApiSlackReader
 from bot.views.text import LinkPolicy
 from bot.worker import Worker
@@ -123,7 +123,13 @@ def create_bot(
         ),
         links=config.links,
         approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms, queue=queue),
-        enqueuer=Enqueuer(inbox=inbox, queue=queue, sealer=sealer),
+        enqueuer=Enqueuer(
+            inbox=inbox,
+            queue=queue,
+            sealer=sealer,
+            policy=skill_policy(runtime),
+            client=client,
+        ),
     )
     context = BotContext(
         conversations=conversations,
