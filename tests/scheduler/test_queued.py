@@ -203,7 +203,7 @@ async def test_a_firing_enqueued_twice_by_two_leaders_runs_once(
             skill="ask",
             input_text="status?",
             channel_id="C0ONE",
-            trigger_json=dumps(OnceTrigger(at=now, tz="UTC").to_dict()),
+            trigger=OnceTrigger(at=now, tz="UTC").to_dict(),
             tz="UTC",
             owner="cli",
             created_at=now - timedelta(seconds=1),
