@@ -213,19 +213,19 @@ class Enqueuer:
             placeholder_ts=inbound.placeholder_ts,
         )
         if row is None:
-            log.info("duplicate message ignored", extra={"thread": thread})
+            log.info("duplicate message ignored", extra={"thread_key": thread})
             return False
         if policy == "reject":
             await self.inbox.finish([row], "rejected")  # kept as the dedupe record
             await self._tell(inbound, STILL_WORKING_TEXT)
-            log.info("message rejected: the thread is busy", extra={"thread": thread})
+            log.info("message rejected: the thread is busy", extra={"thread_key": thread})
             return False
         if policy == "interrupt":
             for job_id in running:
                 await self.inbox.requeue(job_id)  # its messages are answered with this one
                 with contextlib.suppress(QueueError):
                     await self.queue.cancel(job_id)
-                log.info("running turn interrupted", extra={"thread": thread, "job_id": job_id})
+                log.info("running turn interrupted", extra={"thread_key": thread, "job_id": job_id})
         try:
             await self.queue.wake(thread)
         except QueueUnavailable as exc:
