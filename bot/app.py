@@ -18,7 +18,7 @@ from bot.listeners import BotContext, register
 from bot.listeners.commands import register_admin
 from bot.listeners.runs import register as register_runs
 from bot.metrics import Metrics
-from bot.queueing import Enqueuer, PayloadSealer
+from bot.queueing import Enqueuer, PayloadSealer, skill_policy
 from bot.slack.reader import WebApiSlackReader
 from bot.views.text import LinkPolicy
 from bot.worker import Worker
@@ -51,13 +51,17 @@ class Bot:
 
     async def idle(self, timeout: float = 20.0) -> None:
         """Wait until nothing is left to do: background tasks done, no message waiting in
-        the inbox or being answered (tests and the sandbox use this)."""
+        the inbox or being answered, no job waiting or running on the queue (approval
+        resumes, firings) (tests and the sandbox use this)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             await self.worker.idle(max(0.01, deadline - loop.time()))
             backlog = await self.inbox.backlog()
-            if not (backlog.pending or backlog.claimed or self.queue.worker_stats().running):
+            queued = any(s.depth or s.running for s in await self.queue.stats())
+            if not (
+                backlog.pending or backlog.claimed or queued or self.queue.worker_stats().running
+            ):
                 if not self.worker.pending:
                     return
                 continue
@@ -123,8 +127,16 @@ def create_bot(
             channel=config.channel_rate,
         ),
         links=config.links,
-        approvals=ApprovalsBot.cards(approvals, dm_approvers=config.approval_dms, metrics=metrics),
-        enqueuer=Enqueuer(inbox=inbox, queue=queue, sealer=sealer),
+        approvals=ApprovalsBot.cards(
+            approvals, dm_approvers=config.approval_dms, metrics=metrics, queue=queue
+        ),
+        enqueuer=Enqueuer(
+            inbox=inbox,
+            queue=queue,
+            sealer=sealer,
+            policy=skill_policy(runtime),
+            client=client,
+        ),
     )
     context = BotContext(
         conversations=conversations,

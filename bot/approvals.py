@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,9 +38,14 @@ from bot.views.text import escape_mrkdwn
 from skills.approvals import ApprovalService, Completed, Decided, EditRejected, args_of
 from skills.context import Principal, ThreadRef
 from skills.outcomes import ApprovalRequest
+from storage.errors import StorageError
 from storage.models import ApprovalRequestRow
+from storage.runqueue import JobInfo, QueueUnavailable, Retryable, RunQueue
 
 log = logging.getLogger(f"switchboard.{__name__}")
+
+#: The run-queue job that resumes a decided request's run.
+RESUME_KIND = "approval.resume"
 
 
 @dataclass(slots=True)
@@ -54,6 +59,9 @@ class ApprovalsBot:
     dm_approvers: bool = False
     #: Where approval waits are counted (``switchboard_approval_wait_seconds``).
     metrics: Metrics | None = None
+    #: With a run queue, a decided request's resume is a queue job any worker runs
+    #: (:meth:`resume_job`); without one it runs here, after the click.
+    queue: RunQueue | None = None
 
     @classmethod
     def cards(
@@ -62,6 +70,7 @@ class ApprovalsBot:
         *,
         dm_approvers: bool = False,
         metrics: Metrics | None = None,
+        queue: RunQueue | None = None,
     ) -> Callable[[Conversations], ApprovalsBot]:
         """The factory ``Conversations(approvals=…)`` builds its cards with."""
 
@@ -72,6 +81,7 @@ class ApprovalsBot:
                 client=conversations.client,
                 dm_approvers=dm_approvers,
                 metrics=metrics,
+                queue=queue,
             )
 
         return build
@@ -152,6 +162,34 @@ class ApprovalsBot:
             self.metrics.observe_approval(skill=row.skill, decision=decision, seconds=wait)
 
     async def complete(self, row: ApprovalRequestRow) -> None:
+        """Carry a decided request on: enqueue its resume (any worker runs it, after the
+        thread's running turn: the job holds the thread's lock), or run it here."""
+        if self.queue is not None:
+            try:
+                await self.queue.defer(
+                    RESUME_KIND,
+                    {"request_id": row.id},
+                    lock=row.thread_id,
+                    queueing_lock=f"resume:{row.id}",
+                )
+                return
+            except QueueUnavailable as exc:  # the sweep would get it later; do it now
+                log.warning("approval %s: resume not enqueued (%s); resuming here", row.id, exc)
+        await self._complete(row)
+
+    async def resume_job(self, payload: Mapping[str, Any], job: JobInfo) -> None:
+        """The worker's half (``approval.resume`` jobs). A job re-run after its worker died
+        (even mid tool call) resumes again under the same claim; the idempotency ledger
+        keeps the approved call to one execution, and the card and the answer are shown
+        by the attempt that finishes."""
+        row = await self.service.store.get(str(payload.get("request_id", "")))
+        if row is None or row.completed_at is not None:
+            return
+        await self._complete(row, holder=f"job-{job.id}", job=job)
+
+    async def _complete(
+        self, row: ApprovalRequestRow, *, holder: str | None = None, job: JobInfo | None = None
+    ) -> None:
         requester = await self.conversations.directory.actor(row.requester)
         try:
             done = await self.service.complete(
@@ -159,12 +197,24 @@ class ApprovalsBot:
                 requester=requester,
                 slack=self.conversations.reader,
                 access=self.conversations.access,
+                holder=holder,
             )
+        except StorageError as exc:
+            if job is not None and not job.final_attempt:
+                raise Retryable(str(exc)) from exc
+            text, ref = user_error(exc)
+            log.warning("approval %s: resuming the run failed ref=%s: %s", row.id, ref, exc)
+            await self.conversations.post_error(self._inbound(row), text)
+            return
         except Exception as exc:
+            if job is not None:
+                await job.check()
             text, ref = user_error(exc)
             log.exception("approval %s: resuming the run failed ref=%s", row.id, ref)
             await self.conversations.post_error(self._inbound(row), text)
             return
+        if job is not None:
+            await job.check()  # re-claimed elsewhere meanwhile: that attempt shows it
         await self.show(done)
 
     async def show(self, done: Completed) -> None:

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -40,7 +40,7 @@ from skills.runtime import Runtime
 from storage.errors import DatabaseUnavailable, StorageError
 from storage.locks import RedisLocks
 from storage.ratelimit import Rate, RateLimiter
-from storage.runqueue import Retryable
+from storage.runqueue import Retryable, Superseded
 from storage.transient import is_transient
 
 if TYPE_CHECKING:
@@ -342,13 +342,21 @@ class Conversations:
                 time.monotonic() - started
             )
 
-    async def answer_queued(self, inbound: Inbound, *, final_attempt: bool) -> str:
+    async def answer_queued(
+        self,
+        inbound: Inbound,
+        *,
+        final_attempt: bool,
+        fence: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
         """A worker's turn: run the skill and replace the placeholder with the outcome.
 
         Returns the outcome (``reply``, ``approval``, ``refusal``, ``error``). A store that
         is briefly down (Redis, SQL) raises :class:`~storage.runqueue.Retryable` so the
         queue runs the turn again later, instead of apologising; on the final attempt the
-        person gets the short error message.
+        person gets the short error message. ``fence`` runs before anything is shown and
+        raises :class:`~storage.runqueue.Superseded` when another worker took the job over
+        meanwhile: then this attempt shows nothing, and the other one answers.
         """
         started = time.monotonic()
         await self._status(inbound, on=True)
@@ -367,6 +375,8 @@ class Conversations:
                 trigger=inbound.kind,
                 on_text=stream,
             )
+            if fence is not None:
+                await fence()
             await self.render(inbound, outcome, stream)
             if inbound.placeholder_ts is not None:
                 if isinstance(outcome, ApprovalRequest):
@@ -374,17 +384,24 @@ class Conversations:
                 elif isinstance(outcome, Refusal):
                     await self._settle(inbound, views_runs.REFUSED_TEXT)
             return _outcome_name(outcome)
+        except Superseded:
+            raise
         except Exception as exc:
             # A store briefly down (Redis, a PostgreSQL restart): run the turn again later
-            # rather than apologise; only the final attempt tells the person.
+            # rather than apologise; only the final attempt tells the person. A retry posts
+            # nothing, so it needs no fence; whatever is shown below is fenced by attempt.
             if is_transient(exc):
                 if not final_attempt:
                     raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+                if fence is not None:
+                    await fence()
                 shown = exc if isinstance(exc, StorageError) else DatabaseUnavailable(str(exc))
                 text, ref = user_error(shown)
                 log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
                 await self.post_error(inbound, text)
                 return "error"
+            if fence is not None:
+                await fence()
             if isinstance(exc, SlackApiError):
                 self._metrics.slack_api_errors.labels(
                     method=slack_method(exc), error=str(exc.response.get("error", "unknown"))

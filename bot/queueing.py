@@ -21,24 +21,30 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound
 from bot.metrics import Metrics
 from bot.views import runs as run_views
 from skills import tracing
 from skills.context import ThreadRef
+from skills.errors import ThreadBusy
+from skills.router import explicit_skill
+from skills.runtime import Runtime
+from storage.errors import StorageError
 from storage.runqueue import (
     Handlers,
     InboxItem,
     InboxStore,
     JobInfo,
+    QueueError,
     QueueUnavailable,
     RunQueue,
     WorkHandler,
@@ -123,16 +129,63 @@ def dedupe_key(inbound: Inbound, source_ts: str | None) -> str:
     return f"new:{uuid.uuid4().hex}"
 
 
-class Enqueuer:
-    """The receiver's half: store the message, wake its thread's job."""
+#: Looks up the ``concurrency`` policy of the skill a message in a busy thread is for.
+PolicyLookup = Callable[[Inbound], Awaitable[str]]
 
-    def __init__(self, *, inbox: InboxStore, queue: RunQueue, sealer: PayloadSealer) -> None:
+STILL_WORKING_TEXT = (
+    "I'm still working on your previous message in this thread; send this again once I've answered."
+)
+
+
+def skill_policy(runtime: Runtime) -> PolicyLookup | None:
+    """The policy lookup over ``runtime``'s skills: the forced skill, else the thread's
+    skill, else the skill the message names first (the running turn may not have
+    recorded the thread's skill yet); ``enqueue`` when none is known. None when every
+    skill enqueues (the ack path then reads nothing extra)."""
+    registry = runtime.registry
+    if all(s.spec is None or s.spec.concurrency == "enqueue" for s in registry):
+        return None
+
+    async def lookup(inbound: Inbound) -> str:
+        named = explicit_skill(inbound.text, registry.names())
+        name = (
+            inbound.skill
+            or await runtime.thread_skill(inbound.memory)
+            or (named[0] if named else None)
+        )
+        if name is None or name not in registry:
+            return "enqueue"
+        spec = registry.get(name).spec
+        return spec.concurrency if spec is not None else "enqueue"
+
+    return lookup
+
+
+class Enqueuer:
+    """The receiver's half: store the message, wake its thread's job.
+
+    ``policy`` applies a skill's ``concurrency`` when the thread has a turn running:
+    ``enqueue`` (wait, fold), ``interrupt`` (cancel the running turn; its messages go back
+    to waiting and are answered together with the new one), ``reject`` (tell the sender
+    only, and drop the new message)."""
+
+    def __init__(
+        self,
+        *,
+        inbox: InboxStore,
+        queue: RunQueue,
+        sealer: PayloadSealer,
+        policy: PolicyLookup | None = None,
+        client: AsyncWebClient | None = None,
+    ) -> None:
         self.inbox = inbox
         self.queue = queue
         self.sealer = sealer
+        self.policy = policy
+        self.client = client
 
     async def enqueue(self, inbound: Inbound, *, source_ts: str | None) -> bool:
-        """True when stored (False: a duplicate of a message stored before).
+        """True when stored (False: a duplicate of a message stored before, or rejected).
 
         The inbox row is the acknowledgement: once it is committed the message is answered
         eventually, also when waking the job fails now (the maintenance loop wakes threads
@@ -140,6 +193,18 @@ class Enqueuer:
         non-2xx and Slack delivers the event again.
         """
         thread = inbound.memory.thread_id
+        running: list[int] = []
+        policy = "enqueue"
+        if self.policy is not None:
+            running = sorted(
+                {
+                    item.job_id
+                    for item in await self.inbox.thread_items(thread)
+                    if item.status == "claimed" and item.job_id is not None
+                }
+            )
+            if running:
+                policy = await self.policy(inbound)
         row = await self.inbox.add(
             dedupe_key=dedupe_key(inbound, source_ts),
             thread_key=thread,
@@ -148,13 +213,37 @@ class Enqueuer:
             placeholder_ts=inbound.placeholder_ts,
         )
         if row is None:
-            log.info("duplicate message ignored", extra={"thread": thread})
+            log.info("duplicate message ignored", extra={"thread_key": thread})
             return False
+        if policy == "reject":
+            await self.inbox.finish([row], "rejected")  # kept as the dedupe record
+            await self._tell(inbound, STILL_WORKING_TEXT)
+            log.info("message rejected: the thread is busy", extra={"thread_key": thread})
+            return False
+        if policy == "interrupt":
+            for job_id in running:
+                await self.inbox.requeue(job_id)  # its messages are answered with this one
+                with contextlib.suppress(QueueError):
+                    await self.queue.cancel(job_id)
+                log.info("running turn interrupted", extra={"thread_key": thread, "job_id": job_id})
         try:
             await self.queue.wake(thread)
         except QueueUnavailable as exc:
             log.warning("queue wake deferred for %s: %s", thread, exc)
         return True
+
+    async def _tell(self, inbound: Inbound, text: str) -> None:
+        if self.client is None:
+            return
+        try:
+            await self.client.chat_postEphemeral(
+                channel=inbound.channel,
+                user=inbound.user,
+                text=text,
+                thread_ts=inbound.reply_thread_ts,
+            )
+        except SlackApiError as exc:
+            log.info("busy note not sent: %s", exc.response.get("error"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +306,7 @@ class TurnRunner:
         self.sealer = sealer
 
     async def run(self, thread_key: str, job: JobInfo) -> None:
+        await job.check()  # a superseded attempt must not even re-claim the rows
         items = await self.inbox.claim(thread_key, job.id)
         for turn in fold(items, self.sealer):
             if turn.unreadable and not turn.inbound.text:
@@ -227,7 +317,7 @@ class TurnRunner:
             with tracing.extract(trace if isinstance(trace, Mapping) else None):
                 inbound = await self._placeholder(turn, job)
                 outcome = await self.conversations.answer_queued(
-                    inbound, final_attempt=job.final_attempt
+                    inbound, final_attempt=job.final_attempt, fence=job.check
                 )
             await self.inbox.finish(turn.ids, outcome)
 
@@ -246,6 +336,15 @@ class TurnRunner:
                         blocks=[],
                     )
             await self.inbox.finish(turn.ids, "stopped")
+        await self._settle(thread_key)
+
+    async def _settle(self, thread_key: str) -> None:
+        """No dangling tool calls after a cancelled turn (stopped, or interrupted by a new
+        message, whose rows went back to waiting): the next turn must be valid."""
+        try:
+            await self.conversations.runtime.settle_cancelled(ThreadRef.parse(thread_key))
+        except (StorageError, ThreadBusy, ValueError) as exc:
+            log.warning("cancelled turn not settled: %s", exc)
 
     async def _placeholder(self, turn: _Turn, job: JobInfo) -> Inbound:
         """The turn's status message: reuse the one posted before (an earlier attempt, the
@@ -264,6 +363,7 @@ class TurnRunner:
                     blocks=run_views.placeholder_blocks(run_views.WORKING_TEXT, job_id=job.id),
                 )
             return inbound
+        await job.check()
         try:
             response = await client.chat_postMessage(
                 channel=inbound.channel,

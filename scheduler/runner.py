@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from scheduler.manage import STANDUP, StandupOptions
@@ -36,11 +36,14 @@ from skills.outcomes import ApprovalRequest, Refusal, Reply
 from skills.runtime import Runtime
 from storage.errors import StorageError
 from storage.models import Schedule, ScheduleRun, StandupSession
+from storage.runqueue import Superseded
 from storage.schedules import FiringResult, ScheduleStore, loads
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
 OnStandupOpened = Callable[[StandupSession], None]
+#: Raises when the caller no longer owns the firing (a queued job re-claimed elsewhere).
+Fence = Callable[[], Awaitable[None]]
 
 
 class _Failed(Exception):
@@ -100,17 +103,24 @@ class FiringRunner:
         run: ScheduleRun,
         *,
         on_standup_opened: OnStandupOpened | None = None,
+        fence: Fence | None = None,
     ) -> FiringResult:
-        """Do the firing recorded as ``run`` and close its record."""
+        """Do the firing recorded as ``run`` and close its record.
+
+        ``fence`` (a queued firing's ownership check) runs right before anything is posted
+        and raises :class:`~storage.runqueue.Superseded` when another worker took the
+        firing over; the record is then left to that worker."""
         message_ts: str | None = None
         skill_run: str | None = None
         try:
             if schedule.kind == STANDUP:
-                opened = await self._open_standup(schedule, run)
+                opened = await self._open_standup(schedule, run, fence=fence)
                 if opened is not None and on_standup_opened is not None:
                     on_standup_opened(opened)
             else:
-                message_ts, skill_run = await self._run_skill(schedule)
+                message_ts, skill_run = await self._run_skill(schedule, fence=fence)
+        except Superseded:
+            raise
         except _Failed as failure:
             return await self._failed(schedule, run, failure.reason)
         except (StorageError, SkillError) as exc:
@@ -148,7 +158,7 @@ class FiringRunner:
             )
         return owner
 
-    async def _run_skill(self, schedule: Schedule) -> tuple[str, str]:
+    async def _run_skill(self, schedule: Schedule, *, fence: Fence | None) -> tuple[str, str]:
         actor = await self._owner_may_post(schedule)
         # One conversation per schedule, started afresh each time: a firing never sees
         # the previous firing's messages, and memory does not grow with every run.
@@ -181,6 +191,8 @@ class FiringRunner:
             raise _Failed(
                 f"the schedule acts as its owner <@{schedule.owner}>, who may not read {where}"
             )
+        if fence is not None:
+            await fence()
         try:
             posted = await self._poster.answer(
                 schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
@@ -191,7 +203,9 @@ class FiringRunner:
 
     # -- stand-ups ------------------------------------------------------------------------
 
-    async def _open_standup(self, schedule: Schedule, run: ScheduleRun) -> StandupSession | None:
+    async def _open_standup(
+        self, schedule: Schedule, run: ScheduleRun, *, fence: Fence | None
+    ) -> StandupSession | None:
         await self._owner_may_post(schedule)  # the summary goes where the owner must be
         options = StandupOptions.from_dict(loads(schedule.options_json))
         if self._group_members is None:
@@ -200,6 +214,8 @@ class FiringRunner:
             members = sorted(await self._group_members(options.usergroup))
         except SlackReaderError as exc:
             raise _Failed(f"could not read the user group ({exc.error})") from exc
+        if fence is not None:
+            await fence()
         now = self._clock()
         session = await self._store.open_standup(
             schedule_id=schedule.id,

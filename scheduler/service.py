@@ -15,6 +15,10 @@ Why the pieces are there:
   ``schedule id + scheduled time`` and recorded with a unique SQL key before anything runs.
   A second leader — after a hand-over mid-firing or during a split — loses one of the two
   and skips. (A firing whose leader dies after claiming it is not run again: at most once.)
+* **The leader only enqueues.** Built with a ``dispatch`` (``scheduler.queued``), a started
+  firing becomes one run-queue job that any worker posts; the leader's loop only times,
+  claims and records. Only when the queue stays unreachable does the leader run the
+  firing itself (``local_runs`` counts those), rather than drop it.
 * **Changes within a second.** Managers publish ``changed <id>`` (``feed.py``); the leader
   reloads that schedule. A full resync every ``resync_interval`` catches lost messages.
 * **Misfires.** Planning uses the grace window: after downtime at most one run, the rest
@@ -38,7 +42,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -69,6 +73,10 @@ _ATTEMPTS = 6
 _LOOKAHEAD_MARGIN = timedelta(milliseconds=500)
 _CLAIM_BATCH = 32
 _STILL_GOING = "the previous run of this schedule was still going"
+
+
+#: Hands a started firing to the run queue; False when it could not (see scheduler.queued).
+Dispatch = Callable[[Schedule, ScheduleRun], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +166,13 @@ class SchedulerService:
         config: SchedulerConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         holder: str | None = None,
+        dispatch: Dispatch | None = None,
     ) -> None:
         self.store = store
+        #: With a run queue, started firings are enqueued for workers instead of run here.
+        self._dispatch = dispatch
+        #: Firings this process ran on its own loop (no queue, or the queue was down).
+        self.local_runs = 0
         self.manager = manager
         self.runner = runner
         self.collector = collector or StandupCollector(store=store, clock=clock)
@@ -389,7 +402,8 @@ class SchedulerService:
             fresh = await self.store.get(schedule_id)
             if fresh is not None:
                 self._apply(fresh)
-        for session in await self.store.standups_due(self._clock()):
+        # Stand-ups opened by a worker (queued firings) get their close timer here.
+        for session in await self.store.open_standups():
             self._add_close_job(session)
 
     async def _refresh(self, schedule_id: str) -> None:
@@ -589,6 +603,11 @@ class SchedulerService:
         return row, run
 
     async def _execute(self, row: Schedule, run: ScheduleRun) -> None:
+        if self._dispatch is not None:
+            if await self._dispatch(row, run):
+                return  # a worker runs it (scheduler.queued)
+            log.warning("run queue unavailable: the leader runs firing %s itself", run.id)
+        self.local_runs += 1
         async with self._slots:
             result = await self.runner.execute(row, run, on_standup_opened=self._add_close_job)
         if result.paused:

@@ -441,15 +441,19 @@ class ApprovalService:
         requester: Principal,
         slack: SlackReader | None,
         access: ConversationAccess | None = None,
+        holder: str | None = None,
     ) -> Completed:
         """Resume the run of a decided request (approved, rejected or expired), once.
 
         The resumed run reads Slack as ``requester`` (through ``access``), as the run that
-        paused did.
+        paused did. ``holder`` names the resume's owner (a run-queue job): the same owner
+        resuming again after its worker died takes its claim back at once.
         """
         if row.completed_at is not None:
             return Completed(row, None)
-        if not await self._locks.claim("approval-resume", row.id, ttl=timedelta(minutes=10)):
+        if not await self._locks.claim(
+            "approval-resume", row.id, ttl=timedelta(minutes=10), holder=holder
+        ):
             return Completed(row, None)  # another replica is completing it
         current = await self.store.get(row.id)
         if current is None or current.completed_at is not None:

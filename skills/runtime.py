@@ -30,7 +30,13 @@ import httpx
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
 from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -125,6 +131,10 @@ class _UsageHandler(UsageMetadataCallbackHandler):
     ignore_chain = True
     ignore_retriever = True
     ignore_agent = True
+
+
+#: The result a tool call gets when its turn was stopped before the tool finished.
+CANCELLED_TOOL_RESULT = "Cancelled: the turn was stopped before this tool finished."
 
 
 def _new_ref() -> str:
@@ -418,6 +428,46 @@ class Runtime:
             ]:
                 await self._checkpointer.adelete_thread(thread_id)
             await self._threads.forget(thread.thread_id)
+
+    async def settle_cancelled(self, thread: ThreadRef) -> int:
+        """After a turn was cancelled (Stop, an interrupting message): give every tool call
+        the last AI message left without a result a synthetic "cancelled" result, so the
+        conversation stays valid for providers, which refuse a history where a tool call
+        is not followed by its result. A thread paused on an approval keeps its pending
+        call. Returns how many results were added."""
+        owner = await self._threads.get(thread.thread_id)
+        if owner is None or owner not in self.registry:
+            return 0
+        skill = self.registry.get(owner)
+        graph = self._graph(skill)
+        config = self._config(skill, thread)
+        async with self._thread_turn(thread):
+            state = await graph.aget_state(config)
+            if not state or not state.values or tuple(getattr(state, "interrupts", None) or ()):
+                return 0
+            messages = list(state.values.get("messages", []))
+            answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+            last_ai = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+            calls = last_ai.tool_calls if last_ai is not None else []
+            missing = [call for call in calls if call["id"] not in answered]
+            if not missing:
+                return 0
+            results = [
+                ToolMessage(
+                    content=CANCELLED_TOOL_RESULT,
+                    tool_call_id=str(call["id"]),
+                    name=call["name"],
+                    status="error",
+                )
+                for call in missing
+            ]
+            try:
+                await graph.aupdate_state(config, {"messages": results}, as_node="tools")
+            except (ValueError, KeyError) as exc:  # a Python graph without a tools node
+                log.warning("cancelled tool calls of %s not settled: %s", skill.name, exc)
+                return 0
+        log.info("settled %d cancelled tool call(s)", len(results), extra={"skill": skill.name})
+        return len(results)
 
     async def history(self, thread: ThreadRef) -> list[BaseMessage]:
         """The messages remembered for ``thread`` (masked), oldest first."""

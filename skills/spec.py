@@ -1044,6 +1044,10 @@ def _mcp_attach(spec: SkillSpec, expansion: _Expansion, doc: LineMappedDocument)
         server._lines[("tools",)] = doc.line_for((*prefix, "tools"))
 
 
+#: What a skill does with a message that arrives while its turn runs (``concurrency:``).
+Concurrency = Literal["enqueue", "interrupt", "reject"]
+
+
 class SkillSpec(_Model):
     """One skill as declared in YAML. ``source`` is the file it came from, if any."""
 
@@ -1063,6 +1067,11 @@ class SkillSpec(_Model):
     """Example prompts shown in App Home and as Assistant suggested prompts."""
     mcp: list[McpServerSpec] = Field(default_factory=list)
     """MCP tool servers whose allow-listed tools the model may call (see McpServerSpec)."""
+    concurrency: Concurrency = "enqueue"
+    """A message arriving while this skill's turn runs in the thread: ``enqueue`` waits
+    (waiting messages of one person fold into one turn), ``interrupt`` cancels the running
+    turn and answers both messages together, ``reject`` says "still working on your
+    previous message" (only to the sender) and drops the new one."""
 
     _source: Path | None = PrivateAttr(default=None)
     _name_line: int | None = PrivateAttr(default=None)

@@ -80,12 +80,21 @@ class RedisLocks:
 
     # -- idempotency claims -------------------------------------------------------------
 
-    async def claim(self, scope: str, ident: str, *, ttl: timedelta | None = None) -> bool:
-        """True for the first caller of ``(scope, ident)`` within ``ttl``; False afterwards."""
+    async def claim(
+        self, scope: str, ident: str, *, ttl: timedelta | None = None, holder: str | None = None
+    ) -> bool:
+        """True for the first caller of ``(scope, ident)`` within ``ttl``; False afterwards.
+
+        ``holder`` names who claims: the same holder claiming again gets True (a queue job
+        re-run after its worker died takes back its own claim instead of waiting out the
+        TTL). Without one, every later caller gets False."""
         key = self._keys.key(KeyKind.CLAIM, scope, ident)
         ttl = ttl or self._keys.ttl(KeyKind.CLAIM)
+        value = holder.encode() if holder else b"1"
         async with redis_errors("claim"):
-            return bool(await self._redis.set(key, b"1", nx=True, px=ttl_ms(ttl)))
+            if await self._redis.set(key, value, nx=True, px=ttl_ms(ttl)):
+                return True
+            return holder is not None and await self._redis.get(key) == value
 
     async def unclaim(self, scope: str, ident: str) -> None:
         """Give a claim back, e.g. when the work it guarded could not even start."""

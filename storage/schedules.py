@@ -646,6 +646,11 @@ class ScheduleStore:
 
         return await self._retrying(work)
 
+    async def get_run(self, run_id: int) -> ScheduleRun | None:
+        """One run record by id (a queued firing carries only that)."""
+        async with self._sessions() as session:
+            return await session.get(ScheduleRun, run_id)
+
     async def runs(self, schedule_id: str, *, limit: int = 50) -> builtins.list[ScheduleRun]:
         """The latest runs of a schedule, newest first."""
         async with self._sessions() as session:

@@ -211,7 +211,8 @@ async def _open_scheduler() -> AsyncIterator[SchedulerService]:
         client = create_web_client(
             token=token.get_secret_value() if token else "", base_url=settings.slack_api_url
         )
-        yield build_scheduler(services, client=client)
+        # On a shared (PostgreSQL) queue the leader only enqueues; workers post.
+        yield build_scheduler(services, client=client, queued=services.queue.durable)
 
 
 def _configure_logging(level: str) -> None:

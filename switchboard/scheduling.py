@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,8 @@ from scheduler.calendar import BusinessCalendar
 from scheduler.feed import ChangeFeed
 from scheduler.manage import ScheduleManager
 from scheduler.ports import ActorResolver, GroupMembers, Poster
-from scheduler.runner import FiringRunner, OnStandupOpened
+from scheduler.queued import QueuedFirings
+from scheduler.runner import Fence, FiringRunner, OnStandupOpened
 from scheduler.service import SchedulerConfig, SchedulerService
 from scheduler.standup import StandupCollector
 from scheduler.triggers import MIN_INTERVAL
@@ -39,7 +41,13 @@ from storage.sql import create_engine, session_factory, upgrade
 from switchboard.services import Services
 from switchboard.settings import Settings
 
-__all__ = ["build_manager", "build_scheduler", "business_calendar", "open_manager"]
+__all__ = [
+    "build_manager",
+    "build_queued_firings",
+    "build_scheduler",
+    "business_calendar",
+    "open_manager",
+]
 
 
 def business_calendar(settings: Settings) -> BusinessCalendar:
@@ -81,6 +89,7 @@ def build_scheduler(
     calendar: BusinessCalendar | None = None,
     max_failures: int | None = None,
     clock: Callable[[], datetime] | None = None,
+    queued: bool = False,
 ) -> SchedulerService:
     """The scheduler service of this process, posting through ``client``.
 
@@ -89,11 +98,92 @@ def build_scheduler(
     the schedule's owner and check the owner's memberships: ``access`` answers who is in
     which conversation (default: asked of Slack every time, uncached, since this process
     may not receive membership events). ``client=None`` leaves Slack out (a ``poster``
-    is then required): what the scheduler tests and benchmark measure. The other
-    arguments replace single parts (tests).
+    is then required): what the scheduler tests and benchmark measure. ``queued``: the
+    leader only enqueues started firings on the run queue, and workers post them
+    (:func:`build_queued_firings`). The other arguments replace single parts (tests).
     """
-    settings = services.settings
     config = config or SchedulerConfig()
+    parts = _firing_parts(
+        services,
+        client=client,
+        poster=poster,
+        min_interval=config.min_interval,
+        directory=directory,
+        access=access,
+        actor_for=actor_for,
+        group_members=group_members,
+        calendar=calendar,
+        max_failures=max_failures,
+        clock=clock,
+    )
+    dispatch = None
+    if queued:
+        dispatch = QueuedFirings(
+            queue=services.queue, store=parts.store, runner=parts.runner, feed=parts.feed
+        ).dispatch
+    return SchedulerService(
+        store=parts.store,
+        locks=services.locks,
+        feed=parts.feed,
+        runner=parts.runner,
+        manager=parts.manager,
+        collector=StandupCollector(store=parts.store, poster=parts.poster, **_timed(clock)),
+        calendar=parts.manager.calendar,
+        config=config,
+        dispatch=dispatch,
+        **_timed(clock),
+    )
+
+
+def build_queued_firings(
+    services: Services,
+    *,
+    client: AsyncWebClient | None,
+    poster: Poster | None = None,
+    actor_for: ActorResolver | None = None,
+    group_members: GroupMembers | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> QueuedFirings:
+    """The worker's half of queued firings (its handler runs ``schedule.fire`` jobs), with
+    the same runner, checks and poster the scheduler would use in-process."""
+    parts = _firing_parts(
+        services,
+        client=client,
+        poster=poster,
+        min_interval=MIN_INTERVAL,
+        actor_for=actor_for,
+        group_members=group_members,
+        clock=clock,
+    )
+    return QueuedFirings(
+        queue=services.queue, store=parts.store, runner=parts.runner, feed=parts.feed
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _FiringParts:
+    store: ScheduleStore
+    feed: ChangeFeed
+    manager: ScheduleManager
+    runner: FiringRunner
+    poster: Poster
+
+
+def _firing_parts(
+    services: Services,
+    *,
+    client: AsyncWebClient | None,
+    poster: Poster | None,
+    min_interval: timedelta,
+    directory: Directory | None = None,
+    access: ConversationAccess | None = None,
+    actor_for: ActorResolver | None = None,
+    group_members: GroupMembers | None = None,
+    calendar: BusinessCalendar | None = None,
+    max_failures: int | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> _FiringParts:
+    settings = services.settings
     store = ScheduleStore(sessions=services.sessions)
     feed = ChangeFeed(redis=services.redis, keys=services.keys)
     manager = build_manager(
@@ -101,7 +191,7 @@ def build_scheduler(
         store=store,
         feed=feed,
         registry=services.registry,
-        min_interval=config.min_interval,
+        min_interval=min_interval,
         calendar=calendar,
         clock=clock,
     )
@@ -131,17 +221,7 @@ def build_scheduler(
         **slack,
         **_timed(clock),
     )
-    return SchedulerService(
-        store=store,
-        locks=services.locks,
-        feed=feed,
-        runner=runner,
-        manager=manager,
-        collector=StandupCollector(store=store, poster=poster, **_timed(clock)),
-        calendar=manager.calendar,
-        config=config,
-        **_timed(clock),
-    )
+    return _FiringParts(store=store, feed=feed, manager=manager, runner=runner, poster=poster)
 
 
 class _MeasuredRunner(FiringRunner):
@@ -158,10 +238,13 @@ class _MeasuredRunner(FiringRunner):
         run: ScheduleRun,
         *,
         on_standup_opened: OnStandupOpened | None = None,
+        fence: Fence | None = None,
     ) -> FiringResult:
         if run.started_at is not None:
             self._lateness((run.started_at - run.scheduled_for).total_seconds())
-        return await super().execute(schedule, run, on_standup_opened=on_standup_opened)
+        return await super().execute(
+            schedule, run, on_standup_opened=on_standup_opened, fence=fence
+        )
 
 
 def _timed(clock: Callable[[], datetime] | None) -> dict[str, Any]:

@@ -17,17 +17,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 
 from bot.app import Bot, BotConfig, create_bot
+from bot.approvals import RESUME_KIND
 from bot.http import create_http_app, create_metrics_app, create_ops_app
 from bot.queueing import running_workers
 from bot.schedules import SchedulesFeature
 from bot.schedules import install as install_feature
 from bot.slack.client import create_web_client
 from bot.views.text import LinkPolicy
+from scheduler.queued import FIRE_KIND
 from scheduler.service import SchedulerService
 from storage.feedback import FeedbackStore
 from storage.ratelimit import Rate
 from switchboard.logs import configure_from
-from switchboard.scheduling import build_scheduler
+from switchboard.scheduling import build_queued_firings, build_scheduler
 from switchboard.services import Services, open_services
 from switchboard.settings import Settings
 from switchboard.socket import serve_socket_mode
@@ -99,7 +101,13 @@ async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
     """What runs beside the listeners in every bot process: the approval sweep and the
     scheduler (leader-elected: only one process in the deployment fires schedules)."""
     settings = services.settings
-    scheduler = build_scheduler(services, client=bot.client)
+    # Firings go to the run queue whenever some worker takes them: a shared queue, or
+    # this process's own workers (the embedded default).
+    scheduler = build_scheduler(
+        services,
+        client=bot.client,
+        queued=services.queue.durable or settings.inprocess_workers,
+    )
     install_schedules(bot, services, scheduler)
     sweeper = asyncio.create_task(
         bot.approvals.sweep_forever(settings.approval_sweep_seconds), name="approval-sweep"
@@ -142,8 +150,10 @@ def warm_models(services: Services, settings: Settings) -> None:
 async def queue_workers(
     bot: Bot, services: Services, settings: Settings, *, concurrency: int | None = None
 ) -> AsyncIterator[asyncio.Event]:
-    """The run queue's workers over this process's bot (in-process, or ``switchboard worker``)."""
+    """The run queue's workers over this process's bot (in-process, or ``switchboard worker``):
+    agent turns, approval resumes and scheduled firings."""
     warm_models(services, settings)
+    firings = build_queued_firings(services, client=bot.client)
     async with running_workers(
         queue=services.queue,
         inbox=services.inbox,
@@ -153,6 +163,7 @@ async def queue_workers(
         concurrency=concurrency or settings.worker_concurrency,
         drain_seconds=settings.worker_drain_seconds,
         patience=timedelta(seconds=settings.queue_patience),
+        work={RESUME_KIND: bot.approvals.resume_job, FIRE_KIND: firings.handle},
     ) as stop:
         yield stop
 

@@ -1,20 +1,26 @@
-"""The Stop button on a queued turn's placeholder: cancels the run (its model call too)."""
+"""The Stop button on a queued turn's placeholder: cancels the run (its model call too).
+
+The requester, or anyone who has posted in the thread, may stop it; anyone else gets a
+short note only they see. After a stop the conversation has no dangling tool calls
+(``Runtime.settle_cancelled``)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.listeners._context import BotContext
 from bot.views import runs as run_views
-from storage.runqueue import InboxStore, QueueError, RunQueue
+from storage.runqueue import InboxItem, InboxStore, QueueError, RunQueue
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
-NOT_YOURS = "Only the person who asked can stop this answer."
+NOT_YOURS = "Only the person who asked, or someone taking part in this thread, can stop this."
 ALREADY_DONE = "That answer has already finished."
 
 
@@ -31,9 +37,12 @@ def register(app: AsyncApp, bot: BotContext, *, queue: RunQueue, inbox: InboxSto
             log.warning("stop click without a job id; ignored")
             return
         items = await inbox.by_job(job_id)
-        requesters = {item.user_id for item in items}
-        if not items or user not in requesters:
-            await _tell(client, channel, user, NOT_YOURS if items else ALREADY_DONE)
+        if not items:
+            await _tell(client, channel, user, ALREADY_DONE)
+            return
+        if not await may_stop(client, user, items):
+            log.info("stop refused", extra={"job_id": job_id, "user": user})
+            await _tell(client, channel, user, NOT_YOURS)
             return
         if all(item.status == "done" for item in items):
             await _tell(client, channel, user, ALREADY_DONE)
@@ -56,6 +65,27 @@ def register(app: AsyncApp, bot: BotContext, *, queue: RunQueue, inbox: InboxSto
                 if item.status != "done" and item.placeholder_ts:
                     await _update(client, channel, item.placeholder_ts, user)
             await inbox.finish([i.id for i in items if i.status != "done"], "stopped")
+
+
+async def may_stop(client: AsyncWebClient, user: str, items: Sequence[InboxItem]) -> bool:
+    """Who may stop a turn: whoever asked, or a participant of its Slack thread — someone
+    who has posted in that thread (read now from Slack, so it cannot be claimed). A DM
+    or a top-level conversation has no participants beyond the requester."""
+    if not user:
+        return False
+    if user in {item.user_id for item in items}:
+        return True
+    head = items[0].payload
+    channel, thread_ts = str(head.get("channel", "")), head.get("reply_thread_ts")
+    if not channel or not thread_ts:
+        return False
+    try:
+        response = await client.conversations_replies(channel=channel, ts=str(thread_ts), limit=200)
+    except SlackApiError as exc:  # cannot tell: refuse (the requester can still stop it)
+        log.info("thread participants unknown: %s", exc.response.get("error"))
+        return False
+    messages = response.get("messages") or []
+    return any(message.get("user") == user for message in messages)
 
 
 async def _update(client: AsyncWebClient, channel: str, ts: str, user: str) -> None:

@@ -171,6 +171,20 @@ class InboxStore:
 
         await retrying(self._sessions, work)
 
+    async def requeue(self, job_id: int) -> int:
+        """Put a running job's rows back to pending (a new message interrupts the turn: the
+        next job answers them together with it); placeholders are kept."""
+
+        async def work(session: AsyncSession) -> int:
+            result = await session.execute(
+                update(InboxMessage)
+                .where(InboxMessage.job_id == job_id, InboxMessage.status == CLAIMED)
+                .values(status=PENDING, job_id=None)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+        return await retrying(self._sessions, work)
+
     async def release_all(self) -> int:
         """Put every claimed row back to pending (the embedded queue lost its jobs with the
         process); placeholders are kept, so the answer still replaces them."""

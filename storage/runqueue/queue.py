@@ -87,14 +87,41 @@ class HandBack(Exception):
         super().__init__(f"job {job_id} handed back at shutdown")
 
 
+class Superseded(Exception):
+    """Raised by a handler that finds it lost its job: the stalled-job sweeper gave the job
+    to another worker while this one was starved or paused. It must not post anything."""
+
+    def __init__(self, job_id: int, attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        super().__init__(f"job {job_id} attempt {attempt} was re-claimed by another worker")
+
+
 @dataclass(frozen=True, slots=True)
 class JobInfo:
-    """What a handler learns about the job it runs."""
+    """What a handler learns about the job it runs.
+
+    :meth:`holds` is the fencing check: call it right before anything people see (a post,
+    an update). A worker that stopped sending heartbeats (SIGSTOP, a starved CPU) may find
+    its job retried by the sweeper and running elsewhere when it wakes up.
+    """
 
     id: int
     attempt: int  # 0 the first time
     final_attempt: bool  # a Retryable now would not be retried: give up with a message
     deferred_at: float | None = None  # epoch seconds, when known
+    fence: Callable[[JobInfo], Awaitable[bool]] | None = field(
+        default=None, compare=False, repr=False
+    )
+
+    async def holds(self) -> bool:
+        """True while this attempt still owns the job (no fence: always)."""
+        return True if self.fence is None else await self.fence(self)
+
+    async def check(self) -> None:
+        """Raise :class:`Superseded` when this attempt no longer owns the job."""
+        if not await self.holds():
+            raise Superseded(self.id, self.attempt)
 
 
 class ThreadHandler(Protocol):
@@ -162,6 +189,7 @@ class WorkerStats:
     started: int
     retries: int
     dead: int
+    superseded: int = 0  # attempts that found their job re-claimed and posted nothing
 
 
 class RunQueue:
@@ -203,6 +231,7 @@ class RunQueue:
         self._dead = 0
         #: How often the Procrastinate worker had to be started again (store went away).
         self.worker_restarts = 0
+        self._superseded = 0
         self._start_latency: list[float] = []
         self.on_start: Callable[[float], None] | None = None  # claim-to-start seconds
         if self.durable:
@@ -395,13 +424,55 @@ class RunQueue:
             out.append(QueueStats(queue, len(todo), len(doing), max(ages, default=0.0)))
         return out
 
+    async def holds(self, job: JobInfo) -> bool:
+        """Fencing by attempt: True while ``job``'s row is ``doing`` at the attempt the
+        handler was given. The sweeper's retry bumps ``attempts``, so a worker that lost
+        its job (it stopped heartbeating but is alive) sees False. The in-memory queue has
+        no sweeper: always True. A store that cannot answer counts as True (the turn is
+        not dropped for a blip; the window is the rest of this attempt)."""
+        if not self.durable:
+            return True
+        try:
+            row = await self.app.connector.execute_query_one_async(
+                query="SELECT status::text AS status, attempts FROM procrastinate_jobs "
+                "WHERE id = %(id)s",
+                id=job.id,
+            )
+        except (pexc.ConnectorException, OSError) as exc:
+            log.warning("fencing check of job %s failed: %s", job.id, exc)
+            return True
+        return str(row["status"]) == "doing" and int(row["attempts"]) == job.attempt
+
+    async def _wait_settled(self, job: JobInfo, *, timeout: float = 900.0) -> None:
+        """A superseded attempt waits until the attempt that replaced it has ended: were it
+        to return now, Procrastinate would mark the job finished under the other worker
+        (its ``finish_job`` accepts a ``todo``/``doing`` row), and a retried job not yet
+        fetched again would be lost."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                row = await self.app.connector.execute_query_one_async(
+                    query="SELECT status::text AS status FROM procrastinate_jobs WHERE id = %(id)s",
+                    id=job.id,
+                )
+                if str(row["status"]) not in {"todo", "doing"}:
+                    return
+            except (pexc.ConnectorException, OSError) as exc:
+                log.debug("waiting for job %s to settle: %s", job.id, exc)
+            await asyncio.sleep(max(self._heartbeat, 0.2))
+        log.error("superseded job %s did not settle in %.0f s", job.id, timeout)
+
     async def ping(self) -> bool:
         """The queue's store answers (``/readyz``)."""
         return await self.app.check_connection_async()
 
     def worker_stats(self) -> WorkerStats:
         return WorkerStats(
-            running=self._running, started=self._started, retries=self._retries, dead=self._dead
+            running=self._running,
+            started=self._started,
+            retries=self._retries,
+            dead=self._dead,
+            superseded=self._superseded,
         )
 
     # -- workers ------------------------------------------------------------------------
@@ -535,6 +606,7 @@ class RunQueue:
             attempt=job.attempts,
             final_attempt=job.attempts + 1 >= self.max_attempts,
             deferred_at=at or None,
+            fence=self.holds if self.durable else None,
         )
 
     async def _guard(
@@ -550,7 +622,18 @@ class RunQueue:
         if self.on_start is not None and info.deferred_at and info.attempt == 0:
             self.on_start(max(0.0, context.start_timestamp - info.deferred_at))
         try:
-            await run()
+            try:
+                await run()
+            except Superseded:
+                self._superseded += 1
+                log.warning(
+                    "job %s attempt %d was re-claimed elsewhere; this worker posts nothing",
+                    job.id,
+                    info.attempt,
+                    extra={"job_id": job.id},
+                )
+                await self._wait_settled(info)
+                return
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:

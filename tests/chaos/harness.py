@@ -241,6 +241,7 @@ class Deployment:
     workers: list[Worker] = field(default_factory=list)
     sent: dict[str, str] = field(default_factory=dict)  # root ts -> text asked
     acks: list[Ack] = field(default_factory=list)
+    startup_timeout: float = 120.0  # a loaded CI machine imports slowly
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -305,10 +306,9 @@ class Deployment:
         self.workers.append(worker)
         return worker
 
-    @staticmethod
-    def wait_ready(worker: Worker, timeout: float = 90.0) -> None:
+    def wait_ready(self, worker: Worker, timeout: float | None = None) -> None:
         """Until ``/healthz`` answers (imports take long on a loaded machine)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
         while time.monotonic() < deadline:
             if worker.process.poll() is not None:
                 raise RuntimeError(f"worker {worker.name} exited: {worker.output()[-2000:]}")
