@@ -214,6 +214,7 @@ def _leader(role: Role) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_scheduler_serves_probes_and_reports_its_leadership(
     schedulers: Callable[[str], Role],
 ) -> None:
@@ -243,6 +244,7 @@ def test_scheduler_serves_probes_and_reports_its_leadership(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_scheduler_readiness_follows_its_redis(
     schedulers: Callable[[str], Role], private_redis: PrivateRedis
 ) -> None:
@@ -273,6 +275,7 @@ def test_scheduler_readiness_follows_its_redis(
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.timeout(300)
 def test_worker_readiness_follows_schema_and_redis(
     postgres_url: str, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
