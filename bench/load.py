@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -206,9 +207,8 @@ class Topology:
         process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
         proc = Proc(name, process, port)
         self.procs.append(proc)
-        deadline = (
-            time.monotonic() + 180
-        )  # nice -n 10 on a loaded machine: start-up can take a while
+        # nice -n 10 on a loaded machine: start-up can take minutes.
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited; see {self.tmp / (name + '.log')}")
@@ -606,6 +606,8 @@ class _Rows(list[str]):
 
 def main() -> None:
     global PG_ADMIN, REDIS_URL
+    # SIGTERM unwinds like Ctrl-C: processes, the database and private servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter steps, smaller bursts")
     parser.add_argument(

@@ -123,6 +123,7 @@ def report(stats: pstats.Stats, answers: int, top: int) -> list[str]:
 
 
 async def run(answers: int, out: Path, top: int) -> None:
+    counted = 0
     url = await load.fresh_database()
     try:
         with (
@@ -158,18 +159,19 @@ async def run(answers: int, out: Path, top: int) -> None:
                 while not out.exists() and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
                 answered, duplicates, missing = traffic.counts()
+                counted = answered
                 print(load.machine_line("after"), flush=True)
                 print(
                     f"{answered} answered ({duplicates} duplicates, {missing} unanswered) in "
-                    f"{elapsed:.1f} s; worker CPU under the profiler {spent / answers * 1000:.1f}"
-                    " ms per answer",
+                    f"{elapsed:.1f} s; worker CPU under the profiler "
+                    f"{spent / max(answered, 1) * 1000:.1f} ms per answer",
                     flush=True,
                 )
             finally:
                 topo.stop()
     finally:
         await load.drop_database(url)
-    for line in report(pstats.Stats(str(out)), answers, top):
+    for line in report(pstats.Stats(str(out)), max(counted, 1), top):
         print(line)
 
 
@@ -178,7 +180,17 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=300)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=None, help="keep the .prof file here")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="PROF",
+        help="only print the report of a kept .prof file (--answers: how many it answered)",
+    )
     args = parser.parse_args()
+    if args.report:
+        for line in report(pstats.Stats(str(args.report)), args.answers, args.top):
+            print(line)
+        return
     print(load.machine_line("start"), flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="sb-profile-") as tmp,

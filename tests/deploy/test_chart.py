@@ -363,7 +363,8 @@ def _start(role: str, tmp: Path, *, within: float, database_url: str | None = No
     Redis by the in-process default, ports by free loopback ports."""
     container = _role_container(role)
     ports = {"http": _free_port(), "metrics": _free_port()}
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp)}
+    # PYTHONPATH: this checkout's packages, whichever checkout the venv was installed from.
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp), "PYTHONPATH": str(ROOT)}
     for item in container["env"]:
         if "value" in item:
             env[item["name"]] = item["value"]
@@ -414,7 +415,9 @@ def _stop(started: Started) -> None:
 @pytest.fixture(scope="module")
 def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     need(HELM)
-    started = _start("ingress", tmp_path_factory.mktemp("ingress"), within=30)
+    started = _start(
+        "ingress", tmp_path_factory.mktemp("ingress"), within=90
+    )  # a loaded CI machine
     yield started
     _stop(started)
 

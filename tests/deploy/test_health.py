@@ -47,6 +47,7 @@ class PrivateRedis:
         self.port = free_port()
         self.tmp = tmp
         self.process: subprocess.Popen[bytes] | None = None
+        self.options = ("--save", "", "--appendonly", "no", "--dir", str(tmp))
 
     @property
     def url(self) -> str:
@@ -57,8 +58,7 @@ class PrivateRedis:
         if binary is None:
             pytest.skip("redis-server is not installed")
         self.process = subprocess.Popen(
-            [binary, *("--port", str(self.port), "--bind", "127.0.0.1")]
-            + ["--save", "", "--appendonly", "no", "--dir", str(self.tmp)],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
