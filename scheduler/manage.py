@@ -30,7 +30,7 @@ from scheduler.triggers import (
     parse_trigger,
 )
 from storage.models import Schedule
-from storage.schedules import ScheduleStore, dumps, loads
+from storage.schedules import ScheduleStore, loads
 
 __all__ = [
     "STANDUP",
@@ -274,10 +274,10 @@ class ScheduleManager:
             skill=skill,
             input_text=text.strip(),
             channel_id=channel,
-            trigger_json=dumps(trigger.to_dict()),
+            trigger=trigger.to_dict(),
             tz=tz,
             grace_seconds=int(grace.total_seconds()),
-            options_json=dumps(standup.to_dict() if standup else {}),
+            options=standup.to_dict() if standup else None,
             owner=owner,
             enabled=True,
             created_at=now,

@@ -10,6 +10,7 @@ a stale transaction is retried.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,13 @@ class Recorded:
     state: str
     ok: bool
     result: str
+
+
+class _LateVote(Exception):
+    """Rolls back a vote inserted after another transaction decided the request."""
+
+    def __init__(self, result: VoteResult) -> None:
+        self.result = result
 
 
 class ApprovalStore:
@@ -140,12 +148,16 @@ class ApprovalStore:
                 .values(status="approved", decided_at=now, decided_by=approver)
             )
             if won.rowcount != 1:  # type: ignore[attr-defined]
-                return VoteResult("not_pending", row, count)
+                # Decided meanwhile (SQLite reads outside the write lock): this vote did not
+                # count, so it must not stay on the record either.
+                raise _LateVote(VoteResult("not_pending", row, count - 1))
             row.status, row.decided_at, row.decided_by = "approved", now, approver
             return VoteResult("approved", row, count)
 
         try:
             return await self._retrying(work)
+        except _LateVote as late:
+            return late.result
         except IntegrityError:  # the same person's concurrent click won the insert
             row = await self.get(request_id)
             assert row is not None
@@ -223,8 +235,6 @@ class ApprovalStore:
                     .limit(200)
                 )
             )
-        import json
-
         groups = set(usergroups)
         waiting: list[ApprovalRequestRow] = []
         for row in pending:

@@ -32,7 +32,8 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -390,13 +391,14 @@ class AuditLog:
         prev = GENESIS
         count = 0
         anchored = anchor is None
-        async for row in self._rows():
-            count += 1
-            reason = self._check(row, prev)
-            if reason is not None:
-                return count, Broken(row.seq, reason)
-            anchored = anchored or hmac.compare_digest(row.hash, anchor or "")
-            prev = row.hash
+        async with aclosing(self._rows()) as rows:  # an early return releases the connection
+            async for row in rows:
+                count += 1
+                reason = self._check(row, prev)
+                if reason is not None:
+                    return count, Broken(row.seq, reason)
+                anchored = anchored or hmac.compare_digest(row.hash, anchor or "")
+                prev = row.hash
         if not anchored:
             return count, Broken(0, f"anchor {anchor} is not in the chain")
         return count, None
@@ -483,7 +485,7 @@ class AuditLog:
             )
             return list(rows)
 
-    async def _rows(self, since: datetime | None = None) -> AsyncIterator[AuditEntry]:
+    async def _rows(self, since: datetime | None = None) -> AsyncGenerator[AuditEntry]:
         async with self._sessions() as session:
             query = select(AuditEntry).order_by(AuditEntry.seq)
             if since is not None:

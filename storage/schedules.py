@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage._tx import retrying
-from storage.models import Schedule, ScheduleRun, StandupAnswer, StandupSession
+from storage.models import Schedule, ScheduleRun, StandupAnswer, StandupSession, utcnow
 
 T = TypeVar("T")
 
@@ -89,9 +89,45 @@ class ScheduleStore:
 
     # -- schedules ------------------------------------------------------------------------
 
-    async def create(self, **fields: Any) -> Schedule:
-        """Insert a schedule; ``fields`` are :class:`Schedule` columns."""
-        row = Schedule(**fields)
+    async def create(
+        self,
+        *,
+        team_id: str,
+        skill: str,
+        channel_id: str,
+        trigger: Mapping[str, Any],
+        tz: str,
+        owner: str,
+        kind: str = "skill",
+        input_text: str = "",
+        grace_seconds: int = 600,
+        options: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+        created_at: datetime | None = None,
+        updated_at: datetime | None = None,
+        next_run_at: datetime | None = None,
+        last_fire_at: datetime | None = None,
+    ) -> Schedule:
+        """Insert a schedule. ``trigger`` is ``Trigger.to_dict()`` and ``options`` the
+        stand-up options: their JSON columns are written here, nowhere else."""
+        created = created_at or utcnow()
+        row = Schedule(
+            team_id=team_id,
+            kind=kind,
+            skill=skill,
+            input_text=input_text,
+            channel_id=channel_id,
+            trigger_json=dumps(dict(trigger)),
+            tz=tz,
+            grace_seconds=grace_seconds,
+            options_json=dumps(dict(options or {})),
+            owner=owner,
+            enabled=enabled,
+            created_at=created,
+            updated_at=updated_at or created,
+            next_run_at=next_run_at,
+            last_fire_at=last_fire_at,
+        )
 
         async def work(session: AsyncSession) -> Schedule:
             session.add(row)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from scheduler.service import CLAIM_SCOPE
 from scheduler.triggers import IntervalTrigger, OnceTrigger
 from storage.models import Schedule
-from storage.schedules import PlannedFiring, ScheduleStore, dumps
+from storage.schedules import PlannedFiring, ScheduleStore
 from tests.fakes.chat import ScriptedChatModel
 from tests.scheduler.conftest import FAST, RecordingPoster, ReplicaFactory, eventually
 
@@ -46,7 +46,7 @@ async def test_misfire_within_grace_runs_once_and_records_the_rest(
         team_id="T0",
         skill="ask",
         channel_id="C0OPS",
-        trigger_json=dumps(trigger.to_dict()),
+        trigger=trigger.to_dict(),
         tz="UTC",
         owner=OWNER,
         created_at=anchor,
@@ -81,7 +81,7 @@ async def test_misfire_beyond_grace_is_missed_and_nothing_runs(
         team_id="T0",
         skill="ask",
         channel_id="C0OPS",
-        trigger_json=dumps(trigger.to_dict()),
+        trigger=trigger.to_dict(),
         tz="UTC",
         owner=OWNER,
         created_at=anchor,
@@ -216,7 +216,7 @@ async def _once(store: ScheduleStore, at: datetime, *, grace: int = 600) -> Sche
         team_id="T0",
         skill="ask",
         channel_id="C0OPS",
-        trigger_json=dumps(OnceTrigger(at=at, tz="UTC").to_dict()),
+        trigger=OnceTrigger(at=at, tz="UTC").to_dict(),
         tz="UTC",
         owner=OWNER,
         created_at=now - timedelta(seconds=1),

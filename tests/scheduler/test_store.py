@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from scheduler.triggers import parse_trigger
-from storage.schedules import ScheduleStore, dumps
+from storage.schedules import ScheduleStore
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 async def _schedule(store: ScheduleStore, **extra: object) -> str:
     trigger = parse_trigger("every weekday at 9:00", tz="Asia/Dubai", now=NOW)
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "team_id": "T0",
         "skill": "digest",
         "input_text": "24h",
         "channel_id": "C0ALERTS",
-        "trigger_json": dumps(trigger.to_dict()),
+        "trigger": trigger.to_dict(),
         "tz": "Asia/Dubai",
         "owner": "U0SAM",
         "created_at": NOW,
