@@ -525,17 +525,23 @@ async def run(quick: bool) -> None:
                     for threads, latency in ((300, 1.0), (100 if quick else 1000, 5.0)):
                         model.latency = latency
                         load.sent.clear()
+                        refused = load.failed
                         started = time.perf_counter()
                         await load.blast(client, receiver.url, rate=1000, count=threads, track=True)
-                        await load.wait_answered(300)
+                        waited = await load.wait_answered(300)
                         total = time.perf_counter() - started
                         answered, dups, missing = load.counts()
+                        outcome = (
+                            f"all acked mentions answered in {total:.1f} s"
+                            if waited != float("inf")
+                            else f"NOT all answered after {total:.1f} s"
+                        )
                         rows.append(
-                            f"burst {threads} threads, model {latency:.0f} s, 2 workers: "
-                            f"all answered in {total:.1f} s "
+                            f"burst {threads} threads, model {latency:.0f} s, 2 workers: {outcome} "
                             f"(target {latency + 1.5:.1f} s at 1 model call per answer), "
-                            f"{answered / total:.1f} answers/s; "
-                            f"answered={answered} duplicates={dups} unanswered={missing}"
+                            f"{answered / total:.1f} answers/s; acked={len(load.sent)} "
+                            f"not acked={load.failed - refused} answered={answered} "
+                            f"duplicates={dups} unanswered={missing}"
                         )
                         rows.append(machine_line("  after the burst"))
                     model.latency = 0.0
@@ -552,11 +558,15 @@ async def run(quick: bool) -> None:
                         before = sum(cpu_seconds(w.process.pid) for w in ws)
                         started = time.perf_counter()
                         await load.blast(client, receiver.url, rate=2000, count=300, track=True)
-                        await load.wait_answered(300)
+                        waited = await load.wait_answered(300)
                         elapsed = time.perf_counter() - started
                         spent = sum(cpu_seconds(w.process.pid) for w in ws) - before
+                        answered = load.counts()[0]
+                        note = "" if waited != float("inf") else "  (not all answered in 300 s)"
                         rows.append(
-                            f"{count:>7} {300 / elapsed:>10.1f} {spent / 300 * 1000:>14.1f}"
+                            f"{count:>7} {answered / elapsed:>10.1f} "
+                            f"{spent / max(answered, 1) * 1000:>14.1f}   "
+                            f"answered {answered} of {len(load.sent)} acked{note}"
                         )
                         topo.stop([w.name for w in ws])
                     rows.append(machine_line("end"))
