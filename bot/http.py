@@ -26,7 +26,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from bot.app import Bot
 from bot.listeners.hygiene import request_type
-from bot.metrics import CONTENT_TYPE_LATEST
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from skills import tracing
 from storage.redis import ping
 
@@ -294,46 +294,95 @@ def valid_signature(
     return hmac.compare_digest(expected, signature)
 
 
-def ops_routes(bot: Bot, services: Any, *, metrics: bool = True) -> list[Route]:
-    """``/healthz``, ``/readyz`` and (unless ``metrics=False``) ``/metrics``, served in HTTP
-    and in Socket Mode. ``metrics=False`` when ``METRICS_PORT`` moves it elsewhere."""
+#: One readiness check: "ok", or a short reason (never raises; :func:`health_routes` bounds
+#: its time).
+Check = Callable[[], Awaitable[str]]
+#: What ``/readyz`` adds to its body beside the checks (the scheduler's leader state…).
+Details = Callable[[], Mapping[str, Any]]
+CHECK_TIMEOUT = 3.0
+"""Seconds a readiness check may take before it counts as failed (kubelet's probe timeout
+is longer than this, so a hung store turns into a 503, not a probe timeout)."""
+
+
+def store_checks(services: Any, *, queue: bool = True) -> dict[str, Check]:
+    """Readiness of the process's stores: SQL, Redis and (``queue=True``) the run queue."""
+
+    async def sql() -> str:
+        async with services.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return "ok"
+
+    async def redis() -> str:
+        return "ok" if await ping(services.redis) else "unreachable"
+
+    async def run_queue() -> str:
+        return "ok" if await services.queue.ping() else "unreachable"
+
+    checks: dict[str, Check] = {"sql": sql, "redis": redis}
+    if queue:
+        checks["queue"] = run_queue
+    return checks
+
+
+async def _run_check(name: str, check: Check, timeout: float) -> str:
+    try:
+        return await asyncio.wait_for(check(), timeout)
+    except TimeoutError:
+        log.info("%s not ready: no answer within %.0f s", name, timeout)
+        return f"unreachable (no answer within {timeout:.0f} s)"
+    except Exception as exc:  # readiness reports, it never raises
+        log.info("%s not ready: %s", name, type(exc).__name__)
+        return f"unreachable ({type(exc).__name__})"
+
+
+def health_routes(
+    checks: Mapping[str, Check],
+    *,
+    details: Details | None = None,
+    timeout: float = CHECK_TIMEOUT,
+) -> list[Route]:
+    """``GET /healthz`` (the process is alive: always 200) and ``GET /readyz`` (200 when
+    every check says "ok", else 503; the body names each check's result, plus ``details``)."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        checks: dict[str, str] = {}
-        try:
-            async with services.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["sql"] = "ok"
-        except Exception as exc:  # readiness reports, it never raises
-            checks["sql"] = f"unreachable ({type(exc).__name__})"
-        checks["redis"] = "ok" if await ping(services.redis) else "unreachable"
-        try:
-            queue_ok = await asyncio.wait_for(services.queue.ping(), 3.0)
-        except Exception as exc:  # readiness reports, it never raises
-            log.info("queue not ready: %s", type(exc).__name__)
-            queue_ok = False
-        checks["queue"] = "ok" if queue_ok else "unreachable"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", **checks},
-            status_code=200 if ready else 503,
+        results = await asyncio.gather(
+            *(_run_check(name, check, timeout) for name, check in checks.items())
         )
+        outcome = dict(zip(checks, results, strict=True))
+        ready = all(v == "ok" for v in outcome.values())
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", **outcome}
+        if details is not None:
+            body.update(details())
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    routes = [
+    return [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
+
+
+def ops_routes(
+    bot: Bot,
+    services: Any,
+    *,
+    metrics: bool = True,
+    checks: Mapping[str, Check] | None = None,
+    details: Details | None = None,
+) -> list[Route]:
+    """``/healthz``, ``/readyz`` (SQL, Redis, the queue, then ``checks``) and (unless
+    ``metrics=False``) ``/metrics``, served in HTTP and in Socket Mode and by workers.
+    ``metrics=False`` when ``METRICS_PORT`` moves it elsewhere."""
+    routes = health_routes({**store_checks(services), **(checks or {})}, details=details)
     if metrics:
-        routes += metrics_routes(bot)
+        routes += metrics_routes(bot.metrics)
     return routes
 
 
-def metrics_routes(bot: Bot) -> list[Route]:
+def metrics_routes(registry: Metrics) -> list[Route]:
     """``GET /metrics`` in Prometheus text format."""
-    registry = bot.metrics
 
     async def metrics_endpoint(_: Request) -> Response:
         return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE_LATEST)
@@ -343,13 +392,22 @@ def metrics_routes(bot: Bot) -> list[Route]:
 
 def create_metrics_app(bot: Bot) -> Starlette:
     """``/metrics`` alone: what ``METRICS_PORT`` serves, away from the public port."""
-    return Starlette(routes=metrics_routes(bot))
+    return Starlette(routes=metrics_routes(bot.metrics))
 
 
-def create_ops_app(bot: Bot, *, services: Any, serve_metrics: bool = True) -> Starlette:
+def create_ops_app(
+    bot: Bot,
+    *,
+    services: Any,
+    serve_metrics: bool = True,
+    checks: Mapping[str, Check] | None = None,
+    details: Details | None = None,
+) -> Starlette:
     """Health (and metrics, unless on their own port): the HTTP side of a Socket Mode
-    process."""
-    return Starlette(routes=ops_routes(bot, services, metrics=serve_metrics))
+    process or a worker."""
+    return Starlette(
+        routes=ops_routes(bot, services, metrics=serve_metrics, checks=checks, details=details)
+    )
 
 
 def create_http_app(

@@ -167,6 +167,7 @@ class SchedulerService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         holder: str | None = None,
         dispatch: Dispatch | None = None,
+        on_leadership: Callable[[bool], None] | None = None,
     ) -> None:
         self.store = store
         #: With a run queue, started firings are enqueued for workers instead of run here.
@@ -183,6 +184,8 @@ class SchedulerService:
         self._clock = clock
         self.holder = holder or uuid.uuid4().hex[:12]
         self.terms: list[LeaderTerm] = []
+        #: Told True when this replica starts leading and False when it stops (metrics).
+        self._on_leadership = on_leadership or (lambda _leading: None)
         self._lease: Lease | None = None
         self._aps: AsyncIOScheduler | None = None
         self._active = False
@@ -297,6 +300,7 @@ class SchedulerService:
             aps.start()
             self._active = True
             self.terms.append(term)
+            self._on_leadership(True)
             resync = asyncio.create_task(self._resync_loop(), name="scheduler:resync")
             ahead = asyncio.create_task(self._lookahead_loop(), name="scheduler:lookahead")
             stop = asyncio.create_task(self._stopping.wait())
@@ -307,6 +311,8 @@ class SchedulerService:
         except (StorageError, OSError) as exc:
             log.warning("scheduler leader start-up failed (%s); standing by", exc)
         finally:
+            if self._active:
+                self._on_leadership(False)
             self._active = False
             self._aps = None
             with contextlib.suppress(Exception):

@@ -3,21 +3,42 @@
 ``create_engine(url)`` builds the async engine for PostgreSQL (asyncpg) or the embedded
 SQLite file (aiosqlite). ``upgrade(url)`` runs the Alembic chain to head; the embedded SQLite
 default calls it on start, ``switchboard migrate`` calls it for PostgreSQL.
+
+Beside Alembic's ``alembic_version`` every upgrade records the chain it knows in
+:data:`LINEAGE_TABLE` (revision -> down revision). That is how an *older* release, rolled
+back onto a database a newer release migrated, learns that the unknown revision it finds is
+exactly one step past its own head (:func:`schema_position`): the newer release wrote that
+row, the older one has no script for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Column, MetaData, String, Table, event, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+LINEAGE_TABLE = "switchboard_schema_lineage"
+"""Alembic bookkeeping like ``alembic_version`` (not a model): every revision an upgrade
+knew, with its down revision."""
+
+_lineage = Table(
+    LINEAGE_TABLE,
+    MetaData(),
+    Column("revision", String(64), primary_key=True),
+    Column("down_revision", String(64), nullable=True),
+)
 
 
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> AsyncEngine:
@@ -43,41 +64,125 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str | None = None) -> Config:
-    """Alembic configuration without an ini file: the scripts ship inside the package."""
+def alembic_config(url: str | None = None, *, migrations: Path = MIGRATIONS_DIR) -> Config:
+    """Alembic configuration without an ini file: the scripts ship inside the package
+    (``migrations`` points elsewhere only in tests that play another release)."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations))
     if url is not None:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
-def _run(connection: Connection, action: str, revision: str) -> None:
-    cfg = alembic_config()
+def _run(connection: Connection, action: str, revision: str, migrations: Path) -> None:
+    cfg = alembic_config(migrations=migrations)
     cfg.attributes["connection"] = connection
     if action == "upgrade":
         command.upgrade(cfg, revision)
+        _record_lineage(connection, ScriptDirectory.from_config(cfg))
     else:
         command.downgrade(cfg, revision)
 
 
-async def _migrate(url: str, action: str, revision: str) -> None:
+def include_name(name: str | None, type_: str, _parent: object) -> bool:
+    """Alembic's ``include_name`` hook: autogenerate leaves :data:`LINEAGE_TABLE` alone."""
+    return not (type_ == "table" and name == LINEAGE_TABLE)
+
+
+def _record_lineage(connection: Connection, script: ScriptDirectory) -> None:
+    """Add the revisions this code knows to :data:`LINEAGE_TABLE` (rows only ever added:
+    a rolled-back release must not erase what the newer one recorded)."""
+    _lineage.create(connection, checkfirst=True)
+    known: set[str] = set(connection.execute(select(_lineage.c.revision)).scalars())
+    rows = [
+        {"revision": s.revision, "down_revision": _down(s.down_revision)}
+        for s in script.walk_revisions()
+        if s.revision not in known
+    ]
+    if rows:
+        connection.execute(_lineage.insert(), rows)
+
+
+def _down(down: str | Sequence[str] | None) -> str | None:
+    return down if down is None or isinstance(down, str) else ",".join(down)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaPosition:
+    """Where the database's schema stands against this code's migration chain."""
+
+    revision: str | None
+    """The database's revision (None: never migrated)."""
+    head: str | None
+    """This code's head revision."""
+    known: bool
+    """This code has a script for ``revision``."""
+    parent: str | None = None
+    """For an unknown revision: its down revision, as the release that wrote it recorded."""
+
+    @property
+    def at_head(self) -> bool:
+        return self.revision is not None and self.revision == self.head
+
+    @property
+    def one_ahead(self) -> bool:
+        """The database is exactly one revision past this code's head: a newer release
+        migrated it and was rolled back (its migrations are backward compatible for one
+        release, so this code runs on that schema)."""
+        return not self.known and self.head is not None and self.parent == self.head
+
+    @property
+    def behind(self) -> bool:
+        return self.known and not self.at_head
+
+
+async def schema_position(engine: AsyncEngine) -> SchemaPosition:
+    """The database's revision, this code's head, and (for a revision this code has no
+    script for) the down revision recorded for it in :data:`LINEAGE_TABLE`."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+
+    def _read(connection: Connection) -> tuple[str | None, str | None]:
+        revision = MigrationContext.configure(connection).get_current_revision()
+        if revision is None or not inspect(connection).has_table(LINEAGE_TABLE):
+            return revision, None
+        parent = connection.execute(
+            select(_lineage.c.down_revision).where(_lineage.c.revision == revision)
+        ).scalar()
+        return revision, parent
+
+    async with engine.connect() as conn:
+        revision, parent = await conn.run_sync(_read)
+    known = revision is None or _has_script(script, revision)
+    return SchemaPosition(
+        revision=revision, head=head, known=known, parent=None if known else parent
+    )
+
+
+def _has_script(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:  # "Can't locate revision identified by …"
+        return False
+
+
+async def _migrate(url: str, action: str, revision: str, migrations: Path) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_run, action, revision)
+            await conn.run_sync(_run, action, revision, migrations)
     finally:
         await engine.dispose()
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
+async def upgrade(url: str, revision: str = "head", *, migrations: Path = MIGRATIONS_DIR) -> None:
     """Upgrade the database at ``url`` to ``revision`` (idempotent)."""
-    await _migrate(url, "upgrade", revision)
+    await _migrate(url, "upgrade", revision, migrations)
 
 
-async def downgrade(url: str, revision: str = "base") -> None:
+async def downgrade(url: str, revision: str = "base", *, migrations: Path = MIGRATIONS_DIR) -> None:
     """Downgrade the database at ``url`` to ``revision``."""
-    await _migrate(url, "downgrade", revision)
+    await _migrate(url, "downgrade", revision, migrations)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -41,6 +41,7 @@ from storage.sql import create_engine, session_factory, upgrade
 from switchboard import operate, skills_cli, usage_cli
 from switchboard.audit_cli import audit_commands
 from switchboard.console import ConsoleSession, run_console
+from switchboard.health import ops_listener, scheduler_ops_app
 from switchboard.logs import configure_from
 from switchboard.runtime import default_model_factory, eval_runtimes
 from switchboard.sandbox import open_sandbox_bot
@@ -97,7 +98,10 @@ async def open_sql(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 @app.command()
 def migrate(
     check: bool = typer.Option(
-        False, "--check", help="only check that the schema is at head (exit 1 if not)"
+        False,
+        "--check",
+        help="only check the schema: at head, or one revision ahead after a rollback (exit 1 "
+        "if not)",
     ),
     wait: float = typer.Option(0.0, "--wait", min=0, help="with --check: wait up to SECONDS"),
 ) -> None:
@@ -203,7 +207,9 @@ def schedule_manager() -> contextlib.AbstractAsyncContextManager[ScheduleManager
 
 @contextlib.asynccontextmanager
 async def _open_scheduler() -> AsyncIterator[SchedulerService]:
-    """``switchboard scheduler``: this process's scheduler over the deployment's services."""
+    """``switchboard scheduler``: this process's scheduler over the deployment's services,
+    with ``/healthz``, ``/readyz`` (stores, schema, leader state) and ``/metrics`` on PORT
+    (``/metrics`` on METRICS_PORT when set) for the kubelet and Prometheus."""
     settings = load_settings("SLACK_BOT_TOKEN")
     configure_from(settings)
     token = settings.slack_bot_token
@@ -212,7 +218,17 @@ async def _open_scheduler() -> AsyncIterator[SchedulerService]:
             token=token.get_secret_value() if token else "", base_url=settings.slack_api_url
         )
         # On a shared (PostgreSQL) queue the leader only enqueues; workers post.
-        yield build_scheduler(services, client=client, queued=services.queue.durable)
+        service = build_scheduler(services, client=client, queued=services.queue.durable)
+        app = scheduler_ops_app(services, service, serve_metrics=settings.metrics_port is None)
+        async with ops_listener(
+            app,
+            services.metrics,
+            host=settings.host,
+            port=settings.port,
+            metrics_port=settings.metrics_port,
+            name="scheduler-http",
+        ):
+            yield service
 
 
 def _configure_logging(level: str) -> None:

@@ -24,9 +24,11 @@ from storage.runqueue import (
     queue_schema_ready,
 )
 from storage.sql import (
+    SchemaPosition,
     alembic_config,
     create_engine,
     current_revision,
+    schema_position,
     session_factory,
     upgrade,
 )
@@ -71,21 +73,45 @@ async def migrate(settings: Settings) -> str:
         await engine.dispose()
 
 
+def describe_position(position: SchemaPosition) -> tuple[bool, str]:
+    """(ready, one line) for a schema position: at head, or one revision ahead of this
+    release's head (a ``helm rollback`` onto a newer schema, which migrations keep
+    backward compatible for one release) is ready; behind, never migrated, or further
+    ahead is not."""
+    revision, head = position.revision, position.head
+    if position.at_head:
+        return True, f"database is at revision {revision} (head)"
+    if position.one_ahead:
+        return True, (
+            f"database is at revision {revision}, one ahead of this release's head {head} "
+            "(rolled back? accepted: migrations stay compatible for one release)"
+        )
+    if revision is None:
+        return False, f"database is not migrated (head is {head}; run `switchboard migrate`)"
+    if position.behind:
+        return False, f"database is at revision {revision}, head is {head}"
+    return False, (
+        f"database is at revision {revision}, unknown to this release (head {head}) and not "
+        "one revision ahead of it: upgrade the image"
+    )
+
+
 async def schema_at_head(settings: Settings) -> tuple[bool, str]:
-    """(ready, what is missing) without changing anything."""
+    """(ready, what is missing) without changing anything: the schema at head (or one
+    revision ahead, see :func:`describe_position`) and, on PostgreSQL, the queue's tables."""
     engine = create_engine(settings.database_url)
     try:
-        revision = await current_revision(engine)
+        position = await schema_position(engine)
     finally:
         await engine.dispose()
-    head = head_revision()
-    if revision != head:
-        return False, f"database is at revision {revision}, head is {head}"
+    ready, message = describe_position(position)
+    if not ready:
+        return False, message
     if settings.uses_durable_queue and not await queue_schema_ready(
         libpq_dsn(settings.database_url)
     ):
         return False, "the run queue's tables are missing (run `switchboard migrate`)"
-    return True, f"database is at revision {revision} (head)"
+    return True, message
 
 
 async def wait_for_schema(

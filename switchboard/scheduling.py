@@ -38,6 +38,7 @@ from storage.models import Schedule, ScheduleRun
 from storage.redis import create_redis
 from storage.schedules import FiringResult, ScheduleStore
 from storage.sql import create_engine, session_factory, upgrade
+from switchboard.health import leader_gauge
 from switchboard.services import Services
 from switchboard.settings import Settings
 
@@ -94,13 +95,13 @@ def build_scheduler(
     """The scheduler service of this process, posting through ``client``.
 
     The business calendar, the auto-pause limit (SWITCHBOARD_SCHEDULE_MAX_FAILURES) and
-    the link policy come from the settings. With a Slack ``client``, firings read Slack as
-    the schedule's owner and check the owner's memberships: ``access`` answers who is in
-    which conversation (default: asked of Slack every time, uncached, since this process
-    may not receive membership events). ``client=None`` leaves Slack out (a ``poster``
-    is then required): what the scheduler tests and benchmark measure. ``queued``: the
-    leader only enqueues started firings on the run queue, and workers post them
-    (:func:`build_queued_firings`). The other arguments replace single parts (tests).
+    the link policy come from the settings; the ``switchboard_scheduler_leader`` gauge of
+    ``services.metrics`` follows this replica's leadership. With a Slack ``client``,
+    firings read Slack as the schedule's owner and check the owner's memberships:
+    ``access`` answers who is in which conversation (default: asked of Slack every time,
+    uncached, since this process may not receive membership events). ``client=None``
+    leaves Slack out (a ``poster`` is then required): what the scheduler tests and
+    benchmark measure. The other arguments replace single parts (tests).
     """
     config = config or SchedulerConfig()
     parts = _firing_parts(
@@ -131,6 +132,7 @@ def build_scheduler(
         calendar=parts.manager.calendar,
         config=config,
         dispatch=dispatch,
+        on_leadership=leader_gauge(services.metrics),
         **_timed(clock),
     )
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 
 import aiohttp
@@ -28,6 +28,13 @@ from scheduler.queued import FIRE_KIND
 from scheduler.service import SchedulerService
 from storage.feedback import FeedbackStore
 from storage.ratelimit import Rate
+from switchboard.health import (
+    draining_check,
+    ops_listener,
+    schema_check,
+    side_server,
+    wait_for_schema,
+)
 from switchboard.logs import configure_from
 from switchboard.scheduling import build_queued_firings, build_scheduler
 from switchboard.services import Services, open_services
@@ -193,15 +200,6 @@ async def open_bot(
             await bot.worker.drain()
 
 
-class _SideServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to the process's main server (two servers
-    capturing SIGTERM would re-raise it at each other on the way out)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def metrics_listener(bot: Bot, *, host: str, port: int | None) -> AsyncIterator[None]:
     """Serve ``/metrics`` alone on ``port`` (``METRICS_PORT``) while the block runs; with
@@ -212,28 +210,8 @@ async def metrics_listener(bot: Bot, *, host: str, port: int | None) -> AsyncIte
     if port is None:
         yield
         return
-    config = uvicorn.Config(
-        create_metrics_app(bot),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
-    server = _SideServer(config)
-    task = asyncio.create_task(server.serve(), name="metrics-http")
-    while not server.started:
-        if task.done():
-            task.result()  # raise what stopped it (e.g. the port is taken)
-            raise OSError(f"the metrics listener on port {port} stopped while starting")
-        await asyncio.sleep(0.02)
-    log.info("serving /metrics on %s:%d", host, port)
-    try:
+    async with side_server(create_metrics_app(bot), host=host, port=port, name="metrics-http"):
         yield
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def run_http(settings: Settings) -> None:
@@ -299,7 +277,8 @@ def run_socket(settings: Settings) -> None:
 def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     """``switchboard worker``: run agent turns from the queue until SIGTERM/SIGINT, then stop
     claiming, let turns in flight finish (``SWITCHBOARD_WORKER_DRAIN_SECONDS``) and hand
-    the rest back. ``/healthz``, ``/readyz`` (SQL, Redis, the queue) and ``/metrics`` on PORT.
+    the rest back. ``/healthz``, ``/readyz`` (SQL, Redis, the queue, the schema version,
+    not draining) and ``/metrics`` on PORT (``/metrics`` on METRICS_PORT when set).
     """
     configure_from(settings)
 
@@ -317,36 +296,38 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
                 rate_limit_retries=WORKER_RATE_LIMIT_RETRIES,
             )
             bot = build_bot(services, client=client, signing_secret=None)
-            config = uvicorn.Config(
-                create_ops_app(bot, services=services, serve_metrics=True),
-                host=settings.host,
-                port=settings.port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-            )
-            ops_server = _SideServer(config)
-            ops = asyncio.create_task(ops_server.serve(), name="ops-http")
             stopping = asyncio.Event()
+            app = create_ops_app(
+                bot,
+                services=services,
+                serve_metrics=settings.metrics_port is None,
+                checks={"schema": schema_check(services), "accepting": draining_check(stopping)},
+            )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stopping.set)
-            try:
-                async with queue_workers(bot, services, settings, concurrency=concurrency):
-                    log.info(
-                        "worker running",
-                        extra={"concurrency": concurrency or settings.worker_concurrency},
-                    )
-                    await stopping.wait()
-                    log.info(
-                        "stopping: no new turns; draining for up to %.0f s",
-                        settings.worker_drain_seconds,
-                    )
-            finally:
-                await bot.worker.drain()
-                ops_server.should_exit = True
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ops
+            async with ops_listener(
+                app,
+                services.metrics,
+                host=settings.host,
+                port=settings.port,
+                metrics_port=settings.metrics_port,
+                name="worker-http",
+            ):
+                try:
+                    if await wait_for_schema(services, stopping=stopping):
+                        async with queue_workers(bot, services, settings, concurrency=concurrency):
+                            log.info(
+                                "worker running",
+                                extra={"concurrency": concurrency or settings.worker_concurrency},
+                            )
+                            await stopping.wait()
+                            log.info(
+                                "stopping: no new turns; draining for up to %.0f s",
+                                settings.worker_drain_seconds,
+                            )
+                finally:
+                    await bot.worker.drain()
             log.info("worker stopped")
 
     asyncio.run(_main())

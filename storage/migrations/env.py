@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from storage.models import Base
+from storage.sql import include_name
 
 target_metadata = Base.metadata
 
@@ -18,6 +19,7 @@ def run_migrations() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -9,15 +9,25 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from storage.models import Base
-from storage.sql import alembic_config, create_engine, current_revision, downgrade, upgrade
+from storage.sql import (
+    LINEAGE_TABLE,
+    alembic_config,
+    create_engine,
+    current_revision,
+    downgrade,
+    include_name,
+    upgrade,
+)
 
 
 def _tables(connection: Connection) -> set[str]:
-    return set(inspect(connection).get_table_names()) - {"alembic_version"}
+    return set(inspect(connection).get_table_names()) - {"alembic_version", LINEAGE_TABLE}
 
 
 def _diff(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": include_name}
+    )
     return list(compare_metadata(context, Base.metadata))
 
 

@@ -1,0 +1,207 @@
+"""Where a worker's CPU goes per answer, with the zero-latency model (issue #14 item 5).
+
+The production topology of bench/load.py (private PostgreSQL and Redis, one receiver, the
+fake Slack Web API and the OpenAI-compatible fake model), with ONE ``switchboard worker``
+run under cProfile. The profiler is switched on by SIGUSR1 after a warm-up (imports, pool
+connections and first-call caches are not an answer's cost) and dumped by SIGUSR2 once
+every profiled mention is answered. The flat profile (``tottime``) is then grouped by where
+the code lives — graph, checkpoint, SQL, queue, Redis, Slack client, model client,
+logging, event loop, our own code — and printed as ms per answer, with the top entries.
+
+The profiler counts CPU time (``time.process_time``), so other load on the machine does not
+land in it; it still slows every Python call, so its totals are above bench/load.py's
+unprofiled CPU ms per answer: the shares are what to read.
+
+    .venv/bin/python bench/profile_turn.py [--answers 300] [--out FILE.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import signal
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import httpx  # noqa: E402
+import load  # noqa: E402
+
+from switchboard.openai_fake import FakeOpenAIServer, echo  # noqa: E402
+
+# The wrapper a profiled worker runs: the real CLI, with the profiler on SIGUSR1/SIGUSR2.
+_WORKER = """
+import cProfile, signal, sys, time
+profile = cProfile.Profile(time.process_time)  # CPU time: the machine may be busy
+out = sys.argv.pop(1)
+def _on(*_): profile.enable()
+def _off(*_):
+    profile.disable()
+    profile.dump_stats(out)
+signal.signal(signal.SIGUSR1, _on)
+signal.signal(signal.SIGUSR2, _off)
+from switchboard.cli import main
+sys.argv[0] = "switchboard"
+main()
+"""
+
+# (category, path fragments): first match wins, so specific before general.
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("checkpoint", ("storage/checkpoint", "langgraph/checkpoint", "ormsgpack", "msgpack")),
+    ("graph", ("langgraph/", "langchain/", "langchain_core/", "skills/middleware")),
+    ("model client", ("langchain_openai/", "openai/", "httpx/", "httpcore/", "h11/")),
+    ("queue", ("procrastinate/", "psycopg/", "psycopg_pool/", "storage/runqueue", "bot/queueing")),
+    ("SQL", ("sqlalchemy/", "asyncpg/", "greenlet", "storage/")),
+    ("Redis", ("redis/",)),
+    ("Slack client", ("slack_sdk/", "aiohttp/", "yarl/", "multidict/", "bot/slack")),
+    ("logging", ("logging/", "switchboard/logs", "skills/pii")),
+    ("pydantic", ("pydantic/", "pydantic_core/")),
+    ("event loop", ("asyncio/", "selectors", "uvloop")),
+    ("our code", ("bot/", "skills/", "switchboard/", "scheduler/")),
+]
+
+
+def category(filename: str) -> str:
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    for name, fragments in CATEGORIES:
+        if any(fragment in filename for fragment in fragments):
+            return name
+    return "other"
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", str(ROOT) + "/", "python3.11/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def report(stats: pstats.Stats, answers: int, top: int) -> list[str]:
+    raw = stats.stats  # type: ignore[attr-defined]  # {(file, line, func): (cc, nc, tt, ct, callers)}
+    by_category: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _line, _func), (_cc, _nc, tottime, _ct, _callers) in raw.items():
+        by_category[category(filename)] += tottime
+        total += tottime
+    lines = [
+        f"profiled CPU (cProfile, inflated): {total / answers * 1000:.1f} ms per answer "
+        f"over {answers} answers",
+        f"{'where':<14} {'ms/answer':>9} {'share':>6}",
+    ]
+    for name, seconds in sorted(by_category.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{name:<14} {seconds / answers * 1000:>9.2f} {seconds / total:>6.1%}")
+    lines.append(f"top {top} functions by own time (ms per answer, calls per answer):")
+    ranked = sorted(raw.items(), key=lambda kv: -kv[1][2])[:top]
+    for (filename, line, func), (_cc, calls, tottime, _ct, _callers) in ranked:
+        lines.append(
+            f"  {tottime / answers * 1000:>6.2f} {calls / answers:>7.1f}  "
+            f"[{category(filename)}] {_short(filename)}:{line} {func}"
+        )
+    lines.append("most called of our functions per answer (calls, cumulative ms):")
+    ours = [
+        (key, value)
+        for key, value in raw.items()
+        if any(f"{ROOT}/{pkg}/" in key[0] for pkg in ("storage", "skills", "bot", "switchboard"))
+    ]
+    for (filename, line, func), (_cc, calls, _tt, cumtime, _callers) in sorted(
+        ours, key=lambda kv: -kv[1][3]
+    )[:top]:
+        lines.append(
+            f"  {calls / answers:>6.1f} {cumtime / answers * 1000:>7.2f}  "
+            f"{_short(filename)}:{line} {func}"
+        )
+    return lines
+
+
+async def run(answers: int, out: Path, top: int) -> None:
+    counted = 0
+    url = await load.fresh_database()
+    try:
+        with (
+            load.fake_slack() as slack,
+            FakeOpenAIServer(default=echo) as model,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            topo = load.Topology(database_url=url, slack=slack, model=model, tmp=Path(tmp))
+            try:
+                receiver = topo.receiver()
+                port = load.free_port()
+                worker = topo._start(
+                    "worker-profiled",
+                    [sys.executable, "-c", _WORKER, str(out), "worker", "--concurrency", "64"],
+                    topo.env(PORT=str(port)),
+                    port,
+                    "/healthz",
+                )
+                traffic = load.Load(slack)
+                async with httpx.AsyncClient(timeout=30) as client:
+                    await traffic.blast(client, receiver.url, rate=20, count=40, track=True)
+                    await traffic.wait_answered(120)
+                    traffic.sent.clear()
+                    before = load.cpu_seconds(worker.process.pid)
+                    worker.process.send_signal(signal.SIGUSR1)
+                    started = time.perf_counter()
+                    await traffic.blast(client, receiver.url, rate=50, count=answers, track=True)
+                    await traffic.wait_answered(300)
+                    elapsed = time.perf_counter() - started
+                    worker.process.send_signal(signal.SIGUSR2)
+                    spent = load.cpu_seconds(worker.process.pid) - before
+                deadline = time.monotonic() + 60
+                while not out.exists() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                answered, duplicates, missing = traffic.counts()
+                counted = answered
+                print(load.machine_line("after"), flush=True)
+                print(
+                    f"{answered} answered ({duplicates} duplicates, {missing} unanswered) in "
+                    f"{elapsed:.1f} s; worker CPU under the profiler "
+                    f"{spent / max(answered, 1) * 1000:.1f} ms per answer",
+                    flush=True,
+                )
+            finally:
+                topo.stop()
+    finally:
+        await load.drop_database(url)
+    for line in report(pstats.Stats(str(out)), max(counted, 1), top):
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--answers", type=int, default=300)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--out", type=Path, default=None, help="keep the .prof file here")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="PROF",
+        help="only print the report of a kept .prof file (--answers: how many it answered)",
+    )
+    args = parser.parse_args()
+    if args.report:
+        for line in report(pstats.Stats(str(args.report)), args.answers, args.top):
+            print(line)
+        return
+    print(load.machine_line("start"), flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="sb-profile-") as tmp,
+        load.private_services(Path(tmp)) as (admin_url, redis_url),
+    ):
+        load.PG_ADMIN, load.REDIS_URL = admin_url, redis_url
+        out = args.out or Path(tmp) / "worker.prof"
+        if out.exists():
+            os.unlink(out)
+        asyncio.run(run(args.answers, out, args.top))
+
+
+if __name__ == "__main__":
+    main()
