@@ -449,10 +449,15 @@ async def open_sandbox(
                 yield running
             finally:
                 hub.close()
+                # Let work in flight (a turn, a queued firing) finish while the emulated
+                # Web API still answers; only then stop serving it.
+                try:
+                    await actions.settle(timeout=10)
+                except TimeoutError:
+                    log.warning("sandbox stopping with work still running; it is cancelled")
                 server.should_exit = True
                 with contextlib.suppress(asyncio.CancelledError):
                     await serving
-                await actions.settle(timeout=10)
                 await features.aclose()
                 await host.drain(timeout=10)
                 saver.cancel()

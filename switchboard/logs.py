@@ -35,7 +35,7 @@ CONTENT_FIELDS = frozenset(
     {"text", "message_text", "prompt", "completion", "content", "body", "blocks", "messages"}
 )
 #: Loggers that print request and response bodies (messages, prompts) at DEBUG.
-_BODY_LOGGERS = ("slack_sdk", "slack_bolt", "openai", "anthropic", "langsmith", "mcp")
+BODY_LOGGERS = ("slack_sdk", "slack_bolt", "openai", "anthropic", "langsmith", "mcp")
 # A quoted ``'text': '…'`` / ``"text": "…"`` pair, as a dict repr or JSON prints it.
 _QUOTED_CONTENT = re.compile(
     r"""(?P<key>(?P<q>['"])(?:text|message|prompt|content|completion)(?P=q)\s*:\s*)"""
@@ -200,7 +200,7 @@ def configure_logging(
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    for chatty in _BODY_LOGGERS:  # their DEBUG lines are whole request bodies
+    for chatty in BODY_LOGGERS:  # their DEBUG lines are whole request bodies
         logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))
 
 

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from skills.middleware.untrusted import CLOSE, TRUSTED_TOOLS, opening, unwrap
 from storage.models import AuditEntry, Base
+from switchboard.logs import BODY_LOGGERS
 from tests.bot.conftest import BotEnv, BotFactory, make_bot, slack_api, slack_bot  # noqa: F401
 from tests.fakes.chat import ScriptedChatModel, reply
 from tests.fakes.slack_api import FakeSlackApi
@@ -89,10 +90,19 @@ def authz_workspace(slack_api: FakeSlackApi) -> FakeSlackApi:  # noqa: F811
 
 
 @pytest.fixture
-def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+def all_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> pytest.LogCaptureFixture:
     """Every log record at every level (slack_sdk logs request and response bodies at DEBUG,
-    so whatever the bot fetched would be here too)."""
+    so whatever the bot fetched would be here too), unmasked: a handler an earlier test
+    left on the root logger (``switchboard.logs``, masking records in place) is taken off
+    for the test, so the search sees what the code logged, not what our handler shows."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     caplog.set_level(logging.DEBUG)
+    # switchboard.logs holds the body-logging SDKs at INFO (and a few noisy ones at WARNING)
+    # once any earlier test configured logging: open them up for this test, restored after.
+    for name in (*BODY_LOGGERS, "httpx", "httpcore", "aiosqlite", "asyncio"):
+        caplog.set_level(logging.DEBUG, logger=name)
     return caplog
 
 
