@@ -18,6 +18,7 @@ never hands it what an earlier skill read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -65,6 +66,7 @@ from skills.pii import mask_obj, mask_text
 from skills.pricing import PriceTable
 from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
+from storage.checkpoint import reading_once
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadOwner, ThreadSkills, Usage
 from storage.transient import is_transient
@@ -324,7 +326,10 @@ class Runtime:
             else:
                 chosen = self.registry.pick(chosen.name, thread.thread_id)
             holder = holder or chosen
-            pending = await self._pending(holder, thread)
+            # A thread nobody answered in yet has no checkpoint, so nothing paused on it:
+            # the graph's own read is the only one. Otherwise ``reading_once`` makes the
+            # graph reuse this read.
+            pending = await self._pending(holder, thread) if record is not None else None
             if pending is not None:
                 return Refusal(
                     reason=(
@@ -797,12 +802,15 @@ class _Slack:
 
 
 class _ThreadTurn:
-    """Holds the thread's lease and a concurrency slot for one turn."""
+    """Holds the thread's lease for one turn; while it is held nobody else writes the
+    thread's memory, so its checkpoint is read from the store once (``reading_once``: the
+    pending-approval check and the graph share the read)."""
 
     def __init__(self, runtime: Runtime, thread: ThreadRef) -> None:
         self._runtime = runtime
         self._thread = thread
         self._cm: Any = None
+        self._memo: contextlib.AbstractContextManager[None] | None = None
 
     async def __aenter__(self) -> None:
         cfg = self._runtime.config
@@ -815,9 +823,15 @@ class _ThreadTurn:
             await self._cm.__aenter__()
         except TimeoutError:
             raise ThreadBusy(self._thread.thread_id) from None
+        self._memo = reading_once()
+        self._memo.__enter__()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._cm.__aexit__(*exc)
+        try:
+            if self._memo is not None:
+                self._memo.__exit__(None, None, None)
+        finally:
+            await self._cm.__aexit__(*exc)
 
 
 async def _stream(
