@@ -18,21 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
 from evals.dataset import Script, ScriptStep
+from skills.models.local import LocalChatModel
 from skills.models.offline import usage_for
 from skills.pii import find_pii
 
@@ -163,7 +160,7 @@ def _call_id(case: str, turn: int, index: int, name: str) -> str:
     return "call_" + hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
-class PlayedChatModel(BaseChatModel):
+class PlayedChatModel(LocalChatModel):
     """A chat model whose answers come from a :class:`ScriptPlayer`.
 
     Binds tools like a provider model. A forced call of one tool whose schema has a
@@ -181,18 +178,6 @@ class PlayedChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "wiring-script"
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
-        if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=formatted, **kwargs)
 
     def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
         tools = kwargs.get("tools") or []

@@ -29,14 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -50,8 +50,6 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
 from skills.middleware.untrusted import unwrap
@@ -65,6 +63,7 @@ from skills.models._text import (
     keyword_scores,
     truncate,
 )
+from skills.models.local import LocalChatModel
 
 __all__ = [
     "LABEL",
@@ -238,7 +237,7 @@ def message_chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
     )
 
 
-class OfflineChatModel(BaseChatModel):
+class OfflineChatModel(LocalChatModel):
     """A deterministic chat model that needs no network (the `offline` model string).
 
     Same messages and tools in, same reply out. See the module docstring for what it
@@ -258,19 +257,6 @@ class OfflineChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name}
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools; their JSON schemas drive command parsing and type coercion."""
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
-        if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=formatted, **kwargs)
 
     def with_structured_output(
         self,
