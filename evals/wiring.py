@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from pydantic import PrivateAttr
 
 from evals.dataset import Script, ScriptStep
@@ -179,7 +179,7 @@ class PlayedChatModel(LocalChatModel):
     def _llm_type(self) -> str:
         return "wiring-script"
 
-    def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
         tools = kwargs.get("tools") or []
         forced = kwargs.get("tool_choice") not in (None, "auto", "none") and len(tools) == 1
         if forced and "skill" in tools[0]["function"].get("parameters", {}).get("properties", {}):
@@ -194,25 +194,7 @@ class PlayedChatModel(LocalChatModel):
             message = self._player.answer(messages)
         message.usage_metadata = usage_for(messages, message)
         message.response_metadata = {"model_name": self.name_}
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._result(messages, kwargs)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._result(messages, kwargs)
+        return message
 
     def _stream(
         self,
@@ -221,7 +203,7 @@ class PlayedChatModel(LocalChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        yield _whole_chunk(self._result(messages, kwargs))
+        yield _whole_chunk(self._reply(messages, kwargs))
 
     async def _astream(
         self,
@@ -230,12 +212,11 @@ class PlayedChatModel(LocalChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        yield _whole_chunk(self._result(messages, kwargs))
+        yield _whole_chunk(self._reply(messages, kwargs))
 
 
-def _whole_chunk(result: ChatResult) -> ChatGenerationChunk:
-    message = result.generations[0].message
-    assert isinstance(message, AIMessage)
+def _whole_chunk(message: AIMessage) -> ChatGenerationChunk:
+    """The answer as one streamed chunk, its response metadata (the model's name) kept."""
     usage: UsageMetadata | None = message.usage_metadata
     chunk = AIMessageChunk(
         content=message.content,

@@ -12,21 +12,17 @@ scripted failures (for retry and fallback tests) and usage numbers.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
 from skills.models.local import LocalChatModel
-from skills.models.offline import message_chunks, usage_for
+from skills.models.offline import usage_for
 
 __all__ = ["ScriptExhaustedError", "ScriptedChatModel", "Step", "reply", "tool_call"]
 
@@ -136,52 +132,8 @@ class ScriptedChatModel(LocalChatModel):
         message.response_metadata = {"model_name": "scripted", **message.response_metadata}
         return message
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.delay:
-            time.sleep(self.delay)
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+    def _delay(self) -> float:
+        return self.delay
 
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        if self.delay:
-            time.sleep(self.delay)
-        for chunk in message_chunks(self._next(messages)):
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        for chunk in message_chunks(self._next(messages)):
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+        return self._next(messages)
