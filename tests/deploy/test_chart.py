@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import pytest
 
 from tests.conftest import _reset_postgres, run_sync
 from tests.deploy.conftest import CHART, HELM, ROOT, need, pod_specs, render, role_of, value_sets
+from tests.processes import free_port as _free_port
 
 
 @dataclass(frozen=True)
@@ -313,12 +313,6 @@ def test_queries_are_found(contract: AppContract) -> None:
 
 
 # -- A real process with the chart's environment ------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _TEST_SECRETS = {

@@ -26,17 +26,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import _reset_postgres, run_sync
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_KEY = "health-test-audit-key-0123456789abcdef"
 # Generous: two cores shared by several test runs; a process is up in ~5 s when idle.
 START_WITHIN = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:

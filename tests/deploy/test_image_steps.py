@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import REQUIRE_TOOLS, ROOT
+from tests.processes import free_port as _free_port
 
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_PATHS = ("/opt/venv", "/src", "/app")
@@ -174,12 +174,6 @@ class Builder:
 
     def do_expose(self, args: str) -> None:
         pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_image_steps_build_a_venv_whose_cmd_serves_and_passes_its_healthcheck(

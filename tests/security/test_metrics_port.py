@@ -9,11 +9,6 @@ answers, and without ``METRICS_PORT`` the public port still serves ``/metrics``.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,62 +19,11 @@ from sandbox.server import SandboxOptions
 from switchboard.sandbox import open_sandbox
 from switchboard.serve import metrics_listener
 from switchboard.settings import ConfigError, Settings
-from tests.bot.conftest import SIGNING_SECRET, BotEnv
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never answered"
-        time.sleep(0.2)
-
-
-def _serve(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        # The code under test, when a run points PYTHONPATH at another checkout.
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": "http://127.0.0.1:9/api/",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'sb.db'}",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SWITCHBOARD_SCHEDULER": "false",
-        "SWITCHBOARD_LOG_LEVEL": "WARNING",
-        **extra,
-    }
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "switchboard"), "serve"],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+from tests.bot.conftest import BotEnv
+from tests.processes import free_port as _free_port
+from tests.processes import serve as _serve
+from tests.processes import stop as _stop
+from tests.processes import wait_healthy as _wait_healthy
 
 
 @pytest.mark.slow

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -26,7 +23,8 @@ import httpx
 import pytest
 
 from bot.http import MAX_BODY_BYTES
-from tests.bot.conftest import SIGNING_SECRET, BotEnv, sign
+from tests.bot.conftest import BotEnv, sign
+from tests.processes import serve, stop, wait_healthy
 
 MIB = 1024 * 1024
 ATTACK_BYTES = 400 * MIB
@@ -164,12 +162,6 @@ async def test_positive_control_a_signed_mention_is_answered(slack_bot: BotEnv) 
 # -- a real process -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _peak_rss(pid: int) -> int:
     """The process's peak resident memory so far (VmHWM): a body read whole and freed
     again still shows here, where the current RSS would already be back down."""
@@ -211,39 +203,9 @@ def _send_unsigned(port: int, total: int) -> tuple[int, int]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_switchboard_serve_rss_stays_flat_under_a_400_mib_post(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        # The code under test, when a run points PYTHONPATH at another checkout.
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": "http://127.0.0.1:9/api/",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'sb.db'}",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SWITCHBOARD_SCHEDULER": "false",
-        "SWITCHBOARD_LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "switchboard"), "serve"],
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc, port = serve(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "switchboard serve did not start"
-            time.sleep(0.2)
+        wait_healthy(proc, f"http://127.0.0.1:{port}/healthz")
         before = _peak_rss(proc.pid)
         status, sent = _send_unsigned(port, ATTACK_BYTES)
         time.sleep(0.5)
@@ -266,9 +228,4 @@ def test_switchboard_serve_rss_stays_flat_under_a_400_mib_post(tmp_path: Path) -
         )
         assert ok.status_code == 200 and "still-here" in ok.text
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)

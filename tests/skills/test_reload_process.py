@@ -4,18 +4,17 @@ file:line (log line and metric) and keeps the previous version."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.bot.conftest import SIGNING_SECRET
-from tests.security.test_metrics_port import _free_port, _stop, _wait_healthy
+from tests.processes import free_port as _free_port
+from tests.processes import serve_env, start
+from tests.processes import stop as _stop
+from tests.processes import wait_healthy as _wait_healthy
 
 SPEC = """\
 name: notes
@@ -48,27 +47,14 @@ def test_serve_reloads_an_edited_spec_and_rejects_a_broken_one(tmp_path: Path) -
     spec.write_text(SPEC.format(version="1"))
     port = _free_port()
     log_path = tmp_path / "serve.log"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        "HOME": str(tmp_path),
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": "http://127.0.0.1:9/api/",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'sb.db'}",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SWITCHBOARD_SCHEDULER": "false",
-        "SWITCHBOARD_SKILLS_DIR": str(folder),
-    }
+    env = serve_env(
+        tmp_path,
+        port,
+        SWITCHBOARD_SKILLS_DIR=str(folder),
+        SWITCHBOARD_LOG_LEVEL="INFO",
+    )
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "switchboard"), "serve"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = start(["serve"], env, cwd=tmp_path, output=log)
 
     def output() -> str:
         return log_path.read_text(errors="replace")
