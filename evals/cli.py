@@ -45,7 +45,7 @@ from typer.core import TyperGroup
 
 from evals.cassette import CassetteError
 from evals.dataset import Dataset, DatasetError, discover_datasets, load_dataset
-from evals.feedback import DraftCase, draft_cases, feedback_rows, render_drafts, weekly_stats
+from evals.feedback import DraftCase, draft_cases, render_drafts, weekly_stats
 from evals.judge import Judge, RubricJudge
 from evals.pairwise import (
     Comparison,
@@ -70,6 +70,7 @@ from skills.context import ThreadRef
 from skills.models import OFFLINE, ModelConfigError, OfflineChatModel, unmasked
 from skills.runtime import ModelFactory, Runtime
 from skills.spec import builtin_dir
+from storage.feedback import FeedbackStore
 from storage.sql import create_engine, session_factory, upgrade
 
 __all__ = [
@@ -682,7 +683,9 @@ def _import_feedback_command(host: EvalHost[Any]) -> Callable[..., None]:
         async def _from(
             sessions: async_sessionmaker[AsyncSession], runtime: Runtime | None
         ) -> list[DraftCase]:
-            rows = await feedback_rows(sessions, since=moment, value="down", skills=skill or ())
+            rows = await FeedbackStore(sessions=sessions).rows(
+                since=moment, value="down", skills=skill or ()
+            )
 
             async def history(thread_id: str) -> list[BaseMessage]:
                 if runtime is None:
@@ -733,7 +736,7 @@ def _stats_command(host: EvalHost[Any]) -> Callable[..., None]:
         async def _main() -> list[Any]:
             opened = _open_database(url) if url is not None else host.open_sql(settings)
             async with opened as sessions:
-                return weekly_stats(await feedback_rows(sessions, since=moment))
+                return weekly_stats(await FeedbackStore(sessions=sessions).rows(since=moment))
 
         stats = asyncio.run(_main())
         if not stats:
