@@ -767,7 +767,7 @@ def _stats_command(host: EvalHost[Any]) -> Callable[..., None]:
                     since=moment,
                     period=by,  # type: ignore[arg-type]  # checked above
                 )
-                return feedback, [row for row in quality if row.sampled]
+                return feedback, [row for row in quality if row.sampled or row.thumbs_down]
 
         stats, quality = asyncio.run(_main())
         if not stats and not quality:
@@ -781,7 +781,7 @@ def _stats_command(host: EvalHost[Any]) -> Callable[..., None]:
             for row in stats:
                 table.add_row(row.skill, row.week, str(row.up), str(row.down), f"{row.up_rate:.0%}")
             console.print(table)
-        if quality:
+        if any(row.sampled for row in quality):
             console.print(quality_table(quality, period=by))
         else:
             console.print(
