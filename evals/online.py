@@ -6,8 +6,8 @@ request and answer and queues a :data:`~skills.sampling.SCORE_KIND` job. A worke
 the skill's dataset (``online: rubrics:`` in ``<skill>.eval.yaml``, beside the spec; a
 skill without any is graded on :data:`DEFAULT_RUBRICS`) and stores one score per rubric
 with the run record (`storage.scores`). A judge failure is retried by the queue; on the
-last attempt the sample is closed as ``failed``. Without a judge model (the offline
-model cannot judge) samples are closed as ``unscored`` — still counted, never graded.
+last attempt the sample is closed as ``failed``. Without a judge model (unset, or the
+offline model, which cannot judge) samples are closed as ``unscored`` — counted, not graded.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class OnlineScorer:
             return  # unknown, or already graded by an earlier attempt
         if self._judge is None:
             await self._store.close(
-                run_id, status="unscored", detail="no judge model (SWITCHBOARD_JUDGE_MODEL)"
+                run_id, status="unscored", detail="no judge model: set SWITCHBOARD_JUDGE_MODEL"
             )
             return
         rubrics = list(self._rubrics(sample.skill))

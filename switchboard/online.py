@@ -3,8 +3,9 @@
 The sampler itself (``skills.sampling.TurnSampler``) is opened with the services; the
 scorer (``evals.online.OnlineScorer``) is the run queue's handler of
 :data:`~skills.sampling.SCORE_KIND` jobs, built here from the settings: the judge is
-``SWITCHBOARD_JUDGE_MODEL`` (default ``SWITCHBOARD_MODEL``), loaded like every other model;
-the offline model cannot judge, so on it samples are counted but left unscored.
+``SWITCHBOARD_JUDGE_MODEL``, loaded like every other model. Like ``eval --judge-model``, the
+judge runs only when it is configured (a judge call costs a model call): without it, or on
+the offline model (which cannot judge), samples are stored and counted but left unscored.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ log = logging.getLogger(f"switchboard.{__name__}")
 
 
 def build_judge(services: Services) -> Judge | None:
-    """The online judge, or None when the judge model is the offline model (or cannot be
-    loaded: logged, and samples stay unscored rather than failing)."""
-    settings = services.settings
-    name = settings.judge_model or settings.model
+    """The online judge, or None when none is configured, it is the offline model, or it
+    cannot be loaded (logged; samples stay unscored rather than failing)."""
+    name = services.settings.judge_model
+    if name is None:
+        return None
     try:
         model = services.model_factory(name)
     except Exception as exc:

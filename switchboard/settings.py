@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     )
     model_timeout: float = Field(default=60.0, gt=0, alias="SWITCHBOARD_MODEL_TIMEOUT")
     # Online evaluation (docs/evals.md): the share of production turns the judge scores
-    # (0 = only answers that got a 👎), and the judge (default: SWITCHBOARD_MODEL).
+    # (0 = only answers that got a 👎), and the judge (unset: samples are not scored).
     eval_sample: float = Field(default=0.0, alias="SWITCHBOARD_EVAL_SAMPLE")
     judge_model: str | None = Field(default=None, alias="SWITCHBOARD_JUDGE_MODEL")
     skills_dirs: Annotated[list[str], NoDecode] = Field(

@@ -123,9 +123,13 @@ async def test_thumbs_down_is_always_sampled_and_share_zero_samples_nothing(
     make_bot: BotFactory,
 ) -> None:
     judge = _judge(0.3)
-    answers = [reply("The office opens at 9."), reply("Lunch is at noon.")]
+
+    def answer(messages: list[BaseMessage]) -> AIMessage:  # the two threads may run at once
+        office = "office" in str(messages[-1].content)
+        return reply("The office opens at 9." if office else "Lunch is at noon.")
+
     env = await make_bot(
-        {"offline": ScriptedChatModel(answers), "judge": judge},
+        {"offline": ScriptedChatModel([answer, answer]), "judge": judge},
         SWITCHBOARD_JUDGE_MODEL="judge",
     )  # share unset: 0, only 👎
     _, first = await env.mention("ask when does the office open?")
@@ -155,12 +159,8 @@ async def test_thumbs_down_is_always_sampled_and_share_zero_samples_nothing(
 
 
 async def test_without_a_judge_samples_are_counted_unscored(make_bot: BotFactory) -> None:
-    env = await make_bot(
-        {"scripted": ScriptedChatModel([reply("Hello.")])},  # any other name: offline
-        SWITCHBOARD_MODEL="scripted",
-        SWITCHBOARD_EVAL_SAMPLE="1",
-        SWITCHBOARD_JUDGE_MODEL="offline",  # the offline model cannot judge
-    )
+    skill_model = ScriptedChatModel([reply("Hello."), reply("Hi again.")])  # no 3rd call
+    env = await make_bot({"offline": skill_model}, SWITCHBOARD_EVAL_SAMPLE="1")  # no judge
     _, ts = await env.mention("ask hello")
     await env.idle()
     answer = env.replies("C0GENERAL", ts)[0]
@@ -168,3 +168,18 @@ async def test_without_a_judge_samples_are_counted_unscored(make_bot: BotFactory
     sample = await _settled(env, run_id)
     assert sample.status == "unscored" and "SWITCHBOARD_JUDGE_MODEL" in (sample.detail or "")
     assert await ScoreStore(sessions=env.services.sessions).scores(run_id) == []
+    assert len(skill_model.calls) == 1  # the skill's model was not asked to judge
+
+
+async def test_the_offline_model_does_not_judge(make_bot: BotFactory) -> None:
+    offline = await make_bot(
+        {"scripted": ScriptedChatModel([reply("Hello.")])},  # any other name: offline
+        SWITCHBOARD_MODEL="scripted",
+        SWITCHBOARD_EVAL_SAMPLE="1",
+        SWITCHBOARD_JUDGE_MODEL="offline",  # the offline model cannot judge
+    )
+    _, ts = await offline.mention("ask hello")
+    await offline.idle()
+    answer = offline.replies("C0GENERAL", ts)[0]
+    run_id = str(_feedback_button(answer, 0)["value"]).partition("|")[0]
+    assert (await _settled(offline, run_id)).status == "unscored"
