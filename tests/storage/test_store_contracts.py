@@ -353,6 +353,32 @@ async def test_feedback_one_verdict_per_person_per_message(
         await feedback.record(**where, user_id="U3", value="meh")
 
 
+async def test_feedback_rows_carry_the_requester_and_filter(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    feedback = FeedbackStore(sessions=sessions)
+    await RunStore(sessions=sessions).start(
+        run_id="run-fb", skill="refunds", thread_id="T1:C1:5.0", actor="U_REQ",
+        channel_id="C1", model="offline", trigger="message",
+    )  # fmt: skip
+    where = {"thread_id": "T1:C1:5.0", "channel_id": "C1", "user_id": "U1"}
+    first = await feedback.record(
+        **where, skill="refunds", message_ts="5.1", value="down", run_id="run-fb",
+        request="refund [card ****1111]",
+    )  # fmt: skip
+    await feedback.record(**where, skill="ask", message_ts="5.2", value="up")
+    assert first.run_id == "run-fb" and first.message_ts == "5.1" and first.requester is None
+    rows = await feedback.rows()
+    assert [(r.skill, r.requester, r.request) for r in rows] == [
+        ("refunds", "U_REQ", "refund [card ****1111]"),
+        ("ask", None, None),
+    ]
+    assert [r.skill for r in await feedback.rows(skills=["ask"])] == ["ask"]
+    assert [r.skill for r in await feedback.rows(value="down")] == ["refunds"]
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert await feedback.rows(since=later) == []
+
+
 # -- ScoreStore (online evaluation) -------------------------------------------------------
 
 
