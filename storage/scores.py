@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Feedback, RunSample, RunScore, utcnow
+from storage.models import Feedback, Run, RunSample, RunScore, utcnow
 
 __all__ = [
     "QualityRow",
@@ -140,7 +140,8 @@ class ScoreStore:
         """Keep a turn for scoring; True when it is new and waits to be scored (the caller
         then queues the job). A turn sampled before is not sampled twice: a 👎 on it only
         marks it (``thumbs_down``), and False is returned. Also False when the run record
-        does not exist (no sample without its run)."""
+        does not exist (no sample without its run). The sample is filed under the run's
+        own skill; ``skill`` (what a feedback button said) is only a fallback."""
         try:
             async with self._sessions.begin() as session:
                 existing = await session.get(RunSample, run_id)
@@ -148,10 +149,13 @@ class ScoreStore:
                     if thumbs_down and not existing.thumbs_down:
                         existing.thumbs_down = True
                     return False
+                run = await session.get(Run, run_id)
+                if run is None:
+                    return False
                 session.add(
                     RunSample(
                         run_id=run_id,
-                        skill=skill,
+                        skill=run.skill or skill,
                         reason=reason,
                         thumbs_down=thumbs_down,
                         request=request[:_TEXT_LIMIT],

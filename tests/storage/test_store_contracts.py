@@ -418,12 +418,19 @@ async def test_samples_once_per_run_and_a_thumbs_down_marks_it(
     assert sample is not None
     assert (sample.reason, sample.thumbs_down, sample.status) == ("share", True, "pending")
     assert (sample.request, sample.answer, sample.sampled_at) == ("q", "a", NOW)
+    # Filed under the run's own skill, whatever a (forged) feedback button said.
+    await _run(sessions, "run-z", "refunds")
+    assert await scores.sample(
+        run_id="run-z", skill="ask", reason="feedback", request="q", answer="a", now=NOW
+    )
+    filed = await scores.get("run-z")
+    assert filed is not None and filed.skill == "refunds"
     # No sample without its run record.
     assert not await scores.sample(
         run_id="no-such-run", skill="ask", reason="share", request="q", answer="a"
     )
     assert await scores.get("no-such-run") is None
-    assert await scores.pending() == ["run-a"]
+    assert sorted(await scores.pending()) == ["run-a", "run-z"]
 
 
 async def test_scores_are_stored_once_per_rubric(
