@@ -160,7 +160,7 @@ async def queue_workers(
     bot: Bot, services: Services, settings: Settings, *, concurrency: int | None = None
 ) -> AsyncIterator[asyncio.Event]:
     """The run queue's workers over this process's bot (in-process, or ``switchboard worker``):
-    agent turns, approval resumes and scheduled firings."""
+    agent turns, approval resumes, scheduled firings and the online scoring of sampled turns."""
     warm_models(services, settings)
     firings = build_queued_firings(services, client=bot.client)
     scorer = build_scorer(services)
