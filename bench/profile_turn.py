@@ -12,7 +12,10 @@ The profiler counts CPU time (``time.process_time``), so other load on the machi
 land in it; it still slows every Python call, so its totals are above bench/load.py's
 unprofiled CPU ms per answer: the shares are what to read.
 
-    .venv/bin/python bench/profile_turn.py [--answers 300] [--out FILE.prof]
+    .venv/bin/python bench/profile_turn.py [--answers 300] [--out FILE.prof] [--role receiver]
+
+``--role receiver`` profiles the receiver (``switchboard serve`` with no in-process
+workers) instead, per acked mention: verify, dedupe, rate limits, store, wake, ack.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def report(stats: pstats.Stats, answers: int, top: int) -> list[str]:
     return lines
 
 
-async def run(answers: int, out: Path, top: int) -> None:
+async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
     counted = 0
     url = await load.fresh_database()
     try:
@@ -133,28 +136,38 @@ async def run(answers: int, out: Path, top: int) -> None:
         ):
             topo = load.Topology(database_url=url, slack=slack, model=model, tmp=Path(tmp))
             try:
-                receiver = topo.receiver()
                 port = load.free_port()
-                worker = topo._start(
-                    "worker-profiled",
-                    [sys.executable, "-c", _WORKER, str(out), "worker", "--concurrency", "64"],
-                    topo.env(PORT=str(port)),
-                    port,
-                    "/healthz",
-                )
+                if role == "receiver":
+                    receiver = profiled = topo._start(
+                        "receiver-profiled",
+                        [sys.executable, "-c", _WORKER, str(out), "serve"],
+                        topo.env(PORT=str(port), SWITCHBOARD_INPROCESS_WORKERS="0"),
+                        port,
+                        "/healthz",
+                    )
+                    topo.worker(1)
+                else:
+                    receiver = topo.receiver()
+                    profiled = topo._start(
+                        "worker-profiled",
+                        [sys.executable, "-c", _WORKER, str(out), "worker", "--concurrency", "64"],
+                        topo.env(PORT=str(port)),
+                        port,
+                        "/healthz",
+                    )
                 traffic = load.Load(slack)
                 async with httpx.AsyncClient(timeout=30) as client:
                     await traffic.blast(client, receiver.url, rate=20, count=40, track=True)
                     await traffic.wait_answered(120)
                     traffic.sent.clear()
-                    before = load.cpu_seconds(worker.process.pid)
-                    worker.process.send_signal(signal.SIGUSR1)
+                    before = load.cpu_seconds(profiled.process.pid)
+                    profiled.process.send_signal(signal.SIGUSR1)
                     started = time.perf_counter()
                     await traffic.blast(client, receiver.url, rate=50, count=answers, track=True)
                     await traffic.wait_answered(300)
                     elapsed = time.perf_counter() - started
-                    worker.process.send_signal(signal.SIGUSR2)
-                    spent = load.cpu_seconds(worker.process.pid) - before
+                    profiled.process.send_signal(signal.SIGUSR2)
+                    spent = load.cpu_seconds(profiled.process.pid) - before
                 deadline = time.monotonic() + 60
                 while not out.exists() and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
@@ -163,7 +176,7 @@ async def run(answers: int, out: Path, top: int) -> None:
                 print(load.machine_line("after"), flush=True)
                 print(
                     f"{answered} answered ({duplicates} duplicates, {missing} unanswered) in "
-                    f"{elapsed:.1f} s; worker CPU under the profiler "
+                    f"{elapsed:.1f} s; {role} CPU under the profiler "
                     f"{spent / max(answered, 1) * 1000:.1f} ms per answer",
                     flush=True,
                 )
@@ -179,6 +192,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--answers", type=int, default=300)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--role",
+        choices=("worker", "receiver"),
+        default="worker",
+        help="the process to profile: a worker (per answer) or the receiver (per ack)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="keep the .prof file here")
     parser.add_argument(
         "--report",
@@ -200,7 +219,7 @@ def main() -> None:
         out = args.out or Path(tmp) / "worker.prof"
         if out.exists():
             os.unlink(out)
-        asyncio.run(run(args.answers, out, args.top))
+        asyncio.run(run(args.answers, out, args.top, args.role))
 
 
 if __name__ == "__main__":

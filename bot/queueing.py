@@ -47,8 +47,10 @@ from storage.runqueue import (
     QueueError,
     QueueUnavailable,
     RunQueue,
+    Share,
     WorkHandler,
 )
+from storage.transient import is_transient
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -161,6 +163,20 @@ def skill_policy(runtime: Runtime) -> PolicyLookup | None:
     return lookup
 
 
+#: A channel's other threads weigh this much less than a person's own: a busy channel (a
+#: digest fan-out, an incident) slows its own new work a little, while someone opening
+#: many threads at once queues mostly behind themselves.
+CHANNEL_SHARE_WEIGHT = 4
+
+
+def fair_priority(share: Share) -> int:
+    """The priority of a thread's job. Free workers take the highest priority first, then
+    the oldest job, so a thread goes behind the threads its person - and, a quarter as
+    much, its channel - already has waiting or running: one person or channel filling the
+    queue cannot starve everyone else, and someone with nothing queued goes first."""
+    return -(share.user_threads + share.channel_threads // CHANNEL_SHARE_WEIGHT)
+
+
 class Enqueuer:
     """The receiver's half: store the message, wake its thread's job.
 
@@ -227,7 +243,14 @@ class Enqueuer:
                     await self.queue.cancel(job_id)
                 log.info("running turn interrupted", extra={"thread_key": thread, "job_id": job_id})
         try:
-            await self.queue.wake(thread)
+            share = await self.inbox.share(user_id=inbound.user, thread_key=thread)
+        except Exception as exc:  # the row is stored: wake it, fairly or not
+            if not is_transient(exc):
+                raise
+            log.warning("queue share unknown for %s: %s", thread, exc)
+            share = Share(user_threads=0, channel_threads=0)
+        try:
+            await self.queue.wake(thread, priority=fair_priority(share))
         except QueueUnavailable as exc:
             log.warning("queue wake deferred for %s: %s", thread, exc)
         return True

@@ -18,21 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.outputs import ChatGenerationChunk
 from pydantic import PrivateAttr
 
 from evals.dataset import Script, ScriptStep
+from skills.models.local import LocalChatModel
 from skills.models.offline import usage_for
 from skills.pii import find_pii
 
@@ -163,7 +160,7 @@ def _call_id(case: str, turn: int, index: int, name: str) -> str:
     return "call_" + hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
-class PlayedChatModel(BaseChatModel):
+class PlayedChatModel(LocalChatModel):
     """A chat model whose answers come from a :class:`ScriptPlayer`.
 
     Binds tools like a provider model. A forced call of one tool whose schema has a
@@ -182,19 +179,7 @@ class PlayedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "wiring-script"
 
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
-        if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=formatted, **kwargs)
-
-    def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
         tools = kwargs.get("tools") or []
         forced = kwargs.get("tool_choice") not in (None, "auto", "none") and len(tools) == 1
         if forced and "skill" in tools[0]["function"].get("parameters", {}).get("properties", {}):
@@ -209,25 +194,7 @@ class PlayedChatModel(BaseChatModel):
             message = self._player.answer(messages)
         message.usage_metadata = usage_for(messages, message)
         message.response_metadata = {"model_name": self.name_}
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._result(messages, kwargs)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._result(messages, kwargs)
+        return message
 
     def _stream(
         self,
@@ -236,7 +203,7 @@ class PlayedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        yield _whole_chunk(self._result(messages, kwargs))
+        yield _whole_chunk(self._reply(messages, kwargs))
 
     async def _astream(
         self,
@@ -245,12 +212,11 @@ class PlayedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        yield _whole_chunk(self._result(messages, kwargs))
+        yield _whole_chunk(self._reply(messages, kwargs))
 
 
-def _whole_chunk(result: ChatResult) -> ChatGenerationChunk:
-    message = result.generations[0].message
-    assert isinstance(message, AIMessage)
+def _whole_chunk(message: AIMessage) -> ChatGenerationChunk:
+    """The answer as one streamed chunk, its response metadata (the model's name) kept."""
     usage: UsageMetadata | None = message.usage_metadata
     chunk = AIMessageChunk(
         content=message.content,

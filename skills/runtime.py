@@ -18,6 +18,7 @@ never hands it what an earlier skill read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -40,11 +41,18 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import InvalidUpdateError
 from langgraph.types import Command, Interrupt
 
 from skills import logcontext, tracing
 from skills.access import ConversationReader
-from skills.agents import approval_policy_view, build_agent, pii_middleware, skill_tools
+from skills.agents import (
+    approval_policy_view,
+    build_agent,
+    interrupt_config,
+    pii_middleware,
+    skill_tools,
+)
 from skills.context import (
     AuditSink,
     ConversationAccess,
@@ -66,6 +74,7 @@ from skills.pricing import PriceTable
 from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
 from skills.sampling import SampledTurn, TurnSampler
+from storage.checkpoint import reading_once
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadOwner, ThreadSkills, Usage
 from storage.transient import is_transient
@@ -136,6 +145,12 @@ class _UsageHandler(UsageMetadataCallbackHandler):
 
 #: The result a tool call gets when its turn was stopped before the tool finished.
 CANCELLED_TOOL_RESULT = "Cancelled: the turn was stopped before this tool finished."
+#: The result given to a call that waited for approval while its skill was changed so that
+#: the call is no longer gated (or the tool is gone): it is never run on a stale decision.
+SKILL_CHANGED_TOOL_RESULT = (
+    "Not run: the skill was changed while this call waited for approval, and the new "
+    "version no longer offers it with an approval."
+)
 
 
 def _new_ref() -> str:
@@ -328,7 +343,10 @@ class Runtime:
             else:
                 chosen = self.registry.pick(chosen.name, thread.thread_id)
             holder = holder or chosen
-            pending = await self._pending(holder, thread)
+            # A thread nobody answered in yet has no checkpoint, so nothing paused on it:
+            # the graph's own read is the only one. Otherwise ``reading_once`` makes the
+            # graph reuse this read.
+            pending = await self._pending(holder, thread) if record is not None else None
             if pending is not None:
                 return Refusal(
                     reason=(
@@ -392,7 +410,10 @@ class Runtime:
             pending = await self._pending(chosen, thread, decision.interrupt_id)
             if pending is None:
                 raise NothingToResume(thread.thread_id)
-            answer = decision.to_hitl(pending.value["name"])
+            tool = str(pending.value["name"])
+            if not self._gates(chosen, tool):
+                return await self._abandon(chosen, thread, tool)
+            answer = decision.to_hitl(tool)
             if tracing.current() is not None:
                 tracing.approval_wait(
                     tool=str(pending.value["name"]),
@@ -561,6 +582,49 @@ class Runtime:
         state = await self._graph(skill).aget_state(self._config(skill, thread))
         created = getattr(state, "created_at", None)
         return datetime.fromisoformat(created) if isinstance(created, str) else None
+
+    def _gates(self, skill: Skill, tool: str) -> bool:
+        """Whether ``skill`` as served now still pauses ``tool`` for approval. A hot reload
+        may have removed the tool or its approval while a call waited: resuming the new
+        graph would then run the call whatever the decision (or fail on a missing tool)."""
+        if skill.spec is None:  # Python graphs pause on their own interrupts
+            return True
+        return tool in interrupt_config(skill) or tool in self.mcp.interrupts(skill)
+
+    async def _abandon(self, skill: Skill, thread: ThreadRef, tool: str) -> Refusal:
+        """Close a call that waited for approval of a tool its skill no longer gates: it
+        gets a "not run" result, so the conversation goes on without it (a version with no
+        tools at all has no tools step; its memory of the thread is dropped instead)."""
+        graph = self._graph(skill)
+        config = self._config(skill, thread)
+        state = await graph.aget_state(config)
+        messages = list(state.values.get("messages", [])) if state and state.values else []
+        answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+        last_ai = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+        results = [
+            ToolMessage(
+                content=SKILL_CHANGED_TOOL_RESULT,
+                tool_call_id=str(call["id"]),
+                name=call["name"],
+                status="error",
+            )
+            for call in (last_ai.tool_calls if last_ai is not None else [])
+            if call["id"] not in answered
+        ]
+        try:
+            await graph.aupdate_state(config, {"messages": results}, as_node="tools")
+        except (ValueError, KeyError, InvalidUpdateError) as exc:
+            log.warning("forgetting %s's memory of %s: %s", skill.name, thread.thread_id, exc)
+            await self._checkpointer.adelete_thread(thread.memory_id(skill.name))
+        log.info("approval of %s abandoned: %s no longer gates it", tool, skill.label)
+        return Refusal(
+            reason=(
+                f"`{skill.name}` was changed while this request waited for approval, and "
+                f"`{tool}` is no longer offered with an approval. Nothing was run; ask again "
+                "if it is still needed."
+            ),
+            skill=skill.name,
+        )
 
     async def _pending(
         self, skill: Skill, thread: ThreadRef, interrupt_id: str | None = None
@@ -812,12 +876,15 @@ class _Slack:
 
 
 class _ThreadTurn:
-    """Holds the thread's lease and a concurrency slot for one turn."""
+    """Holds the thread's lease for one turn; while it is held nobody else writes the
+    thread's memory, so its checkpoint is read from the store once (``reading_once``: the
+    pending-approval check and the graph share the read)."""
 
     def __init__(self, runtime: Runtime, thread: ThreadRef) -> None:
         self._runtime = runtime
         self._thread = thread
         self._cm: Any = None
+        self._memo: contextlib.AbstractContextManager[None] | None = None
 
     async def __aenter__(self) -> None:
         cfg = self._runtime.config
@@ -830,9 +897,15 @@ class _ThreadTurn:
             await self._cm.__aenter__()
         except TimeoutError:
             raise ThreadBusy(self._thread.thread_id) from None
+        self._memo = reading_once()
+        self._memo.__enter__()
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._cm.__aexit__(*exc)
+        try:
+            if self._memo is not None:
+                self._memo.__exit__(None, None, None)
+        finally:
+            await self._cm.__aexit__(*exc)
 
 
 async def _stream(

@@ -38,10 +38,12 @@ prefix, which Redis Cluster does not allow across slots.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, NamedTuple, NoReturn
 from urllib.parse import quote, unquote
@@ -55,6 +57,7 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     PendingWrite,
+    copy_checkpoint,
     get_checkpoint_id,
     get_checkpoint_metadata,
     writes_sort_key,
@@ -392,6 +395,42 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     }
 
 
+_TurnMemo = dict[tuple[str, str, str], "CheckpointTuple | None"]
+_turn_memo: ContextVar[_TurnMemo | None] = ContextVar("switchboard_checkpoint_turn", default=None)
+
+
+@contextlib.contextmanager
+def reading_once() -> Iterator[None]:
+    """Within this block (one turn, under the thread's lease), a checkpoint read a second
+    time is served from the first read instead of another round trip; any write through
+    the saver forgets what was read. The runtime checks for a paused run (``aget_state``)
+    and then runs the graph, which loads the same checkpoint again: one read, not two.
+
+    Only :class:`RedisCheckpointSaver` consults it; with other savers it does nothing.
+    Safe only while nobody else writes the thread, which the lease guarantees."""
+    token = _turn_memo.set({})
+    try:
+        yield
+    finally:
+        _turn_memo.reset(token)
+
+
+def _forget_reads() -> None:
+    memo = _turn_memo.get()
+    if memo:
+        memo.clear()
+
+
+def _fresh(found: CheckpointTuple) -> CheckpointTuple:
+    """A copy a caller may change (the Pregel loop updates its checkpoint's version maps
+    in place) without changing what the memo serves next."""
+    return found._replace(
+        checkpoint=copy_checkpoint(found.checkpoint),
+        metadata=dict(found.metadata),  # type: ignore[arg-type]
+        pending_writes=list(found.pending_writes or []),
+    )
+
+
 class RedisCheckpointSaver(BaseCheckpointSaver[str]):
     """LangGraph checkpointer on core Redis: async-only, bounded, expiring.
 
@@ -550,13 +589,19 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint named by ``config``, or the thread's latest; one round trip."""
         thread_id, ns = self._thread_and_ns(config)
+        checkpoint_id = get_checkpoint_id(config) or ""
+        memo = _turn_memo.get()
+        key = (thread_id, ns, checkpoint_id)
+        if memo is not None and key in memo:
+            found = memo[key]
+            return None if found is None else _fresh(found)
         k = self._ns_keys(thread_id, ns)
-        framed = await self._eval(
-            self._get, "checkpoint get", (k.idx,), (k.base, get_checkpoint_id(config) or "")
-        )
-        if not framed:
-            return None
-        return self._decode(thread_id, ns, framed)
+        framed = await self._eval(self._get, "checkpoint get", (k.idx,), (k.base, checkpoint_id))
+        decoded = self._decode(thread_id, ns, framed) if framed else None
+        if memo is not None:
+            memo[key] = decoded
+            return None if decoded is None else _fresh(decoded)
+        return decoded
 
     async def alist(
         self,
@@ -664,6 +709,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
 
         One round trip. ``new_versions`` is not needed: channel values are stored inline.
         """
+        _forget_reads()
         thread_id, ns = self._thread_and_ns(config)
         ttl = self._ttl_override_ms(config) or self._ttl_ms
         full_metadata = get_checkpoint_metadata(config, metadata)
@@ -690,6 +736,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
         A repeated ``(task_id, idx)`` keeps the first value, except for the special
         channels (errors, interrupts, ...) whose latest value wins, as in LangGraph's savers.
         """
+        _forget_reads()
         thread_id, ns = self._thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         if not checkpoint_id:
@@ -721,6 +768,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of ``thread_id``, in all namespaces."""
+        _forget_reads()
         thread_id = str(thread_id)
         await self._eval(
             self._delete_thread,
@@ -731,6 +779,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) created by any of ``run_ids``."""
+        _forget_reads()
         if not run_ids:
             return
         run_keys = [self._run_key(str(r)) for r in run_ids]
@@ -738,6 +787,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of one thread onto another (merging)."""
+        _forget_reads()
         source, target = str(source_thread_id), str(target_thread_id)
         if source == target:
             return
@@ -750,6 +800,7 @@ class RedisCheckpointSaver(BaseCheckpointSaver[str]):
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest`` keeps each namespace's newest checkpoint; ``delete`` drops all."""
+        _forget_reads()
         if strategy not in ("keep_latest", "delete"):
             raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
         for thread_id in thread_ids:

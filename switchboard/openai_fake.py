@@ -164,6 +164,10 @@ class FakeOpenAIServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of model calls (each on a new
+    # connection, HTTP/1.0) overflowed it, and the kernel dropped the SYNs the clients then
+    # re-sent after 1, 3, 7 s - the fake, not the code under test, set the pace.
+    request_queue_size = 1024
 
     def __init__(self, fake: FakeOpenAIServer) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -12,24 +12,17 @@ scripted failures (for retry and fallback tests) and usage numbers.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
-from skills.models.offline import message_chunks, usage_for
+from skills.models.local import LocalChatModel
+from skills.models.offline import usage_for
 
 __all__ = ["ScriptExhaustedError", "ScriptedChatModel", "Step", "reply", "tool_call"]
 
@@ -67,7 +60,7 @@ def tool_call(name: str, /, **args: Any) -> AIMessage:
     )
 
 
-class ScriptedChatModel(BaseChatModel):
+class ScriptedChatModel(LocalChatModel):
     """Returns its scripted responses in order and records what it was sent.
 
     A step that is an exception (instance or class) is raised instead of answering. When
@@ -112,19 +105,9 @@ class ScriptedChatModel(BaseChatModel):
         with self._lock:
             return max(0, len(self.responses) - self._position)
 
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
+    def _tools_bound(self, tools: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._bound.append([tool["function"]["name"] for tool in formatted])
-        if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=formatted, **kwargs)
+            self._bound.append([tool["function"]["name"] for tool in tools])
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
         with self._lock:
@@ -149,52 +132,8 @@ class ScriptedChatModel(BaseChatModel):
         message.response_metadata = {"model_name": "scripted", **message.response_metadata}
         return message
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.delay:
-            time.sleep(self.delay)
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
+    def _delay(self) -> float:
+        return self.delay
 
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        if self.delay:
-            time.sleep(self.delay)
-        for chunk in message_chunks(self._next(messages)):
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        for chunk in message_chunks(self._next(messages)):
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+        return self._next(messages)

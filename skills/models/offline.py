@@ -29,29 +29,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
-    CallbackManagerForLLMRun,
-)
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
-    AIMessageChunk,
     BaseMessage,
     HumanMessage,
     SystemMessage,
     ToolCall,
-    ToolCallChunk,
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
 from skills.middleware.untrusted import unwrap
@@ -65,6 +56,7 @@ from skills.models._text import (
     keyword_scores,
     truncate,
 )
+from skills.models.local import LocalChatModel, message_chunks
 
 __all__ = [
     "LABEL",
@@ -206,39 +198,7 @@ def usage_for(messages: Sequence[BaseMessage], reply: AIMessage) -> UsageMetadat
     )
 
 
-def message_chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
-    """Split a finished message into streaming chunks, word by word.
-
-    Tool calls and usage ride on the last chunk, which is marked `chunk_position="last"`
-    so that aggregating the stream yields parsed `tool_calls` again.
-    """
-    content = message.content if isinstance(message.content, str) else str(message.text)
-    tokens = [t for t in re.split(r"(\s+)", content) if t]
-    for token in tokens:
-        yield ChatGenerationChunk(message=AIMessageChunk(content=token, id=message.id))
-    tool_call_chunks = [
-        ToolCallChunk(
-            name=tc["name"],
-            args=json.dumps(tc["args"]),
-            id=tc["id"],
-            index=index,
-            type="tool_call_chunk",
-        )
-        for index, tc in enumerate(message.tool_calls)
-    ]
-    yield ChatGenerationChunk(
-        message=AIMessageChunk(
-            content="",
-            id=message.id,
-            tool_call_chunks=tool_call_chunks,
-            usage_metadata=message.usage_metadata,
-            response_metadata=message.response_metadata,
-            chunk_position="last",
-        )
-    )
-
-
-class OfflineChatModel(BaseChatModel):
+class OfflineChatModel(LocalChatModel):
     """A deterministic chat model that needs no network (the `offline` model string).
 
     Same messages and tools in, same reply out. See the module docstring for what it
@@ -259,19 +219,6 @@ class OfflineChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name}
 
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools; their JSON schemas drive command parsing and type coercion."""
-        formatted = [convert_to_openai_tool(tool) for tool in tools]
-        if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return self.bind(tools=formatted, **kwargs)
-
     def with_structured_output(
         self,
         schema: dict[str, Any] | type,
@@ -287,48 +234,8 @@ class OfflineChatModel(BaseChatModel):
 
     # ------------------------------------------------------------------ generation
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        reply = self.respond(messages, tools=kwargs.get("tools"))
-        return ChatResult(generations=[ChatGeneration(message=reply)])
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return self._generate(messages, stop, None, **kwargs)
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        for chunk in message_chunks(self.respond(messages, tools=kwargs.get("tools"))):
-            if run_manager:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in message_chunks(self.respond(messages, tools=kwargs.get("tools"))):
-            if run_manager:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
+        return self.respond(messages, tools=kwargs.get("tools"))
 
     def respond(
         self,
@@ -338,12 +245,12 @@ class OfflineChatModel(BaseChatModel):
     ) -> AIMessage:
         """The reply to `messages` given OpenAI-format `tools` (what `bind_tools` stores)."""
         specs = [ToolSpec.from_openai(tool) for tool in tools or ()]
-        reply = self._reply(messages, specs)
+        reply = self._compose(messages, specs)
         reply.usage_metadata = usage_for(messages, reply)
         reply.response_metadata = {"model_name": self.model_name, "model_provider": "offline"}
         return reply
 
-    def _reply(self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec]) -> AIMessage:
+    def _compose(self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec]) -> AIMessage:
         conversation = [m for m in messages if not isinstance(m, SystemMessage)]
         if conversation and isinstance(conversation[-1], ToolMessage):
             return AIMessage(content=self._after_tools(messages))

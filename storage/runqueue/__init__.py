@@ -1,6 +1,6 @@
 """The durable run queue (Procrastinate) and its SQL inbox; see docs/adr/0001-run-queue.md."""
 
-from storage.runqueue.inbox import Backlog, InboxItem, InboxStore
+from storage.runqueue.inbox import Backlog, InboxItem, InboxStore, Share
 from storage.runqueue.queue import (
     THREAD_TASK,
     TURNS,
@@ -39,6 +39,7 @@ __all__ = [
     "QueueUnavailable",
     "Retryable",
     "RunQueue",
+    "Share",
     "Superseded",
     "ThreadHandler",
     "WorkHandler",

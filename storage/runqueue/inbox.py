@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, distinct, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -66,6 +66,15 @@ def _item(row: InboxMessage) -> InboxItem:
         created_at=row.created_at,
         outcome=row.outcome,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """How much a person and a channel already have in the queue: their other threads with
+    a message waiting or being answered (the thread asked about is not counted)."""
+
+    user_threads: int
+    channel_threads: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +282,26 @@ class InboxStore:
                 .values(placeholder_ts=ts)
             )
         return bool(getattr(result, "rowcount", 0))
+
+    async def share(self, *, user_id: str, thread_key: str) -> Share:
+        """The other open threads of ``user_id`` and of ``thread_key``'s channel (thread
+        keys are ``team:channel:ts``), for fair ordering; one query over open rows."""
+        channel_prefix = thread_key.rsplit(":", 1)[0] + ":"
+        others = InboxMessage.thread_key != thread_key
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(
+                        func.count(distinct(InboxMessage.thread_key)).filter(
+                            InboxMessage.user_id == user_id
+                        ),
+                        func.count(distinct(InboxMessage.thread_key)).filter(
+                            InboxMessage.thread_key.startswith(channel_prefix, autoescape=True)
+                        ),
+                    ).where(InboxMessage.status != DONE, others)
+                )
+            ).one()
+        return Share(user_threads=int(row[0] or 0), channel_threads=int(row[1] or 0))
 
     async def backlog(self) -> Backlog:
         async with self._sessions() as session:

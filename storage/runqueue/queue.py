@@ -278,10 +278,14 @@ class RunQueue:
 
     # -- deferring ----------------------------------------------------------------------
 
-    async def wake(self, thread_key: str) -> int | None:
+    async def wake(self, thread_key: str, *, priority: int = 0) -> int | None:
         """Make sure a job will answer ``thread_key``'s waiting messages; the new job's id,
-        or None when a job was already waiting (the message is folded into it)."""
-        deferrer = self._thread_task.configure(lock=thread_key, queueing_lock=thread_key)
+        or None when a job was already waiting (the message is folded into it).
+
+        Free workers take the highest ``priority`` first, then the oldest job."""
+        deferrer = self._thread_task.configure(
+            lock=thread_key, queueing_lock=thread_key, priority=priority
+        )
         try:
             return await asyncio.wait_for(
                 deferrer.defer_async(thread=thread_key, at=time.time()), self._defer_timeout

@@ -96,3 +96,28 @@ def _click(value: str, user: str, message_ts: str) -> dict[str, object]:
         "actions": [{"action_id": STOP_ACTION, "value": value, "type": "button"}],
         "trigger_id": "1.2.3",
     }
+
+
+async def test_one_person_opening_many_threads_does_not_starve_another(
+    make_bot: BotFactory,
+) -> None:
+    """Workers take a thread's job by priority, then age; a thread goes behind the threads
+    its person already has in the queue. With one worker slot: Sam opens five threads, then
+    Carol one; Carol's is answered third (behind Sam's first two), not last."""
+    model = ScriptedChatModel(default="ok", delay=0.4)
+    env = await make_bot({"offline": model}, SWITCHBOARD_WORKER_CONCURRENCY="1")
+    await env.mention("ask sam question 1")
+    await env.slack.wait_for("chat.postMessage", timeout=10)  # the only slot is busy
+    for n in range(2, 6):
+        await env.mention(f"ask sam question {n}")
+    await env.mention("ask carol question", user="U0CAROL")
+    await env.idle(timeout=60)
+    order = [
+        str(m.content).removeprefix("ask ")
+        for call in model.calls
+        for m in call
+        if getattr(m, "type", "") == "human"
+    ]
+    print(f"answered in order: {order}")
+    assert sorted(order) == sorted([*(f"sam question {n}" for n in range(1, 6)), "carol question"])
+    assert order.index("carol question") <= 2  # without fairness: last (index 5)

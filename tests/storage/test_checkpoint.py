@@ -27,7 +27,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.graph.message import add_messages
 from redis.asyncio import Redis
 
-from storage.checkpoint import RedisCheckpointSaver
+from storage.checkpoint import RedisCheckpointSaver, reading_once
 from storage.errors import RedisUnavailable
 from storage.keys import Keys
 from storage.redis import create_redis
@@ -239,6 +239,49 @@ async def test_round_trips_do_not_grow_with_thread_length(counting_redis: Any, k
         await saver.adelete_thread("warm-up")
     finally:
         assert not [k async for k in counting_redis.scan_iter(match=f"{keys.prefix}:*")]
+
+
+async def test_a_turn_reads_its_checkpoint_once(counting_redis: Any, keys: Keys) -> None:
+    """The runtime asks for a paused run (``aget_state``) and then runs the graph, which
+    loads the same checkpoint: inside ``reading_once`` that is one round trip, not two."""
+    saver = RedisCheckpointSaver(redis=counting_redis, keys=keys)
+    graph = _echo_graph(saver)
+    thread = {"configurable": {"thread_id": f"once-{uuid4()}"}}
+    await graph.ainvoke({"messages": [HumanMessage("first")]}, thread)  # scripts loaded
+
+    async def turn(text: str, *, once: bool) -> tuple[int, str]:
+        counting_redis.commands.clear()
+        if once:
+            with reading_once():
+                await graph.aget_state(thread)
+                result = await graph.ainvoke({"messages": [HumanMessage(text)]}, thread)
+        else:
+            await graph.aget_state(thread)
+            result = await graph.ainvoke({"messages": [HumanMessage(text)]}, thread)
+        return len(counting_redis.commands), result["messages"][-1].content
+
+    twice, _ = await turn("second", once=False)
+    once, answer = await turn("third", once=True)
+    assert once == twice - 1
+    assert answer == "heard so far: first | second | third"  # nothing stale was served
+    await saver.adelete_thread(thread["configurable"]["thread_id"])
+
+
+async def test_reading_once_serves_copies_and_forgets_on_write(redis: Redis, keys: Keys) -> None:
+    saver = RedisCheckpointSaver(redis=redis, keys=keys)
+    thread_id = f"memo-{uuid4()}"
+    first = await _turn(saver, thread_id, None, 0)
+    with reading_once():
+        read = await saver.aget_tuple(generate_config(thread_id))
+        assert read is not None
+        read.checkpoint["channel_values"]["turn"] = "changed by the caller"
+        again = await saver.aget_tuple(generate_config(thread_id))
+        assert again is not None and again.checkpoint["channel_values"]["turn"] == 0
+        await _turn(saver, thread_id, first, 1)  # a write: what was read is forgotten
+        latest = await saver.aget_tuple(generate_config(thread_id))
+        assert latest is not None and latest.checkpoint["channel_values"]["turn"] == 1
+    await saver.adelete_thread(thread_id)
+    assert await saver.aget_tuple(generate_config(thread_id)) is None
 
 
 # -- isolation and concurrency --------------------------------------------------------------
