@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from skills.reload import ReloadStatus
 from skills.runtime import RunFinished
+from storage.scores import Score
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -16,6 +19,7 @@ _CLAIM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 # People decide in minutes to hours; a request expires after its expires_in (default 4 h).
 _APPROVAL_BUCKETS = (10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 86400.0)
 _LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class Metrics:
@@ -164,6 +168,39 @@ class Metrics:
             "Spec problems (file:line field) in the skill folders as last loaded.",
             registry=self.registry,
         )
+
+        # Online evaluation (skills/sampling.py, evals/online.py).
+        self.online_samples = Counter(
+            "switchboard_online_samples",
+            "Production turns kept for online evaluation, by skill and reason (share: "
+            "SWITCHBOARD_EVAL_SAMPLE; feedback: a 👎, always kept).",
+            ["skill", "reason"],
+            registry=self.registry,
+        )
+        self.online_scored = Counter(
+            "switchboard_online_scored",
+            "Sampled turns the judge graded, by skill and verdict (pass: every rubric "
+            "passed; fail; error: the judge failed for good).",
+            ["skill", "verdict"],
+            registry=self.registry,
+        )
+        self.online_score = Histogram(
+            "switchboard_online_score",
+            "The judge's scores (0-1) of sampled turns, by skill and rubric.",
+            ["skill", "rubric"],
+            buckets=_SCORE_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_sample(self, skill: str, reason: str) -> None:
+        """A turn sampler observer: count a turn kept for online evaluation."""
+        self.online_samples.labels(skill=skill, reason=reason).inc()
+
+    def observe_score(self, skill: str, verdict: str, scores: Sequence[Score]) -> None:
+        """An online scorer observer: count the graded turn, and each rubric's score."""
+        self.online_scored.labels(skill=skill, verdict=verdict).inc()
+        for score in scores:
+            self.online_score.labels(skill=skill, rubric=score.rubric).observe(score.score)
 
     def observe_reload(self, status: ReloadStatus) -> None:
         """A skill reloader observer: count the reload and how many spec problems remain."""

@@ -6,7 +6,7 @@
                      [--save-baseline FILE] [--threshold 0.05] [--dataset FILE…]
     switchboard eval validate [PATH…]
     switchboard eval import-feedback --since 2025-05-01 [--skill S] [--out DIR] [--sandbox]
-    switchboard eval stats [--since DATE] [--sandbox | --database URL]
+    switchboard eval stats [--since DATE] [--by day|week] [--sandbox | --database URL]
 
 Two modes run the same cases. *quality*: the skills' real models (and the judge), the
 score that matters. *wiring*: deterministic and offline, for CI — each case's
@@ -45,7 +45,7 @@ from typer.core import TyperGroup
 
 from evals.cassette import CassetteError
 from evals.dataset import Dataset, DatasetError, discover_datasets, load_dataset
-from evals.feedback import DraftCase, draft_cases, feedback_rows, render_drafts, weekly_stats
+from evals.feedback import DraftCase, draft_cases, render_drafts, weekly_stats
 from evals.judge import Judge, RubricJudge
 from evals.pairwise import (
     Comparison,
@@ -70,6 +70,8 @@ from skills.context import ThreadRef
 from skills.models import OFFLINE, ModelConfigError, OfflineChatModel, unmasked
 from skills.runtime import ModelFactory, Runtime
 from skills.spec import builtin_dir
+from storage.feedback import FeedbackStore
+from storage.scores import QualityRow, ScoreStore
 from storage.sql import create_engine, session_factory, upgrade
 
 __all__ = [
@@ -682,7 +684,9 @@ def _import_feedback_command(host: EvalHost[Any]) -> Callable[..., None]:
         async def _from(
             sessions: async_sessionmaker[AsyncSession], runtime: Runtime | None
         ) -> list[DraftCase]:
-            rows = await feedback_rows(sessions, since=moment, value="down", skills=skill or ())
+            rows = await FeedbackStore(sessions=sessions).rows(
+                since=moment, value="down", skills=skill or ()
+            )
 
             async def history(thread_id: str) -> list[BaseMessage]:
                 if runtime is None:
@@ -717,33 +721,71 @@ def _import_feedback_command(host: EvalHost[Any]) -> Callable[..., None]:
     return import_feedback_command
 
 
+def quality_table(rows: Sequence[QualityRow], *, period: str) -> Table:
+    """Online quality per skill and period (``switchboard eval stats``)."""
+    table = Table(title=f"Online quality per skill and {period} (sampled production turns)")
+    columns = ("skill", period, "sampled", "scored", "pass rate", "mean score", "👎")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("skill", period) else "right")
+    for row in rows:
+        table.add_row(
+            row.skill,
+            row.period,
+            str(row.sampled),
+            str(row.scored),
+            "-" if row.pass_rate is None else f"{row.pass_rate:.0%}",
+            "-" if row.mean_score is None else f"{row.mean_score:.2f}",
+            str(row.thumbs_down),
+        )
+    return table
+
+
 def _stats_command(host: EvalHost[Any]) -> Callable[..., None]:
     def stats_command(
         since: str = typer.Option(None, "--since", help="only feedback from this date (ISO)"),
+        by: str = typer.Option(
+            "week", "--by", help="online quality per day or per ISO week (day|week)"
+        ),
         sandbox: bool = typer.Option(
             False, "--sandbox", help=f"read the sandbox's feedback ({SANDBOX_DATABASE})"
         ),
         database: str = typer.Option(None, "--database", help="read this SQL database (URL)"),
     ) -> None:
-        """👍/👎 counts and rates per skill and ISO week."""
+        """👍/👎 per skill and ISO week, and online quality (sampled turns the judge
+        scored: pass rate, mean score, 👎) per skill and day or week."""
         settings = host.settings()
         moment = _since(since)
+        if by not in ("day", "week"):
+            _fail(f"--by: expected day or week, got {by!r}")
         url = _database_option(sandbox, database)
 
-        async def _main() -> list[Any]:
+        async def _main() -> tuple[list[Any], list[QualityRow]]:
             opened = _open_database(url) if url is not None else host.open_sql(settings)
             async with opened as sessions:
-                return weekly_stats(await feedback_rows(sessions, since=moment))
+                feedback = weekly_stats(await FeedbackStore(sessions=sessions).rows(since=moment))
+                quality = await ScoreStore(sessions=sessions).quality(
+                    since=moment,
+                    period=by,  # type: ignore[arg-type]  # checked above
+                )
+                return feedback, [row for row in quality if row.sampled or row.thumbs_down]
 
-        stats = asyncio.run(_main())
-        if not stats:
+        stats, quality = asyncio.run(_main())
+        if not stats and not quality:
             typer.echo("no feedback recorded yet" + _sandbox_hint(host, settings, url))
             return
-        table = Table(title="Feedback per skill and week")
-        for column in ("skill", "week", "👍", "👎", "👍 rate"):
-            table.add_column(column, justify="left" if column in ("skill", "week") else "right")
-        for row in stats:
-            table.add_row(row.skill, row.week, str(row.up), str(row.down), f"{row.up_rate:.0%}")
-        Console().print(table)
+        console = Console(width=120)
+        if stats:
+            table = Table(title="Feedback per skill and week")
+            for column in ("skill", "week", "👍", "👎", "👍 rate"):
+                table.add_column(column, justify="left" if column in ("skill", "week") else "right")
+            for row in stats:
+                table.add_row(row.skill, row.week, str(row.up), str(row.down), f"{row.up_rate:.0%}")
+            console.print(table)
+        if any(row.sampled for row in quality):
+            console.print(quality_table(quality, period=by))
+        else:
+            console.print(
+                "no sampled turns yet: set SWITCHBOARD_EVAL_SAMPLE (a 👎 is always sampled)"
+            )
 
     return stats_command

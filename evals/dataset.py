@@ -56,6 +56,8 @@ __all__ = [
     "Expect",
     "ExpectedCall",
     "HttpRoute",
+    "Online",
+    "OnlineRubric",
     "Script",
     "ScriptCall",
     "ScriptStep",
@@ -473,6 +475,31 @@ class AccessOverride(_Model):
     usergroups: StrList = Field(default_factory=list)
 
 
+class OnlineRubric(_Model):
+    """A judge rubric for the skill's production turns (online evaluation): it grades any
+    answer of the skill, so it says what every good answer does, not one case's facts."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    rubric: str = Field(min_length=1)
+    threshold: float = Field(default=0.7, ge=0, le=1)
+
+
+class Online(_Model):
+    """``online:`` — how sampled production turns of the skill are scored
+    (``SWITCHBOARD_EVAL_SAMPLE``; docs/evals.md "Online evaluation")."""
+
+    rubrics: list[OnlineRubric] = Field(default_factory=list)
+
+    @field_validator("rubrics")
+    @classmethod
+    def _unique_names(cls, value: list[OnlineRubric]) -> list[OnlineRubric]:
+        names = [r.name for r in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"rubric name {name!r} is used twice")
+        return value
+
+
 class Dataset(_Model):
     """A skill's evaluation dataset (see the module docstring)."""
 
@@ -484,6 +511,7 @@ class Dataset(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     http: dict[str, list[HttpRoute]] = Field(default_factory=dict)
     access: dict[str, AccessOverride] = Field(default_factory=dict)
+    online: Online = Field(default_factory=Online)
     cases: list[Case] = Field(min_length=1)
     _path: Path | None = PrivateAttr(default=None)
 

@@ -4,7 +4,8 @@
 PII-masked) into a draft case — the request, the earlier turns, the channel, the person —
 with the bad answer and the comment kept in ``notes`` for whoever completes the case.
 Drafts only check the route; a person adds the real expectations. Each draft file loads
-with `evals.dataset.load_dataset`, so it can be run at once.
+with `evals.dataset.load_dataset`, so it can be run at once. The rows come from
+`storage.feedback.FeedbackStore.rows`.
 """
 
 from __future__ import annotations
@@ -17,76 +18,21 @@ from typing import Any
 
 import yaml
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from skills.pii import mask_text, strip_token_ids
-from storage.models import Feedback, Run
+from storage.feedback import FeedbackRow
 
 __all__ = [
     "DraftCase",
     "FeedbackRow",
     "WeekStats",
     "draft_cases",
-    "feedback_rows",
     "render_drafts",
     "weekly_stats",
 ]
 
 History = Callable[[str], Awaitable[Sequence[BaseMessage]]]
 """Thread id → the thread's remembered messages (``Runtime.history``), oldest first."""
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackRow:
-    """A feedback record with the requester of its run, when the run is known."""
-
-    id: str
-    skill: str
-    thread_id: str
-    channel_id: str
-    user_id: str
-    value: str
-    comment: str | None
-    created_at: datetime
-    requester: str | None
-    request: str | None = None  # the masked request, stored with the feedback
-
-
-async def feedback_rows(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    since: datetime | None = None,
-    value: str | None = None,
-    skills: Sequence[str] = (),
-) -> list[FeedbackRow]:
-    """Feedback (optionally only ``up``/``down``, since a moment, for some skills), oldest
-    first. Read-only; the table is written by the Slack surface."""
-    query = select(Feedback, Run.actor).outerjoin(Run, Run.id == Feedback.run_id)
-    if since is not None:
-        query = query.where(Feedback.created_at >= since)
-    if value is not None:
-        query = query.where(Feedback.value == value)
-    if skills:
-        query = query.where(Feedback.skill.in_(list(skills)))
-    query = query.order_by(Feedback.created_at, Feedback.id)
-    async with sessions() as session:
-        rows = (await session.execute(query)).all()
-    return [
-        FeedbackRow(
-            id=fb.id,
-            skill=fb.skill,
-            thread_id=fb.thread_id,
-            channel_id=fb.channel_id,
-            user_id=fb.user_id,
-            value=fb.value,
-            comment=fb.comment,
-            created_at=fb.created_at,
-            requester=actor,
-            request=fb.request,
-        )
-        for fb, actor in rows
-    ]
 
 
 @dataclass(frozen=True, slots=True)

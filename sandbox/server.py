@@ -114,6 +114,8 @@ ALLOWED_ENV = frozenset(
         "SWITCHBOARD_WEEKEND",
         "SWITCHBOARD_HOLIDAYS",
         "SWITCHBOARD_SCHEDULE_MAX_FAILURES",
+        "SWITCHBOARD_EVAL_SAMPLE",  # online evaluation: `eval stats --sandbox` shows it
+        "SWITCHBOARD_JUDGE_MODEL",
         "METRICS_PORT",
     }
 )

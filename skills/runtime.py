@@ -73,6 +73,7 @@ from skills.pii import mask_obj, mask_text
 from skills.pricing import PriceTable
 from skills.registry import Skill, SkillRegistry
 from skills.router import Route, Router
+from skills.sampling import SampledTurn, TurnSampler
 from storage.checkpoint import reading_once
 from storage.locks import RedisLocks
 from storage.runs import ChannelDefaults, RunStore, ThreadOwner, ThreadSkills, Usage
@@ -178,6 +179,7 @@ class Runtime:
         audit: AuditSink | None = None,
         gate: SkillGate | None = None,
         mcp: McpToolbox | None = None,
+        sampler: TurnSampler | None = None,
     ) -> None:
         self.registry = registry
         self._checkpointer = checkpointer
@@ -194,6 +196,8 @@ class Runtime:
         self._ledger = ledger
         self._audit = audit
         self.gate = gate  # kill switches and daily budgets, checked before each new run
+        # Online evaluation: offered every answered turn, keeps a share for the judge.
+        self.sampler = sampler
         # The skills' MCP tool servers; open_services loads them at start (McpToolbox.load).
         self.mcp = mcp or McpToolbox(policy=self.config.http_policy)
         self._graphs: dict[tuple[str, str], Any] = {}
@@ -366,9 +370,20 @@ class Runtime:
                 if chosen.graph_factory is not None
                 else self._pii.prepare_input(route.text)
             )
-            return await self._invoke(
+            outcome = await self._invoke(
                 chosen, thread, actor, payload, _Slack(slack, access), trigger, on_text
             )
+        if self.sampler is not None and isinstance(outcome, Reply) and outcome.run_id:
+            # Decided now, written in the background: never part of the turn's latency.
+            self.sampler.offer(
+                SampledTurn(
+                    run_id=outcome.run_id,
+                    skill=outcome.skill,
+                    request=mask_text(route.text),
+                    answer=outcome.text,
+                )
+            )
+        return outcome
 
     async def _resume(
         self,

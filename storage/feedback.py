@@ -1,14 +1,57 @@
-"""👍/👎 feedback on answers: one row per person per message; a second click updates it."""
+"""👍/👎 feedback on answers: one row per person per message; a second click updates it.
+
+Callers get :class:`FeedbackRow` dataclasses (with the requester of the answer's run,
+when the run is known), never ORM rows.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import Feedback, utcnow
+from storage.models import Feedback, Run, utcnow
+
+__all__ = ["FeedbackRow", "FeedbackStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """A feedback record with the requester of its run, when the run is known."""
+
+    id: str
+    skill: str
+    thread_id: str
+    channel_id: str
+    user_id: str
+    value: str
+    comment: str | None
+    created_at: datetime
+    requester: str | None
+    request: str | None = None  # the masked request, stored with the feedback
+    message_ts: str = ""
+    run_id: str | None = None
+
+
+def _row(fb: Feedback, requester: str | None = None) -> FeedbackRow:
+    return FeedbackRow(
+        id=fb.id,
+        skill=fb.skill,
+        thread_id=fb.thread_id,
+        channel_id=fb.channel_id,
+        user_id=fb.user_id,
+        value=fb.value,
+        comment=fb.comment,
+        created_at=fb.created_at,
+        requester=requester,
+        request=fb.request,
+        message_ts=fb.message_ts,
+        run_id=fb.run_id,
+    )
 
 
 class FeedbackStore:
@@ -26,7 +69,7 @@ class FeedbackStore:
         value: str,
         run_id: str | None = None,
         request: str | None = None,
-    ) -> Feedback:
+    ) -> FeedbackRow:
         """Store (or change) ``user_id``'s verdict on a message; ``value`` is up or down.
 
         ``request``: the (already PII-masked) message the answer was given to, kept so the
@@ -55,7 +98,8 @@ class FeedbackStore:
                         if request and not row.request:
                             row.request = request[:4000]
                         row.updated_at = utcnow()
-                return row
+                    await session.flush()
+                    return _row(row)
             except IntegrityError:
                 continue
         raise RuntimeError("feedback could not be stored")
@@ -71,12 +115,29 @@ class FeedbackStore:
             row.updated_at = utcnow()
             return True
 
-    async def since(self, when: datetime, *, value: str | None = None) -> list[Feedback]:
+    async def since(self, when: datetime, *, value: str | None = None) -> list[FeedbackRow]:
+        return await self.rows(since=when, value=value)
+
+    async def rows(
+        self,
+        *,
+        since: datetime | None = None,
+        value: str | None = None,
+        skills: Sequence[str] = (),
+    ) -> list[FeedbackRow]:
+        """Feedback (optionally only ``up``/``down``, since a moment, for some skills),
+        oldest first, each with the requester of its run when the run is known."""
+        query = select(Feedback, Run.actor).outerjoin(Run, Run.id == Feedback.run_id)
+        if since is not None:
+            query = query.where(Feedback.created_at >= since)
+        if value is not None:
+            query = query.where(Feedback.value == value)
+        if skills:
+            query = query.where(Feedback.skill.in_(list(skills)))
+        query = query.order_by(Feedback.created_at, Feedback.id)
         async with self._sessions() as session:
-            query = select(Feedback).where(Feedback.created_at >= when)
-            if value is not None:
-                query = query.where(Feedback.value == value)
-            return list(await session.scalars(query.order_by(Feedback.created_at)))
+            found = (await session.execute(query)).all()
+        return [_row(fb, actor) for fb, actor in found]
 
     @staticmethod
     async def _find(

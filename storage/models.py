@@ -123,6 +123,50 @@ class Feedback(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class RunSample(Base):
+    """A production turn picked for online evaluation: its masked request and answer.
+
+    Picked by share (``SWITCHBOARD_EVAL_SAMPLE``) when the turn ends, or because someone
+    gave the answer a 👎 (always). ``status`` goes ``pending`` → ``scored`` (its
+    ``run_scores`` rows written), ``unscored`` (no judge or no rubric) or ``failed``.
+    """
+
+    __tablename__ = "run_samples"
+    __table_args__ = (Index("ix_run_samples_skill_sampled_at", "skill", "sampled_at"),)
+
+    run_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    skill: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))  # "share" | "feedback"
+    thumbs_down: Mapped[bool] = mapped_column(Boolean, default=False)
+    request: Mapped[str] = mapped_column(Text)  # PII-masked, as the model saw it
+    answer: Mapped[str] = mapped_column(Text)  # PII-masked, as the person saw it
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    detail: Mapped[str | None] = mapped_column(Text)
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    scored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RunScore(Base):
+    """One judge rubric's verdict on a sampled run (one row per run and rubric)."""
+
+    __tablename__ = "run_scores"
+    __table_args__ = (
+        UniqueConstraint("run_id", "rubric", name="uq_run_scores_run_id_rubric"),
+        Index("ix_run_scores_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id", ondelete="CASCADE"))
+    rubric: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    judge_model: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class ChannelDefault(Base):
     """The skill a channel's messages go to when nothing else picks one."""
 

@@ -31,6 +31,7 @@ from skills.mcp import McpToolbox
 from skills.models import load_chat_model
 from skills.registry import SkillRegistry
 from skills.runtime import ModelFactory, RunObserver, Runtime, RuntimeConfig
+from skills.sampling import TurnSampler
 from storage.approvals import ApprovalStore
 from storage.audit import AuditKeyring, AuditLog, keyring_for
 from storage.checkpoint import RedisCheckpointSaver
@@ -133,6 +134,7 @@ def build_runtime(
     observers: Iterable[RunObserver] = (),
     limit_observers: Iterable[LimitObserver] = (),
     mcp: McpToolbox | None = None,
+    sampler: TurnSampler | None = None,
 ) -> RuntimeParts:
     """The runtime over ``sessions`` (SQL) and ``redis``, with its approval ledger, audit
     log, skill gate and approval service. ``audit_keyring`` keys the audit chain (a
@@ -163,6 +165,7 @@ def build_runtime(
         audit=audit,  # refused reads
         gate=gate,
         mcp=mcp,
+        sampler=sampler,
         **timed,
     )
     approvals = ApprovalService(store=ledger, audit=audit, runtime=runtime, locks=locks, **timed)

@@ -26,6 +26,7 @@ from bot.slack.client import create_web_client
 from bot.views.text import LinkPolicy
 from scheduler.queued import FIRE_KIND
 from scheduler.service import SchedulerService
+from skills.sampling import SCORE_KIND
 from storage.feedback import FeedbackStore
 from storage.ratelimit import Rate
 from switchboard.health import (
@@ -36,6 +37,7 @@ from switchboard.health import (
     wait_for_schema,
 )
 from switchboard.logs import configure_from
+from switchboard.online import build_scorer
 from switchboard.scheduling import build_queued_firings, build_scheduler
 from switchboard.services import Services, open_services
 from switchboard.settings import Settings
@@ -158,9 +160,10 @@ async def queue_workers(
     bot: Bot, services: Services, settings: Settings, *, concurrency: int | None = None
 ) -> AsyncIterator[asyncio.Event]:
     """The run queue's workers over this process's bot (in-process, or ``switchboard worker``):
-    agent turns, approval resumes and scheduled firings."""
+    agent turns, approval resumes, scheduled firings and the online scoring of sampled turns."""
     warm_models(services, settings)
     firings = build_queued_firings(services, client=bot.client)
+    scorer = build_scorer(services)
     async with running_workers(
         queue=services.queue,
         inbox=services.inbox,
@@ -170,8 +173,13 @@ async def queue_workers(
         concurrency=concurrency or settings.worker_concurrency,
         drain_seconds=settings.worker_drain_seconds,
         patience=timedelta(seconds=settings.queue_patience),
-        work={RESUME_KIND: bot.approvals.resume_job, FIRE_KIND: firings.handle},
+        work={
+            RESUME_KIND: bot.approvals.resume_job,
+            FIRE_KIND: firings.handle,
+            SCORE_KIND: scorer.handle,
+        },
     ) as stop:
+        await services.sampler.recover()  # samples whose scoring job was lost
         yield stop
 
 

@@ -28,6 +28,7 @@ from skills.limits import SkillGate
 from skills.registry import SkillRegistry
 from skills.reload import SkillReloader
 from skills.runtime import ModelFactory, Runtime
+from skills.sampling import TurnSampler
 from storage.audit import AuditLog
 from storage.checkpoint import RedisCheckpointSaver
 from storage.keys import Keys
@@ -42,6 +43,7 @@ from storage.runqueue import (
     queue_schema_ready,
 )
 from storage.runs import RunStore
+from storage.scores import ScoreStore
 from storage.sql import create_engine, session_factory, upgrade
 from switchboard.runtime import build_runtime, default_model_factory, runtime_config
 from switchboard.settings import Settings
@@ -77,6 +79,10 @@ class Services:
     reloader: SkillReloader
     #: What was loaded and from where (printed at start, see ``describe_sources``).
     skill_sources: list[str]
+    #: Online evaluation: the turns kept for the judge (``SWITCHBOARD_EVAL_SAMPLE``, 👎).
+    sampler: TurnSampler
+    #: The model factory the runtime was built with (the judge is loaded with it too).
+    model_factory: ModelFactory
 
 
 @contextlib.asynccontextmanager
@@ -120,6 +126,13 @@ async def open_services(
     inbox = InboxStore(sessions=sessions)
     queue = RunQueue(database_url=settings.database_url, inbox=inbox)
     await queue.open()
+    sampler = TurnSampler(
+        store=ScoreStore(sessions=sessions),
+        queue=queue,
+        share=settings.eval_sample,
+        observers=[metrics.observe_sample],
+    )
+    factory = model_factory or default_model_factory(settings, env)
     try:
         loaded = load_registry(settings.skills_dirs, env=env)
         parts = build_runtime(
@@ -127,7 +140,7 @@ async def open_services(
             sessions=sessions,
             redis=redis_client,
             keys=keys,
-            model_factory=model_factory or default_model_factory(settings, env),
+            model_factory=factory,
             config=config,
             http=http,
             audit_keyring=settings.audit_keyring(),
@@ -135,6 +148,7 @@ async def open_services(
             max_checkpoints=settings.max_checkpoints,
             observers=[metrics.observe_run],
             limit_observers=[metrics.observe_refusal],
+            sampler=sampler,
         )
         await parts.runtime.mcp.load(loaded.registry)  # MCP tool lists; failures degrade skills
         reloader = SkillReloader(
@@ -176,12 +190,15 @@ async def open_services(
                 queue=queue,
                 reloader=reloader,
                 skill_sources=sources,
+                sampler=sampler,
+                model_factory=factory,
             )
         finally:
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            await sampler.idle()  # samples being written go in before SQL closes
     finally:
         await queue.close()
         await http.aclose()

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         default_factory=list, alias="SWITCHBOARD_FALLBACK_MODELS"
     )
     model_timeout: float = Field(default=60.0, gt=0, alias="SWITCHBOARD_MODEL_TIMEOUT")
+    # Online evaluation (docs/evals.md): the share of production turns the judge scores
+    # (0 = only answers that got a 👎), and the judge (unset: samples are not scored).
+    eval_sample: float = Field(default=0.0, alias="SWITCHBOARD_EVAL_SAMPLE")
+    judge_model: str | None = Field(default=None, alias="SWITCHBOARD_JUDGE_MODEL")
     skills_dirs: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="SWITCHBOARD_SKILLS_DIR"
     )
@@ -141,6 +145,28 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, _MappingEnvSource(settings_cls))
+
+    @field_validator("eval_sample", mode="before")
+    @classmethod
+    def _parse_share(cls, value: Any) -> Any:
+        """``0.05`` or ``5%``; empty is 0."""
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return 0.0
+            try:
+                share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+            except ValueError:
+                raise ValueError(f"expected a share like 0.05 or 5%, got {text!r}") from None
+            value = share
+        if isinstance(value, int | float) and not 0 <= value <= 1:
+            raise ValueError("expected a share between 0 and 1 (or 0% to 100%)")
+        return value
+
+    @field_validator("judge_model", mode="before")
+    @classmethod
+    def _blank_model(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("fallback_models", "http_allowed_hosts", "holidays", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -14,6 +14,7 @@ from bot.listeners._context import BotContext
 from bot.views import blocks as views
 from skills.context import ThreadRef
 from skills.pii import mask_text, strip_token_ids
+from skills.sampling import SampledTurn
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -30,6 +31,50 @@ async def _request(bot: BotContext, thread: ThreadRef) -> str | None:
     if not asked:
         return None
     return mask_text(strip_token_ids(str(asked[-1].text))).strip()[:4000] or None
+
+
+def _clean(text: str) -> str:
+    return mask_text(strip_token_ids(text)).strip()
+
+
+def _answered(messages: list[BaseMessage], shown: str) -> tuple[str, str] | None:
+    """The (request, answer) pair of memory whose answer is the message clicked (``shown``,
+    its Slack text), else the latest pair; masked."""
+    pairs: list[tuple[str, str]] = []
+    asked: str | None = None
+    for message in messages:
+        if isinstance(message, HumanMessage):
+            asked = _clean(str(message.text))
+        elif isinstance(message, AIMessage) and not message.tool_calls and asked is not None:
+            text = _clean(str(message.text))
+            if text:
+                pairs.append((asked, text))
+    if not pairs:
+        return None
+    head = " ".join(_clean(shown).split())[:80]
+    for request, answer in reversed(pairs):
+        if head and " ".join(answer.split()).startswith(head):
+            return request, answer
+    return pairs[-1]
+
+
+async def _sample_thumbs_down(
+    bot: BotContext, thread: ThreadRef, *, run_id: str, skill: str, shown: str
+) -> None:
+    """A 👎 answer is always scored online (after the ack: a background task)."""
+    runtime = bot.conversations.runtime
+    if runtime.sampler is None:
+        return
+    try:
+        messages = await runtime.history(thread)
+    except Exception:  # sampled from what Slack showed when memory cannot be read
+        log.warning("feedback: the thread's memory could not be read", exc_info=True)
+        messages = []
+    pair = _answered(messages, shown)
+    request, answer = pair if pair is not None else ("", _clean(shown))
+    await runtime.sampler.thumbs_down(
+        SampledTurn(run_id=run_id, skill=skill, request=request[:4000], answer=answer)
+    )
 
 
 def register(app: AsyncApp, bot: BotContext) -> None:
@@ -59,6 +104,13 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             value=value,
             run_id=run_id,
         )
+        if value == "down":
+            bot.worker.spawn(
+                _sample_thumbs_down(
+                    bot, thread, run_id=run_id, skill=skill, shown=str(message.get("text") or "")
+                ),
+                name=f"sample-down-{run_id}",
+            )
         try:
             # Feedback is per person: the buttons stay for everyone else, and only the
             # person who clicked is told it was recorded.

@@ -11,8 +11,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from evals.dataset import AnswerChecks, load_dataset_text
-from evals.feedback import draft_cases, feedback_rows, render_drafts, weekly_stats
+from evals.feedback import draft_cases, render_drafts, weekly_stats
 from evals.scorers import check_answer
+from storage.feedback import FeedbackStore
 from storage.models import Feedback, Run
 from storage.sql import create_engine, session_factory, upgrade
 
@@ -79,7 +80,7 @@ async def test_import_feedback_makes_valid_masked_drafts(
 ) -> None:
     await _seed(sessions)
     since = MONDAY - timedelta(days=1)
-    rows = await feedback_rows(sessions, since=since, value="down")
+    rows = await FeedbackStore(sessions=sessions).rows(since=since, value="down")
     assert [(r.skill, r.requester) for r in rows] == [("refunds", "U0LEO"), ("ask", None)]
 
     drafts = await draft_cases(rows, history=_history)
@@ -106,7 +107,9 @@ async def test_import_feedback_makes_valid_masked_drafts(
 
 async def test_weekly_stats(sessions: async_sessionmaker[AsyncSession]) -> None:
     await _seed(sessions)
-    stats = weekly_stats(await feedback_rows(sessions, since=MONDAY - timedelta(days=1)))
+    stats = weekly_stats(
+        await FeedbackStore(sessions=sessions).rows(since=MONDAY - timedelta(days=1))
+    )
     table = [(s.skill, s.week, s.up, s.down) for s in stats]
     assert table == [
         ("ask", "2025-W20", 0, 1),

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from evals.cli import SANDBOX_DATABASE, EvalOptions, eval_app, run_evaluation
 from evals.dataset import load_dataset_text
-from evals.feedback import draft_cases, feedback_rows, render_drafts
+from evals.feedback import draft_cases, render_drafts
 from evals.results import AttemptResult, CaseResult, EvalRun, compare
 from skills.models.offline import OfflineChatModel
 from storage.feedback import FeedbackStore
@@ -71,7 +71,7 @@ async def test_feedback_keeps_the_masked_request_for_drafts(engine: AsyncEngine)
         skill="refunds", thread_id="T0:C0SUPPORT:1.0", channel_id="C0SUPPORT",
         message_ts="2.0", user_id="U0SAM", value="down",
     )  # fmt: skip
-    rows = await feedback_rows(sessions, value="down")
+    rows = await FeedbackStore(sessions=sessions).rows(value="down")
     assert [r.request for r in rows] == ["refund order 1001, card [card ****1111]"]
 
     async def expired(_thread: str) -> list:

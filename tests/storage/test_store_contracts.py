@@ -21,6 +21,7 @@ from storage.approvals import ApprovalStore, is_open
 from storage.audit import GENESIS, AuditKeyring, AuditLog
 from storage.feedback import FeedbackStore
 from storage.runs import ChannelDefaults, RunStore, ThreadSkills, Usage
+from storage.scores import ScoreStore
 from storage.sql import session_factory
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -350,3 +351,165 @@ async def test_feedback_one_verdict_per_person_per_message(
     assert downs[0].comment is not None and len(downs[0].comment) == 4000
     with pytest.raises(ValueError, match="'up' or 'down'"):
         await feedback.record(**where, user_id="U3", value="meh")
+
+
+async def test_feedback_rows_carry_the_requester_and_filter(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    feedback = FeedbackStore(sessions=sessions)
+    await RunStore(sessions=sessions).start(
+        run_id="run-fb", skill="refunds", thread_id="T1:C1:5.0", actor="U_REQ",
+        channel_id="C1", model="offline", trigger="message",
+    )  # fmt: skip
+    where = {"thread_id": "T1:C1:5.0", "channel_id": "C1", "user_id": "U1"}
+    first = await feedback.record(
+        **where, skill="refunds", message_ts="5.1", value="down", run_id="run-fb",
+        request="refund [card ****1111]",
+    )  # fmt: skip
+    await feedback.record(**where, skill="ask", message_ts="5.2", value="up")
+    assert first.run_id == "run-fb" and first.message_ts == "5.1" and first.requester is None
+    rows = await feedback.rows()
+    assert [(r.skill, r.requester, r.request) for r in rows] == [
+        ("refunds", "U_REQ", "refund [card ****1111]"),
+        ("ask", None, None),
+    ]
+    assert [r.skill for r in await feedback.rows(skills=["ask"])] == ["ask"]
+    assert [r.skill for r in await feedback.rows(value="down")] == ["refunds"]
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert await feedback.rows(since=later) == []
+
+
+# -- ScoreStore (online evaluation) -------------------------------------------------------
+
+
+async def _run(sessions: async_sessionmaker[AsyncSession], run_id: str, skill: str) -> None:
+    await RunStore(sessions=sessions).start(
+        run_id=run_id,
+        skill=skill,
+        thread_id=f"T1:C1:{run_id}",
+        actor="U1",
+        channel_id="C1",
+        model="offline",
+        trigger="message",
+        started_at=NOW,
+    )
+
+
+async def test_samples_once_per_run_and_a_thumbs_down_marks_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    scores = ScoreStore(sessions=sessions)
+    await _run(sessions, "run-a", "refunds")
+    firsts = await asyncio.gather(
+        *(
+            scores.sample(
+                run_id="run-a", skill="refunds", reason="share", request="q", answer="a", now=NOW
+            )
+            for _ in range(3)
+        )
+    )
+    assert sorted(firsts) == [False, False, True]  # one writer wins; the job is queued once
+    again = await scores.sample(
+        run_id="run-a", skill="refunds", reason="feedback", request="q", answer="a",
+        thumbs_down=True,
+    )  # fmt: skip
+    assert again is False
+    sample = await scores.get("run-a")
+    assert sample is not None
+    assert (sample.reason, sample.thumbs_down, sample.status) == ("share", True, "pending")
+    assert (sample.request, sample.answer, sample.sampled_at) == ("q", "a", NOW)
+    # Filed under the run's own skill, whatever a (forged) feedback button said.
+    await _run(sessions, "run-z", "refunds")
+    assert await scores.sample(
+        run_id="run-z", skill="ask", reason="feedback", request="q", answer="a", now=NOW
+    )
+    filed = await scores.get("run-z")
+    assert filed is not None and filed.skill == "refunds"
+    # No sample without its run record.
+    assert not await scores.sample(
+        run_id="no-such-run", skill="ask", reason="share", request="q", answer="a"
+    )
+    assert await scores.get("no-such-run") is None
+    assert sorted(await scores.pending()) == ["run-a", "run-z"]
+
+
+async def test_scores_are_stored_once_per_rubric(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    scores = ScoreStore(sessions=sessions)
+    await _run(sessions, "run-b", "ask")
+    await scores.sample(run_id="run-b", skill="ask", reason="share", request="q", answer="a")
+    first = await scores.record(
+        "run-b",
+        scores=[("helpful", 0.9, True, "clear"), ("grounded", 0.4, False, "invented a date")],
+        judge_model="openai:judge",
+        now=NOW,
+    )
+    retried = await scores.record(
+        "run-b", scores=[("helpful", 0.1, False, "second try")], judge_model="other", now=NOW
+    )
+    assert [(s.rubric, s.score, s.passed) for s in first] == [
+        ("grounded", 0.4, False),
+        ("helpful", 0.9, True),
+    ]
+    assert retried == first  # a retried job changes nothing
+    assert first[1].judge_model == "openai:judge" and first[1].created_at == NOW
+    sample = await scores.get("run-b")
+    assert sample is not None and (sample.status, sample.scored_at) == ("scored", NOW)
+    assert await scores.pending() == []
+
+    await _run(sessions, "run-c", "ask")
+    await scores.sample(run_id="run-c", skill="ask", reason="share", request="q", answer="a")
+    await scores.close("run-c", status="unscored", detail="no judge model")
+    closed = await scores.get("run-c")
+    assert closed is not None and (closed.status, closed.detail) == ("unscored", "no judge model")
+
+
+async def test_quality_per_skill_and_period(sessions: async_sessionmaker[AsyncSession]) -> None:
+    scores = ScoreStore(sessions=sessions)
+    feedback = FeedbackStore(sessions=sessions)
+    day1 = NOW - timedelta(days=5)  # 2026-11-26: before any 👎 given today
+    day2 = day1 + timedelta(days=1)
+    plan = [  # run, skill, sampled at, verdicts (None: not scored)
+        ("q1", "refunds", day1, [("helpful", 1.0, True), ("grounded", 0.8, True)]),
+        ("q2", "refunds", day1, [("helpful", 0.2, False), ("grounded", 0.9, True)]),
+        ("q3", "refunds", day1, None),
+        ("q4", "refunds", day2, [("helpful", 0.6, True)]),
+        ("q5", "ask", day2, [("helpful", 0.5, False)]),
+    ]
+    for run_id, skill, at, verdicts in plan:
+        await _run(sessions, run_id, skill)
+        await scores.sample(
+            run_id=run_id, skill=skill, reason="share", request="q", answer="a", now=at
+        )
+        if verdicts is not None:
+            await scores.record(
+                run_id,
+                scores=[(name, value, ok, None) for name, value, ok in verdicts],
+                judge_model="j",
+                now=at,
+            )
+    await feedback.record(
+        skill="refunds", thread_id="T1:C1:q2", channel_id="C1", message_ts="9.1", user_id="U1",
+        value="down", run_id="q2",
+    )  # fmt: skip
+    rows = await scores.quality(since=day1 - timedelta(days=1), period="day")
+    today = datetime.now(UTC).date().isoformat()
+    table = [(r.skill, r.period, r.sampled, r.scored, r.passed, r.thumbs_down) for r in rows]
+    assert table == sorted(
+        [
+            ("ask", "2026-11-27", 1, 1, 0, 0),
+            ("refunds", "2026-11-26", 3, 2, 1, 0),
+            ("refunds", "2026-11-27", 1, 1, 1, 0),
+            ("refunds", today, 0, 0, 0, 1),  # the 👎 counts on the day it was given
+        ]
+    )
+    first = next(r for r in rows if r.period == "2026-11-26")
+    assert first.mean_score == pytest.approx((1.0 + 0.8 + 0.2 + 0.9) / 4)
+    assert first.pass_rate == 0.5
+    weeks = await scores.quality(since=day1 - timedelta(days=1), period="week")
+    assert {(r.skill, r.period, r.sampled) for r in weeks if r.sampled} == {
+        ("ask", "2026-W48", 1),
+        ("refunds", "2026-W48", 4),
+    }
+    assert await scores.quality(since=day2 + timedelta(days=400)) == []
