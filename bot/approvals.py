@@ -148,7 +148,7 @@ class ApprovalsBot:
         """Show the clicker what happened and carry the request on."""
         row = decided.row
         if decided.kind in {"refused", "duplicate", "closed", "expired", "recorded"}:
-            await self.tell(clicker, row, decided.message, channel)
+            await self.tell(clicker, row, cards.decided_text(decided), channel)
         if decided.kind in {"recorded", "approved", "rejected", "expired"}:
             await self.refresh_card(row)
         if decided.kind in {"approved", "rejected", "expired"}:
@@ -277,7 +277,7 @@ class ApprovalsBot:
         result = await self.service.reset(thread, actor)
         for row in result.abandoned:
             await self.refresh_card(row)
-        return None if result.done else result.message
+        return cards.reset_text(result)
 
     # -- lists ----------------------------------------------------------------------------
 
@@ -375,7 +375,9 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
 
         async def work() -> None:
             actor = await decider(user)
-            await approvals.decided(await service.approve(request_id, actor), user, channel)
+            await approvals.decided(
+                await service.click(request_id, actor, "approve"), user, channel
+            )
             if _from_home(body):  # the list there must not keep live buttons for it
                 await publish_home(bot, client, user)
 
@@ -389,19 +391,9 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
         if row is None:
             return
         actor = await decider(user)
-        if row.status != "pending":
-            await approvals.decided(service.closed(row, ()), user, channel)
-            return
-        why = None if user == row.requester else await service.may_decide(row, actor, "reject")
-        if why is not None:
-            await service.audit.append(
-                "refused-click",
-                actor=user,
-                request_id=row.id,
-                args_hash=row.args_hash,
-                summary=f"reject: {why}",
-            )
-            await approvals.tell(user, row, why, channel)
+        clicked = await service.click(request_id, actor, "reject")
+        if clicked.kind != "proceed":
+            await approvals.decided(clicked, user, channel)
             return
         trigger = body.get("trigger_id")
         home = _from_home(body)
@@ -450,16 +442,14 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
         if row is None:
             return
         actor = await decider(user)
-        why = (
-            "This request is closed."
-            if row.status != "pending"
-            else await service.may_decide(row, actor, "edit")
-        )
-        if why is not None:
-            await approvals.tell(user, row, why, channel)
+        clicked = await service.click(request_id, actor, "edit")
+        if clicked.kind != "proceed":
+            await approvals.decided(clicked, user, channel)
             return
         if body.get("trigger_id"):
-            await client.views_open(trigger_id=str(body["trigger_id"]), view=cards.edit_modal(row))
+            await client.views_open(
+                trigger_id=str(body["trigger_id"]), view=cards.edit_modal(clicked.row)
+            )
 
     @app.view(cards.EDIT_MODAL)
     async def on_edit_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:

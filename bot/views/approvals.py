@@ -22,7 +22,15 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.views.text import LinkPolicy, defang_links, escape_mrkdwn
-from skills.approvals import RESET_REASON, args_of, policy_of
+from skills.approvals import (
+    RESET_REASON,
+    Decided,
+    RefusalWhy,
+    Refused,
+    ResetResult,
+    args_of,
+    policy_of,
+)
 from skills.pii import mask_obj, strip_token_ids
 from storage.models import ApprovalRequestRow
 
@@ -58,10 +66,74 @@ def after_untrusted(row: ApprovalRequestRow) -> bool:
         return False
 
 
+def _mentions(users: Sequence[str], usergroups: Sequence[str]) -> list[str]:
+    return [f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in usergroups]
+
+
 def approvers_text(row: ApprovalRequestRow) -> str:
     policy = policy_of(row)
-    who = [f"<@{u}>" for u in policy.users] + [f"<!subteam^{g}>" for g in policy.usergroups]
-    return ", ".join(who) or "anyone"
+    return ", ".join(_mentions(policy.users, policy.usergroups)) or "anyone"
+
+
+_REFUSALS: dict[RefusalWhy, str] = {
+    "approved_earlier": (
+        "You approved an earlier version of this request, so the edited one needs "
+        "someone else's approval."
+    ),
+    "edited": "You edited this request, so someone else has to approve it (four-eyes).",
+    "four_eyes": "You asked for this action, so someone else has to approve it (four-eyes).",
+    "not_editable": "This tool's requests can't be edited.",
+}
+
+_CLOSED = {
+    "superseded": "replaced by an edited request",
+    "abandoned": "abandoned (the conversation was reset)",
+}
+
+
+def refusal_text(refused: Refused) -> str:
+    """Why the clicker may not do what they clicked, in a sentence."""
+    if refused.why == "not_approver":
+        who = ", ".join(_mentions(refused.users, refused.usergroups))
+        return f"Only {who or 'the listed approvers'} can decide this request."
+    return _REFUSALS[refused.why]
+
+
+def decided_text(decided: Decided) -> str:
+    """What the person who clicked is told (an ephemeral message) about their click."""
+    row = decided.row
+    if decided.refused is not None:
+        return refusal_text(decided.refused)
+    if decided.kind == "closed":
+        who = f" by <@{row.decided_by}>" if row.decided_by else ""
+        return f"This request was already {_CLOSED.get(row.status, row.status)}{who}."
+    if decided.kind == "recorded":
+        return f"Approval recorded ({len(decided.votes)} of {row.quorum})."
+    return {
+        "duplicate": "Your approval was already counted.",
+        "approved": "Approved.",
+        "rejected": "Rejected.",
+        "expired": "This request has expired.",
+        "edited": "Edited: the new arguments need approval.",
+    }.get(decided.kind, "")
+
+
+def reset_text(result: ResetResult) -> str | None:
+    """Why a reset was refused (None: it was done)."""
+    if result.done:
+        return None
+    tool = result.blocking.tool if result.blocking is not None else ""
+    if result.refusal == "not_requester" and result.blocking is not None:
+        return (
+            f"This conversation is waiting for approval of `{tool}`, requested by "
+            f"<@{result.blocking.requester}>, so only they can reset it. An approver can "
+            "reject the request instead."
+        )
+    if result.refusal == "just_decided":
+        return f"The request for `{tool}` was just decided; try again in a moment."
+    return (
+        "An approved action in this conversation is still being carried out; try again in a moment."
+    )
 
 
 def args_block_text(args: dict[str, Any]) -> str:
