@@ -263,16 +263,27 @@ class ApprovalStore:
         already finished (then it must not be made again)."""
 
         async def work(session: AsyncSession) -> Recorded | None:
+            # Started before and never finished: call again, same key. One UPDATE counts
+            # the attempt in the database (a read-modify-write here would lose concurrent
+            # attempts on SQLite, whose reads take no lock); it also takes the write lock,
+            # so what is read next cannot change before this transaction commits.
+            bumped = await session.execute(
+                update(ToolExecution)
+                .where(
+                    ToolExecution.request_id == request_id,
+                    ToolExecution.state.not_in(["succeeded", "failed"]),
+                )
+                .values(attempts=ToolExecution.attempts + 1)
+            )
+            if bumped.rowcount == 1:  # type: ignore[attr-defined]
+                return None
             row = await session.get(ToolExecution, request_id, with_for_update=True)
             if row is None:
                 session.add(
                     ToolExecution(request_id=request_id, idempotency_key=key, state="started")
                 )
                 return None
-            if row.state in {"succeeded", "failed"}:
-                return Recorded(row.state, row.state == "succeeded", row.result or "")
-            row.attempts += 1  # started before and never finished: call again, same key
-            return None
+            return Recorded(row.state, row.state == "succeeded", row.result or "")
 
         try:
             return await self._retrying(work)

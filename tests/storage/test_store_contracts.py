@@ -193,6 +193,20 @@ async def test_execution_ledger_is_exactly_once(
     )
 
 
+async def test_execution_attempts_count_every_concurrent_retry(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Replicas retrying one crashed call at once: each attempt is counted, none is lost
+    # to a read-modify-write (the count is what an operator reads to see a call retried).
+    store = ApprovalStore(sessions=sessions)
+    row = await store.create(**_request())
+    assert await store.begin_execution(row.id, "idem-1") is None
+    starts = await asyncio.gather(*(store.begin_execution(row.id, "idem-1") for _ in range(12)))
+    assert list(starts) == [None] * 12
+    execution = await store.execution(row.id)
+    assert execution is not None and execution.attempts == 13
+
+
 # -- AuditLog -----------------------------------------------------------------------------
 
 
