@@ -43,10 +43,9 @@ from skills.errors import NothingToResume
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Reply
 from skills.pii import mask_obj, mask_text
 from skills.runtime import Runtime
-from storage.approvals import ApprovalStore
+from storage.approvals import ApprovalRecord, ApprovalStore, canonical_json
 from storage.audit import AuditLog
 from storage.locks import RedisLocks
-from storage.models import ApprovalRequestRow
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -77,15 +76,15 @@ RESET_REASON = "the conversation was reset"
 
 
 def canonical_args(args: Mapping[str, Any]) -> str:
-    return json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return canonical_json(args)
 
 
 def args_hash(tool: str, args: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{tool}\n{canonical_args(args)}".encode()).hexdigest()
 
 
-def policy_of(row: ApprovalRequestRow) -> ApprovalPolicyView:
-    data = json.loads(row.policy_json)
+def policy_of(row: ApprovalRecord) -> ApprovalPolicyView:
+    data = row.policy
     return ApprovalPolicyView(
         users=tuple(data.get("users", ())),
         usergroups=tuple(data.get("usergroups", ())),
@@ -96,9 +95,14 @@ def policy_of(row: ApprovalRequestRow) -> ApprovalPolicyView:
     )
 
 
-def args_of(row: ApprovalRequestRow) -> dict[str, Any]:
-    value = json.loads(row.args_json)
-    return dict(value) if isinstance(value, dict) else {}
+def args_of(row: ApprovalRecord) -> dict[str, Any]:
+    return dict(row.args)
+
+
+def schema_of(row: ApprovalRecord) -> dict[str, Any]:
+    """The tool's parameters (JSON Schema) the request was opened with."""
+    schema = row.policy.get("schema")
+    return dict(schema) if isinstance(schema, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,7 @@ class Decided:
     """
 
     kind: DecidedKind
-    row: ApprovalRequestRow
+    row: ApprovalRecord
     votes: tuple[str, ...] = ()
     refused: Refused | None = None
 
@@ -140,15 +144,15 @@ class ResetResult:
 
     done: bool
     refusal: ResetRefusal | None = None
-    blocking: ApprovalRequestRow | None = None
-    abandoned: tuple[ApprovalRequestRow, ...] = ()
+    blocking: ApprovalRecord | None = None
+    abandoned: tuple[ApprovalRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Completed:
     """A decided request whose run resumed: the row (final state) and the run's outcome."""
 
-    row: ApprovalRequestRow
+    row: ApprovalRecord
     outcome: Outcome | None
 
 
@@ -180,7 +184,7 @@ class ApprovalService:
 
     async def open(
         self, request: ApprovalRequest, *, channel: str, thread_ts: str | None
-    ) -> ApprovalRequestRow:
+    ) -> ApprovalRecord:
         """Store a paused run's request (arguments PII-masked) and audit it."""
         now = self._clock()
         args = mask_obj(request.args)
@@ -192,11 +196,11 @@ class ApprovalService:
             thread_ts=thread_ts,
             requester=request.requester,
             tool=request.tool,
-            args_json=canonical_args(args),
+            args=args,
             args_hash=args_hash(request.tool, args),
             interrupt_id=request.interrupt_id,
             tool_call_id=request.tool_call_id,
-            policy_json=json.dumps(
+            policy=(
                 {
                     "users": list(policy.users),
                     "usergroups": list(policy.usergroups),
@@ -225,7 +229,7 @@ class ApprovalService:
 
     # -- deciding -----------------------------------------------------------------------
 
-    async def barred(self, row: ApprovalRequestRow) -> dict[str, RefusalWhy]:
+    async def barred(self, row: ApprovalRecord) -> dict[str, RefusalWhy]:
         """Who may not approve ``row`` although the policy lists them, and why.
 
         The requester (four-eyes), every editor in the request's chain of edits, and
@@ -246,7 +250,7 @@ class ApprovalService:
         return barred
 
     async def may_decide(
-        self, row: ApprovalRequestRow, actor: Principal, verb: Verb = "approve"
+        self, row: ApprovalRecord, actor: Principal, verb: Verb = "approve"
     ) -> Refused | None:
         """None when ``actor`` may ``verb`` ``row``; otherwise why not.
 
@@ -271,7 +275,7 @@ class ApprovalService:
 
     async def waiting_for(
         self, actor: Principal
-    ) -> tuple[list[ApprovalRequestRow], list[ApprovalRequestRow]]:
+    ) -> tuple[list[ApprovalRecord], list[ApprovalRecord]]:
         """(pending requests ``actor`` may approve, pending requests ``actor`` made)."""
         waiting, mine = await self.store.open_for(
             approver=actor.user_id, usergroups=actor.usergroups, requester=actor.user_id
@@ -355,7 +359,7 @@ class ApprovalService:
 
     async def edit(
         self, request_id: str, actor: Principal, new_args: Mapping[str, Any]
-    ) -> tuple[Decided, ApprovalRequestRow | None]:
+    ) -> tuple[Decided, ApprovalRecord | None]:
         """Replace the arguments: a new request (new hash) that needs approval again, from
         someone other than the editor (and other than earlier versions' approvers)."""
         row, early = await self._open_row(request_id, actor, "edit")
@@ -365,7 +369,7 @@ class ApprovalService:
         policy = policy_of(row)
         if not policy.allow_edit:
             return Decided("refused", row, refused=Refused("not_editable")), None
-        schema = json.loads(row.policy_json).get("schema") or {"type": "object"}
+        schema = schema_of(row) or {"type": "object"}
         problems = argument_problems(schema, new_args)
         if problems:
             raise EditRejected(problems)
@@ -390,11 +394,11 @@ class ApprovalService:
             thread_ts=row.thread_ts,
             requester=row.requester,
             tool=row.tool,
-            args_json=canonical_args(args),
+            args=args,
             args_hash=args_hash(row.tool, args),
             interrupt_id=row.interrupt_id,
             tool_call_id=row.tool_call_id,
-            policy_json=row.policy_json,
+            policy=row.policy,
             quorum=row.quorum,
             status="pending",
             edited_from=row.id,
@@ -416,13 +420,13 @@ class ApprovalService:
             actor=actor.user_id,
             request_id=new.id,
             args_hash=new.args_hash,
-            summary=f"{row.skill}.{row.tool} {new.args_json} (edit of {row.id})",
+            summary=f"{row.skill}.{row.tool} {canonical_args(new.args)} (edit of {row.id})",
         )
         return Decided("edited", new), new
 
     async def _open_row(
         self, request_id: str, actor: Principal, verb: Verb
-    ) -> tuple[ApprovalRequestRow | None, Decided | None]:
+    ) -> tuple[ApprovalRecord | None, Decided | None]:
         row = await self.store.get(request_id)
         if row is None:
             raise LookupError(f"no approval request {request_id!r}")
@@ -446,11 +450,11 @@ class ApprovalService:
             return row, Decided("refused", row, refused=refused)
         return row, None
 
-    def closed(self, row: ApprovalRequestRow, votes: tuple[str, ...]) -> Decided:
+    def closed(self, row: ApprovalRecord, votes: tuple[str, ...]) -> Decided:
         """A click on a request that is no longer pending."""
         return Decided("expired" if row.status == "expired" else "closed", row, votes)
 
-    async def expire(self, row: ApprovalRequestRow) -> bool:
+    async def expire(self, row: ApprovalRecord) -> bool:
         won = await self.store.transition(
             row.id,
             to="expired",
@@ -472,7 +476,7 @@ class ApprovalService:
 
     async def complete(
         self,
-        row: ApprovalRequestRow,
+        row: ApprovalRecord,
         *,
         requester: Principal,
         slack: SlackReader | None,
@@ -541,7 +545,7 @@ class ApprovalService:
         audited), and so is everyone while an approved action is still being carried out.
         """
         now = self._clock()
-        open_rows: list[ApprovalRequestRow] = []
+        open_rows: list[ApprovalRecord] = []
         for row in await self.store.for_thread(thread.thread_id):
             if row.completed_at is not None or row.status not in {"pending", "approved"}:
                 continue
@@ -561,7 +565,7 @@ class ApprovalService:
                     summary=f"reset refused: {row.skill}.{row.tool} awaits approval",
                 )
                 return ResetResult(False, "not_requester", row)
-        abandoned: list[ApprovalRequestRow] = []
+        abandoned: list[ApprovalRecord] = []
         for row in open_rows:
             won = await self.store.transition(
                 row.id,
@@ -588,7 +592,7 @@ class ApprovalService:
         await self.runtime.reset(thread)
         return ResetResult(True, abandoned=tuple(abandoned))
 
-    def _decision(self, row: ApprovalRequestRow) -> Decision:
+    def _decision(self, row: ApprovalRecord) -> Decision:
         if row.status == "approved":
             if row.edited_from is not None:
                 return Decision(
@@ -609,7 +613,7 @@ class ApprovalService:
             type="reject", interrupt_id=row.interrupt_id, actor=row.decided_by or "", reason=reason
         )
 
-    async def _result(self, row: ApprovalRequestRow, outcome: Outcome | None) -> tuple[str, str]:
+    async def _result(self, row: ApprovalRecord, outcome: Outcome | None) -> tuple[str, str]:
         if row.status != "approved":
             return row.status, row.reason or row.status
         execution = await self.store.execution(row.id)

@@ -30,9 +30,10 @@ from skills.approvals import (
     ResetResult,
     args_of,
     policy_of,
+    schema_of,
 )
 from skills.pii import mask_obj, strip_token_ids
-from storage.models import ApprovalRequestRow
+from storage.approvals import ApprovalRecord
 
 APPROVE = "approval_approve"
 REJECT = "approval_reject"
@@ -58,19 +59,16 @@ UNTRUSTED_NOTICE = (
 )
 
 
-def after_untrusted(row: ApprovalRequestRow) -> bool:
+def after_untrusted(row: ApprovalRecord) -> bool:
     """Did the run read untrusted tool output before asking for this call?"""
-    try:
-        return bool(json.loads(row.policy_json).get("after_untrusted", False))
-    except (ValueError, AttributeError):
-        return False
+    return bool(row.policy.get("after_untrusted", False))
 
 
 def _mentions(users: Sequence[str], usergroups: Sequence[str]) -> list[str]:
     return [f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in usergroups]
 
 
-def approvers_text(row: ApprovalRequestRow) -> str:
+def approvers_text(row: ApprovalRecord) -> str:
     policy = policy_of(row)
     return ", ".join(_mentions(policy.users, policy.usergroups)) or "anyone"
 
@@ -142,7 +140,7 @@ def args_block_text(args: dict[str, Any]) -> str:
     return "```" + escape_mrkdwn(shown)[:2800] + "```"
 
 
-def heading(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
+def heading(row: ApprovalRecord, votes: Sequence[str] = ()) -> str:
     """The card's header: what state the request is in, at a glance."""
     count = f"{len(votes)} of {row.quorum}"
     return {
@@ -158,7 +156,7 @@ def heading(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
 
 
 def card_blocks(
-    row: ApprovalRequestRow,
+    row: ApprovalRecord,
     *,
     votes: Sequence[str] = (),
     outcome: str | None = None,
@@ -223,7 +221,7 @@ def card_blocks(
     return [b.to_dict() for b in blocks]
 
 
-def _result_object(row: ApprovalRequestRow) -> dict[str, Any] | None:
+def _result_object(row: ApprovalRecord) -> dict[str, Any] | None:
     """The call's result as the fields of a JSON object, when it was one."""
     if row.status not in {"executed", "failed"} or not row.result_summary:
         return None
@@ -240,7 +238,7 @@ def _inert(text: str) -> str:
     return escape_mrkdwn(defang_links(strip_token_ids(text), LinkPolicy()))
 
 
-def result_fields(row: ApprovalRequestRow) -> list[MarkdownTextObject]:
+def result_fields(row: ApprovalRecord) -> list[MarkdownTextObject]:
     """A result that is a JSON object, as card fields (``*refund_id*`` / ``RF-0001``)."""
     found = _result_object(row)
     if found is None:
@@ -253,7 +251,7 @@ def result_fields(row: ApprovalRequestRow) -> list[MarkdownTextObject]:
     return fields
 
 
-def outcome_text(row: ApprovalRequestRow) -> str | None:
+def outcome_text(row: ApprovalRecord) -> str | None:
     """The line that replaces the buttons, or None while the request is open."""
     who = f"<@{row.decided_by}>" if row.decided_by and row.decided_by != "switchboard" else ""
     when = slack_date(row.decided_at, "{time}") if row.decided_at else ""
@@ -287,7 +285,7 @@ def outcome_text(row: ApprovalRequestRow) -> str | None:
     return escape_mrkdwn(row.status)
 
 
-def card_text(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
+def card_text(row: ApprovalRecord, votes: Sequence[str] = ()) -> str:
     """The notification text, which follows the state like the header."""
     if row.status == "pending":
         return f"Approval needed: {row.skill} wants to run {row.tool}"
@@ -323,9 +321,9 @@ def reject_modal(request_id: str, *, from_home: bool = False) -> View:
     )
 
 
-def edit_modal(row: ApprovalRequestRow) -> View:
+def edit_modal(row: ApprovalRecord) -> View:
     """One input per parameter, pre-filled; values are parsed as JSON where they can be."""
-    schema = json.loads(row.policy_json).get("schema") or {}
+    schema = schema_of(row)
     properties: dict[str, Any] = schema.get("properties") or {}
     args = args_of(row)
     names = list(properties) or list(args)

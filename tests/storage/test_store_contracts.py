@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,11 +39,11 @@ def _request(**overrides: object) -> dict[str, object]:
         "thread_ts": "1700000000.000100",
         "requester": "U_REQ",
         "tool": "issue_refund",
-        "args_json": json.dumps({"order_id": "1001", "amount": 25}),
+        "args": {"order_id": "1001", "amount": 25},
         "args_hash": "a" * 64,
         "interrupt_id": "int-1",
         "tool_call_id": "call-1",
-        "policy_json": json.dumps({"users": ["U_A", "U_B"], "usergroups": ["S_FIN"]}),
+        "policy": {"users": ["U_A", "U_B"], "usergroups": ["S_FIN"]},
         "quorum": 2,
         "created_at": NOW,
         "expires_at": NOW + timedelta(hours=1),
@@ -160,7 +159,7 @@ async def test_approval_open_for_respects_policy_and_four_eyes(
 ) -> None:
     store = ApprovalStore(sessions=sessions)
     by_user = await store.create(**_request(requester="U_A"))
-    by_group = await store.create(**_request(policy_json=json.dumps({"usergroups": ["S_FIN"]})))
+    by_group = await store.create(**_request(policy={"usergroups": ["S_FIN"]}))
 
     waiting, mine = await store.open_for(approver="U_A", usergroups=[], requester="U_A")
     assert by_user.id not in {row.id for row in waiting}  # nobody approves their own request
