@@ -14,24 +14,22 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from skills.spec._common import BUILTIN_TOOLS, Loc
 
-_ERROR_TYPE: Final = "skill_spec"
+ERROR_TYPE: Final = "skill_spec"
 
 
-def _custom(message: str) -> PydanticCustomError:
-    return PydanticCustomError(_ERROR_TYPE, message)
+def custom_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError(ERROR_TYPE, message)
 
 
-def _fail(problems: Sequence[tuple[Loc, str]], value: Any) -> NoReturn:
+def fail(problems: Sequence[tuple[Loc, str]], value: Any) -> NoReturn:
     """Raise several errors at locations relative to the value being validated."""
     raise ValidationError.from_exception_data(
         "SkillSpec",
-        [{"type": _custom(message), "loc": loc, "input": value} for loc, message in problems],
+        [{"type": custom_error(message), "loc": loc, "input": value} for loc, message in problems],
     )
 
 
-def _reraise_with(
-    exc: ValidationError, problems: Sequence[tuple[Loc, str]], value: Any
-) -> NoReturn:
+def reraise_with(exc: ValidationError, problems: Sequence[tuple[Loc, str]], value: Any) -> NoReturn:
     details: list[InitErrorDetails] = [
         {
             "type": PydanticCustomError(error["type"], error["msg"]),
@@ -40,13 +38,13 @@ def _reraise_with(
         }
         for error in exc.errors()
     ]
-    details.extend({"type": _custom(m), "loc": loc, "input": value} for loc, m in problems)
+    details.extend({"type": custom_error(m), "loc": loc, "input": value} for loc, m in problems)
     raise ValidationError.from_exception_data("SkillSpec", details)
 
 
 def _non_empty(value: str) -> str:
     if not value.strip():
-        raise _custom("must not be empty")
+        raise custom_error("must not be empty")
     return value
 
 
@@ -55,7 +53,7 @@ def _pattern_check(pattern: str, what: str) -> AfterValidator:
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
-            raise _custom(f"{value!r} is not a valid {what} (must match {pattern})")
+            raise custom_error(f"{value!r} is not a valid {what} (must match {pattern})")
         return value
 
     return AfterValidator(check)
@@ -80,7 +78,7 @@ def _builtin_tool_name(value: str) -> str:
         hint = (
             f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(sorted(BUILTIN_TOOLS))
         )
-        raise _custom(f"unknown built-in tool {value!r}; {hint}")
+        raise custom_error(f"unknown built-in tool {value!r}; {hint}")
     return value
 
 
@@ -95,11 +93,11 @@ def _schema_meta_validator() -> jsonschema.Draft202012Validator:
 def _json_schema(value: Any) -> dict[str, Any] | bool:
     """One entry of ``parameters``: must be a valid Draft 2020-12 JSON Schema."""
     if not isinstance(value, dict | bool):
-        raise _custom("expected a JSON Schema mapping such as {type: string}")
+        raise custom_error("expected a JSON Schema mapping such as {type: string}")
     error = jsonschema.exceptions.best_match(_schema_meta_validator().iter_errors(value))
     if error is not None:
         at = "/".join(str(part) for part in error.absolute_path)
-        raise _custom(f"invalid JSON Schema{f' at {at}' if at else ''}: {error.message}")
+        raise custom_error(f"invalid JSON Schema{f' at {at}' if at else ''}: {error.message}")
     return value
 
 
@@ -118,12 +116,12 @@ HttpMethod = Annotated[
 ]
 
 
-def _at_least_one(value: int) -> int:
+def at_least_one(value: int) -> int:
     if value < 1:
-        raise _custom(f"must be at least 1, got {value}")
+        raise custom_error(f"must be at least 1, got {value}")
     return value
 
 
-class _Model(BaseModel):
+class SpecModel(BaseModel):
     # strict: `four_eyes: "false"` must not quietly become True; forbid: typos are errors.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from skills.spec._validation import NonEmptyStr, _at_least_one, _Model
+from skills.spec._validation import NonEmptyStr, SpecModel, at_least_one
 from skills.spec.durations import Duration
 
 
-class Access(_Model):
+class Access(SpecModel):
     """Allow-lists; all empty means everyone may use the skill.
 
     Guest accounts (``guests``) and people from other organizations over Slack Connect
@@ -26,13 +26,13 @@ class Access(_Model):
     external: bool = False
 
 
-class Memory(_Model):
+class Memory(SpecModel):
     """How long a conversation is remembered after its last message."""
 
     ttl: Duration = timedelta(days=7)
 
 
-class Budget(_Model):
+class Budget(SpecModel):
     """Spending limits; a skill over its budget refuses new runs until the next UTC day."""
 
-    daily_tokens: Annotated[int, AfterValidator(_at_least_one)]
+    daily_tokens: Annotated[int, AfterValidator(at_least_one)]

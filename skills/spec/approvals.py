@@ -7,11 +7,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from skills.spec._validation import _ERROR_TYPE, NonEmptyStr, _at_least_one, _custom, _fail, _Model
+from skills.spec._validation import (
+    ERROR_TYPE,
+    NonEmptyStr,
+    SpecModel,
+    at_least_one,
+    custom_error,
+    fail,
+)
 from skills.spec.durations import Duration
 
 
-class Approvers(_Model):
+class Approvers(SpecModel):
     """Who may approve: Slack user ids and user group ids."""
 
     users: list[NonEmptyStr] = Field(default_factory=list)
@@ -20,15 +27,15 @@ class Approvers(_Model):
     @model_validator(mode="after")
     def _someone(self) -> Approvers:
         if not self.users and not self.usergroups:
-            raise _custom("at least one approver (users or usergroups) is required")
+            raise custom_error("at least one approver (users or usergroups) is required")
         return self
 
 
-class ApprovalPolicy(_Model):
+class ApprovalPolicy(SpecModel):
     """Gate for a risky tool call: who approves, how many, for how long."""
 
     approvers: Approvers
-    quorum: Annotated[int, AfterValidator(_at_least_one)] = 1
+    quorum: Annotated[int, AfterValidator(at_least_one)] = 1
     four_eyes: bool = True
     expires_in: Duration = timedelta(hours=24)
     allow_edit: bool = False
@@ -38,7 +45,7 @@ class ApprovalPolicy(_Model):
         users = len(set(self.approvers.users))
         if not self.approvers.usergroups and self.quorum > users:
             message = f"quorum {self.quorum} is unreachable: only {users} approver(s) listed"
-            _fail([(("quorum",), message)], self.quorum)
+            fail([(("quorum",), message)], self.quorum)
         return self
 
 
@@ -54,7 +61,7 @@ Approval = Annotated[
     Annotated[ApprovalPolicy, Tag("<policy>")] | Annotated[Literal["none"], Tag("<none>")],
     Discriminator(
         _approval_kind,
-        custom_error_type=_ERROR_TYPE,
+        custom_error_type=ERROR_TYPE,
         custom_error_message="expected `none` or a mapping with approvers",
     ),
 ]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from skills.spec._validation import _custom
+from skills.spec._validation import custom_error
 
 _DURATION_RE: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _DURATION_HINT: Final = "expected a duration like 7d, 4h, 30m or 90s"
@@ -53,11 +53,11 @@ def _to_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
-        raise _custom(_DURATION_HINT)
+        raise custom_error(_DURATION_HINT)
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise _custom(str(exc)) from None
+        raise custom_error(str(exc)) from None
 
 
 Duration = Annotated[

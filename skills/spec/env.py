@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl, urlsplit
 from skills._yaml import LineMappedDocument
 from skills.spec._common import Loc
 from skills.spec.model import SkillSpec
-from skills.spec.templates import _escape_braces, _parse_template
-from skills.spec.tools import _SENSITIVE_NAME
+from skills.spec.templates import escape_braces, parse_template
+from skills.spec.tools import SENSITIVE_NAME
 
 _ENV_RE: Final = re.compile(
     r"\$\$\{(?P<escaped>[^}]*)\}"
@@ -36,7 +36,7 @@ class _Reference:
 
 
 @dataclass
-class _Expansion:
+class Expansion:
     env: Mapping[str, str]
     templates: dict[Loc, str] = field(default_factory=dict)
     problems: list[tuple[Loc, str]] = field(default_factory=list)
@@ -90,7 +90,7 @@ class _Expansion:
     def _string(self, text: str, loc: Loc, *, call_template: bool) -> str:
         if "${" not in text:
             return text
-        escape = _escape_braces if call_template else (lambda s: s)
+        escape = escape_braces if call_template else (lambda s: s)
         problems_before = len(self.problems)
         out: list[str] = []
         length = 0
@@ -141,7 +141,7 @@ class _Expansion:
         return value, (name, True)
 
 
-def _url_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
+def url_problems(expansion: Expansion, data: Any) -> list[tuple[Loc, str]]:
     """Secrets in URLs: a ``${VAR}`` may only start the URL (a base URL), never carry
     credentials, and a URL's own query string may not hold credential-like parameters.
 
@@ -168,7 +168,7 @@ def _url_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
                     )
                 )
         try:
-            sample = "".join(s if isinstance(s, str) else "x" for s in _parse_template(url))
+            sample = "".join(s if isinstance(s, str) else "x" for s in parse_template(url))
         except ValueError:
             continue  # the model validation reports it
         parts = urlsplit(sample)
@@ -181,7 +181,7 @@ def _url_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
                 )
             )
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if _SENSITIVE_NAME.search(name) and value:
+            if SENSITIVE_NAME.search(name) and value:
                 problems.append(
                     (
                         loc,
@@ -192,7 +192,7 @@ def _url_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
     return problems
 
 
-def _mcp_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
+def mcp_url_problems(expansion: Expansion, data: Any) -> list[tuple[Loc, str]]:
     """Secrets in MCP server URLs: as for HTTP tools, a ``${VAR}`` may only start the URL."""
     problems: list[tuple[Loc, str]] = []
     servers = data.get("mcp") if isinstance(data, dict) else None
@@ -210,7 +210,7 @@ def _mcp_problems(expansion: _Expansion, data: Any) -> list[tuple[Loc, str]]:
     return problems
 
 
-def _mcp_attach(spec: SkillSpec, expansion: _Expansion, doc: LineMappedDocument) -> None:
+def attach_mcp(spec: SkillSpec, expansion: Expansion, doc: LineMappedDocument) -> None:
     """Give each MCP server its secrets, its ``${VAR}`` texts and its lines."""
     for index, server in enumerate(spec.mcp):
         prefix: Loc = ("mcp", index)

@@ -9,11 +9,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from skills._yaml import YamlSyntaxError, load_yaml
-from skills.spec.env import _Expansion, _mcp_attach, _mcp_problems, _url_problems
+from skills.spec.env import Expansion, attach_mcp, mcp_url_problems, url_problems
 from skills.spec.errors import SpecIssue, SpecValidationError
-from skills.spec.messages import _clean_loc, _format_loc, _message
+from skills.spec.messages import clean_loc, error_message, format_loc
 from skills.spec.model import SkillSpec
-from skills.spec.tools import _UNRESOLVED_URLS, HttpToolSpec
+from skills.spec.tools import UNRESOLVED_URLS, HttpToolSpec
 
 
 def builtin_dir() -> Path:
@@ -194,7 +194,7 @@ def _load_text(
     except YamlSyntaxError as exc:
         raise SpecValidationError([SpecIssue(filename, exc.line, "", exc.message)]) from None
 
-    issues = [SpecIssue(filename, p.line, _format_loc(p.path), p.message) for p in doc.problems]
+    issues = [SpecIssue(filename, p.line, format_loc(p.path), p.message) for p in doc.problems]
     if not isinstance(doc.data, dict):
         issues.append(
             SpecIssue(
@@ -206,29 +206,31 @@ def _load_text(
         )
         raise SpecValidationError(issues)
 
-    expansion = _Expansion(env)
+    expansion = Expansion(env)
     data = expansion.skill(doc.data)
     for loc, message in [
         *expansion.problems,
-        *_url_problems(expansion, data),
-        *_mcp_problems(expansion, data),
+        *url_problems(expansion, data),
+        *mcp_url_problems(expansion, data),
     ]:
-        issues.append(SpecIssue(filename, doc.line_for(loc), _format_loc(loc), message))
+        issues.append(SpecIssue(filename, doc.line_for(loc), format_loc(loc), message))
 
     spec: SkillSpec | None = None
     try:
         spec = SkillSpec.model_validate(
-            data, context={_UNRESOLVED_URLS: expansion.unresolved_strings}
+            data, context={UNRESOLVED_URLS: expansion.unresolved_strings}
         )
     except ValidationError as exc:
         env_locs = [loc for loc, _ in expansion.problems]
         for error in exc.errors():
-            loc = _clean_loc(error["loc"])
+            loc = clean_loc(error["loc"])
             # An unset variable already explains whatever its empty value broke.
             if any(loc[: len(bad)] == bad for bad in env_locs):
                 continue
             issues.append(
-                SpecIssue(filename, doc.line_for(loc), _format_loc(loc), _message(error, loc, doc))
+                SpecIssue(
+                    filename, doc.line_for(loc), format_loc(loc), error_message(error, loc, doc)
+                )
             )
 
     if issues or spec is None:
@@ -248,5 +250,5 @@ def _load_text(
                 if loc[: len(prefix)] == prefix
             }
             tool.http._secrets = expansion.secrets_under(prefix)
-    _mcp_attach(spec, expansion, doc)
+    attach_mcp(spec, expansion, doc)
     return spec

@@ -14,12 +14,12 @@ from skills.spec._validation import (
     NonEmptyStr,
     ParamName,
     ScalarStr,
-    _fail,
-    _Model,
+    SpecModel,
     _pattern_check,
+    fail,
 )
 from skills.spec.approvals import Approval, ApprovalPolicy
-from skills.spec.tools import _REDACTED, _SENSITIVE_NAME, redact_url
+from skills.spec.tools import REDACTED, SENSITIVE_NAME, redact_url
 
 # A skill may list MCP tool servers (``mcp:``). What the spec fixes: where the server is
 # (a fixed URL or a command), which of its tools the model may call (the allow-list, by the
@@ -42,7 +42,7 @@ def _mcp_tool_ref(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-class McpToolRef(_Model):
+class McpToolRef(SpecModel):
     """One allow-listed tool of an MCP server, by the server's name for it.
 
     ``approval`` is required (a policy, or ``none``) unless the server annotates the tool
@@ -57,7 +57,7 @@ class McpToolRef(_Model):
         return self.approval if isinstance(self.approval, ApprovalPolicy) else None
 
 
-class McpServerSpec(_Model):
+class McpServerSpec(SpecModel):
     """An MCP tool server: ``streamable_http`` or ``sse`` at a fixed ``url`` (with
     ``headers``), or ``stdio``: a ``command`` started with only ``env`` (plus a minimal
     PATH/HOME set) in its environment. The model sees each tool as ``<server>_<tool>``."""
@@ -87,7 +87,7 @@ class McpServerSpec(_Model):
         found.update(
             value
             for name, value in self.headers.items()
-            if _SENSITIVE_NAME.search(name) and ("headers", name) not in self._templates
+            if SENSITIVE_NAME.search(name) and ("headers", name) not in self._templates
         )
         return frozenset(value for value in found if value)
 
@@ -123,7 +123,7 @@ class McpServerSpec(_Model):
         if self.headers:
             data["headers"] = {
                 name: self._templates.get(("headers", name))
-                or (_REDACTED if _SENSITIVE_NAME.search(name) else value)
+                or (REDACTED if SENSITIVE_NAME.search(name) else value)
                 for name, value in self.headers.items()
             }
         if self.command:
@@ -131,7 +131,7 @@ class McpServerSpec(_Model):
                 self._templates.get(("command", i), part) for i, part in enumerate(self.command)
             ]
         if self.env:
-            data["env"] = {k: self._templates.get(("env", k), _REDACTED) for k in self.env}
+            data["env"] = {k: self._templates.get(("env", k), REDACTED) for k in self.env}
         if self.timeout is not None:
             data["timeout"] = self.timeout
         data["tools"] = [
@@ -191,7 +191,7 @@ class McpServerSpec(_Model):
                     )
                 )
         if problems:
-            _fail(problems, self)
+            fail(problems, self)
         return self
 
 

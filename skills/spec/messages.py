@@ -16,7 +16,7 @@ from skills.spec.access import Access, Budget, Memory
 from skills.spec.approvals import ApprovalPolicy, Approvers
 from skills.spec.mcp import McpServerSpec, McpToolRef
 from skills.spec.model import SkillSpec
-from skills.spec.tools import _UNION_TAGS, BuiltinToolRef, HttpSpec, HttpToolSpec
+from skills.spec.tools import UNION_TAGS, BuiltinToolRef, HttpSpec, HttpToolSpec
 
 _TYPE_MESSAGES: Final = {
     "missing": "required",
@@ -31,11 +31,11 @@ _TYPE_MESSAGES: Final = {
 }
 
 
-def _clean_loc(loc: tuple[str | int, ...]) -> Loc:
-    return tuple(part for part in loc if part not in _UNION_TAGS and part != "[key]")
+def clean_loc(loc: tuple[str | int, ...]) -> Loc:
+    return tuple(part for part in loc if part not in UNION_TAGS and part != "[key]")
 
 
-def _format_loc(loc: Loc) -> str:
+def format_loc(loc: Loc) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -47,7 +47,7 @@ def _format_loc(loc: Loc) -> str:
     return out
 
 
-def _message(error: ErrorDetails, loc: Loc, doc: LineMappedDocument) -> str:
+def error_message(error: ErrorDetails, loc: Loc, doc: LineMappedDocument) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return _unknown_key_message(loc, doc)

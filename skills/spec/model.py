@@ -15,17 +15,24 @@ from pydantic import (
 )
 
 from skills.spec._common import Loc
-from skills.spec._validation import NonEmptyStr, SkillName, VersionStr, _fail, _Model, _reraise_with
+from skills.spec._validation import (
+    NonEmptyStr,
+    SkillName,
+    SpecModel,
+    VersionStr,
+    fail,
+    reraise_with,
+)
 from skills.spec.access import Access, Budget, Memory
 from skills.spec.mcp import McpServerSpec
 from skills.spec.rollout import Rollout
-from skills.spec.tools import BuiltinToolRef, HttpToolSpec, ToolSpec, _tool_key
+from skills.spec.tools import BuiltinToolRef, HttpToolSpec, ToolSpec, tool_key
 
 #: What a skill does with a message that arrives while its turn runs (``concurrency:``).
 Concurrency = Literal["enqueue", "interrupt", "reject"]
 
 
-class SkillSpec(_Model):
+class SkillSpec(SpecModel):
     """One skill as declared in YAML. ``source`` is the file it came from, if any."""
 
     name: SkillName
@@ -136,7 +143,7 @@ class SkillSpec(_Model):
                     )
                 taken.setdefault(shown, f"mcp[{index}].tools[{position}]")
         if problems:
-            _fail(problems, self)
+            fail(problems, self)
         return self
 
     def _with_templates(self, value: Any, loc: Loc) -> Any:
@@ -154,7 +161,7 @@ class SkillSpec(_Model):
         problems: list[tuple[Loc, str]] = []
         first_seen: dict[tuple[str, str], int] = {}
         for index, item in enumerate(value if isinstance(value, list) else []):
-            key = _tool_key(item)
+            key = tool_key(item)
             if key is None:
                 continue
             if key in first_seen:
@@ -167,8 +174,8 @@ class SkillSpec(_Model):
             tools = handler(value)
         except ValidationError as exc:
             if problems:
-                _reraise_with(exc, problems, value)
+                reraise_with(exc, problems, value)
             raise
         if problems:
-            _fail(problems, value)
+            fail(problems, value)
         return tools

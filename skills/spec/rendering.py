@@ -13,8 +13,8 @@ import jsonschema
 from pydantic import JsonValue
 
 from skills.spec.errors import ToolArgumentsError
-from skills.spec.templates import _parse_template, _Placeholder
-from skills.spec.tools import _REDACTED, HttpToolSpec
+from skills.spec.templates import Placeholder, parse_template
+from skills.spec.tools import REDACTED, HttpToolSpec
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class RenderedRequest:
     timeout: float | None = None
 
     def __repr__(self) -> str:
-        headers = dict.fromkeys(self.headers, _REDACTED)
+        headers = dict.fromkeys(self.headers, REDACTED)
         return (
             f"RenderedRequest(method={self.method!r}, url={self.url!r}, headers={headers!r}, "
             f"json={self.json!r}, params={self.params!r}, timeout={self.timeout!r})"
@@ -112,7 +112,7 @@ def _text(value: Any) -> str:
 
 def _render_string(template: str, values: Mapping[str, Any]) -> str:
     out = []
-    for segment in _parse_template(template):
+    for segment in parse_template(template):
         if isinstance(segment, str):
             out.append(segment)
         elif segment.name in values:
@@ -126,7 +126,7 @@ def _render_url(tool: str, template: str, values: Mapping[str, Any]) -> str:
     ``/orders/{id}`` with ``..`` would reach another resource than the spec names."""
     out: list[str] = []
     in_path = True
-    for segment in _parse_template(template):
+    for segment in parse_template(template):
         if isinstance(segment, str):
             out.append(segment)
             in_path = in_path and not any(mark in segment for mark in "?#")
@@ -151,8 +151,8 @@ def _has_dot_segment(text: str) -> bool:
 
 def _render_exact(template: str, values: Mapping[str, Any]) -> Any:
     """The typed value for a lone ``{name}``, _MISSING if it was not given, else a string."""
-    segments = _parse_template(template)
-    if len(segments) == 1 and isinstance(segments[0], _Placeholder):
+    segments = parse_template(template)
+    if len(segments) == 1 and isinstance(segments[0], Placeholder):
         return values.get(segments[0].name, _MISSING)
     return _render_string(template, values)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
-from skills.spec._validation import _custom, _Model
+from skills.spec._validation import SpecModel, custom_error
 
 
 def _percent(value: Any) -> Any:
@@ -16,14 +16,14 @@ def _percent(value: Any) -> Any:
         try:
             return float(text)
         except ValueError:
-            raise _custom(f"expected a share like 10%, got {value!r}") from None
+            raise custom_error(f"expected a share like 10%, got {value!r}") from None
     return value
 
 
 Percent = Annotated[float, BeforeValidator(_percent), Field(ge=0, le=100)]
 
 
-class Rollout(_Model):
+class Rollout(SpecModel):
     """How much of the traffic this version gets while an older one (same ``name``, no
     ``rollout``) keeps running: ``canary: 10%`` sends that share of *new* conversations to
     it, chosen by thread, so a conversation never switches version mid-way."""

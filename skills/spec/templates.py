@@ -18,18 +18,18 @@ from skills.spec._common import Loc
 
 
 @dataclass(frozen=True)
-class _Placeholder:
+class Placeholder:
     name: str
 
 
-_Segment = str | _Placeholder
+Segment = str | Placeholder
 _TEMPLATE_RE: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse_template(text: str) -> tuple[_Segment, ...]:
+def parse_template(text: str) -> tuple[Segment, ...]:
     """Split a call-time template into literal text and placeholders; ValueError if bad."""
-    segments: list[_Segment] = []
+    segments: list[Segment] = []
     literal: list[str] = []
     position = 0
     for match in _TEMPLATE_RE.finditer(text):
@@ -41,7 +41,7 @@ def _parse_template(text: str) -> tuple[_Segment, ...]:
         elif match.group(1) is not None:
             segments.append("".join(literal))
             literal = []
-            segments.append(_Placeholder(match.group(1)))
+            segments.append(Placeholder(match.group(1)))
         else:
             raise ValueError(
                 f"unmatched {token!r} at position {match.start()}; "
@@ -52,17 +52,17 @@ def _parse_template(text: str) -> tuple[_Segment, ...]:
     return tuple(segment for segment in segments if segment != "")
 
 
-def _template_strings(value: JsonValue, loc: Loc) -> Iterator[tuple[Loc, str]]:
+def template_strings(value: JsonValue, loc: Loc) -> Iterator[tuple[Loc, str]]:
     """Every string in a JSON-like value, with its location."""
     if isinstance(value, str):
         yield loc, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _template_strings(item, (*loc, key))
+            yield from template_strings(item, (*loc, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _template_strings(item, (*loc, index))
+            yield from template_strings(item, (*loc, index))
 
 
-def _escape_braces(text: str) -> str:
+def escape_braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")

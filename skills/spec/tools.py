@@ -21,46 +21,46 @@ from pydantic import (
 
 from skills.spec._common import READ_METHODS, Loc
 from skills.spec._validation import (
-    _ERROR_TYPE,
+    ERROR_TYPE,
     HeaderName,
     HttpMethod,
     JsonSchema,
     NonEmptyStr,
     ParamName,
     ScalarStr,
+    SpecModel,
     ToolName,
     _builtin_tool_name,
-    _custom,
-    _fail,
-    _Model,
+    custom_error,
+    fail,
 )
 from skills.spec.approvals import Approval, ApprovalPolicy
 from skills.spec.durations import describe_duration
-from skills.spec.templates import _parse_template, _Placeholder, _Segment, _template_strings
+from skills.spec.templates import Placeholder, Segment, parse_template, template_strings
 
-_SENSITIVE_NAME: Final = re.compile(
+SENSITIVE_NAME: Final = re.compile(
     r"auth|token|secret|password|passwd|key|cookie|signature|session|credential", re.I
 )
-_REDACTED: Final = "<redacted>"
-_UNRESOLVED_URLS: Final = "skills.spec.unresolved"  # validation context key
+REDACTED: Final = "<redacted>"
+UNRESOLVED_URLS: Final = "skills.spec.unresolved"  # validation context key
 
 
 def _is_only_placeholder(value: str) -> bool:
     try:
-        segments = _parse_template(value)
+        segments = parse_template(value)
     except ValueError:
         return False
-    return len(segments) == 1 and isinstance(segments[0], _Placeholder)
+    return len(segments) == 1 and isinstance(segments[0], Placeholder)
 
 
 def _fixed_text(value: str) -> str | None:
     """The text a template always renders to (braces unescaped), or None if it has
     placeholders (or is malformed)."""
     try:
-        segments = _parse_template(value)
+        segments = parse_template(value)
     except ValueError:
         return None
-    if any(isinstance(segment, _Placeholder) for segment in segments):
+    if any(isinstance(segment, Placeholder) for segment in segments):
         return None
     return "".join(str(segment) for segment in segments)
 
@@ -68,13 +68,13 @@ def _fixed_text(value: str) -> str | None:
 _AUTHORITY_END_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
 
 
-def _authority_is_literal(segments: Sequence[_Segment]) -> bool:
+def _authority_is_literal(segments: Sequence[Segment]) -> bool:
     """True when scheme, host and port all come before the first placeholder (and so are
     fixed): the literal text up to it must already reach the ``/``, ``?`` or ``#`` after
     the authority."""
     prefix: list[str] = []
     for segment in segments:
-        if isinstance(segment, _Placeholder):
+        if isinstance(segment, Placeholder):
             return _AUTHORITY_END_RE.match("".join(prefix)) is not None
         prefix.append(segment)
     return True
@@ -91,20 +91,20 @@ def redact_url(url: str) -> str:
     """A URL (or URL template) for display: credentials in the user-info, values of
     credential-like query parameters and token-like path segments (20+ letters and digits,
     such as a webhook secret) become ``<redacted>``; ``${VAR}`` and ``{param}`` stay."""
-    url = _USERINFO_RE.sub(lambda m: m.group(1) + _REDACTED + "@", url)
+    url = _USERINFO_RE.sub(lambda m: m.group(1) + REDACTED + "@", url)
 
     def query(match: re.Match[str]) -> str:
         sep, name, value = match.groups()
-        if _SENSITIVE_NAME.search(name) and value and not value.startswith(("${", "{")):
-            return f"{sep}{name}={_REDACTED}"
+        if SENSITIVE_NAME.search(name) and value and not value.startswith(("${", "{")):
+            return f"{sep}{name}={REDACTED}"
         return match.group(0)
 
     base, mark, rest = url.partition("?")
-    base = _TOKEN_SEGMENT_RE.sub(_REDACTED, base)
+    base = _TOKEN_SEGMENT_RE.sub(REDACTED, base)
     return base + (_QUERY_PAIR_RE.sub(query, mark + rest) if mark else "")
 
 
-class HttpSpec(_Model):
+class HttpSpec(SpecModel):
     """The request an HTTP tool makes. Strings are templates: ``{param}`` fills at call time.
 
     Values may hold secrets expanded from the environment. ``repr`` and ``redacted_dict``
@@ -134,7 +134,7 @@ class HttpSpec(_Model):
             fixed = _fixed_text(value)
             if loc in self._templates and fixed is not None:
                 found.add(fixed)  # "Bearer ${TOKEN}" as sent, not only the token
-            elif _SENSITIVE_NAME.search(name) and not _is_only_placeholder(value):
+            elif SENSITIVE_NAME.search(name) and not _is_only_placeholder(value):
                 found.add(fixed if fixed is not None else value)
         return frozenset(value for value in found if value)
 
@@ -143,7 +143,7 @@ class HttpSpec(_Model):
             yield ("headers", name), name, value
         for name, value in self.query.items():
             yield ("query", name), name, value
-        for loc, value in _template_strings(self.body, ("json",)):
+        for loc, value in template_strings(self.body, ("json",)):
             key = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
             yield loc, key, value
 
@@ -159,7 +159,7 @@ class HttpSpec(_Model):
             yield ("headers", name), value
         for name, value in self.query.items():
             yield ("query", name), value
-        yield from _template_strings(self.body, ("json",))
+        yield from template_strings(self.body, ("json",))
 
     def display_url(self) -> str:
         """The URL as written in the spec (``${CRM_URL}/orders/{order_id}``) with anything
@@ -188,8 +188,8 @@ class HttpSpec(_Model):
     def _shown(self, loc: Loc, name: str, value: str) -> str:
         if loc in self._templates:
             return self._templates[loc]
-        if _SENSITIVE_NAME.search(name) and not _is_only_placeholder(value):
-            return _REDACTED
+        if SENSITIVE_NAME.search(name) and not _is_only_placeholder(value):
+            return REDACTED
         return value
 
     def _redact_json(self, value: JsonValue, loc: Loc, name: str) -> JsonValue:
@@ -211,14 +211,14 @@ class HttpSpec(_Model):
     def _templates_are_well_formed(self, info: ValidationInfo) -> HttpSpec:
         problems: list[tuple[Loc, str]] = []
         # The loader lists URLs that used an unset variable: that is reported already.
-        unresolved = (info.context or {}).get(_UNRESOLVED_URLS, ())
+        unresolved = (info.context or {}).get(UNRESOLVED_URLS, ())
         for loc, text in self.templated_strings():
             try:
-                _parse_template(text)
+                parse_template(text)
             except ValueError as exc:
                 problems.append((loc, str(exc)))
         if not problems and self.url not in unresolved:
-            segments = _parse_template(self.url)
+            segments = parse_template(self.url)
             sample = "".join(s if isinstance(s, str) else "x" for s in segments)
             parts = urlsplit(sample)
             if not _authority_is_literal(segments):
@@ -233,11 +233,11 @@ class HttpSpec(_Model):
             elif parts.scheme not in ("http", "https") or not parts.netloc:
                 problems.append((("url",), "must be an absolute http:// or https:// URL"))
         if problems:
-            _fail(problems, self)
+            fail(problems, self)
         return self
 
 
-class HttpToolSpec(_Model):
+class HttpToolSpec(SpecModel):
     """A tool the model may call, implemented as one HTTP request."""
 
     # Field order matters: validators below read earlier fields from ``info.data``.
@@ -319,7 +319,7 @@ class HttpToolSpec(_Model):
             if name not in declared
         ]
         if problems:
-            _fail(problems, value)
+            fail(problems, value)
         return value
 
     @field_validator("http")
@@ -332,8 +332,8 @@ class HttpToolSpec(_Model):
         for loc, text in value.templated_strings():
             unknown = [
                 s.name
-                for s in _parse_template(text)
-                if isinstance(s, _Placeholder) and s.name not in declared
+                for s in parse_template(text)
+                if isinstance(s, Placeholder) and s.name not in declared
             ]
             for name in dict.fromkeys(unknown):
                 known = ", ".join(declared) or "none"
@@ -341,7 +341,7 @@ class HttpToolSpec(_Model):
                     (loc, f"placeholder {{{name}}} is not a declared parameter (declared: {known})")
                 )
         if problems:
-            _fail(problems, value)
+            fail(problems, value)
         return value
 
     @field_validator("approval")
@@ -349,11 +349,11 @@ class HttpToolSpec(_Model):
     def _writes_need_approval(cls, value: Any, info: ValidationInfo) -> Any:
         http = info.data.get("http")
         if value is None and isinstance(http, HttpSpec) and http.is_write:
-            raise _custom(f"required for {http.method} tools (or write `approval: none`)")
+            raise custom_error(f"required for {http.method} tools (or write `approval: none`)")
         return value
 
 
-class BuiltinToolRef(_Model):
+class BuiltinToolRef(SpecModel):
     """A tool the runtime implements, referenced by name (``use: slack.read_thread``)."""
 
     use: Annotated[str, AfterValidator(_builtin_tool_name)]
@@ -371,14 +371,14 @@ ToolSpec = Annotated[
     Annotated[BuiltinToolRef, Tag("<builtin>")] | Annotated[HttpToolSpec, Tag("<http>")],
     Discriminator(
         _tool_kind,
-        custom_error_type=_ERROR_TYPE,
+        custom_error_type=ERROR_TYPE,
         custom_error_message="expected a mapping: `use: <built-in tool>` or an HTTP tool",
     ),
 ]
-_UNION_TAGS: Final = frozenset({"<builtin>", "<http>", "<policy>", "<none>"})
+UNION_TAGS: Final = frozenset({"<builtin>", "<http>", "<policy>", "<none>"})
 
 
-def _tool_key(item: Any) -> tuple[str, str] | None:
+def tool_key(item: Any) -> tuple[str, str] | None:
     """("name"|"use", value) identifying a raw or validated tool, for duplicate checks."""
     if isinstance(item, BuiltinToolRef):
         return "use", item.use
