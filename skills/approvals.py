@@ -25,6 +25,10 @@ call carries an ``Idempotency-Key`` derived from the request id and is recorded 
 and after the call (``skills/tools/http.py``: ``_execute_once`` documents each crash
 window). A decided request whose run never completed (a crash after the decision) is
 resumed by :meth:`ApprovalService.sweep`.
+
+Every button's click is decided by :meth:`ApprovalService.click`, and what it did comes
+back as data (:class:`Decided`, :class:`Refused`, :class:`ResetResult`): this module
+writes no Slack markup; ``bot/views/approvals.py`` says it to the person who clicked.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The approval card (see the design contract) and its modals."""
+"""The approval card (see the design contract), its modals, and what a click or a reset is
+told: skills.approvals decides and returns data, this module says it in Slack's words."""
 
 from __future__ import annotations
 
