@@ -9,7 +9,6 @@ at that moment (user groups resolved afresh, never from a cache).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,11 +34,19 @@ from bot.listeners._context import BotContext
 from bot.metrics import Metrics
 from bot.views import approvals as cards
 from bot.views.text import escape_mrkdwn
-from skills.approvals import ApprovalService, Completed, Decided, EditRejected, args_of
+from skills.approvals import (
+    ApprovalService,
+    Completed,
+    Decided,
+    EditRejected,
+    args_of,
+    policy_of,
+    schema_of,
+)
 from skills.context import Principal, ThreadRef
 from skills.outcomes import ApprovalRequest
+from storage.approvals import ApprovalRecord
 from storage.errors import StorageError
-from storage.models import ApprovalRequestRow
 from storage.runqueue import JobInfo, QueueUnavailable, Retryable, RunQueue
 
 log = logging.getLogger(f"switchboard.{__name__}")
@@ -107,7 +114,7 @@ class ApprovalsBot:
         if self.dm_approvers:
             await self._dm_approvers(row, str(posted["ts"]))
 
-    async def refresh_card(self, row: ApprovalRequestRow) -> None:
+    async def refresh_card(self, row: ApprovalRecord) -> None:
         if not (row.card_channel and row.card_ts):
             return
         # Approvals still count once decided: the card says "Approved · 1 of 1".
@@ -122,14 +129,14 @@ class ApprovalsBot:
         except SlackApiError as exc:
             log.warning("approval card %s not updated: %s", row.id, exc.response.get("error"))
 
-    async def _dm_approvers(self, row: ApprovalRequestRow, card_ts: str) -> None:
+    async def _dm_approvers(self, row: ApprovalRecord, card_ts: str) -> None:
         try:
             auth = await self.client.auth_test()
             base = str(auth.get("url") or "https://slack.com/")
             link = f"{base}archives/{row.channel_id}/p{card_ts.replace('.', '')}"
-            policy = json.loads(row.policy_json)
-            users = set(policy.get("users", []))
-            for group in policy.get("usergroups", []):
+            policy = policy_of(row)
+            users = set(policy.users)
+            for group in policy.usergroups:
                 users |= await self.conversations.directory.group_members(group)
             users.discard(row.requester)
             for user in sorted(users)[:25]:
@@ -148,20 +155,20 @@ class ApprovalsBot:
         """Show the clicker what happened and carry the request on."""
         row = decided.row
         if decided.kind in {"refused", "duplicate", "closed", "expired", "recorded"}:
-            await self.tell(clicker, row, decided.message, channel)
+            await self.tell(clicker, row, cards.decided_text(decided), channel)
         if decided.kind in {"recorded", "approved", "rejected", "expired"}:
             await self.refresh_card(row)
         if decided.kind in {"approved", "rejected", "expired"}:
             self._observe_wait(row, decided.kind)
             await self.complete(row)
 
-    def _observe_wait(self, row: ApprovalRequestRow, decision: str) -> None:
+    def _observe_wait(self, row: ApprovalRecord, decision: str) -> None:
         if self.metrics is not None:
             end = row.decided_at or datetime.now(UTC)
             wait = (end - row.created_at).total_seconds()
             self.metrics.observe_approval(skill=row.skill, decision=decision, seconds=wait)
 
-    async def complete(self, row: ApprovalRequestRow) -> None:
+    async def complete(self, row: ApprovalRecord) -> None:
         """Carry a decided request on: enqueue its resume (any worker runs it, after the
         thread's running turn: the job holds the thread's lock), or run it here."""
         if self.queue is not None:
@@ -188,7 +195,7 @@ class ApprovalsBot:
         await self._complete(row, holder=f"job-{job.id}", job=job)
 
     async def _complete(
-        self, row: ApprovalRequestRow, *, holder: str | None = None, job: JobInfo | None = None
+        self, row: ApprovalRecord, *, holder: str | None = None, job: JobInfo | None = None
     ) -> None:
         requester = await self.conversations.directory.actor(row.requester)
         try:
@@ -222,7 +229,7 @@ class ApprovalsBot:
         if done.outcome is not None:
             await self.conversations.render(self._inbound(done.row), done.outcome)
 
-    def _inbound(self, row: ApprovalRequestRow) -> Inbound:
+    def _inbound(self, row: ApprovalRecord) -> Inbound:
         thread = ThreadRef.parse(row.thread_id)
         return Inbound(
             team=thread.team,
@@ -234,9 +241,7 @@ class ApprovalsBot:
             reply_thread_ts=row.thread_ts,
         )
 
-    async def tell(
-        self, user: str, row: ApprovalRequestRow, text: str, channel: str | None
-    ) -> None:
+    async def tell(self, user: str, row: ApprovalRecord, text: str, channel: str | None) -> None:
         try:
             await self.client.chat_postEphemeral(
                 channel=channel or row.card_channel or row.channel_id,
@@ -277,7 +282,7 @@ class ApprovalsBot:
         result = await self.service.reset(thread, actor)
         for row in result.abandoned:
             await self.refresh_card(row)
-        return None if result.done else result.message
+        return cards.reset_text(result)
 
     # -- lists ----------------------------------------------------------------------------
 
@@ -295,7 +300,7 @@ def _heading(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=f"*{text}*"))
 
 
-def _row_blocks(row: ApprovalRequestRow, *, buttons: bool) -> list[Block]:
+def _row_blocks(row: ApprovalRecord, *, buttons: bool) -> list[Block]:
     args = ", ".join(f"{k}={v}" for k, v in sorted(args_of(row).items()))
     text = (
         f"*{escape_mrkdwn(row.skill)}* → `{escape_mrkdwn(row.tool)}` "
@@ -362,7 +367,7 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
         channel = (body.get("channel") or {}).get("id")
         return str(action.get("value", "")), user, channel
 
-    async def _row(request_id: str) -> ApprovalRequestRow | None:
+    async def _row(request_id: str) -> ApprovalRecord | None:
         return await service.store.get(request_id) if request_id else None
 
     @app.action(cards.APPROVE)
@@ -375,7 +380,9 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
 
         async def work() -> None:
             actor = await decider(user)
-            await approvals.decided(await service.approve(request_id, actor), user, channel)
+            await approvals.decided(
+                await service.click(request_id, actor, "approve"), user, channel
+            )
             if _from_home(body):  # the list there must not keep live buttons for it
                 await publish_home(bot, client, user)
 
@@ -389,19 +396,9 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
         if row is None:
             return
         actor = await decider(user)
-        if row.status != "pending":
-            await approvals.decided(service.closed(row, ()), user, channel)
-            return
-        why = None if user == row.requester else await service.may_decide(row, actor, "reject")
-        if why is not None:
-            await service.audit.append(
-                "refused-click",
-                actor=user,
-                request_id=row.id,
-                args_hash=row.args_hash,
-                summary=f"reject: {why}",
-            )
-            await approvals.tell(user, row, why, channel)
+        clicked = await service.click(request_id, actor, "reject")
+        if clicked.kind != "proceed":
+            await approvals.decided(clicked, user, channel)
             return
         trigger = body.get("trigger_id")
         home = _from_home(body)
@@ -450,16 +447,14 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
         if row is None:
             return
         actor = await decider(user)
-        why = (
-            "This request is closed."
-            if row.status != "pending"
-            else await service.may_decide(row, actor, "edit")
-        )
-        if why is not None:
-            await approvals.tell(user, row, why, channel)
+        clicked = await service.click(request_id, actor, "edit")
+        if clicked.kind != "proceed":
+            await approvals.decided(clicked, user, channel)
             return
         if body.get("trigger_id"):
-            await client.views_open(trigger_id=str(body["trigger_id"]), view=cards.edit_modal(row))
+            await client.views_open(
+                trigger_id=str(body["trigger_id"]), view=cards.edit_modal(clicked.row)
+            )
 
     @app.view(cards.EDIT_MODAL)
     async def on_edit_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -468,8 +463,7 @@ def install(app: AsyncApp, bot: BotContext) -> ApprovalsBot:
         if row is None:
             await ack()
             return
-        schema = json.loads(row.policy_json).get("schema") or {}
-        args = cards.parse_edit(view, schema)
+        args = cards.parse_edit(view, schema_of(row))
         user = str((body.get("user") or {}).get("id", ""))
         actor = await decider(user)
         try:

@@ -25,6 +25,10 @@ call carries an ``Idempotency-Key`` derived from the request id and is recorded 
 and after the call (``skills/tools/http.py``: ``_execute_once`` documents each crash
 window). A decided request whose run never completed (a crash after the decision) is
 resumed by :meth:`ApprovalService.sweep`.
+
+Every button's click is decided by :meth:`ApprovalService.click`, and what it did comes
+back as data (:class:`Decided`, :class:`Refused`, :class:`ResetResult`): this module
+writes no Slack markup; ``bot/views/approvals.py`` says it to the person who clicked.
 """
 
 from __future__ import annotations
@@ -43,16 +47,29 @@ from skills.errors import NothingToResume
 from skills.outcomes import ApprovalPolicyView, ApprovalRequest, Decision, Outcome, Reply
 from skills.pii import mask_obj, mask_text
 from skills.runtime import Runtime
-from storage.approvals import ApprovalStore
+from storage.approvals import ApprovalRecord, ApprovalStore, canonical_json
 from storage.audit import AuditLog
 from storage.locks import RedisLocks
-from storage.models import ApprovalRequestRow
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
 DecidedKind = Literal[
-    "refused", "recorded", "approved", "rejected", "duplicate", "closed", "expired"
+    "refused",
+    "recorded",
+    "approved",
+    "rejected",
+    "duplicate",
+    "closed",
+    "expired",
+    "edited",
+    "proceed",
 ]
+#: Why a click was refused: an earlier version's approver, an editor, the requester
+#: (four-eyes), someone the policy does not list, or an edit of a tool that allows none.
+RefusalWhy = Literal["approved_earlier", "edited", "four_eyes", "not_approver", "not_editable"]
+#: Why a reset was refused: an approved action is running, someone else's request is
+#: waiting, or a request was decided while the reset ran.
+ResetRefusal = Literal["executing", "not_requester", "just_decided"]
 ActorLookup = Callable[[str], Awaitable[Principal]]
 Verb = Literal["approve", "reject", "edit"]
 
@@ -63,15 +80,15 @@ RESET_REASON = "the conversation was reset"
 
 
 def canonical_args(args: Mapping[str, Any]) -> str:
-    return json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return canonical_json(args)
 
 
 def args_hash(tool: str, args: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{tool}\n{canonical_args(args)}".encode()).hexdigest()
 
 
-def policy_of(row: ApprovalRequestRow) -> ApprovalPolicyView:
-    data = json.loads(row.policy_json)
+def policy_of(row: ApprovalRecord) -> ApprovalPolicyView:
+    data = row.policy
     return ApprovalPolicyView(
         users=tuple(data.get("users", ())),
         usergroups=tuple(data.get("usergroups", ())),
@@ -82,36 +99,64 @@ def policy_of(row: ApprovalRequestRow) -> ApprovalPolicyView:
     )
 
 
-def args_of(row: ApprovalRequestRow) -> dict[str, Any]:
-    value = json.loads(row.args_json)
-    return dict(value) if isinstance(value, dict) else {}
+def args_of(row: ApprovalRecord) -> dict[str, Any]:
+    return dict(row.args)
+
+
+def schema_of(row: ApprovalRecord) -> dict[str, Any]:
+    """The tool's parameters (JSON Schema) the request was opened with."""
+    schema = row.policy.get("schema")
+    return dict(schema) if isinstance(schema, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why ``actor`` may not do what they clicked; for ``not_approver`` the approvers the
+    policy lists (the bot names them to the clicker)."""
+
+    why: RefusalWhy
+    users: tuple[str, ...] = ()
+    usergroups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Decided:
-    """What a click did. ``message`` is a short sentence for the person who clicked."""
+    """What a click did, as data: the bot's view says it to the person who clicked.
+
+    ``refused`` says why for ``kind == "refused"``; a ``closed`` request's ``row`` says
+    how it was closed and by whom.
+    """
 
     kind: DecidedKind
-    row: ApprovalRequestRow
+    row: ApprovalRecord
     votes: tuple[str, ...] = ()
-    message: str = ""
+    refused: Refused | None = None
+
+    @property
+    def message(self) -> str:
+        """A plain description, for callers without a Slack view (the evaluations)."""
+        if self.refused is not None:
+            return f"{self.kind}: {self.refused.why}"
+        return self.kind if self.kind != "closed" else f"already {self.row.status}"
 
 
 @dataclass(frozen=True, slots=True)
 class ResetResult:
-    """What a reset did: ``done`` (the conversation is forgotten) or why not (``message``);
-    ``abandoned`` lists requests it closed, whose cards need updating."""
+    """What a reset did: ``done`` (the conversation is forgotten) or why not (``refusal``,
+    about the request ``blocking``); ``abandoned`` lists requests it closed, whose cards
+    need updating."""
 
     done: bool
-    message: str = ""
-    abandoned: tuple[ApprovalRequestRow, ...] = ()
+    refusal: ResetRefusal | None = None
+    blocking: ApprovalRecord | None = None
+    abandoned: tuple[ApprovalRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Completed:
     """A decided request whose run resumed: the row (final state) and the run's outcome."""
 
-    row: ApprovalRequestRow
+    row: ApprovalRecord
     outcome: Outcome | None
 
 
@@ -143,7 +188,7 @@ class ApprovalService:
 
     async def open(
         self, request: ApprovalRequest, *, channel: str, thread_ts: str | None
-    ) -> ApprovalRequestRow:
+    ) -> ApprovalRecord:
         """Store a paused run's request (arguments PII-masked) and audit it."""
         now = self._clock()
         args = mask_obj(request.args)
@@ -155,11 +200,11 @@ class ApprovalService:
             thread_ts=thread_ts,
             requester=request.requester,
             tool=request.tool,
-            args_json=canonical_args(args),
+            args=args,
             args_hash=args_hash(request.tool, args),
             interrupt_id=request.interrupt_id,
             tool_call_id=request.tool_call_id,
-            policy_json=json.dumps(
+            policy=(
                 {
                     "users": list(policy.users),
                     "usergroups": list(policy.usergroups),
@@ -188,37 +233,30 @@ class ApprovalService:
 
     # -- deciding -----------------------------------------------------------------------
 
-    async def barred(self, row: ApprovalRequestRow) -> dict[str, str]:
-        """Who may not approve ``row`` although the policy lists them, and why (a sentence).
+    async def barred(self, row: ApprovalRecord) -> dict[str, RefusalWhy]:
+        """Who may not approve ``row`` although the policy lists them, and why.
 
         The requester (four-eyes), every editor in the request's chain of edits, and
         everyone who approved an earlier version of it.
         """
         policy = policy_of(row)
-        barred: dict[str, str] = {}
+        barred: dict[str, RefusalWhy] = {}
         chain = await self.store.chain(row.id) if row.edited_from else [row]
         earlier = [version.id for version in chain if version.id != row.id]
         for votes in (await self.store.voters(earlier)).values():
             for voter in votes:
-                barred[voter] = (
-                    "You approved an earlier version of this request, so the edited one needs "
-                    "someone else's approval."
-                )
+                barred[voter] = "approved_earlier"
         for version in chain:
             if version.edited_by:
-                barred[version.edited_by] = (
-                    "You edited this request, so someone else has to approve it (four-eyes)."
-                )
+                barred[version.edited_by] = "edited"
         if policy.four_eyes:
-            barred[row.requester] = (
-                "You asked for this action, so someone else has to approve it (four-eyes)."
-            )
+            barred[row.requester] = "four_eyes"
         return barred
 
     async def may_decide(
-        self, row: ApprovalRequestRow, actor: Principal, verb: Verb = "approve"
-    ) -> str | None:
-        """None when ``actor`` may ``verb`` ``row``; otherwise why not (a sentence).
+        self, row: ApprovalRecord, actor: Principal, verb: Verb = "approve"
+    ) -> Refused | None:
+        """None when ``actor`` may ``verb`` ``row``; otherwise why not.
 
         Approving needs a listed approver who is not barred (:meth:`barred`). Editing is
         refused to the requester under four-eyes; rejecting only needs a listed approver
@@ -229,26 +267,43 @@ class ApprovalService:
         if verb == "approve":
             why = (await self.barred(row)).get(actor.user_id)
             if why is not None:
-                return why
+                return Refused(why)
         elif verb == "edit" and policy.four_eyes and actor.user_id == row.requester:
-            return "You asked for this action, so someone else has to approve it (four-eyes)."
+            return Refused("four_eyes")
         allowed = actor.user_id in policy.users or bool(
             set(policy.usergroups) & set(actor.usergroups)
         )
         if not allowed:
-            who = [f"<@{u}>" for u in policy.users] + [f"<!subteam^{g}>" for g in policy.usergroups]
-            return f"Only {', '.join(who) or 'the listed approvers'} can decide this request."
+            return Refused("not_approver", policy.users, policy.usergroups)
         return None
 
     async def waiting_for(
         self, actor: Principal
-    ) -> tuple[list[ApprovalRequestRow], list[ApprovalRequestRow]]:
+    ) -> tuple[list[ApprovalRecord], list[ApprovalRecord]]:
         """(pending requests ``actor`` may approve, pending requests ``actor`` made)."""
         waiting, mine = await self.store.open_for(
             approver=actor.user_id, usergroups=actor.usergroups, requester=actor.user_id
         )
         decidable = [row for row in waiting if actor.user_id not in await self.barred(row)]
         return decidable, mine
+
+    async def click(self, request_id: str, actor: Principal, verb: Verb) -> Decided:
+        """A click on a request's button (card, list or App Home), decided here once.
+
+        ``approve`` votes (:meth:`approve`). ``reject`` and ``edit`` open a modal first, so
+        their click answers ``proceed`` when ``actor`` may go on (the decision comes with
+        the modal: :meth:`reject`, :meth:`edit`) or says why not. Every refusal is
+        audited; a request past its expiry is expired on the spot.
+        """
+        if verb == "approve":
+            return await self.approve(request_id, actor)
+        row, early = await self._open_row(request_id, actor, verb)
+        if early is not None:
+            return early
+        assert row is not None
+        if verb == "edit" and not policy_of(row).allow_edit:
+            return Decided("refused", row, refused=Refused("not_editable"))
+        return Decided("proceed", row)
 
     async def approve(self, request_id: str, actor: Principal) -> Decided:
         row, early = await self._open_row(request_id, actor, "approve")
@@ -258,7 +313,7 @@ class ApprovalService:
         result = await self.store.add_vote(request_id, actor.user_id, now=self._clock())
         votes = tuple(await self.store.votes(request_id))
         if result.state == "duplicate":
-            return Decided("duplicate", result.request, votes, "Your approval was already counted.")
+            return Decided("duplicate", result.request, votes)
         if result.state == "not_pending":
             return self.closed(result.request, votes)
         if result.state == "recorded":
@@ -269,12 +324,7 @@ class ApprovalService:
                 args_hash=row.args_hash,
                 summary=f"{len(votes)} of {row.quorum} approvals",
             )
-            return Decided(
-                "recorded",
-                result.request,
-                votes,
-                f"Approval recorded ({len(votes)} of {row.quorum}).",
-            )
+            return Decided("recorded", result.request, votes)
         await self.audit.append(
             "approved",
             actor=actor.user_id,
@@ -282,7 +332,7 @@ class ApprovalService:
             args_hash=row.args_hash,
             summary=f"approved by {', '.join(votes)}",
         )
-        return Decided("approved", result.request, votes, "Approved.")
+        return Decided("approved", result.request, votes)
 
     async def reject(self, request_id: str, actor: Principal, reason: str | None) -> Decided:
         row, early = await self._open_row(request_id, actor, "reject")
@@ -309,11 +359,11 @@ class ApprovalService:
             args_hash=row.args_hash,
             summary=reason or "",
         )
-        return Decided("rejected", fresh, (), "Rejected.")
+        return Decided("rejected", fresh)
 
     async def edit(
         self, request_id: str, actor: Principal, new_args: Mapping[str, Any]
-    ) -> tuple[Decided, ApprovalRequestRow | None]:
+    ) -> tuple[Decided, ApprovalRecord | None]:
         """Replace the arguments: a new request (new hash) that needs approval again, from
         someone other than the editor (and other than earlier versions' approvers)."""
         row, early = await self._open_row(request_id, actor, "edit")
@@ -322,8 +372,8 @@ class ApprovalService:
         assert row is not None
         policy = policy_of(row)
         if not policy.allow_edit:
-            return Decided("refused", row, (), "This tool's requests can't be edited."), None
-        schema = json.loads(row.policy_json).get("schema") or {"type": "object"}
+            return Decided("refused", row, refused=Refused("not_editable")), None
+        schema = schema_of(row) or {"type": "object"}
         problems = argument_problems(schema, new_args)
         if problems:
             raise EditRejected(problems)
@@ -348,11 +398,11 @@ class ApprovalService:
             thread_ts=row.thread_ts,
             requester=row.requester,
             tool=row.tool,
-            args_json=canonical_args(args),
+            args=args,
             args_hash=args_hash(row.tool, args),
             interrupt_id=row.interrupt_id,
             tool_call_id=row.tool_call_id,
-            policy_json=row.policy_json,
+            policy=row.policy,
             quorum=row.quorum,
             status="pending",
             edited_from=row.id,
@@ -374,13 +424,13 @@ class ApprovalService:
             actor=actor.user_id,
             request_id=new.id,
             args_hash=new.args_hash,
-            summary=f"{row.skill}.{row.tool} {new.args_json} (edit of {row.id})",
+            summary=f"{row.skill}.{row.tool} {canonical_args(new.args)} (edit of {row.id})",
         )
-        return Decided("recorded", new, (), "Edited: the new arguments need approval."), new
+        return Decided("edited", new), new
 
     async def _open_row(
         self, request_id: str, actor: Principal, verb: Verb
-    ) -> tuple[ApprovalRequestRow | None, Decided | None]:
+    ) -> tuple[ApprovalRecord | None, Decided | None]:
         row = await self.store.get(request_id)
         if row is None:
             raise LookupError(f"no approval request {request_id!r}")
@@ -390,31 +440,25 @@ class ApprovalService:
             await self.expire(row)
             fresh = await self.store.get(request_id)
             assert fresh is not None
-            return fresh, Decided("expired", fresh, (), "This request has expired.")
+            return fresh, Decided("expired", fresh)
         requester_withdraws = verb == "reject" and actor.user_id == row.requester
-        why = None if requester_withdraws else await self.may_decide(row, actor, verb)
-        if why is not None:
+        refused = None if requester_withdraws else await self.may_decide(row, actor, verb)
+        if refused is not None:
             await self.audit.append(
                 "refused-click",
                 actor=actor.user_id,
                 request_id=request_id,
                 args_hash=row.args_hash,
-                summary=f"{verb}: {why}",
+                summary=f"{verb}: {refused.why}",
             )
-            return row, Decided("refused", row, (), why)
+            return row, Decided("refused", row, refused=refused)
         return row, None
 
-    def closed(self, row: ApprovalRequestRow, votes: tuple[str, ...]) -> Decided:
-        if row.status == "expired":
-            return Decided("expired", row, votes, "This request has expired.")
-        who = f" by <@{row.decided_by}>" if row.decided_by else ""
-        label = {
-            "superseded": "replaced by an edited request",
-            "abandoned": "abandoned (the conversation was reset)",
-        }.get(row.status, row.status)
-        return Decided("closed", row, votes, f"This request was already {label}{who}.")
+    def closed(self, row: ApprovalRecord, votes: tuple[str, ...]) -> Decided:
+        """A click on a request that is no longer pending."""
+        return Decided("expired" if row.status == "expired" else "closed", row, votes)
 
-    async def expire(self, row: ApprovalRequestRow) -> bool:
+    async def expire(self, row: ApprovalRecord) -> bool:
         won = await self.store.transition(
             row.id,
             to="expired",
@@ -436,7 +480,7 @@ class ApprovalService:
 
     async def complete(
         self,
-        row: ApprovalRequestRow,
+        row: ApprovalRecord,
         *,
         requester: Principal,
         slack: SlackReader | None,
@@ -505,7 +549,7 @@ class ApprovalService:
         audited), and so is everyone while an approved action is still being carried out.
         """
         now = self._clock()
-        open_rows: list[ApprovalRequestRow] = []
+        open_rows: list[ApprovalRecord] = []
         for row in await self.store.for_thread(thread.thread_id):
             if row.completed_at is not None or row.status not in {"pending", "approved"}:
                 continue
@@ -514,11 +558,7 @@ class ApprovalService:
                 continue
             open_rows.append(row)
         if any(row.status == "approved" for row in open_rows):
-            return ResetResult(
-                False,
-                "An approved action in this conversation is still being carried out; "
-                "try again in a moment.",
-            )
+            return ResetResult(False, "executing")
         for row in open_rows:
             if row.requester != actor.user_id:
                 await self.audit.append(
@@ -528,13 +568,8 @@ class ApprovalService:
                     args_hash=row.args_hash,
                     summary=f"reset refused: {row.skill}.{row.tool} awaits approval",
                 )
-                return ResetResult(
-                    False,
-                    f"This conversation is waiting for approval of `{row.tool}`, requested by "
-                    f"<@{row.requester}>, so only they can reset it. An approver can reject "
-                    "the request instead.",
-                )
-        abandoned: list[ApprovalRequestRow] = []
+                return ResetResult(False, "not_requester", row)
+        abandoned: list[ApprovalRecord] = []
         for row in open_rows:
             won = await self.store.transition(
                 row.id,
@@ -549,11 +584,7 @@ class ApprovalService:
             fresh = await self.store.get(row.id)
             assert fresh is not None
             if not won:  # decided in the meantime: let the person look again
-                return ResetResult(
-                    False,
-                    f"The request for `{row.tool}` was just decided; try again in a moment.",
-                    tuple(abandoned),
-                )
+                return ResetResult(False, "just_decided", fresh, tuple(abandoned))
             await self.audit.append(
                 "abandoned",
                 actor=actor.user_id,
@@ -565,7 +596,7 @@ class ApprovalService:
         await self.runtime.reset(thread)
         return ResetResult(True, abandoned=tuple(abandoned))
 
-    def _decision(self, row: ApprovalRequestRow) -> Decision:
+    def _decision(self, row: ApprovalRecord) -> Decision:
         if row.status == "approved":
             if row.edited_from is not None:
                 return Decision(
@@ -586,7 +617,7 @@ class ApprovalService:
             type="reject", interrupt_id=row.interrupt_id, actor=row.decided_by or "", reason=reason
         )
 
-    async def _result(self, row: ApprovalRequestRow, outcome: Outcome | None) -> tuple[str, str]:
+    async def _result(self, row: ApprovalRecord, outcome: Outcome | None) -> tuple[str, str]:
         if row.status != "approved":
             return row.status, row.reason or row.status
         execution = await self.store.execution(row.id)

@@ -216,6 +216,12 @@ class Runtime:
     def available_skills(self, actor: Principal, channel: str | None) -> list[Skill]:
         return self.registry.available_to(actor, channel)
 
+    def check_access(self, name: str, actor: Principal, channel: str | None) -> Refusal | None:
+        """None when ``actor`` may use the skill ``name`` in ``channel``; otherwise the
+        refusal (which names the skills they may use). The one access check: a run asks
+        it, and so does every surface that wants to refuse before it starts one."""
+        return self._check_access(name, actor, self.available_skills(actor, channel))
+
     def offline_note(self) -> str | None:
         """For people talking to the offline model (the default model is ``offline``):
         one line on what it does and how to switch to a real one; None otherwise."""
@@ -318,7 +324,7 @@ class Runtime:
             route = await self.router.route(
                 thread_id=thread.thread_id, channel=thread.channel, text=message, candidates=allowed
             )
-        refusal = self._check_access(route.skill, actor, thread, allowed)
+        refusal = self._check_access(route.skill, actor, allowed)
         if refusal is not None:
             log.info(
                 "refused skill=%s actor=%s channel=%s", route.skill, actor.user_id, thread.channel
@@ -532,9 +538,7 @@ class Runtime:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _check_access(
-        self, name: str, actor: Principal, thread: ThreadRef, allowed: list[Skill]
-    ) -> Refusal | None:
+    def _check_access(self, name: str, actor: Principal, allowed: list[Skill]) -> Refusal | None:
         names = tuple(s.name for s in allowed)
         if name not in self.registry:
             return Refusal(reason=f"There is no skill named `{name}`.", allowed_skills=names)

@@ -11,7 +11,7 @@ a stale transaction is retried.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -34,11 +34,100 @@ FINAL_STATES = frozenset(
 MAX_CHAIN = 100
 
 
+def canonical_json(value: Mapping[str, Any]) -> str:
+    """The one JSON form of a request's arguments: what is stored and what is hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """An approval request as the store returns it (the ``approval_requests`` row, with its
+    JSON columns parsed: ``args`` the masked arguments, ``policy`` the approval policy the
+    request was opened under, with the tool's parameter ``schema``)."""
+
+    id: str
+    skill: str
+    thread_id: str
+    channel_id: str
+    thread_ts: str | None
+    requester: str
+    tool: str
+    args: Mapping[str, Any]
+    args_hash: str
+    interrupt_id: str
+    tool_call_id: str
+    policy: Mapping[str, Any]
+    quorum: int
+    status: str
+    edited_from: str | None
+    edited_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+    card_channel: str | None
+    card_ts: str | None
+    completed_at: datetime | None
+    result_summary: str | None
+
+
+def _object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _record(row: ApprovalRequestRow) -> ApprovalRecord:
+    return ApprovalRecord(
+        id=row.id,
+        skill=row.skill,
+        thread_id=row.thread_id,
+        channel_id=row.channel_id,
+        thread_ts=row.thread_ts,
+        requester=row.requester,
+        tool=row.tool,
+        args=_object(row.args_json),
+        args_hash=row.args_hash,
+        interrupt_id=row.interrupt_id,
+        tool_call_id=row.tool_call_id,
+        policy=_object(row.policy_json),
+        quorum=row.quorum,
+        status=row.status,
+        edited_from=row.edited_from,
+        edited_by=row.edited_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        decided_at=row.decided_at,
+        decided_by=row.decided_by,
+        reason=row.reason,
+        card_channel=row.card_channel,
+        card_ts=row.card_ts,
+        completed_at=row.completed_at,
+        result_summary=row.result_summary,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class VoteResult:
     state: Literal["recorded", "approved", "duplicate", "not_pending"]
-    request: ApprovalRequestRow
+    request: ApprovalRecord
     votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """An approved call's entry in the execution ledger."""
+
+    request_id: str
+    idempotency_key: str
+    state: str  # started | succeeded | failed
+    attempts: int
+    started_at: datetime
+    finished_at: datetime | None
+    result: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +153,67 @@ class ApprovalStore:
     async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         return await retrying(self._sessions, work)
 
-    async def create(self, **fields: Any) -> ApprovalRequestRow:
-        row = ApprovalRequestRow(**fields)
+    async def create(
+        self,
+        *,
+        skill: str,
+        thread_id: str,
+        channel_id: str,
+        thread_ts: str | None,
+        requester: str,
+        tool: str,
+        args: Mapping[str, Any],
+        args_hash: str,
+        interrupt_id: str,
+        tool_call_id: str,
+        policy: Mapping[str, Any],
+        quorum: int,
+        created_at: datetime,
+        expires_at: datetime,
+        status: str = PENDING,
+        edited_from: str | None = None,
+        edited_by: str | None = None,
+        card_channel: str | None = None,
+        card_ts: str | None = None,
+    ) -> ApprovalRecord:
+        """Store a new request; ``args`` and ``policy`` are kept as JSON."""
+        row = ApprovalRequestRow(
+            skill=skill,
+            thread_id=thread_id,
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            requester=requester,
+            tool=tool,
+            args_json=canonical_json(args),
+            args_hash=args_hash,
+            interrupt_id=interrupt_id,
+            tool_call_id=tool_call_id,
+            policy_json=json.dumps(dict(policy)),
+            quorum=quorum,
+            status=status,
+            edited_from=edited_from,
+            edited_by=edited_by,
+            created_at=created_at,
+            expires_at=expires_at,
+            card_channel=card_channel,
+            card_ts=card_ts,
+        )
 
-        async def work(session: AsyncSession) -> ApprovalRequestRow:
+        async def work(session: AsyncSession) -> ApprovalRecord:
             session.add(row)
-            return row
+            await session.flush()
+            return _record(row)
 
         return await self._retrying(work)
 
-    async def get(self, request_id: str) -> ApprovalRequestRow | None:
+    async def get(self, request_id: str) -> ApprovalRecord | None:
         async with self._sessions() as session:
-            return await session.get(ApprovalRequestRow, request_id)
+            row = await session.get(ApprovalRequestRow, request_id)
+            return None if row is None else _record(row)
 
-    async def chain(self, request_id: str) -> list[ApprovalRequestRow]:
+    async def chain(self, request_id: str) -> list[ApprovalRecord]:
         """The request and every version it was edited from, the original first."""
-        rows: list[ApprovalRequestRow] = []
+        rows: list[ApprovalRecord] = []
         seen: set[str] = set()
         async with self._sessions() as session:
             current: str | None = request_id
@@ -88,7 +222,7 @@ class ApprovalStore:
                 row = await session.get(ApprovalRequestRow, current)
                 if row is None:
                     break
-                rows.append(row)
+                rows.append(_record(row))
                 current = row.edited_from
         return list(reversed(rows))
 
@@ -129,19 +263,21 @@ class ApprovalStore:
             if row is None:
                 raise LookupError(request_id)
             if row.status != PENDING:
-                return VoteResult("not_pending", row, await self._count(session, request_id))
+                return VoteResult(
+                    "not_pending", _record(row), await self._count(session, request_id)
+                )
             existing = await session.scalar(
                 select(ApprovalVote.id).where(
                     ApprovalVote.request_id == request_id, ApprovalVote.approver == approver
                 )
             )
             if existing is not None:
-                return VoteResult("duplicate", row, await self._count(session, request_id))
+                return VoteResult("duplicate", _record(row), await self._count(session, request_id))
             session.add(ApprovalVote(request_id=request_id, approver=approver, created_at=now))
             await session.flush()
             count = await self._count(session, request_id)
             if count < row.quorum:
-                return VoteResult("recorded", row, count)
+                return VoteResult("recorded", _record(row), count)
             won = await session.execute(
                 update(ApprovalRequestRow)
                 .where(ApprovalRequestRow.id == request_id, ApprovalRequestRow.status == PENDING)
@@ -150,9 +286,9 @@ class ApprovalStore:
             if won.rowcount != 1:  # type: ignore[attr-defined]
                 # Decided meanwhile (SQLite reads outside the write lock): this vote did not
                 # count, so it must not stay on the record either.
-                raise _LateVote(VoteResult("not_pending", row, count - 1))
+                raise _LateVote(VoteResult("not_pending", _record(row), count - 1))
             row.status, row.decided_at, row.decided_by = "approved", now, approver
-            return VoteResult("approved", row, count)
+            return VoteResult("approved", _record(row), count)
 
         try:
             return await self._retrying(work)
@@ -200,7 +336,7 @@ class ApprovalStore:
 
         await self._retrying(work)
 
-    async def due_for_expiry(self, now: datetime, *, limit: int = 100) -> list[ApprovalRequestRow]:
+    async def due_for_expiry(self, now: datetime, *, limit: int = 100) -> list[ApprovalRecord]:
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(ApprovalRequestRow)
@@ -208,9 +344,9 @@ class ApprovalStore:
                 .order_by(ApprovalRequestRow.expires_at)
                 .limit(limit)
             )
-            return list(rows)
+            return [_record(row) for row in rows]
 
-    async def stalled(self, now: datetime, *, older_than: timedelta) -> list[ApprovalRequestRow]:
+    async def stalled(self, now: datetime, *, older_than: timedelta) -> list[ApprovalRecord]:
         """Approved or rejected requests whose run was never completed (a crash window)."""
         async with self._sessions() as session:
             rows = await session.scalars(
@@ -220,25 +356,26 @@ class ApprovalStore:
                     ApprovalRequestRow.decided_at <= now - older_than,
                 )
             )
-            return list(rows)
+            return [_record(row) for row in rows]
 
     async def open_for(
         self, *, approver: str, usergroups: Iterable[str], requester: str
-    ) -> tuple[list[ApprovalRequestRow], list[ApprovalRequestRow]]:
+    ) -> tuple[list[ApprovalRecord], list[ApprovalRecord]]:
         """(requests ``approver`` may decide, requests ``requester`` made), pending only."""
         async with self._sessions() as session:
-            pending = list(
-                await session.scalars(
+            pending = [
+                _record(row)
+                for row in await session.scalars(
                     select(ApprovalRequestRow)
                     .where(ApprovalRequestRow.status == PENDING)
                     .order_by(ApprovalRequestRow.created_at)
                     .limit(200)
                 )
-            )
+            ]
         groups = set(usergroups)
-        waiting: list[ApprovalRequestRow] = []
+        waiting: list[ApprovalRecord] = []
         for row in pending:
-            policy = json.loads(row.policy_json)
+            policy = row.policy
             allowed = approver in policy.get("users", []) or bool(
                 groups & set(policy.get("usergroups", []))
             )
@@ -247,14 +384,14 @@ class ApprovalStore:
         mine = [row for row in pending if row.requester == requester]
         return waiting, mine
 
-    async def for_thread(self, thread_id: str) -> list[ApprovalRequestRow]:
+    async def for_thread(self, thread_id: str) -> list[ApprovalRecord]:
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(ApprovalRequestRow)
                 .where(ApprovalRequestRow.thread_id == thread_id)
                 .order_by(ApprovalRequestRow.created_at)
             )
-            return list(rows)
+            return [_record(row) for row in rows]
 
     # -- executions (the ledger behind exactly-once tool calls) ---------------------------
 
@@ -263,16 +400,27 @@ class ApprovalStore:
         already finished (then it must not be made again)."""
 
         async def work(session: AsyncSession) -> Recorded | None:
+            # Started before and never finished: call again, same key. One UPDATE counts
+            # the attempt in the database (a read-modify-write here would lose concurrent
+            # attempts on SQLite, whose reads take no lock); it also takes the write lock,
+            # so what is read next cannot change before this transaction commits.
+            bumped = await session.execute(
+                update(ToolExecution)
+                .where(
+                    ToolExecution.request_id == request_id,
+                    ToolExecution.state.not_in(["succeeded", "failed"]),
+                )
+                .values(attempts=ToolExecution.attempts + 1)
+            )
+            if bumped.rowcount == 1:  # type: ignore[attr-defined]
+                return None
             row = await session.get(ToolExecution, request_id, with_for_update=True)
             if row is None:
                 session.add(
                     ToolExecution(request_id=request_id, idempotency_key=key, state="started")
                 )
                 return None
-            if row.state in {"succeeded", "failed"}:
-                return Recorded(row.state, row.state == "succeeded", row.result or "")
-            row.attempts += 1  # started before and never finished: call again, same key
-            return None
+            return Recorded(row.state, row.state == "succeeded", row.result or "")
 
         try:
             return await self._retrying(work)
@@ -293,13 +441,32 @@ class ApprovalStore:
 
         await self._retrying(work)
 
-    async def execution(self, request_id: str) -> ToolExecution | None:
+    async def execution(self, request_id: str) -> Execution | None:
         async with self._sessions() as session:
-            return await session.get(ToolExecution, request_id)
+            row = await session.get(ToolExecution, request_id)
+            if row is None:
+                return None
+            return Execution(
+                request_id=row.request_id,
+                idempotency_key=row.idempotency_key,
+                state=row.state,
+                attempts=row.attempts,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                result=row.result,
+            )
 
 
-def is_open(row: ApprovalRequestRow) -> bool:
+def is_open(row: ApprovalRecord) -> bool:
     return row.status in OPEN_STATES
 
 
-__all__ = ["ApprovalStore", "Recorded", "VoteResult", "is_open"]
+__all__ = [
+    "ApprovalRecord",
+    "ApprovalStore",
+    "Execution",
+    "Recorded",
+    "VoteResult",
+    "canonical_json",
+    "is_open",
+]

@@ -77,8 +77,9 @@ def register(app: AsyncApp, bot: BotContext) -> None:
             return
         if word in runtime.registry:
             actor = await bot.conversations.directory.actor(user)
-            if word not in {s.name for s in runtime.available_skills(actor, channel)}:
-                names = ", ".join(f"`{s.name}`" for s in runtime.available_skills(actor, channel))
+            refused = runtime.check_access(word, actor, channel)
+            if refused is not None:
+                names = ", ".join(f"`{name}`" for name in refused.allowed_skills)
                 await ack(
                     response_type="ephemeral",
                     text=f"You can't use `{word}` here. You can use: {names or 'none'}.",

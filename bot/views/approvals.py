@@ -1,4 +1,5 @@
-"""The approval card (see the design contract) and its modals."""
+"""The approval card (see the design contract), its modals, and what a click or a reset is
+told: skills.approvals decides and returns data, this module says it in Slack's words."""
 
 from __future__ import annotations
 
@@ -22,9 +23,18 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.views.text import LinkPolicy, defang_links, escape_mrkdwn
-from skills.approvals import RESET_REASON, args_of, policy_of
+from skills.approvals import (
+    RESET_REASON,
+    Decided,
+    RefusalWhy,
+    Refused,
+    ResetResult,
+    args_of,
+    policy_of,
+    schema_of,
+)
 from skills.pii import mask_obj, strip_token_ids
-from storage.models import ApprovalRequestRow
+from storage.approvals import ApprovalRecord
 
 APPROVE = "approval_approve"
 REJECT = "approval_reject"
@@ -50,18 +60,79 @@ UNTRUSTED_NOTICE = (
 )
 
 
-def after_untrusted(row: ApprovalRequestRow) -> bool:
+def after_untrusted(row: ApprovalRecord) -> bool:
     """Did the run read untrusted tool output before asking for this call?"""
-    try:
-        return bool(json.loads(row.policy_json).get("after_untrusted", False))
-    except (ValueError, AttributeError):
-        return False
+    return bool(row.policy.get("after_untrusted", False))
 
 
-def approvers_text(row: ApprovalRequestRow) -> str:
+def _mentions(users: Sequence[str], usergroups: Sequence[str]) -> list[str]:
+    return [f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in usergroups]
+
+
+def approvers_text(row: ApprovalRecord) -> str:
     policy = policy_of(row)
-    who = [f"<@{u}>" for u in policy.users] + [f"<!subteam^{g}>" for g in policy.usergroups]
-    return ", ".join(who) or "anyone"
+    return ", ".join(_mentions(policy.users, policy.usergroups)) or "anyone"
+
+
+_REFUSALS: dict[RefusalWhy, str] = {
+    "approved_earlier": (
+        "You approved an earlier version of this request, so the edited one needs "
+        "someone else's approval."
+    ),
+    "edited": "You edited this request, so someone else has to approve it (four-eyes).",
+    "four_eyes": "You asked for this action, so someone else has to approve it (four-eyes).",
+    "not_editable": "This tool's requests can't be edited.",
+}
+
+_CLOSED = {
+    "superseded": "replaced by an edited request",
+    "abandoned": "abandoned (the conversation was reset)",
+}
+
+
+def refusal_text(refused: Refused) -> str:
+    """Why the clicker may not do what they clicked, in a sentence."""
+    if refused.why == "not_approver":
+        who = ", ".join(_mentions(refused.users, refused.usergroups))
+        return f"Only {who or 'the listed approvers'} can decide this request."
+    return _REFUSALS[refused.why]
+
+
+def decided_text(decided: Decided) -> str:
+    """What the person who clicked is told (an ephemeral message) about their click."""
+    row = decided.row
+    if decided.refused is not None:
+        return refusal_text(decided.refused)
+    if decided.kind == "closed":
+        who = f" by <@{row.decided_by}>" if row.decided_by else ""
+        return f"This request was already {_CLOSED.get(row.status, row.status)}{who}."
+    if decided.kind == "recorded":
+        return f"Approval recorded ({len(decided.votes)} of {row.quorum})."
+    return {
+        "duplicate": "Your approval was already counted.",
+        "approved": "Approved.",
+        "rejected": "Rejected.",
+        "expired": "This request has expired.",
+        "edited": "Edited: the new arguments need approval.",
+    }.get(decided.kind, "")
+
+
+def reset_text(result: ResetResult) -> str | None:
+    """Why a reset was refused (None: it was done)."""
+    if result.done:
+        return None
+    tool = result.blocking.tool if result.blocking is not None else ""
+    if result.refusal == "not_requester" and result.blocking is not None:
+        return (
+            f"This conversation is waiting for approval of `{tool}`, requested by "
+            f"<@{result.blocking.requester}>, so only they can reset it. An approver can "
+            "reject the request instead."
+        )
+    if result.refusal == "just_decided":
+        return f"The request for `{tool}` was just decided; try again in a moment."
+    return (
+        "An approved action in this conversation is still being carried out; try again in a moment."
+    )
 
 
 def args_block_text(args: dict[str, Any]) -> str:
@@ -70,7 +141,7 @@ def args_block_text(args: dict[str, Any]) -> str:
     return "```" + escape_mrkdwn(shown)[:2800] + "```"
 
 
-def heading(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
+def heading(row: ApprovalRecord, votes: Sequence[str] = ()) -> str:
     """The card's header: what state the request is in, at a glance."""
     count = f"{len(votes)} of {row.quorum}"
     return {
@@ -86,7 +157,7 @@ def heading(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
 
 
 def card_blocks(
-    row: ApprovalRequestRow,
+    row: ApprovalRecord,
     *,
     votes: Sequence[str] = (),
     outcome: str | None = None,
@@ -151,7 +222,7 @@ def card_blocks(
     return [b.to_dict() for b in blocks]
 
 
-def _result_object(row: ApprovalRequestRow) -> dict[str, Any] | None:
+def _result_object(row: ApprovalRecord) -> dict[str, Any] | None:
     """The call's result as the fields of a JSON object, when it was one."""
     if row.status not in {"executed", "failed"} or not row.result_summary:
         return None
@@ -168,7 +239,7 @@ def _inert(text: str) -> str:
     return escape_mrkdwn(defang_links(strip_token_ids(text), LinkPolicy()))
 
 
-def result_fields(row: ApprovalRequestRow) -> list[MarkdownTextObject]:
+def result_fields(row: ApprovalRecord) -> list[MarkdownTextObject]:
     """A result that is a JSON object, as card fields (``*refund_id*`` / ``RF-0001``)."""
     found = _result_object(row)
     if found is None:
@@ -181,7 +252,7 @@ def result_fields(row: ApprovalRequestRow) -> list[MarkdownTextObject]:
     return fields
 
 
-def outcome_text(row: ApprovalRequestRow) -> str | None:
+def outcome_text(row: ApprovalRecord) -> str | None:
     """The line that replaces the buttons, or None while the request is open."""
     who = f"<@{row.decided_by}>" if row.decided_by and row.decided_by != "switchboard" else ""
     when = slack_date(row.decided_at, "{time}") if row.decided_at else ""
@@ -215,7 +286,7 @@ def outcome_text(row: ApprovalRequestRow) -> str | None:
     return escape_mrkdwn(row.status)
 
 
-def card_text(row: ApprovalRequestRow, votes: Sequence[str] = ()) -> str:
+def card_text(row: ApprovalRecord, votes: Sequence[str] = ()) -> str:
     """The notification text, which follows the state like the header."""
     if row.status == "pending":
         return f"Approval needed: {row.skill} wants to run {row.tool}"
@@ -251,9 +322,9 @@ def reject_modal(request_id: str, *, from_home: bool = False) -> View:
     )
 
 
-def edit_modal(row: ApprovalRequestRow) -> View:
+def edit_modal(row: ApprovalRecord) -> View:
     """One input per parameter, pre-filled; values are parsed as JSON where they can be."""
-    schema = json.loads(row.policy_json).get("schema") or {}
+    schema = schema_of(row)
     properties: dict[str, Any] = schema.get("properties") or {}
     args = args_of(row)
     names = list(properties) or list(args)

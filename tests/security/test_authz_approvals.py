@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from storage.models import ApprovalRequestRow
+from storage.approvals import ApprovalRecord
 from tests.bot.conftest import TEAM, BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel, reply, tool_call
 from tests.fakes.http_target import HttpTarget
@@ -141,7 +141,7 @@ async def edit(env: BotEnv, card: dict[str, Any], user: str, **values: str) -> d
     return fresh
 
 
-async def row(env: BotEnv, card: dict[str, Any]) -> ApprovalRequestRow:
+async def row(env: BotEnv, card: dict[str, Any]) -> ApprovalRecord:
     found = await env.services.approvals.store.get(request_id(card))
     assert found is not None
     return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,11 +40,11 @@ def _request(**overrides: object) -> dict[str, object]:
         "thread_ts": "1700000000.000100",
         "requester": "U_REQ",
         "tool": "issue_refund",
-        "args_json": json.dumps({"order_id": "1001", "amount": 25}),
+        "args": {"order_id": "1001", "amount": 25},
         "args_hash": "a" * 64,
         "interrupt_id": "int-1",
         "tool_call_id": "call-1",
-        "policy_json": json.dumps({"users": ["U_A", "U_B"], "usergroups": ["S_FIN"]}),
+        "policy": {"users": ["U_A", "U_B"], "usergroups": ["S_FIN"]},
         "quorum": 2,
         "created_at": NOW,
         "expires_at": NOW + timedelta(hours=1),
@@ -161,7 +160,7 @@ async def test_approval_open_for_respects_policy_and_four_eyes(
 ) -> None:
     store = ApprovalStore(sessions=sessions)
     by_user = await store.create(**_request(requester="U_A"))
-    by_group = await store.create(**_request(policy_json=json.dumps({"usergroups": ["S_FIN"]})))
+    by_group = await store.create(**_request(policy={"usergroups": ["S_FIN"]}))
 
     waiting, mine = await store.open_for(approver="U_A", usergroups=[], requester="U_A")
     assert by_user.id not in {row.id for row in waiting}  # nobody approves their own request
@@ -192,6 +191,20 @@ async def test_execution_ledger_is_exactly_once(
         True,
         "refund re_1 issued",
     )
+
+
+async def test_execution_attempts_count_every_concurrent_retry(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Replicas retrying one crashed call at once: each attempt is counted, none is lost
+    # to a read-modify-write (the count is what an operator reads to see a call retried).
+    store = ApprovalStore(sessions=sessions)
+    row = await store.create(**_request())
+    assert await store.begin_execution(row.id, "idem-1") is None
+    starts = await asyncio.gather(*(store.begin_execution(row.id, "idem-1") for _ in range(12)))
+    assert list(starts) == [None] * 12
+    execution = await store.execution(row.id)
+    assert execution is not None and execution.attempts == 13
 
 
 # -- AuditLog -----------------------------------------------------------------------------
