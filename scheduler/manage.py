@@ -29,8 +29,7 @@ from scheduler.triggers import (
     format_run_time,
     parse_trigger,
 )
-from storage.models import Schedule
-from storage.schedules import ScheduleStore, loads
+from storage.schedules import Schedule, ScheduleStore
 
 __all__ = [
     "STANDUP",
@@ -179,7 +178,7 @@ def schedule_trigger(
     min_interval: timedelta = MIN_INTERVAL,
 ) -> Trigger:
     """The row's trigger; business-day triggers follow the configured ``calendar``."""
-    trigger = Trigger.from_dict(loads(row.trigger_json), min_interval=min_interval)
+    trigger = Trigger.from_dict(dict(row.trigger), min_interval=min_interval)
     if calendar is not None and isinstance(trigger, BusinessDayTrigger):
         from dataclasses import replace
 

@@ -35,9 +35,8 @@ from skills.errors import RunFailed, SkillError
 from skills.outcomes import ApprovalRequest, Refusal, Reply
 from skills.runtime import Runtime
 from storage.errors import StorageError
-from storage.models import Schedule, ScheduleRun, StandupSession
 from storage.runqueue import Superseded
-from storage.schedules import FiringResult, ScheduleStore, loads
+from storage.schedules import FiringResult, Schedule, ScheduleRun, ScheduleStore, StandupSession
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -130,7 +129,7 @@ class FiringRunner:
             ref = uuid.uuid4().hex[:10]
             log.exception("schedule %s firing failed ref=%s", schedule.id, ref)
             return await self._failed(schedule, run, f"an internal error (reference {ref})")
-        return await self._store.finish_firing(
+        return await self._store.firings.finish(
             run.id,
             status="ok",
             finished_at=self._clock(),
@@ -207,7 +206,7 @@ class FiringRunner:
         self, schedule: Schedule, run: ScheduleRun, *, fence: Fence | None
     ) -> StandupSession | None:
         await self._owner_may_post(schedule)  # the summary goes where the owner must be
-        options = StandupOptions.from_dict(loads(schedule.options_json))
+        options = StandupOptions.from_dict(dict(schedule.options))
         if self._group_members is None:
             raise _Failed("this process cannot read user groups")
         try:
@@ -217,7 +216,7 @@ class FiringRunner:
         if fence is not None:
             await fence()
         now = self._clock()
-        session = await self._store.open_standup(
+        session = await self._store.standups.open(
             schedule_id=schedule.id,
             scheduled_for=run.scheduled_for,
             team_id=schedule.team_id,
@@ -238,17 +237,19 @@ class FiringRunner:
                 log.warning("stand-up prompt to %s failed: %s", member, exc.error)
                 continue
             reached += 1
-            await self._store.prompted(session.id, member, dm_channel=posted.channel, ts=posted.ts)
+            await self._store.standups.prompted(
+                session.id, member, dm_channel=posted.channel, ts=posted.ts
+            )
         if members and not reached:
             raise _Failed("none of the stand-up prompts could be delivered")
         return session
 
     async def close_standup(self, session_id: str, *, tz: str = "UTC") -> bool:
         """Post the summary of a stand-up whose window ended; True if this call posted it."""
-        session = await self._store.close_standup(session_id)
+        session = await self._store.standups.close(session_id)
         if session is None:
             return False
-        answers = await self._store.standup_answers(session_id)
+        answers = await self._store.standups.answers(session_id)
         ts: str | None = None
         try:
             posted = await self._poster.notice(
@@ -257,14 +258,14 @@ class FiringRunner:
             ts = posted.ts
         except PostFailed as exc:
             log.warning("stand-up summary for %s not posted: %s", session_id, exc.error)
-        await self._store.standup_closed(session_id, summary_ts=ts)
+        await self._store.standups.closed(session_id, summary_ts=ts)
         return ts is not None
 
     # -- failures -------------------------------------------------------------------------
 
     async def _failed(self, schedule: Schedule, run: ScheduleRun, reason: str) -> FiringResult:
         now = self._clock()
-        result = await self._store.finish_firing(
+        result = await self._store.firings.finish(
             run.id,
             status="failed",
             finished_at=now,

@@ -43,7 +43,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -51,7 +51,6 @@ from typing import Any, Self
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scheduler.calendar import BusinessCalendar
 from scheduler.feed import CHANGED, RELEASED, ChangeFeed
@@ -59,10 +58,9 @@ from scheduler.manage import ScheduleManager
 from scheduler.runner import FiringRunner
 from scheduler.standup import StandupCollector
 from scheduler.triggers import MIN_INTERVAL, Trigger, TriggerError, due_firings
-from storage.errors import LeaseLost, RedisUnavailable, StorageError
+from storage.errors import Conflict, LeaseLost, RedisUnavailable, StorageError
 from storage.locks import Lease, RedisLocks
-from storage.models import Schedule, ScheduleRun, StandupSession
-from storage.schedules import PlannedFiring, ScheduleStore
+from storage.schedules import PlannedFiring, Schedule, ScheduleRun, ScheduleStore, StandupSession
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -295,7 +293,7 @@ class SchedulerService:
         try:
             self._aps = aps
             await self._resync(full=True)
-            for session in await self.store.open_standups():
+            for session in await self.store.standups.open_sessions():
                 self._add_close_job(session)
             aps.start()
             self._active = True
@@ -397,7 +395,7 @@ class SchedulerService:
             rows = await self.store.list_schedules(enabled=True)
             for row in rows:
                 self._apply(row)
-            for session in await self.store.standups_due(self._clock()):
+            for session in await self.store.standups.due(self._clock()):
                 self._add_close_job(session)
             return
         versions = await self.store.versions()
@@ -409,7 +407,7 @@ class SchedulerService:
             if fresh is not None:
                 self._apply(fresh)
         # Stand-ups opened by a worker (queued firings) get their close timer here.
-        for session in await self.store.open_standups():
+        for session in await self.store.standups.open_sessions():
             self._add_close_job(session)
 
     async def _refresh(self, schedule_id: str) -> None:
@@ -460,6 +458,14 @@ class SchedulerService:
         )
         self._jobs[row.id] = row.version
 
+    def _advanced(self, row: Schedule, **changes: Any) -> Schedule:
+        """``row`` after a firing moved it; the leader's copy follows (records are
+        frozen), unless a reload replaced that copy meanwhile."""
+        moved = replace(row, **changes)
+        if self._rows.get(row.id) is row:
+            self._rows[row.id] = moved
+        return moved
+
     def _remove(self, schedule_id: str) -> None:
         self._jobs.pop(schedule_id, None)
         self._rows.pop(schedule_id, None)
@@ -509,7 +515,7 @@ class SchedulerService:
     async def _close(self, session_id: str) -> None:
         if not await self._still_leader():
             return
-        session = await self.store.standup(session_id)
+        session = await self.store.standups.get(session_id)
         if session is None:
             return
         schedule = await self.store.get(session.schedule_id)
@@ -533,7 +539,7 @@ class SchedulerService:
                 async with self._gate:
                     prepared = await self._prepare(schedule_id)
                 break
-            except (StorageError, DBAPIError, OSError) as exc:
+            except (StorageError, OSError) as exc:
                 if attempt == _ATTEMPTS - 1:
                     log.error("schedule %s: giving up on this firing (%s)", schedule_id, exc)
                     return "idle"
@@ -575,14 +581,16 @@ class SchedulerService:
         if not await self._still_leader(strict=True):
             return "idle"
         if plan.run is None:
-            await self.store.record_missed(row.id, plan.missed, now=now, next_run_at=plan.next)
-            row.last_fire_at = max(plan.missed)
+            await self.store.firings.record_missed(
+                row.id, plan.missed, now=now, next_run_at=plan.next
+            )
+            self._advanced(row, last_fire_at=max(plan.missed))
             return "missed"
         if not await self._claim(row.id, plan.run):
             return "taken"
         token = self._lease.token if self._lease is not None else None
         if row.id in self._running:
-            await self.store.begin_firing(
+            await self.store.firings.begin(
                 row.id,
                 plan.run,
                 started_at=now,
@@ -592,9 +600,9 @@ class SchedulerService:
                 status="skipped",
                 error="the previous run of this schedule was still going",
             )
-            row.last_fire_at = plan.run
+            self._advanced(row, last_fire_at=plan.run)
             return "skipped"
-        run = await self.store.begin_firing(
+        run = await self.store.firings.begin(
             row.id,
             plan.run,
             started_at=now,
@@ -605,8 +613,7 @@ class SchedulerService:
         if run is None:
             self._rows.pop(row.id, None)  # re-read it next time: it changed under us
             return "taken"
-        row.last_fire_at = plan.run
-        return row, run
+        return self._advanced(row, last_fire_at=plan.run), run
 
     async def _execute(self, row: Schedule, run: ScheduleRun) -> None:
         if self._dispatch is not None:
@@ -633,7 +640,7 @@ class SchedulerService:
         if row is None:
             return
         token = self._lease.token if self._lease is not None else None
-        run = await self.store.begin_firing(
+        run = await self.store.firings.begin(
             row.id,
             requested,
             started_at=self._clock(),
@@ -665,7 +672,7 @@ class SchedulerService:
             try:
                 await self._adopt()
                 await self._look_ahead()
-            except (StorageError, DBAPIError, OSError) as exc:
+            except (StorageError, OSError) as exc:
                 # The firings not recorded ahead are claimed at their instant instead.
                 log.warning("scheduler look-ahead failed: %s", exc)
             except Exception:
@@ -730,8 +737,8 @@ class SchedulerService:
         if not won or lease is None:
             return
         try:
-            runs = await self.store.preclaim_firings(won, fence=lease.token)
-        except IntegrityError:
+            runs = await self.store.firings.preclaim(won, fence=lease.token)
+        except Conflict:
             # One of them was recorded meanwhile (a manual run at that very instant?):
             # the claims are ours, so the instant path records them one by one.
             log.info("look-ahead batch conflicted; those firings are recorded at their instant")
@@ -742,8 +749,9 @@ class SchedulerService:
             if run is None or row is None:
                 self._rows.pop(firing.schedule_id, None)  # changed under us: re-read it
                 continue
-            row.last_fire_at = firing.scheduled_for
-            row.next_run_at = firing.next_run_at
+            row = self._advanced(
+                row, last_fire_at=firing.scheduled_for, next_run_at=firing.next_run_at
+            )
             self._pending[row.id] = _Pending(run=run, row=row, firing=firing)
             self._arm(firing.scheduled_for)
 
@@ -753,7 +761,7 @@ class SchedulerService:
         window, or record them missed."""
         late: list[int] = []
         now = self._clock()
-        for run in await self.store.pending_firings():
+        for run in await self.store.firings.pending():
             if run.schedule_id in self._pending:
                 continue
             row = self._rows.get(run.schedule_id) or await self.store.get(run.schedule_id)
@@ -766,7 +774,7 @@ class SchedulerService:
             self._pending[row.id] = _Pending(run=run, row=row, firing=None)
             self._arm(run.scheduled_for)
         if late:
-            await self.store.miss_firings(late, now=now)
+            await self.store.firings.miss(late, now=now)
 
     def _arm(self, at: datetime) -> None:
         if at not in self._timers:
@@ -798,10 +806,10 @@ class SchedulerService:
                 fence = lease.token if lease is not None else batch[0].run.fence
                 try:
                     started = set(
-                        await self.store.start_firings(ids, started_at=now, fence=fence, skip=skip)
+                        await self.store.firings.start(ids, started_at=now, fence=fence, skip=skip)
                     )
                     break
-                except (StorageError, DBAPIError, OSError) as exc:
+                except (StorageError, OSError) as exc:
                     if attempt == _ATTEMPTS - 1:
                         # Still pending in SQL: the next look-ahead pass adopts them.
                         log.error("could not start %d firings (%s)", len(ids), exc)
@@ -816,9 +824,7 @@ class SchedulerService:
             if started is None or pending.run.id not in started:
                 continue
             row = self._rows.get(pending.row.id) or pending.row
-            run = pending.run
-            run.started_at = now
-            run.fence = fence
+            run = replace(pending.run, started_at=now, fence=fence)
             self._running.add(row.id)
             self._spawn(self._run_started(row, run), name=f"scheduler:fire:{row.id}")
 
@@ -846,13 +852,13 @@ class SchedulerService:
                 ident = _ident(pending.row.id, pending.run.scheduled_for)
                 await self._locks.unclaim(CLAIM_SCOPE, ident)
                 self._claimed.pop(ident, None)
-            released = await self.store.release_firings(
+            released = await self.store.firings.release(
                 [(p.run.id, p.firing) for p in mine if p.firing is not None]
             )
             for pending in mine:
                 if pending.run.id in released:
                     del self._pending[pending.row.id]
-        except (StorageError, DBAPIError, OSError) as exc:
+        except (StorageError, OSError) as exc:
             log.warning("pending firings not given back (%s); the next leader adopts them", exc)
 
 

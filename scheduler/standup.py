@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from scheduler.ports import Poster, PostFailed
 from scheduler.triggers import format_run_time
 from skills.pii import mask_text
-from storage.models import StandupAnswer, StandupSession
-from storage.schedules import ScheduleStore
+from storage.schedules import ScheduleStore, StandupAnswer, StandupSession
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -109,7 +108,7 @@ class StandupCollector:
         """
         if not text.strip():
             return False
-        reply = await self._store.capture_reply(
+        reply = await self._store.standups.capture_reply(
             user_id=user, channel=channel, text=mask_text(text.strip()), now=self._clock()
         )
         if reply is None:

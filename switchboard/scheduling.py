@@ -34,9 +34,8 @@ from skills.catalog import load_registry
 from skills.context import ConversationAccess
 from skills.registry import SkillRegistry
 from storage.keys import Keys
-from storage.models import Schedule, ScheduleRun
 from storage.redis import create_redis
-from storage.schedules import FiringResult, ScheduleStore
+from storage.schedules import FiringResult, Schedule, ScheduleRun, ScheduleStore
 from storage.sql import create_engine, session_factory, upgrade
 from switchboard.health import leader_gauge
 from switchboard.services import Services
