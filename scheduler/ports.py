@@ -1,13 +1,15 @@
 """What the scheduler needs from Slack, as small interfaces the bot side implements.
 
 The scheduler never imports Slack listener code: the process that runs it injects a
-:class:`Poster` (the bot's Web API client behind it) and a way to resolve people.
+:class:`Poster` (the bot's Web API client behind it), a way to resolve people, and the
+periodic :class:`Maintenance` jobs its leader runs (the approval expiry sweep).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from skills.context import Principal
@@ -47,3 +49,17 @@ class Poster(Protocol):
 ActorResolver = Callable[[str], Awaitable[Principal]]
 #: Members of a Slack user group (``usergroups.users.list``).
 GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """A periodic housekeeping job, e.g. expiring approvals that nobody decided.
+
+    The scheduler leader runs ``run()`` when it starts leading and then every ``every``;
+    with several replicas only the leader runs it. A failure is logged and the job runs
+    again at its next turn.
+    """
+
+    name: str
+    every: timedelta
+    run: Callable[[], Awaitable[object]]

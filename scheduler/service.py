@@ -13,7 +13,8 @@ once when the leader announces it is stepping down. The pieces, one module each:
 This module wires them and keeps the leader's loops: change notifications (managers
 publish ``changed <id>``, ``feed.py``; the leader reloads that schedule), the full resync
 every ``resync_interval`` that catches lost messages, stand-up closing, and maintenance
-jobs (:class:`~scheduler.ports.Maintenance`) that only the leader runs.
+jobs (:class:`~scheduler.ports.Maintenance`, the approval expiry sweep) that only the
+leader runs (:mod:`scheduler.maintenance`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -35,7 +36,9 @@ from scheduler.firing import CLAIM_SCOPE, Dispatch, Firings
 from scheduler.jobs import JobTable
 from scheduler.leader import Leadership, LeaderTerm
 from scheduler.lookahead import LookAhead
+from scheduler.maintenance import run_periodically
 from scheduler.manage import ScheduleManager
+from scheduler.ports import Maintenance
 from scheduler.runner import FiringRunner
 from scheduler.standup import StandupCollector
 from scheduler.triggers import MIN_INTERVAL
@@ -93,8 +96,11 @@ class SchedulerService:
         holder: str | None = None,
         dispatch: Dispatch | None = None,
         on_leadership: Callable[[bool], None] | None = None,
+        maintenance: Sequence[Maintenance] = (),
     ) -> None:
         self.store = store
+        #: Periodic jobs the leader runs while it leads (see scheduler.maintenance).
+        self.maintenance = tuple(maintenance)
         self.manager = manager
         self.runner = runner
         self.collector = collector or StandupCollector(store=store, clock=clock)
@@ -239,6 +245,7 @@ class SchedulerService:
         renewer = asyncio.create_task(self._leadership.keep(lease), name="scheduler:renew")
         resync: asyncio.Task[None] | None = None
         ahead: asyncio.Task[None] | None = None
+        chores: list[asyncio.Task[None]] = []
         try:
             await self._resync(full=True)
             for session in await self.store.standups.open_sessions():
@@ -249,6 +256,10 @@ class SchedulerService:
             self._on_leadership(True)
             resync = asyncio.create_task(self._resync_loop(), name="scheduler:resync")
             ahead = asyncio.create_task(self._ahead.run(), name="scheduler:lookahead")
+            chores = [
+                asyncio.create_task(run_periodically(job), name=f"scheduler:job:{job.name}")
+                for job in self.maintenance
+            ]
             stop = asyncio.create_task(self._stopping.wait())
             lost = asyncio.create_task(self._leadership.lost.wait())
             await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
@@ -261,7 +272,7 @@ class SchedulerService:
                 self._on_leadership(False)
             self._active = False
             self._jobs.close(aps)
-            for task in (renewer, resync, ahead, *self._ahead.timers()):
+            for task in (renewer, resync, ahead, *chores, *self._ahead.timers()):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from bot.views.text import LinkPolicy
 from scheduler.calendar import BusinessCalendar
 from scheduler.feed import ChangeFeed
 from scheduler.manage import ScheduleManager
-from scheduler.ports import ActorResolver, GroupMembers, Poster
+from scheduler.ports import ActorResolver, GroupMembers, Maintenance, Poster
 from scheduler.queued import QueuedFirings
 from scheduler.runner import Fence, FiringRunner, OnStandupOpened
 from scheduler.service import SchedulerConfig, SchedulerService
@@ -90,6 +90,7 @@ def build_scheduler(
     max_failures: int | None = None,
     clock: Callable[[], datetime] | None = None,
     queued: bool = False,
+    maintenance: Sequence[Maintenance] = (),
 ) -> SchedulerService:
     """The scheduler service of this process, posting through ``client``.
 
@@ -100,7 +101,9 @@ def build_scheduler(
     ``access`` answers who is in which conversation (default: asked of Slack every time,
     uncached, since this process may not receive membership events). ``client=None``
     leaves Slack out (a ``poster`` is then required): what the scheduler tests and
-    benchmark measure. The other arguments replace single parts (tests).
+    benchmark measure. ``maintenance`` are the periodic jobs the leader runs (the approval
+    expiry sweep, :func:`switchboard.serve.approval_sweep`). The other arguments replace
+    single parts (tests).
     """
     config = config or SchedulerConfig()
     parts = _firing_parts(
@@ -132,6 +135,7 @@ def build_scheduler(
         config=config,
         dispatch=dispatch,
         on_leadership=leader_gauge(services.metrics),
+        maintenance=maintenance,
         **_timed(clock),
     )
 

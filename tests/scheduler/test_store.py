@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from scheduler.triggers import parse_trigger
-from storage.schedules import ScheduleStore
+from storage.errors import Conflict
+from storage.schedules import PlannedFiring, Schedule, ScheduleRun, ScheduleStore
+from storage.transient import is_transient
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -168,3 +173,50 @@ async def test_standup_state(store: ScheduleStore) -> None:
     assert await store.standups.close(session.id) is None  # closed once
     answers = {a.user_id: a.answer for a in await store.standups.answers(session.id)}
     assert answers == {"U0A": "did X\nblocked", "U0B": ""}
+
+
+async def test_records_are_frozen_with_their_json_parsed(store: ScheduleStore) -> None:
+    """What leaves storage is a frozen record with the trigger and options as mappings,
+    never an ORM row (a caller cannot write through it, nor see the JSON text)."""
+    sid = await _schedule(store, kind="standup", options={"usergroup": "S0TEAM"})
+    row = await store.get(sid)
+    assert isinstance(row, Schedule) and dataclasses.is_dataclass(row)
+    assert (
+        row.trigger["kind"]
+        == parse_trigger("every weekday at 9:00", tz="Asia/Dubai", now=NOW).to_dict()["kind"]
+    )
+    assert dict(row.options) == {"usergroup": "S0TEAM"}
+    assert not hasattr(row, "trigger_json") and not hasattr(row, "options_json")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.enabled = False  # type: ignore[misc]
+    run = await store.firings.begin(sid, NOW + timedelta(days=1), started_at=NOW)
+    assert isinstance(run, ScheduleRun)
+    assert await store.firings.get(run.id) == run
+
+
+async def test_a_firing_recorded_twice_ahead_is_a_storage_conflict(store: ScheduleStore) -> None:
+    """The unique firing key surfaces as storage's Conflict, not SQLAlchemy's error."""
+    sid = await _schedule(store)
+    at = NOW + timedelta(days=1)
+    planned = PlannedFiring(
+        schedule_id=sid, scheduled_for=at, next_run_at=None, previous_fire_at=None
+    )
+    assert set(await store.firings.preclaim([planned], fence=1)) == {sid}
+    await store.set_enabled(sid, False, now=NOW)
+    await store.set_enabled(sid, True, now=NOW - timedelta(days=1))  # last_fire_at kept
+    row = await store.get(sid)
+    assert row is not None and row.last_fire_at == at
+    # A stale planner that does not see last_fire_at moved tries the same instant again:
+    # the schedule row no longer matches, so nothing is recorded (no conflict either).
+    assert await store.firings.preclaim([planned], fence=2) == {}
+    # A manual run at that very instant hits the unique key: Conflict, nothing kept.
+    await store.firings.begin(sid, at + timedelta(hours=1), started_at=NOW, kind="manual")
+    manual_clash = PlannedFiring(
+        schedule_id=sid,
+        scheduled_for=at + timedelta(hours=1),
+        next_run_at=None,
+        previous_fire_at=at,
+    )
+    with pytest.raises(Conflict):
+        await store.firings.preclaim([manual_clash], fence=3)
+    assert not is_transient(Conflict("record firings ahead"))
