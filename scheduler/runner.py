@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from scheduler.manage import STANDUP, StandupOptions
-from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed
-from scheduler.standup import prompt_text, summary_text
+from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed, ScheduleWords
 from scheduler.triggers import format_run_time
 from skills.access import decide
 from skills.context import (
@@ -77,6 +76,7 @@ class FiringRunner:
         store: ScheduleStore,
         runtime: Runtime,
         poster: Poster,
+        words: ScheduleWords,
         slack: SlackReader | None = None,
         actor_for: ActorResolver | None = None,
         group_members: GroupMembers | None = None,
@@ -89,6 +89,7 @@ class FiringRunner:
         self._store = store
         self._runtime = runtime
         self._poster = poster
+        self._words = words
         self._slack = slack
         self._actor_for = actor_for or _plain_actor
         self._group_members = group_members
@@ -148,12 +149,13 @@ class FiringRunner:
         try:
             verdict = await decide(owner, schedule.channel_id, current=None, access=self._access)
         except SlackReaderError as exc:
-            raise _Failed(f"could not check <#{schedule.channel_id}> ({exc.error})") from exc
+            where = self._words.channel(schedule.channel_id)
+            raise _Failed(f"could not check {where} ({exc.error})") from exc
         if verdict.refusal is not None:
             problem = _OWNER_PROBLEMS.get(verdict.refusal, "may not use")
             raise _Failed(
-                f"the schedule acts as its owner <@{schedule.owner}>, who {problem} "
-                f"<#{schedule.channel_id}>"
+                f"the schedule acts as its owner {self._words.user(schedule.owner)}, who "
+                f"{problem} {self._words.channel(schedule.channel_id)}"
             )
         return owner
 
@@ -186,9 +188,10 @@ class FiringRunner:
             )
         assert isinstance(outcome, Reply)
         if outcome.refused_reads:
-            where = ", ".join(f"<#{c}>" for c in outcome.refused_reads)
+            where = ", ".join(self._words.channel(c) for c in outcome.refused_reads)
             raise _Failed(
-                f"the schedule acts as its owner <@{schedule.owner}>, who may not read {where}"
+                f"the schedule acts as its owner {self._words.user(schedule.owner)}, who may "
+                f"not read {where}"
             )
         if fence is not None:
             await fence()
@@ -197,7 +200,8 @@ class FiringRunner:
                 schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
             )
         except PostFailed as exc:
-            raise _Failed(f"could not post in <#{schedule.channel_id}> ({exc.error})") from exc
+            where = self._words.channel(schedule.channel_id)
+            raise _Failed(f"could not post in {where} ({exc.error})") from exc
         return posted.ts, outcome.run_id
 
     # -- stand-ups ------------------------------------------------------------------------
@@ -232,7 +236,9 @@ class FiringRunner:
         reached = 0
         for member in members:
             try:
-                posted = await self._poster.notice(member, prompt_text(session, tz=schedule.tz))
+                posted = await self._poster.notice(
+                    member, self._words.standup_prompt(session, tz=schedule.tz)
+                )
             except PostFailed as exc:
                 log.warning("stand-up prompt to %s failed: %s", member, exc.error)
                 continue
@@ -253,7 +259,7 @@ class FiringRunner:
         ts: str | None = None
         try:
             posted = await self._poster.notice(
-                session.channel_id, summary_text(session, answers, tz=tz)
+                session.channel_id, self._words.standup_summary(session, answers, tz=tz)
             )
             ts = posted.ts
         except PostFailed as exc:
@@ -276,19 +282,14 @@ class FiringRunner:
         if not _is_user(schedule.owner):
             return result
         when = format_run_time(run.scheduled_for, schedule.tz, now=now)
-        name = f"*{schedule.skill}* in <#{schedule.channel_id}>"
         text: str | None = None
         if result.paused:
-            text = (
-                f":double_vertical_bar: I paused your schedule {name} (`{schedule.id[:8]}`): it "
-                f"failed {result.streak} times in a row. Last error ({when}): {reason}.\n"
-                f"Fix the cause, then resume it from `/switchboard schedules` in that channel."
+            text = self._words.schedule_paused(
+                schedule, when=when, reason=reason, streak=result.streak
             )
         elif result.notify:
-            text = (
-                f":warning: Your schedule {name} (`{schedule.id[:8]}`) failed at {when}: "
-                f"{reason}.\nI won't repeat this for each failure; after "
-                f"{self.max_failures} failures in a row I'll pause it."
+            text = self._words.firing_failed(
+                schedule, when=when, reason=reason, max_failures=self.max_failures
             )
         if text is not None:
             try:

@@ -20,11 +20,12 @@ from bot.access import SlackConversationAccess
 from bot.directory import Directory
 from bot.schedules import SlackPoster
 from bot.slack.reader import WebApiSlackReader
+from bot.views.schedule_words import SlackScheduleWords
 from bot.views.text import LinkPolicy
 from scheduler.calendar import BusinessCalendar
 from scheduler.feed import ChangeFeed
 from scheduler.manage import ScheduleManager
-from scheduler.ports import ActorResolver, GroupMembers, Maintenance, Poster
+from scheduler.ports import ActorResolver, GroupMembers, Maintenance, Poster, ScheduleWords
 from scheduler.queued import QueuedFirings
 from scheduler.runner import Fence, FiringRunner, OnStandupOpened
 from scheduler.service import SchedulerConfig, SchedulerService
@@ -130,7 +131,9 @@ def build_scheduler(
         feed=parts.feed,
         runner=parts.runner,
         manager=parts.manager,
-        collector=StandupCollector(store=parts.store, poster=parts.poster, **_timed(clock)),
+        collector=StandupCollector(
+            store=parts.store, poster=parts.poster, words=parts.words, **_timed(clock)
+        ),
         calendar=parts.manager.calendar,
         config=config,
         dispatch=dispatch,
@@ -172,6 +175,7 @@ class _FiringParts:
     manager: ScheduleManager
     runner: FiringRunner
     poster: Poster
+    words: ScheduleWords
 
 
 def _firing_parts(
@@ -217,16 +221,20 @@ def _firing_parts(
         slack = {"actor_for": actor_for, "group_members": group_members, "access": access}
     if poster is None:
         raise ValueError("a scheduler without a Slack client needs a poster")
+    words = SlackScheduleWords()
     runner = _MeasuredRunner(
         lateness=services.metrics.observe_lateness,
         store=store,
         runtime=services.runtime,
         poster=poster,
+        words=words,
         max_failures=settings.schedule_max_failures if max_failures is None else max_failures,
         **slack,
         **_timed(clock),
     )
-    return _FiringParts(store=store, feed=feed, manager=manager, runner=runner, poster=poster)
+    return _FiringParts(
+        store=store, feed=feed, manager=manager, runner=runner, poster=poster, words=words
+    )
 
 
 class _MeasuredRunner(FiringRunner):
