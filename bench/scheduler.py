@@ -35,7 +35,7 @@ from scheduler.ports import Posted
 from scheduler.service import SchedulerConfig
 from scheduler.triggers import CronTrigger, OnceTrigger
 from storage.redis import create_redis
-from storage.schedules import ScheduleStore, dumps
+from storage.schedules import ScheduleStore
 from storage.sql import upgrade
 from switchboard.scheduling import build_scheduler
 from switchboard.services import open_services
@@ -123,22 +123,20 @@ async def bench(total: int, burst: int, embedded: bool, runs: int) -> None:
             burst_cron = CronTrigger(cron=f"{target.minute} {target.hour} * * *", tz="UTC")
             for i in range(total):
                 if i < burst:
-                    trigger_json = dumps(burst_cron.to_dict())
+                    trigger = burst_cron.to_dict()
                 elif i == burst:
-                    trigger_json = dumps(OnceTrigger(at=now, tz="UTC").to_dict())  # due at once
+                    trigger = OnceTrigger(at=now, tz="UTC").to_dict()  # due at once
                 else:
                     minute = (target.minute + 2 + i % 50) % 60
                     hour = (target.hour + 1 + i % 20) % 24
-                    trigger_json = dumps(
-                        CronTrigger(cron=f"{minute} {hour} * * *", tz="UTC").to_dict()
-                    )
+                    trigger = CronTrigger(cron=f"{minute} {hour} * * *", tz="UTC").to_dict()
                 rows.append(
                     {
                         "team_id": "T0",
                         "skill": "ask",
                         "input_text": "status?",
                         "channel_id": f"C{i:06d}",
-                        "trigger_json": trigger_json,
+                        "trigger": trigger,
                         "tz": "UTC",
                         "owner": "cli",
                         "created_at": now - timedelta(seconds=1),
@@ -177,11 +175,11 @@ async def bench(total: int, burst: int, embedded: bool, runs: int) -> None:
             start_late = []
             for row in await store.list_schedules():
                 if row.channel_id in burst_channels:
-                    for run in await store.runs(row.id, limit=1):
+                    for run in await store.firings.runs(row.id, limit=1):
                         if run.started_at is not None:
                             start_late.append((run.started_at - run.scheduled_for).total_seconds())
             statuses = {
-                st: await store.count_runs(status=st)
+                st: await store.firings.count(status=st)
                 for st in ("running", "ok", "failed", "missed", "skipped")
             }
             await service.stop()

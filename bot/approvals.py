@@ -8,7 +8,6 @@ at that moment (user groups resolved afresh, never from a cache).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -264,14 +263,6 @@ class ApprovalsBot:
             self._observe_wait(item.row, item.row.status)
             await self.show(item)
         return done
-
-    async def sweep_forever(self, interval: float = 30.0) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:  # keep sweeping: a Redis or database blip passes
-                log.exception("approval sweep failed")
-            await asyncio.sleep(interval)
 
     # -- reset ----------------------------------------------------------------------------
 

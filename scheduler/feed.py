@@ -1,7 +1,8 @@
 """Change notifications between replicas, over Redis pub/sub.
 
 A replica that adds, pauses, resumes, deletes or asks to run a schedule publishes
-``changed <id>``; the leader reloads that schedule at once. A leader that steps down
+``changed <id>``; the leader reloads that schedule at once (the channel and the message
+format are :mod:`storage.keys`'s). A leader that steps down
 publishes ``released`` so a standby takes over without waiting for the lease to expire.
 Pub/sub is fire-and-forget: the leader's periodic full resync catches anything missed.
 """
@@ -16,13 +17,13 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from storage.errors import RedisUnavailable
-from storage.keys import KeyKind, Keys
+from storage.keys import Keys, ScheduleChange, parse_schedule_change, schedule_change
 from storage.redis import TRANSIENT_ERRORS, redis_errors
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
-CHANGED = "changed"
-RELEASED = "released"
+CHANGED = ScheduleChange.CHANGED.value
+RELEASED = ScheduleChange.RELEASED.value
 
 
 class ChangeFeed:
@@ -30,13 +31,13 @@ class ChangeFeed:
 
     def __init__(self, *, redis: Redis, keys: Keys) -> None:
         self._redis = redis
-        self.channel = keys.key(KeyKind.CHANNEL, "schedules")
+        self.channel = keys.schedule_changes()
 
     async def publish(self, kind: str, ident: str = "") -> None:
         """Publish; a Redis outage is logged, not raised (the resync is the safety net)."""
         try:
             async with redis_errors("schedule notification"):
-                await self._redis.publish(self.channel, f"{kind} {ident}".strip())
+                await self._redis.publish(self.channel, schedule_change(kind, ident))
         except RedisUnavailable:
             log.warning(
                 "schedule change %s %s not published; the next resync picks it up", kind, ident
@@ -61,8 +62,7 @@ class ChangeFeed:
                         continue
                     data = message.get("data")
                     text = data.decode() if isinstance(data, bytes) else str(data)
-                    kind, _, ident = text.partition(" ")
-                    yield kind, ident
+                    yield parse_schedule_change(text)
             except TRANSIENT_ERRORS as exc:
                 log.warning(
                     "schedule notifications interrupted (%s); resubscribing", type(exc).__name__

@@ -22,6 +22,7 @@ from scheduler.triggers import (
     DEFAULT_GRACE,
     MIN_INTERVAL,
     BusinessDayTrigger,
+    FiringPlan,
     Trigger,
     TriggerError,
     describe_schedule,
@@ -29,8 +30,7 @@ from scheduler.triggers import (
     format_run_time,
     parse_trigger,
 )
-from storage.models import Schedule
-from storage.schedules import ScheduleStore, loads
+from storage.schedules import Schedule, ScheduleStore
 
 __all__ = [
     "STANDUP",
@@ -179,7 +179,7 @@ def schedule_trigger(
     min_interval: timedelta = MIN_INTERVAL,
 ) -> Trigger:
     """The row's trigger; business-day triggers follow the configured ``calendar``."""
-    trigger = Trigger.from_dict(loads(row.trigger_json), min_interval=min_interval)
+    trigger = Trigger.from_dict(dict(row.trigger), min_interval=min_interval)
     if calendar is not None and isinstance(trigger, BusinessDayTrigger):
         from dataclasses import replace
 
@@ -232,6 +232,18 @@ class ScheduleManager:
 
     def trigger(self, row: Schedule) -> Trigger:
         return schedule_trigger(row, calendar=self.calendar, min_interval=self.min_interval)
+
+    def plan(self, row: Schedule, now: datetime, *, trigger: Trigger | None = None) -> FiringPlan:
+        """What is due for ``row`` at ``now``: the one planning rule every caller uses
+        (the leader at the instant and ahead of it, the job table, the next-runs echo).
+        Raises :class:`TriggerError` for an unreadable trigger."""
+        return due_firings(
+            trigger or self.trigger(row),
+            row.last_fire_at,
+            now,
+            grace=timedelta(seconds=row.grace_seconds),
+            since=row.created_at,
+        )
 
     async def create(
         self,
@@ -354,13 +366,7 @@ class ScheduleManager:
         except TriggerError:
             return []
         now = self._clock()
-        plan = due_firings(
-            trigger,
-            row.last_fire_at,
-            now,
-            grace=timedelta(seconds=row.grace_seconds),
-            since=row.created_at,
-        )
+        plan = self.plan(row, now, trigger=trigger)
         runs = trigger.next_n(now, n)
         return [plan.run, *runs][:n] if plan.run is not None else runs
 

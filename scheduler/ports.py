@@ -1,16 +1,20 @@
 """What the scheduler needs from Slack, as small interfaces the bot side implements.
 
 The scheduler never imports Slack listener code: the process that runs it injects a
-:class:`Poster` (the bot's Web API client behind it) and a way to resolve people.
+:class:`Poster` (the bot's Web API client behind it), the :class:`ScheduleWords` it posts
+(Slack mrkdwn, written in ``bot/views``), a way to resolve people, and the periodic
+:class:`Maintenance` jobs its leader runs (the approval expiry sweep).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 
 from skills.context import Principal
+from storage.schedules import Schedule, StandupAnswer, StandupSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,61 @@ class Poster(Protocol):
         ...
 
 
+class ScheduleWords(Protocol):
+    """What the scheduler says, in the chat's markup (the bot writes Slack mrkdwn).
+
+    The scheduler decides *what* to tell whom; this port decides how it reads, so no
+    ``<@U…>``, ``<#C…>`` or mrkdwn is written in ``scheduler/``.
+    """
+
+    def user(self, user_id: str) -> str:
+        """A person, as a mention."""
+        ...
+
+    def channel(self, channel_id: str) -> str:
+        """A conversation, as a link."""
+        ...
+
+    def standup_prompt(self, session: StandupSession, *, tz: str) -> str:
+        """The DM each member of a stand-up gets."""
+        ...
+
+    def standup_summary(
+        self, session: StandupSession, answers: Sequence[StandupAnswer], *, tz: str
+    ) -> str:
+        """The summary posted to the stand-up's channel (user text made inert)."""
+        ...
+
+    def standup_noted(self) -> str:
+        """The acknowledgement of a member's first answer."""
+        ...
+
+    def firing_failed(
+        self, schedule: Schedule, *, when: str, reason: str, max_failures: int
+    ) -> str:
+        """The owner's DM on the first failure of a streak."""
+        ...
+
+    def schedule_paused(self, schedule: Schedule, *, when: str, reason: str, streak: int) -> str:
+        """The owner's DM when failures paused the schedule."""
+        ...
+
+
 #: Resolves a Slack user id to the principal a scheduled run acts for (its owner).
 ActorResolver = Callable[[str], Awaitable[Principal]]
 #: Members of a Slack user group (``usergroups.users.list``).
 GroupMembers = Callable[[str], Awaitable[frozenset[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """A periodic housekeeping job, e.g. expiring approvals that nobody decided.
+
+    The scheduler leader runs ``run()`` when it starts leading and then every ``every``;
+    with several replicas only the leader runs it. A failure is logged and the job runs
+    again at its next turn.
+    """
+
+    name: str
+    every: timedelta
+    run: Callable[[], Awaitable[object]]

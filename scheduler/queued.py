@@ -24,9 +24,8 @@ from typing import Any
 
 from scheduler.feed import CHANGED, ChangeFeed
 from scheduler.runner import FiringRunner
-from storage.models import Schedule, ScheduleRun
 from storage.runqueue import JobInfo, QueueUnavailable, RunQueue
-from storage.schedules import ScheduleStore
+from storage.schedules import Schedule, ScheduleRun, ScheduleStore
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -77,7 +76,7 @@ class QueuedFirings:
 
     async def handle(self, payload: Mapping[str, Any], job: JobInfo) -> None:
         """Run one enqueued firing (a :data:`storage.runqueue.WorkHandler`)."""
-        run = await self.store.get_run(int(payload["run_id"]))
+        run = await self.store.firings.get(int(payload["run_id"]))
         if run is None or run.status != "running":
             log.info("firing %s already closed; nothing to do", payload.get("run_id"))
             return

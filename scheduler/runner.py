@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from scheduler.manage import STANDUP, StandupOptions
-from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed
-from scheduler.standup import prompt_text, summary_text
+from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed, ScheduleWords
 from scheduler.triggers import format_run_time
 from skills.access import decide
 from skills.context import (
@@ -35,9 +34,8 @@ from skills.errors import RunFailed, SkillError
 from skills.outcomes import ApprovalRequest, Refusal, Reply
 from skills.runtime import Runtime
 from storage.errors import StorageError
-from storage.models import Schedule, ScheduleRun, StandupSession
 from storage.runqueue import Superseded
-from storage.schedules import FiringResult, ScheduleStore, loads
+from storage.schedules import FiringResult, Schedule, ScheduleRun, ScheduleStore, StandupSession
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -78,6 +76,7 @@ class FiringRunner:
         store: ScheduleStore,
         runtime: Runtime,
         poster: Poster,
+        words: ScheduleWords,
         slack: SlackReader | None = None,
         actor_for: ActorResolver | None = None,
         group_members: GroupMembers | None = None,
@@ -90,6 +89,7 @@ class FiringRunner:
         self._store = store
         self._runtime = runtime
         self._poster = poster
+        self._words = words
         self._slack = slack
         self._actor_for = actor_for or _plain_actor
         self._group_members = group_members
@@ -130,7 +130,7 @@ class FiringRunner:
             ref = uuid.uuid4().hex[:10]
             log.exception("schedule %s firing failed ref=%s", schedule.id, ref)
             return await self._failed(schedule, run, f"an internal error (reference {ref})")
-        return await self._store.finish_firing(
+        return await self._store.firings.finish(
             run.id,
             status="ok",
             finished_at=self._clock(),
@@ -149,12 +149,13 @@ class FiringRunner:
         try:
             verdict = await decide(owner, schedule.channel_id, current=None, access=self._access)
         except SlackReaderError as exc:
-            raise _Failed(f"could not check <#{schedule.channel_id}> ({exc.error})") from exc
+            where = self._words.channel(schedule.channel_id)
+            raise _Failed(f"could not check {where} ({exc.error})") from exc
         if verdict.refusal is not None:
             problem = _OWNER_PROBLEMS.get(verdict.refusal, "may not use")
             raise _Failed(
-                f"the schedule acts as its owner <@{schedule.owner}>, who {problem} "
-                f"<#{schedule.channel_id}>"
+                f"the schedule acts as its owner {self._words.user(schedule.owner)}, who "
+                f"{problem} {self._words.channel(schedule.channel_id)}"
             )
         return owner
 
@@ -187,9 +188,10 @@ class FiringRunner:
             )
         assert isinstance(outcome, Reply)
         if outcome.refused_reads:
-            where = ", ".join(f"<#{c}>" for c in outcome.refused_reads)
+            where = ", ".join(self._words.channel(c) for c in outcome.refused_reads)
             raise _Failed(
-                f"the schedule acts as its owner <@{schedule.owner}>, who may not read {where}"
+                f"the schedule acts as its owner {self._words.user(schedule.owner)}, who may "
+                f"not read {where}"
             )
         if fence is not None:
             await fence()
@@ -198,7 +200,8 @@ class FiringRunner:
                 schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
             )
         except PostFailed as exc:
-            raise _Failed(f"could not post in <#{schedule.channel_id}> ({exc.error})") from exc
+            where = self._words.channel(schedule.channel_id)
+            raise _Failed(f"could not post in {where} ({exc.error})") from exc
         return posted.ts, outcome.run_id
 
     # -- stand-ups ------------------------------------------------------------------------
@@ -207,7 +210,7 @@ class FiringRunner:
         self, schedule: Schedule, run: ScheduleRun, *, fence: Fence | None
     ) -> StandupSession | None:
         await self._owner_may_post(schedule)  # the summary goes where the owner must be
-        options = StandupOptions.from_dict(loads(schedule.options_json))
+        options = StandupOptions.from_dict(dict(schedule.options))
         if self._group_members is None:
             raise _Failed("this process cannot read user groups")
         try:
@@ -217,7 +220,7 @@ class FiringRunner:
         if fence is not None:
             await fence()
         now = self._clock()
-        session = await self._store.open_standup(
+        session = await self._store.standups.open(
             schedule_id=schedule.id,
             scheduled_for=run.scheduled_for,
             team_id=schedule.team_id,
@@ -233,38 +236,42 @@ class FiringRunner:
         reached = 0
         for member in members:
             try:
-                posted = await self._poster.notice(member, prompt_text(session, tz=schedule.tz))
+                posted = await self._poster.notice(
+                    member, self._words.standup_prompt(session, tz=schedule.tz)
+                )
             except PostFailed as exc:
                 log.warning("stand-up prompt to %s failed: %s", member, exc.error)
                 continue
             reached += 1
-            await self._store.prompted(session.id, member, dm_channel=posted.channel, ts=posted.ts)
+            await self._store.standups.prompted(
+                session.id, member, dm_channel=posted.channel, ts=posted.ts
+            )
         if members and not reached:
             raise _Failed("none of the stand-up prompts could be delivered")
         return session
 
     async def close_standup(self, session_id: str, *, tz: str = "UTC") -> bool:
         """Post the summary of a stand-up whose window ended; True if this call posted it."""
-        session = await self._store.close_standup(session_id)
+        session = await self._store.standups.close(session_id)
         if session is None:
             return False
-        answers = await self._store.standup_answers(session_id)
+        answers = await self._store.standups.answers(session_id)
         ts: str | None = None
         try:
             posted = await self._poster.notice(
-                session.channel_id, summary_text(session, answers, tz=tz)
+                session.channel_id, self._words.standup_summary(session, answers, tz=tz)
             )
             ts = posted.ts
         except PostFailed as exc:
             log.warning("stand-up summary for %s not posted: %s", session_id, exc.error)
-        await self._store.standup_closed(session_id, summary_ts=ts)
+        await self._store.standups.closed(session_id, summary_ts=ts)
         return ts is not None
 
     # -- failures -------------------------------------------------------------------------
 
     async def _failed(self, schedule: Schedule, run: ScheduleRun, reason: str) -> FiringResult:
         now = self._clock()
-        result = await self._store.finish_firing(
+        result = await self._store.firings.finish(
             run.id,
             status="failed",
             finished_at=now,
@@ -275,19 +282,14 @@ class FiringRunner:
         if not _is_user(schedule.owner):
             return result
         when = format_run_time(run.scheduled_for, schedule.tz, now=now)
-        name = f"*{schedule.skill}* in <#{schedule.channel_id}>"
         text: str | None = None
         if result.paused:
-            text = (
-                f":double_vertical_bar: I paused your schedule {name} (`{schedule.id[:8]}`): it "
-                f"failed {result.streak} times in a row. Last error ({when}): {reason}.\n"
-                f"Fix the cause, then resume it from `/switchboard schedules` in that channel."
+            text = self._words.schedule_paused(
+                schedule, when=when, reason=reason, streak=result.streak
             )
         elif result.notify:
-            text = (
-                f":warning: Your schedule {name} (`{schedule.id[:8]}`) failed at {when}: "
-                f"{reason}.\nI won't repeat this for each failure; after "
-                f"{self.max_failures} failures in a row I'll pause it."
+            text = self._words.firing_failed(
+                schedule, when=when, reason=reason, max_failures=self.max_failures
             )
         if text is not None:
             try:

@@ -4,7 +4,8 @@ StorageError
 ├── RedisUnavailable      Redis could not be reached after retries
 ├── DatabaseUnavailable   the SQL database could not be reached
 ├── LeaseLost             a lease expired or was taken by another holder
-└── NotFound              a row that was asked for does not exist
+├── NotFound              a row that was asked for does not exist
+└── Conflict              a unique key was already taken (someone else wrote it first)
 """
 
 from __future__ import annotations
@@ -37,3 +38,11 @@ class NotFound(StorageError):
         self.what = what
         self.key = key
         super().__init__(f"{what} {key!r} not found")
+
+
+class Conflict(StorageError):
+    """A write lost to another writer: the unique key it needed was already taken."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}: already recorded by another writer")

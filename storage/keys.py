@@ -40,6 +40,29 @@ def _check_part(part: str) -> str:
     return part
 
 
+class ScheduleChange(StrEnum):
+    """What a message on the schedule change channel (:meth:`Keys.schedule_changes`) says.
+
+    A message is ``"<kind> <ident>"``: ``changed <schedule id>`` after a schedule was
+    added, paused, resumed, deleted or asked to run; ``released <holder>`` when a
+    scheduler leader steps down.
+    """
+
+    CHANGED = "changed"
+    RELEASED = "released"
+
+
+def schedule_change(kind: str, ident: str = "") -> str:
+    """The text published on the schedule change channel."""
+    return f"{kind} {ident}".strip()
+
+
+def parse_schedule_change(text: str) -> tuple[str, str]:
+    """``(kind, ident)`` of a message on the schedule change channel."""
+    kind, _, ident = text.partition(" ")
+    return kind, ident
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """Builds namespaced keys: ``Keys("sb").key(KeyKind.CLAIM, "event", "Ev1")``."""
@@ -48,6 +71,10 @@ class Keys:
 
     def key(self, kind: KeyKind, *parts: str) -> str:
         return ":".join([self.prefix, kind.value, *(_check_part(p) for p in parts)])
+
+    def schedule_changes(self) -> str:
+        """The pub/sub channel of schedule changes (messages: :class:`ScheduleChange`)."""
+        return self.key(KeyKind.CHANNEL, "schedules")
 
     def ttl(self, kind: KeyKind) -> timedelta:
         return DEFAULT_TTLS[kind]

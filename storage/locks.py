@@ -172,6 +172,11 @@ class RedisLocks:
             return False
         return (value.decode() if isinstance(value, bytes) else value) == lease.value
 
+    async def held(self, name: str) -> bool:
+        """True while somebody holds the lease ``name`` (raises RedisUnavailable)."""
+        async with redis_errors("lease check"):
+            return bool(await self._redis.exists(self._keys.key(KeyKind.LEASE, name)))
+
     @contextlib.asynccontextmanager
     async def holding(
         self, name: str, *, ttl: timedelta, timeout: float, holder: str | None = None

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import exc as sa_exc
 
-from storage.errors import LeaseLost, NotFound, StorageError
+from storage.errors import Conflict, LeaseLost, NotFound, StorageError
 
 #: Store-specific errors that mean "not reachable right now".
 _STORE_ERRORS: tuple[type[BaseException], ...] = (
@@ -52,7 +52,7 @@ def is_transient(exc: BaseException, *, bare_os_errors: bool = True) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, LeaseLost | NotFound):
+        if isinstance(current, LeaseLost | NotFound | Conflict):
             return False
         if isinstance(current, _STORE_ERRORS):
             return True

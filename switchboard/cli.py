@@ -46,7 +46,7 @@ from switchboard.logs import configure_from
 from switchboard.runtime import default_model_factory, eval_runtimes
 from switchboard.sandbox import open_sandbox_bot
 from switchboard.scheduling import build_scheduler, open_manager
-from switchboard.serve import run_http, run_socket, run_worker
+from switchboard.serve import approval_sweep, build_bot, run_http, run_socket, run_worker
 from switchboard.services import open_services
 from switchboard.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
 
@@ -209,7 +209,9 @@ def schedule_manager() -> contextlib.AbstractAsyncContextManager[ScheduleManager
 async def _open_scheduler() -> AsyncIterator[SchedulerService]:
     """``switchboard scheduler``: this process's scheduler over the deployment's services,
     with ``/healthz``, ``/readyz`` (stores, schema, leader state) and ``/metrics`` on PORT
-    (``/metrics`` on METRICS_PORT when set) for the kubelet and Prometheus."""
+    (``/metrics`` on METRICS_PORT when set) for the kubelet and Prometheus. Its leader
+    also runs the approval expiry sweep, with the bot's approval cards built here (no
+    listeners: nothing reaches this process from Slack)."""
     settings = load_settings("SLACK_BOT_TOKEN")
     configure_from(settings)
     token = settings.slack_bot_token
@@ -217,18 +219,27 @@ async def _open_scheduler() -> AsyncIterator[SchedulerService]:
         client = create_web_client(
             token=token.get_secret_value() if token else "", base_url=settings.slack_api_url
         )
+        bot = build_bot(services, client=client, signing_secret=None)
         # On a shared (PostgreSQL) queue the leader only enqueues; workers post.
-        service = build_scheduler(services, client=client, queued=services.queue.durable)
+        service = build_scheduler(
+            services,
+            client=client,
+            queued=services.queue.durable,
+            maintenance=[approval_sweep(bot, settings)],
+        )
         app = scheduler_ops_app(services, service, serve_metrics=settings.metrics_port is None)
-        async with ops_listener(
-            app,
-            services.metrics,
-            host=settings.host,
-            port=settings.port,
-            metrics_port=settings.metrics_port,
-            name="scheduler-http",
-        ):
-            yield service
+        try:
+            async with ops_listener(
+                app,
+                services.metrics,
+                host=settings.host,
+                port=settings.port,
+                metrics_port=settings.metrics_port,
+                name="scheduler-http",
+            ):
+                yield service
+        finally:
+            await bot.worker.drain()
 
 
 def _configure_logging(level: str) -> None:

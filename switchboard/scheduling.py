@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,11 +20,12 @@ from bot.access import SlackConversationAccess
 from bot.directory import Directory
 from bot.schedules import SlackPoster
 from bot.slack.reader import WebApiSlackReader
+from bot.views.schedule_words import SlackScheduleWords
 from bot.views.text import LinkPolicy
 from scheduler.calendar import BusinessCalendar
 from scheduler.feed import ChangeFeed
 from scheduler.manage import ScheduleManager
-from scheduler.ports import ActorResolver, GroupMembers, Poster
+from scheduler.ports import ActorResolver, GroupMembers, Maintenance, Poster, ScheduleWords
 from scheduler.queued import QueuedFirings
 from scheduler.runner import Fence, FiringRunner, OnStandupOpened
 from scheduler.service import SchedulerConfig, SchedulerService
@@ -34,9 +35,8 @@ from skills.catalog import load_registry
 from skills.context import ConversationAccess
 from skills.registry import SkillRegistry
 from storage.keys import Keys
-from storage.models import Schedule, ScheduleRun
 from storage.redis import create_redis
-from storage.schedules import FiringResult, ScheduleStore
+from storage.schedules import FiringResult, Schedule, ScheduleRun, ScheduleStore
 from storage.sql import create_engine, session_factory, upgrade
 from switchboard.health import leader_gauge
 from switchboard.services import Services
@@ -91,6 +91,7 @@ def build_scheduler(
     max_failures: int | None = None,
     clock: Callable[[], datetime] | None = None,
     queued: bool = False,
+    maintenance: Sequence[Maintenance] = (),
 ) -> SchedulerService:
     """The scheduler service of this process, posting through ``client``.
 
@@ -101,7 +102,9 @@ def build_scheduler(
     ``access`` answers who is in which conversation (default: asked of Slack every time,
     uncached, since this process may not receive membership events). ``client=None``
     leaves Slack out (a ``poster`` is then required): what the scheduler tests and
-    benchmark measure. The other arguments replace single parts (tests).
+    benchmark measure. ``maintenance`` are the periodic jobs the leader runs (the approval
+    expiry sweep, :func:`switchboard.serve.approval_sweep`). The other arguments replace
+    single parts (tests).
     """
     config = config or SchedulerConfig()
     parts = _firing_parts(
@@ -128,11 +131,14 @@ def build_scheduler(
         feed=parts.feed,
         runner=parts.runner,
         manager=parts.manager,
-        collector=StandupCollector(store=parts.store, poster=parts.poster, **_timed(clock)),
+        collector=StandupCollector(
+            store=parts.store, poster=parts.poster, words=parts.words, **_timed(clock)
+        ),
         calendar=parts.manager.calendar,
         config=config,
         dispatch=dispatch,
         on_leadership=leader_gauge(services.metrics),
+        maintenance=maintenance,
         **_timed(clock),
     )
 
@@ -169,6 +175,7 @@ class _FiringParts:
     manager: ScheduleManager
     runner: FiringRunner
     poster: Poster
+    words: ScheduleWords
 
 
 def _firing_parts(
@@ -214,16 +221,20 @@ def _firing_parts(
         slack = {"actor_for": actor_for, "group_members": group_members, "access": access}
     if poster is None:
         raise ValueError("a scheduler without a Slack client needs a poster")
+    words = SlackScheduleWords()
     runner = _MeasuredRunner(
         lateness=services.metrics.observe_lateness,
         store=store,
         runtime=services.runtime,
         poster=poster,
+        words=words,
         max_failures=settings.schedule_max_failures if max_failures is None else max_failures,
         **slack,
         **_timed(clock),
     )
-    return _FiringParts(store=store, feed=feed, manager=manager, runner=runner, poster=poster)
+    return _FiringParts(
+        store=store, feed=feed, manager=manager, runner=runner, poster=poster, words=words
+    )
 
 
 class _MeasuredRunner(FiringRunner):

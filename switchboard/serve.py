@@ -24,6 +24,8 @@ from bot.schedules import SchedulesFeature
 from bot.schedules import install as install_feature
 from bot.slack.client import create_web_client
 from bot.views.text import LinkPolicy
+from scheduler.maintenance import run_while_leaderless
+from scheduler.ports import Maintenance
 from scheduler.queued import FIRE_KIND
 from scheduler.service import SchedulerService
 from skills.sampling import SCORE_KIND
@@ -105,24 +107,41 @@ def install_schedules(
     )
 
 
+def approval_sweep(bot: Bot, settings: Settings) -> Maintenance:
+    """The approval expiry sweep as a scheduler job: expire overdue requests, finish
+    decided ones whose run never completed, every SWITCHBOARD_APPROVAL_SWEEP seconds."""
+    return Maintenance(
+        name="approval-sweep",
+        every=timedelta(seconds=settings.approval_sweep_seconds),
+        run=bot.approvals.sweep_once,
+    )
+
+
 @contextlib.asynccontextmanager
 async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
-    """What runs beside the listeners in every bot process: the approval sweep and the
-    scheduler (leader-elected: only one process in the deployment fires schedules)."""
+    """What runs beside the listeners in every bot process: the scheduler (leader-elected:
+    only one process in the deployment fires schedules) and the approval sweep, which its
+    leader runs. With the scheduler turned off here the sweep runs here only while no
+    scheduler leads anywhere (scheduler.maintenance), so expiry never stops."""
     settings = services.settings
+    sweep = approval_sweep(bot, settings)
     # Firings go to the run queue whenever some worker takes them: a shared queue, or
     # this process's own workers (the embedded default).
     scheduler = build_scheduler(
         services,
         client=bot.client,
         queued=services.queue.durable or settings.inprocess_workers,
+        maintenance=[sweep],
     )
     install_schedules(bot, services, scheduler)
-    sweeper = asyncio.create_task(
-        bot.approvals.sweep_forever(settings.approval_sweep_seconds), name="approval-sweep"
-    )
+    sweeper: asyncio.Task[None] | None = None
     if settings.scheduler_enabled:
         await scheduler.start()
+    else:
+        sweeper = asyncio.create_task(
+            run_while_leaderless(sweep, locks=services.locks, lease=scheduler.config.lease_name),
+            name="approval-sweep",
+        )
     try:
         async with contextlib.AsyncExitStack() as stack:
             if settings.inprocess_workers:
@@ -131,9 +150,10 @@ async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
     finally:
         if settings.scheduler_enabled:
             await scheduler.stop()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
 
 
 def warm_models(services: Services, settings: Settings) -> None:

@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.views.text import escape_mrkdwn
-from storage.models import Schedule
+from storage.schedules import Schedule
 
 SCHEDULE_MODAL = "schedule_create"
 PAUSE = "schedule_pause"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduler.calendar import BusinessCalendar
 from scheduler.manage import ScheduleManager
-from scheduler.ports import ActorResolver, GroupMembers, Posted, Poster, PostFailed
+from scheduler.ports import ActorResolver, GroupMembers, Maintenance, Posted, Poster, PostFailed
 from scheduler.service import SchedulerConfig, SchedulerService
 from storage.keys import Keys
 from storage.schedules import ScheduleStore
@@ -106,6 +106,7 @@ class ReplicaFactory:
         calendar: BusinessCalendar | None = None,
         start: bool = True,
         clock: Callable[[], Any] | None = None,
+        maintenance: Sequence[Maintenance] = (),
     ) -> Replica:
         settings = Settings.from_env(
             {
@@ -137,6 +138,7 @@ class ReplicaFactory:
             calendar=calendar,
             max_failures=max_failures,
             clock=clock,
+            maintenance=maintenance,
         )
         if start:
             await service.start()

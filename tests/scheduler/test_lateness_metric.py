@@ -7,7 +7,7 @@ the lateness the schedule store recorded for them (``started_at - scheduled_for`
 
 from __future__ import annotations
 
-from storage.models import ScheduleRun
+from storage.schedules import ScheduleRun
 from tests.scheduler.conftest import RecordingPoster, ReplicaFactory, eventually
 
 
@@ -28,7 +28,7 @@ async def test_each_firing_reports_its_lateness(make_replica: ReplicaFactory) ->
     await eventually(lambda: len(poster.answers) >= 2, timeout=8)
     await replica.service.stop()
 
-    runs = await replica.store.runs(created.schedule.id)
+    runs = await replica.store.firings.runs(created.schedule.id)
     started = [r for r in runs if r.started_at is not None]
     done = [r for r in started if r.status == "ok"]
     assert len(done) >= 2

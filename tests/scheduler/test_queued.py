@@ -25,7 +25,7 @@ from scheduler.service import SchedulerConfig
 from scheduler.triggers import OnceTrigger
 from storage.keys import Keys
 from storage.runqueue import Handlers, RunQueue, ensure_queue_schema, libpq_dsn
-from storage.schedules import ScheduleStore, dumps
+from storage.schedules import ScheduleStore
 from storage.sql import upgrade
 from switchboard.scheduling import build_queued_firings, build_scheduler
 from switchboard.services import Services, open_services
@@ -134,9 +134,7 @@ async def test_200_firings_in_a_minute_are_posted_once_each_by_the_workers(
                 "input_text": "status?",
                 "channel_id": f"C{i:04d}",
                 # 200 firings spread over 40 s: five a second, all within one minute
-                "trigger_json": dumps(
-                    OnceTrigger(at=first + timedelta(seconds=i % 40), tz="UTC").to_dict()
-                ),
+                "trigger": (OnceTrigger(at=first + timedelta(seconds=i % 40), tz="UTC").to_dict()),
                 "tz": "UTC",
                 "owner": "cli",
                 "created_at": now - timedelta(seconds=1),
@@ -160,12 +158,12 @@ async def test_200_firings_in_a_minute_are_posted_once_each_by_the_workers(
                     break
                 await asyncio.sleep(0.2)
             done_at = datetime.now(UTC)
-            while time.monotonic() < deadline and await store.count_runs(status="ok") < FIRINGS:
+            while time.monotonic() < deadline and await store.firings.count(status="ok") < FIRINGS:
                 await asyncio.sleep(0.2)  # the last records close just after their post
             await asyncio.sleep(1.0)  # a late duplicate would show up here
             local = scheduler.local_runs
         statuses = {
-            st: await store.count_runs(status=st)
+            st: await store.firings.count(status=st)
             for st in ("running", "ok", "failed", "missed", "skipped")
         }
     posted = one.posted + two.posted
@@ -209,7 +207,7 @@ async def test_a_firing_enqueued_twice_by_two_leaders_runs_once(
             created_at=now - timedelta(seconds=1),
             updated_at=now,
         )
-        run = await store.begin_firing(row.id, now, started_at=now, fence=1, next_run_at=None)
+        run = await store.firings.begin(row.id, now, started_at=now, fence=1, next_run_at=None)
         assert run is not None
         firings = build_queued_firings(services, client=None, poster=poster)
         assert await firings.dispatch(row, run)
@@ -222,7 +220,7 @@ async def test_a_firing_enqueued_twice_by_two_leaders_runs_once(
                 await asyncio.sleep(0.1)
             assert await firings.dispatch(row, run)  # a third, after it ran
             await asyncio.sleep(3.0)
-        final = await store.get_run(run.id)
+        final = await store.firings.get(run.id)
     print(f"\ntwo leaders enqueue one firing: jobs waiting={waiting}; posts={dict(poster.posted)}")
     assert waiting == 1
     assert poster.posted == Counter({"C0ONE": 1})

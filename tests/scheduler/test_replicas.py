@@ -141,7 +141,7 @@ async def test_three_processes_post_each_firing_exactly_once(
         for proc in procs:
             proc.popen.wait(20)
 
-        runs = await store.runs(created.schedule.id, limit=1000)
+        runs = await store.firings.runs(created.schedule.id, limit=1000)
         ok = [r for r in runs if r.status == "ok"]
         posted = posts()
         print(

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from scheduler.service import CLAIM_SCOPE
 from scheduler.triggers import IntervalTrigger, OnceTrigger
-from storage.models import Schedule
-from storage.schedules import PlannedFiring, ScheduleStore
+from storage.schedules import PlannedFiring, Schedule, ScheduleStore
 from tests.fakes.chat import ScriptedChatModel
 from tests.scheduler.conftest import FAST, RecordingPoster, ReplicaFactory, eventually
 
@@ -26,7 +25,7 @@ async def test_interval_schedule_posts_once_per_firing(make_replica: ReplicaFact
     assert isinstance(poster, RecordingPoster)
     await eventually(lambda: len(poster.answers) >= 3, timeout=6)
     await replica.service.stop()
-    runs = await replica.store.runs(created.schedule.id)
+    runs = await replica.store.firings.runs(created.schedule.id)
     ok = [r for r in runs if r.status == "ok"]
     assert len(ok) == len(poster.answers)
     assert all(channel == "C0OPS" for channel, _ in poster.answers)
@@ -61,7 +60,7 @@ async def test_misfire_within_grace_runs_once_and_records_the_rest(
         await eventually(lambda: len(poster.answers) == 1)
         await asyncio.sleep(0.5)
         assert len(poster.answers) == 1  # one run, not a burst
-        runs = {r.scheduled_for: r.status for r in await replica.store.runs(row.id)}
+        runs = {r.scheduled_for: r.status for r in await replica.store.firings.runs(row.id)}
         assert runs == {
             anchor + timedelta(seconds=180): "ok",
             anchor + timedelta(seconds=120): "missed",
@@ -105,7 +104,7 @@ async def test_misfire_beyond_grace_is_missed_and_nothing_runs(
 
 
 async def _statuses(replica: object, schedule_id: str, status: str, count: int) -> bool:
-    runs = await replica.store.runs(schedule_id)  # type: ignore[attr-defined]
+    runs = await replica.store.firings.runs(schedule_id)  # type: ignore[attr-defined]
     return sum(r.status == status for r in runs) >= count
 
 
@@ -125,7 +124,7 @@ async def test_failure_streak_dms_once_then_pauses(make_replica: ReplicaFactory)
 
     await eventually(paused, timeout=8)
     await asyncio.sleep(1.5)  # a paused schedule does not fire again
-    runs = await replica.store.runs(created.schedule.id)
+    runs = await replica.store.firings.runs(created.schedule.id)
     assert [r.status for r in runs] == ["failed"] * 3
     dms = poster.dms(OWNER)
     assert len(dms) == 2, dms
@@ -189,7 +188,7 @@ async def test_run_now_from_another_replica(make_replica: ReplicaFactory) -> Non
     took = await eventually(lambda: len(poster.answers) == 1, timeout=2)
     assert took < 1.0
     await eventually(lambda: _statuses(other, created.schedule.id, "ok", 1))
-    runs = await other.store.runs(created.schedule.id)
+    runs = await other.store.firings.runs(created.schedule.id)
     assert [(r.kind, r.status) for r in runs] == [("manual", "ok")]
     await asyncio.sleep(0.3)
     assert len(poster.answers) == 1
@@ -231,7 +230,8 @@ def _soon(seconds: float) -> datetime:
 
 async def _pending(store: ScheduleStore, schedule_id: str) -> bool:
     return any(
-        r.status == "running" and r.started_at is None for r in await store.runs(schedule_id)
+        r.status == "running" and r.started_at is None
+        for r in await store.firings.runs(schedule_id)
     )
 
 
@@ -250,7 +250,7 @@ async def test_firing_is_recorded_ahead_and_starts_at_its_instant(
         assert poster.answers == []
         await eventually(lambda: len(poster.answers) == 1, timeout=5)
         await eventually(lambda: _statuses(replica, row.id, "ok", 1))
-        [run] = await replica.store.runs(row.id)
+        [run] = await replica.store.firings.runs(row.id)
         assert run.scheduled_for == at and run.started_at is not None
         assert timedelta(0) <= run.started_at - at < timedelta(milliseconds=500)
         assert poster.times[0] >= at.timestamp()
@@ -274,7 +274,7 @@ async def test_pause_after_the_firing_was_recorded_ahead_drops_it(
         poster = replica.poster
         assert isinstance(poster, RecordingPoster)
         assert poster.answers == []
-        assert await replica.store.runs(row.id) == []  # as if it had never been recorded
+        assert await replica.store.firings.runs(row.id) == []  # as if it had never been recorded
     finally:
         await replica.service.stop()
 
@@ -295,7 +295,7 @@ async def test_pause_and_resume_before_the_instant_still_runs_it(
         assert isinstance(poster, RecordingPoster)
         await eventually(lambda: len(poster.answers) == 1, timeout=5)
         await eventually(lambda: _statuses(replica, row.id, "ok", 1))
-        assert [r.status for r in await replica.store.runs(row.id)] == ["ok"]
+        assert [r.status for r in await replica.store.firings.runs(row.id)] == ["ok"]
     finally:
         await replica.service.stop()
 
@@ -318,7 +318,7 @@ async def test_a_leader_stopping_gives_its_recorded_firings_to_the_next(
     assert isinstance(poster, RecordingPoster)
     await eventually(lambda: len(poster.answers) == 1, timeout=6)
     await eventually(lambda: _statuses(second, row.id, "ok", 1))
-    [run] = await second.store.runs(row.id)
+    [run] = await second.store.firings.runs(row.id)
     assert run.scheduled_for == at and run.fence is not None and run.fence > token
     first_poster = first.poster
     assert isinstance(first_poster, RecordingPoster)
@@ -334,7 +334,7 @@ async def test_firings_left_pending_by_a_dead_leader_run_once_or_are_missed(
     fresh = await _once(store, now - timedelta(seconds=1))
     stale = await _once(store, now - timedelta(seconds=120), grace=60)
     # What a leader that crashed after its look-ahead pass leaves: claims and pending runs.
-    dead = await store.preclaim_firings(
+    dead = await store.firings.preclaim(
         [
             PlannedFiring(s.id, s_at, None, None)
             for s, s_at in (
@@ -357,10 +357,10 @@ async def test_firings_left_pending_by_a_dead_leader_run_once_or_are_missed(
         await eventually(lambda: _statuses(replica, stale.id, "missed", 1))
         await asyncio.sleep(0.5)
         assert len(poster.answers) == 1
-        assert [r.status for r in await store.runs(fresh.id)] == ["ok"]
-        assert [r.status for r in await store.runs(stale.id)] == ["missed"]
+        assert [r.status for r in await store.firings.runs(fresh.id)] == ["ok"]
+        assert [r.status for r in await store.firings.runs(stale.id)] == ["missed"]
         # A second starter (a split brain's other leader) cannot start it again.
-        again = await store.start_firings([dead[fresh.id].id], started_at=now, fence=99)
+        again = await store.firings.start([dead[fresh.id].id], started_at=now, fence=99)
         assert again == []
     finally:
         await replica.service.stop()

@@ -20,7 +20,7 @@ from langchain_core.messages import BaseMessage
 
 from bot.views import schedules as sviews
 from scheduler.service import SchedulerService
-from storage.models import Schedule
+from storage.schedules import Schedule
 from switchboard.scheduling import build_scheduler
 from switchboard.serve import install_schedules
 from tests.bot.conftest import TEAM, BotEnv, BotFactory
@@ -115,7 +115,7 @@ async def test_someone_elses_schedule_cannot_be_paused_run_or_deleted(
         ("U0CAROL", "delete"),
         ("U0CAROL", "resume"),
     ]
-    assert await env.scheduler.store.runs(row.id) == []  # Run now did not run as Sam
+    assert await env.scheduler.store.firings.runs(row.id) == []  # Run now did not run as Sam
 
 
 async def test_positive_control_the_owner_and_an_admin_may(schedules_bot: Factory) -> None:
@@ -214,7 +214,7 @@ async def test_a_firing_after_the_owner_left_the_channel_reads_nothing(
     history_reads = len(env.bot.slack.calls("conversations.history"))
 
     async def failed() -> bool:
-        runs = await env.scheduler.store.runs(row.id)
+        runs = await env.scheduler.store.firings.runs(row.id)
         return sum(r.status == "failed" for r in runs) >= 2
 
     await eventually(failed, timeout=10)
@@ -243,7 +243,7 @@ async def test_a_firing_after_the_owner_left_the_target_channel_posts_nothing(
 
 
 async def _failures(env: Env, row: Schedule, *, at_least: int) -> bool:
-    runs = await env.scheduler.store.runs(row.id)
+    runs = await env.scheduler.store.firings.runs(row.id)
     return sum(r.status == "failed" for r in runs) >= at_least
 
 
