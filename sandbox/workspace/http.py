@@ -17,10 +17,10 @@ __all__ = ["parse_call", "routes"]
 
 
 def parse_call(
-    query: Mapping[str, str], headers: Mapping[str, str], content_type: str, raw: bytes
+    query: Mapping[str, str], *, authorization: str, content_type: str, raw: bytes
 ) -> tuple[dict[str, Any], str | None] | None:
-    """A call's arguments and bot token (header or ``token`` argument); None when a JSON
-    body does not parse (``invalid_json``). Header names are matched lower-case."""
+    """A call's arguments and bot token (``Authorization: Bearer …`` or a ``token``
+    argument); None when a JSON body does not parse (``invalid_json``)."""
     args: dict[str, Any] = dict(query)
     kind = content_type.split(";")[0].strip().lower()
     if raw and kind == "application/json":
@@ -32,8 +32,8 @@ def parse_call(
             args.update(body)
     elif raw:
         args.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    auth = headers.get("authorization", "")
-    token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+    bearer = authorization.startswith("Bearer ")
+    token = authorization.removeprefix("Bearer ").strip() if bearer else None
     token = token or args.pop("token", None)
     args.pop("token", None)
     return args, token
@@ -45,7 +45,10 @@ def routes(emulator: Emulator) -> list[Route]:
     async def web_api(request: Request) -> Response:
         raw = await request.body() if request.method == "POST" else b""
         parsed = parse_call(
-            request.query_params, request.headers, request.headers.get("content-type", ""), raw
+            request.query_params,
+            authorization=request.headers.get("authorization", ""),
+            content_type=request.headers.get("content-type", ""),
+            raw=raw,
         )
         if parsed is None:
             return JSONResponse({"ok": False, "error": "invalid_json"})
