@@ -11,7 +11,7 @@ test's event loop stays free, started and stopped as a context manager::
     with FakeThing() as thing:
         client.get(thing.url + "/ping")
 
-The handler reaches its fake as ``self.fake``. It lives here, beside
+The handler (``LocalHandler["FakeThing"]``) reaches its fake as ``self.fake``. It lives here, beside
 :mod:`switchboard.testing`, because bench/ uses fakes too and never imports tests/.
 """
 
@@ -21,9 +21,12 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 __all__ = ["LocalHandler", "LocalServer"]
+
+
+FakeT = TypeVar("FakeT", bound="LocalServer")
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -35,15 +38,16 @@ class _HTTPServer(ThreadingHTTPServer):
         self.fake = fake
 
 
-class LocalHandler(BaseHTTPRequestHandler):
-    """A request handler that stays quiet and speaks JSON; ``fake`` is its server's owner."""
+class LocalHandler(BaseHTTPRequestHandler, Generic[FakeT]):
+    """A request handler that stays quiet and speaks JSON; ``fake`` is its server's owner
+    (``class _Handler(LocalHandler["FakeThing"])``)."""
 
     server: _HTTPServer
 
     @property
-    def fake(self) -> Any:
-        """The :class:`LocalServer` this request came to (subclasses narrow the type)."""
-        return self.server.fake
+    def fake(self) -> FakeT:
+        """The :class:`LocalServer` this request came to."""
+        return cast(FakeT, self.server.fake)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read what the fake recorded instead."""

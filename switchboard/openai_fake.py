@@ -131,14 +131,8 @@ class FakeOpenAIServer(LocalServer):
         return number, item(request) if callable(item) else item
 
 
-class _Handler(LocalHandler):
+class _Handler(LocalHandler["FakeOpenAIServer"]):
     protocol_version = "HTTP/1.0"  # close after each response: SSE ends at EOF
-
-    @property
-    def fake(self) -> FakeOpenAIServer:
-        fake = self.server.fake
-        assert isinstance(fake, FakeOpenAIServer)
-        return fake
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":

@@ -28,6 +28,7 @@ Modules: :mod:`~sandbox.workspace.state` (the workspace and its shared lookups),
 :mod:`~sandbox.workspace.http` (the Starlette routes).
 """
 
+from sandbox.workspace._args import is_top_level
 from sandbox.workspace.blocks import SlackError, check_blocks, check_view
 from sandbox.workspace.core import METHODS, UNLIMITED, ApiCall, Emulator, RateLimit
 from sandbox.workspace.http import parse_call, routes
@@ -45,6 +46,7 @@ __all__ = [
     "check_blocks",
     "check_view",
     "dm_channel_id",
+    "is_top_level",
     "parse_call",
     "routes",
 ]

@@ -52,13 +52,7 @@ class Route:
     size: int | None = None
 
 
-class _Handler(LocalHandler):
-    @property
-    def fake(self) -> HttpTarget:
-        fake = self.server.fake
-        assert isinstance(fake, HttpTarget)
-        return fake
-
+class _Handler(LocalHandler["HttpTarget"]):
     def _handle(self) -> None:
         target = self.fake
         parts = urlsplit(self.path)

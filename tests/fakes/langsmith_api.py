@@ -18,13 +18,7 @@ from switchboard.local_server import LocalHandler, LocalServer
 __all__ = ["FakeLangSmith"]
 
 
-class _Handler(LocalHandler):
-    @property
-    def fake(self) -> FakeLangSmith:
-        fake = self.server.fake
-        assert isinstance(fake, FakeLangSmith)
-        return fake
-
+class _Handler(LocalHandler["FakeLangSmith"]):
     def _read(self) -> bytes:
         body = self.read_body()
         encoding = self.headers.get("content-encoding", "")

@@ -71,13 +71,7 @@ class ReceivedSpan:
         )
 
 
-class _Handler(LocalHandler):
-    @property
-    def fake(self) -> OtlpReceiver:
-        fake = self.server.fake
-        assert isinstance(fake, OtlpReceiver)
-        return fake
-
+class _Handler(LocalHandler["OtlpReceiver"]):
     def do_POST(self) -> None:
         body = self.read_body()
         if self.headers.get("content-encoding") == "gzip":

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from sandbox.workspace import UNLIMITED, Emulator, parse_call
+from sandbox.workspace import UNLIMITED, Emulator, is_top_level, parse_call
 from switchboard.local_server import LocalHandler, LocalServer
 
 __all__ = ["ApiCall", "FakeSlackApi", "SlackFault", "slack_api_server"]
@@ -214,38 +214,15 @@ class FakeSlackApi(LocalServer):
     # -- workspace seeding ------------------------------------------------------------------
 
     def add_user(
-        self,
-        user_id: str,
-        name: str,
-        *,
-        real_name: str | None = None,
-        display_name: str | None = None,
-        tz: str = "UTC",
-        title: str = "",
-        is_bot: bool = False,
-        deleted: bool = False,
-        email: str | None = None,
-        team_id: str | None = None,
-        is_restricted: bool = False,
-        is_ultra_restricted: bool = False,
+        self, user_id: str, name: str, *, display_name: str = "", **profile: Any
     ) -> dict[str, Any]:
-        """A person or bot; ``team_id`` another team's id makes a Slack Connect user,
-        ``is_restricted`` / ``is_ultra_restricted`` a multi- / single-channel guest."""
+        """A person or bot (``profile``: see :meth:`WorkspaceState.add_user
+        <sandbox.workspace.WorkspaceState.add_user>`); another ``team_id`` makes a Slack
+        Connect user, ``is_restricted`` / ``is_ultra_restricted`` a multi- / single-channel
+        guest. No DM opens until one is used or added (:meth:`add_im`)."""
         with self.lock:
             return self.workspace.add_user(
-                user_id,
-                name,
-                real_name=real_name,
-                display_name=display_name or "",
-                tz=tz,
-                title=title,
-                is_bot=is_bot,
-                deleted=deleted,
-                email=email,
-                team_id=team_id,
-                is_restricted=is_restricted,
-                is_ultra_restricted=is_ultra_restricted,
-                open_dm=False,
+                user_id, name, display_name=display_name, open_dm=False, **profile
             )
 
     def add_channel(
@@ -341,7 +318,7 @@ class FakeSlackApi(LocalServer):
         with self.lock:
             stored = self.workspace.messages.get(channel, [])
             if thread_ts is None:
-                picked = [m for m in stored if _is_top_level(m)]
+                picked = [m for m in stored if is_top_level(m)]
             else:
                 picked = [
                     m for m in stored if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts
@@ -489,27 +466,12 @@ class FakeSlackApi(LocalServer):
         return status, headers, body
 
 
-def _is_top_level(message: dict[str, Any]) -> bool:
-    thread_ts = message.get("thread_ts")
-    return (
-        thread_ts is None
-        or thread_ts == message["ts"]
-        or message.get("subtype") == "thread_broadcast"
-    )
-
-
 def _header_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-class _Handler(LocalHandler):
+class _Handler(LocalHandler["FakeSlackApi"]):
     protocol_version = "HTTP/1.1"
-
-    @property
-    def fake(self) -> FakeSlackApi:
-        fake = self.server.fake
-        assert isinstance(fake, FakeSlackApi)
-        return fake
 
     def do_GET(self) -> None:
         self._serve("GET")
