@@ -345,31 +345,33 @@ class FakeSlackApi(LocalServer):
         Polls with ``asyncio.sleep`` so the code under test keeps running on the test's loop.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            done = [c for c in self.calls(method) if c.ok]
-            if len(done) >= count:
-                return done
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timeout_message(method, count, len(done), timeout))
+        while (done := self._arrived(method, count, deadline, timeout)) is None:
             await asyncio.sleep(0.01)
+        return done
 
     def wait_for_blocking(
         self, method: str, count: int = 1, *, timeout: float = 5.0
     ) -> list[ApiCall]:
         """:meth:`wait_for` for synchronous tests (blocks the calling thread)."""
         deadline = time.monotonic() + timeout
-        while True:
-            done = [c for c in self.calls(method) if c.ok]
-            if len(done) >= count:
-                return done
-            if time.monotonic() >= deadline:
-                raise AssertionError(self._timeout_message(method, count, len(done), timeout))
+        while (done := self._arrived(method, count, deadline, timeout)) is None:
             time.sleep(0.01)
+        return done
 
-    def _timeout_message(self, method: str, count: int, seen: int, timeout: float) -> str:
-        methods = [f"{c.method}:{c.error or c.status}" for c in self.calls()]
-        return (
-            f"expected {count} ok {method} call(s) within {timeout}s, saw {seen}; calls: {methods}"
+    def _arrived(
+        self, method: str, count: int, deadline: float, timeout: float
+    ) -> list[ApiCall] | None:
+        """The ok calls once there are ``count``; None to keep waiting; past ``deadline``,
+        an AssertionError listing every call seen."""
+        done = [c for c in self.calls(method) if c.ok]
+        if len(done) >= count:
+            return done
+        if time.monotonic() < deadline:
+            return None
+        seen = [f"{c.method}:{c.error or c.status}" for c in self.calls()]
+        raise AssertionError(
+            f"expected {count} ok {method} call(s) within {timeout}s, saw {len(done)}; "
+            f"calls: {seen}"
         )
 
     # -- fault injection --------------------------------------------------------------------
