@@ -159,32 +159,9 @@ class FakeSlackApi(LocalServer):
         return self.workspace.bot_id
 
     @property
-    def app_id(self) -> str:
-        return self.workspace.app_id
-
-    @property
-    def users(self) -> dict[str, dict[str, Any]]:
-        return self.workspace.users
-
-    @property
     def channels(self) -> dict[str, dict[str, Any]]:
+        """The workspace's conversations by id (the rest: ``workspace``)."""
         return self.workspace.channels
-
-    @property
-    def usergroups(self) -> dict[str, dict[str, Any]]:
-        return self.workspace.usergroups
-
-    @property
-    def views(self) -> dict[str, dict[str, Any]]:
-        return self.workspace.views
-
-    @property
-    def home_views(self) -> dict[str, str]:
-        return self.workspace.home_views
-
-    @property
-    def assistant_threads(self) -> dict[tuple[str, str], dict[str, Any]]:
-        return self.workspace.assistant_threads
 
     @property
     def repeat_thread_root(self) -> bool:
@@ -337,7 +314,7 @@ class FakeSlackApi(LocalServer):
     def assistant_thread(self, channel: str, thread_ts: str) -> dict[str, Any]:
         """Status, title and suggested prompts last set on an Assistant thread."""
         with self.lock:
-            return copy.deepcopy(self.assistant_threads.get((channel, thread_ts), {}))
+            return copy.deepcopy(self.workspace.assistant_threads.get((channel, thread_ts), {}))
 
     async def wait_for(self, method: str, count: int = 1, *, timeout: float = 5.0) -> list[ApiCall]:
         """Poll until ``count`` successful calls of ``method`` arrived; return them.
