@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.workspace._args import (
@@ -23,19 +24,21 @@ from sandbox.workspace.state import Method, WorkspaceState, dm_channel_id
 __all__ = ["METHODS"]
 
 
+def _window(args: dict[str, Any]) -> Callable[[str], bool]:
+    """Whether a ts is in the ``oldest``…``latest`` window (``inclusive``: ends included)."""
+    inclusive = truthy(args.get("inclusive"))
+    oldest = ts_arg(args.get("oldest"), 0.0)
+    latest = ts_arg(args.get("latest"), math.inf)
+    return lambda ts: in_window(ts, oldest, latest, inclusive)
+
+
 def history(ws: WorkspaceState, args: dict[str, Any]) -> dict[str, Any]:
     """Top-level messages, newest first, in the ``oldest``…``latest`` window."""
     channel = ws.readable_channel(args.get("channel"))
     limit = limit_arg(args.get("limit"), default=100, maximum=999)
-    inclusive = truthy(args.get("inclusive"))
-    oldest = ts_arg(args.get("oldest"), 0.0)
-    latest = ts_arg(args.get("latest"), math.inf)
+    within = _window(args)
     before = decode_cursor(args.get("cursor"), "next_ts")
-    window = [
-        m
-        for m in ws.messages[channel["id"]]
-        if is_top_level(m) and in_window(m["ts"], oldest, latest, inclusive)
-    ]
+    window = [m for m in ws.messages[channel["id"]] if is_top_level(m) and within(m["ts"])]
     window.sort(key=lambda m: float(m["ts"]), reverse=True)
     if before is not None:
         window = [m for m in window if float(m["ts"]) < before]
@@ -62,16 +65,12 @@ def replies(ws: WorkspaceState, args: dict[str, Any]) -> dict[str, Any]:
     root_ts = found.get("thread_ts") or found["ts"]
     root = ws.find(channel["id"], root_ts) or found
     limit = limit_arg(args.get("limit"), default=1000, maximum=1000)
-    inclusive = truthy(args.get("inclusive"))
-    oldest = ts_arg(args.get("oldest"), 0.0)
-    latest = ts_arg(args.get("latest"), math.inf)
+    within = _window(args)
     after = decode_cursor(args.get("cursor"), "next_ts")
     thread = [
         m
         for m in ws.messages[channel["id"]]
-        if m.get("thread_ts") == root_ts
-        and m["ts"] != root_ts
-        and in_window(m["ts"], oldest, latest, inclusive)
+        if m.get("thread_ts") == root_ts and m["ts"] != root_ts and within(m["ts"])
     ]
     if after is not None:
         thread = [m for m in thread if float(m["ts"]) > after]
