@@ -71,8 +71,8 @@ from starlette.routing import Mount, Route
 
 from bot.http import create_http_app
 from bot.slack.client import create_web_client
-from sandbox import emulator as emulator_module
-from sandbox.emulator import ApiCall, Emulator, RateLimit
+from sandbox import workspace as workspace_api
+from sandbox.workspace import ApiCall, Emulator, RateLimit
 from skills.models.offline import OfflineChatModel
 from switchboard.logs import configure_logging
 from switchboard.serve import build_bot
@@ -240,7 +240,7 @@ def _slack_server(seed: int, reply_seed: int) -> None:
     app = Starlette(
         routes=[
             Route("/api/bench.stats", stats, methods=["POST"]),
-            Mount("/api", routes=emulator_module.routes(fake)),
+            Mount("/api", routes=workspace_api.routes(fake)),
         ]
     )
     asyncio.run(_serve(app, path="api/"))

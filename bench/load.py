@@ -48,8 +48,8 @@ import uvicorn  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import Mount  # noqa: E402
 
-from sandbox import emulator as emulator_module  # noqa: E402
-from sandbox.emulator import Emulator, RateLimit  # noqa: E402
+from sandbox import workspace as workspace_api  # noqa: E402
+from sandbox.workspace import Emulator, RateLimit  # noqa: E402
 from storage.runqueue import ensure_queue_schema, libpq_dsn  # noqa: E402
 from storage.sql import upgrade  # noqa: E402
 from switchboard.openai_fake import FakeOpenAIServer, echo  # noqa: E402
@@ -90,7 +90,7 @@ class Workspace:
         self.emulator.call = locked_call  # type: ignore[method-assign]
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/api/"
-        app = Starlette(routes=[Mount("/api", routes=emulator_module.routes(self.emulator))])
+        app = Starlette(routes=[Mount("/api", routes=workspace_api.routes(self.emulator))])
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
         )

@@ -5,7 +5,7 @@
 example ``refunds`` skill (``/crm``) and a Slack-like page (``/``). The bot talks to the
 emulator exactly as it talks to Slack: signed requests in, Web API calls out.
 
-Modules: :mod:`sandbox.emulator` (workspace state and Web API methods),
+Modules: :mod:`sandbox.workspace` (workspace state and Web API methods),
 :mod:`sandbox.events` (signed payloads to the bot), :mod:`sandbox.actions` (what a person
 does on the page), :mod:`sandbox.seed` (sample or file workspace, saved state),
 :mod:`sandbox.crm` (demo CRM), :mod:`sandbox.web` (page, JSON API, live updates),

@@ -15,8 +15,8 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
-from sandbox.emulator import Emulator, SlackError
 from sandbox.events import Ack, EventSender
+from sandbox.workspace import Emulator, SlackError
 
 __all__ = ["ActionError", "Actions", "encode_text"]
 

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandbox.actions import ActionError, Actions
-from sandbox.emulator import ApiCall
 from sandbox.events import Inbound
 from sandbox.seed import mask_saved
+from sandbox.workspace import ApiCall
 
 __all__ = [
     "Recorder",

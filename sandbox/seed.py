@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from sandbox.emulator import Emulator, SlackError
+from sandbox.workspace import Emulator, SlackError
 from skills.pii import mask_obj, mask_text
 from skills.sample import sample_workspace
 

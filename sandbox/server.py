@@ -53,17 +53,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from sandbox import crm as crm_module
-from sandbox import emulator as emulator_module
 from sandbox import web
+from sandbox import workspace as workspace_api
 from sandbox.actions import Actions
 from sandbox.crm import DemoCrm
-from sandbox.emulator import ApiCall, Emulator, RateLimit
 from sandbox.events import EventSender
 from sandbox.record import Recorder, compare, read_recording, shift_workspace
 from sandbox.record import replay as _perform
 from sandbox.seed import load_state, save_state, seed_file, seed_sample
 from sandbox.skills_page import SkillsOverview
 from sandbox.web import TOKEN_HEADER
+from sandbox.workspace import ApiCall, Emulator, RateLimit
 
 __all__ = [
     "ALLOWED_ENV",
@@ -506,7 +506,7 @@ def _routes(
         return JSONResponse(answer, status_code=200 if answer.get("ok") else 404)
 
     return [
-        Mount("/api", routes=emulator_module.routes(emulator)),
+        Mount("/api", routes=workspace_api.routes(emulator)),
         Mount("/crm", routes=crm_module.routes(crm)),
         Route("/hooks/{token}", hook, methods=["POST"]),
         *web.routes(emulator=emulator, actions=actions, hub=hub, access=access, skills=skills),

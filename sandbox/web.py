@@ -2,7 +2,7 @@
 
 ``GET /`` is the page; ``GET /sandbox/state?user=U…`` what one person sees; ``POST
 /sandbox/say|click|submit|close|home|assistant`` what they do; ``GET /sandbox/events`` the
-stream of :class:`~sandbox.emulator.Change` values (the page drops what is meant for
+stream of :class:`~sandbox.workspace.Change` values (the page drops what is meant for
 somebody else). Nothing here renders the bot's text: the page does, without ``innerHTML``.
 
 The sandbox listens on 127.0.0.1, but every web page the developer has open can send
@@ -48,8 +48,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.actions import ActionError, Actions
-from sandbox.emulator import Change, Emulator
 from sandbox.skills_page import SkillsOverview
+from sandbox.workspace import Change, Emulator
 
 __all__ = ["Access", "HostGuard", "Hub", "routes"]
 

@@ -18,9 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from switchboard.local_server import LocalHandler, LocalServer
 
 __all__ = ["FakeOpenAIServer", "RecordedRequest", "Reply", "echo"]
 
@@ -74,13 +74,15 @@ class RecordedRequest:
         return bool(self.body.get("stream"))
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LocalServer):
     """An OpenAI-compatible chat server on 127.0.0.1 with an ephemeral port.
 
     Use as a context manager (or `start()`/`stop()`). `base_url` ends in `/v1`, as
     `OPENAI_BASE_URL` does. A request beyond the script gets HTTP 500, so a test that
     calls the model more often than it planned fails loudly.
     """
+
+    thread_name = "fake-openai"
 
     def __init__(
         self,
@@ -92,50 +94,17 @@ class FakeOpenAIServer:
     ) -> None:
         """``latency``: seconds every answer takes (the server answers requests in parallel,
         like a provider); ``default``: the reply once the script is used up (load tests)."""
+        super().__init__()
         self.model = model
         self.latency = latency
         self.default = default
         self._script: list[ScriptItem] = list(replies)
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> Self:
-        self._httpd = _Server(self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("FakeOpenAIServer is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"{self.url}/v1"
 
     # ------------------------------------------------------------------ script
 
@@ -162,28 +131,8 @@ class FakeOpenAIServer:
         return number, item(request) if callable(item) else item
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default listen backlog is 5: a burst of model calls (each on a new
-    # connection, HTTP/1.0) overflowed it, and the kernel dropped the SYNs the clients then
-    # re-sent after 1, 3, 7 s - the fake, not the code under test, set the pace.
-    request_queue_size = 1024
-
-    def __init__(self, fake: FakeOpenAIServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler["FakeOpenAIServer"]):
     protocol_version = "HTTP/1.0"  # close after each response: SSE ends at EOF
-
-    @property
-    def fake(self) -> FakeOpenAIServer:
-        assert isinstance(self.server, _Server)
-        return self.server.fake
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
@@ -193,8 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, _error("not found", "invalid_request_error"))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._json(404, _error("not found", "invalid_request_error"))
             return
@@ -224,14 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(
         self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
     ) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, payload, headers)
 
     def _sse(self, events: Iterable[dict[str, Any]]) -> None:
         self.send_response(200)
@@ -243,6 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+
+FakeOpenAIServer.handler = _Handler
 
 
 def _error(message: str, kind: str) -> dict[str, Any]:

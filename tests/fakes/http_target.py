@@ -1,7 +1,8 @@
 """`HttpTarget`: a local HTTP server that HTTP-tool tests call instead of a real API.
 
-A threaded `http.server` on 127.0.0.1 and an ephemeral port. Tests script routes (status,
-body, headers, a delay, or a large streamed body) and read back every request received::
+A :class:`~switchboard.local_server.LocalServer` (127.0.0.1, an ephemeral port). Tests
+script routes (status, body, headers, a delay, or a large streamed body) and read back
+every request received::
 
     with HttpTarget() as target:
         target.route("GET", "/orders/42", json={"id": "42", "status": "paid"})
@@ -16,10 +17,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from switchboard.local_server import LocalHandler, LocalServer
 
 __all__ = ["HttpTarget", "RecordedRequest", "Route"]
 
@@ -51,26 +52,11 @@ class Route:
     size: int | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, target: HttpTarget) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.target = target
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read `HttpTarget.requests` instead."""
-
+class _Handler(LocalHandler["HttpTarget"]):
     def _handle(self) -> None:
-        target = self.server.target
+        target = self.fake
         parts = urlsplit(self.path)
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.read_body()
         target._record(
             RecordedRequest(
                 method=self.command,
@@ -81,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         route = target.routes.get((self.command, parts.path), Route(404, b'{"error":"not found"}'))
-        if route.delay and target._stopping.wait(route.delay):
+        if route.delay and target.stopping.wait(route.delay):
             return
         try:
             self.send_response(route.status)
@@ -107,23 +93,21 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
 
-class HttpTarget:
+class HttpTarget(LocalServer):
     """The server; use as a context manager, or call `start` and `stop`."""
 
+    handler = _Handler
+    thread_name = "http-target"
+
     def __init__(self) -> None:
+        super().__init__()
         self.routes: dict[tuple[str, str], Route] = {}
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("HttpTarget is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -156,33 +140,6 @@ class HttpTarget:
             body = text.encode()
             all_headers.setdefault("Content-Type", "text/plain; charset=utf-8")
         self.routes[(method.upper(), path)] = Route(status, body, all_headers, delay, size)
-
-    def start(self) -> HttpTarget:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> HttpTarget:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _json_bytes(value: Any) -> bytes:

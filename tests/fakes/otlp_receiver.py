@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -24,6 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from switchboard.local_server import LocalHandler, LocalServer
 
 __all__ = ["OtlpReceiver", "ReceivedSpan"]
 
@@ -70,14 +71,9 @@ class ReceivedSpan:
         )
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
+class _Handler(LocalHandler["OtlpReceiver"]):
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        body = self.read_body()
         if self.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         if self.path != "/v1/traces":
@@ -85,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         request = ExportTraceServiceRequest.FromString(body)
-        self.server.receiver._store(body, request)
+        self.fake._store(body, request)
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
@@ -94,30 +90,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, receiver: OtlpReceiver) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.receiver = receiver
-
-
-class OtlpReceiver:
+class OtlpReceiver(LocalServer):
     """The receiver; ``url`` is the value for ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
 
+    handler = _Handler
+    thread_name = "otlp-receiver"
+
     def __init__(self) -> None:
-        self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
         self.bodies: list[bytes] = []
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
     def _store(self, body: bytes, request: ExportTraceServiceRequest) -> None:
-        spans = []
+        spans: list[ReceivedSpan] = []
         for resource_spans in request.resource_spans:
             attributes = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
             service = str(attributes.get("service.name", ""))
@@ -164,17 +150,3 @@ class OtlpReceiver:
 
         walk("", 0)
         return "\n".join(lines)
-
-    def start(self) -> OtlpReceiver:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

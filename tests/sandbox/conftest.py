@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.emulator import RateLimit
 from sandbox.server import RunningSandbox, SandboxOptions
+from sandbox.workspace import RateLimit
 from switchboard.sandbox import open_sandbox
 
 #: The environment the sandboxed bot sees: nothing from the developer's shell leaks in.

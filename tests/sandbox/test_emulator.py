@@ -13,9 +13,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.http import valid_signature
 from bot.slack.client import create_web_client
-from sandbox.emulator import Emulator, RateLimit, SlackError, check_blocks
 from sandbox.events import EventSender
 from sandbox.server import RunningSandbox
+from sandbox.workspace import Emulator, RateLimit, SlackError, check_blocks
 from switchboard.sandbox import open_sandbox
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from sandbox.actions import encode_text
 from sandbox.crm import DemoCrm
-from sandbox.emulator import Emulator
 from sandbox.seed import SeedError, seed_file
 from sandbox.server import RunningSandbox, reset_state
+from sandbox.workspace import Emulator
 from switchboard.sandbox import open_sandbox
 from tests.sandbox.conftest import options
 
