@@ -32,7 +32,6 @@ from urllib.parse import parse_qs
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.payload_utils import is_assistant_event
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -43,6 +42,7 @@ from bot.listeners.hygiene import request_type
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from skills import tracing
 from storage.redis import ping
+from storage.sql import ping as sql_ping
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -308,8 +308,7 @@ def store_checks(services: Any, *, queue: bool = True) -> dict[str, Check]:
     """Readiness of the process's stores: SQL, Redis and (``queue=True``) the run queue."""
 
     async def sql() -> str:
-        async with services.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await sql_ping(services.engine)
         return "ok"
 
     async def redis() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from sandbox.events import Ack, EventSender
@@ -75,13 +75,14 @@ class Actions:
         sender: EventSender,
         hooks_url: str,
         idle: Callable[[], Awaitable[None]] | None = None,
+        observers: Sequence[Callable[[dict[str, Any]], None]] = (),
     ) -> None:
         self.emulator = emulator
         self.sender = sender
         self.hooks_url = hooks_url if hooks_url.endswith("/") else hooks_url + "/"
         self._idle = idle
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.observers: list[Callable[[dict[str, Any]], None]] = []
+        self.observers: list[Callable[[dict[str, Any]], None]] = list(observers)
 
     # -- messages ---------------------------------------------------------------------------
 

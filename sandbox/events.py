@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -75,6 +75,7 @@ class EventSender:
         bot_user_id: str,
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[Callable[[Inbound], None]] = (),
     ) -> None:
         self.url = url
         self._secret = signing_secret
@@ -83,7 +84,7 @@ class EventSender:
         self.bot_user_id = bot_user_id
         self._http = http
         self._clock = clock
-        self.observers: list[Callable[[Inbound], None]] = []
+        self.observers: list[Callable[[Inbound], None]] = list(observers)
 
     # -- payload builders -----------------------------------------------------------------
 

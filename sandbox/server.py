@@ -385,6 +385,11 @@ async def open_sandbox(
     http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
     try:
         async with bots(environment) as host:
+            recorder = (
+                Recorder(options.record, workspace=emulator.snapshot(), started=time.time())
+                if options.record is not None
+                else None
+            )
             sender = EventSender(
                 url=f"{url}/slack/events",
                 signing_secret=secret,
@@ -392,16 +397,16 @@ async def open_sandbox(
                 app_id=emulator.app_id,
                 bot_user_id=emulator.bot_user_id,
                 http=http,
+                observers=[recorder.inbound] if recorder is not None else (),
             )
             actions = Actions(
-                emulator=emulator, sender=sender, hooks_url=f"{url}/hooks/", idle=host.idle
+                emulator=emulator,
+                sender=sender,
+                hooks_url=f"{url}/hooks/",
+                idle=host.idle,
+                observers=[recorder.action] if recorder is not None else (),
             )
-            if options.record is not None:
-                recorder = Recorder(
-                    options.record, workspace=emulator.snapshot(), started=time.time()
-                )
-                actions.observers.append(recorder.action)
-                sender.observers.append(recorder.inbound)
+            if recorder is not None:
                 emulator.call_listeners.append(recorder.call)
             app = Starlette(
                 routes=_routes(
