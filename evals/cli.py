@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ from skills.catalog import load_registry
 from skills.context import ThreadRef
 from skills.models import OFFLINE, ModelConfigError, OfflineChatModel, unmasked
 from skills.runtime import ModelFactory, Runtime
-from skills.spec import builtin_dir
+from skills.spec import SkillSpec, SpecValidationError, builtin_dir, load_spec_file
 from storage.feedback import FeedbackStore
 from storage.scores import QualityRow, ScoreStore
 from storage.sql import create_engine, session_factory, upgrade
@@ -229,13 +230,20 @@ def resolve_mode(options: EvalOptions, model: str) -> Mode:
     return "wiring" if model.strip().lower() == OFFLINE else "quality"
 
 
-def check_skills(datasets: Sequence[Dataset], skills_dirs: Sequence[str], *, where: str) -> None:
-    """Every dataset's skill (and every skill a case forces) must be loaded: a dataset
-    run against a missing skill would only measure the fallback."""
+def check_skills(
+    datasets: Sequence[Dataset],
+    skills_dirs: Sequence[str],
+    *,
+    where: str,
+    extra: Sequence[str] = (),
+) -> None:
+    """Every dataset's skill (and every skill a case forces) must be loaded (or be one of
+    ``extra``, skills a spec variant brings): a dataset run against a missing skill would
+    only measure the fallback."""
     problems: list[str] = []
     for dataset in datasets:
         env = {**dataset.env, **{name: fixture_url(name) for name in dataset.http}}
-        names = set(load_registry(skills_dirs, env=env).registry.names())
+        names = set(load_registry(skills_dirs, env=env).registry.names()) | set(extra)
         wanted = [dataset.skill, *(c.skill for c in dataset.cases if c.skill)]
         for skill in dict.fromkeys(wanted):
             if skill not in names:
@@ -505,27 +513,39 @@ async def run_comparison(
     out: Path,
     concurrency: int = 4,
 ) -> Comparison:
-    """The same cases on variant ``a`` and ``b`` (quality mode, each forced on every
-    skill), then the pairwise judge; writes ``compare.json`` and ``compare.html``."""
+    """The same cases on variant ``a`` and ``b``, then the pairwise judge; writes
+    ``compare.json`` and ``compare.html``.
+
+    A variant is a model string (forced on every skill), or the path of a skill spec file
+    (``*.yaml``): that spec replaces the served skill of its name, each skill on its own
+    model (``SWITCHBOARD_MODEL`` by default) - a new version against the one served, the
+    gate before raising a canary's share. Both run in quality mode."""
     folders = [builtin_dir(), *map(Path, settings.skills_dirs)]
     loaded = load_datasets(datasets, folders, skills)
+    specs = {variant: _spec_variant(variant) for variant in (a, b)}
     check_skills(
-        loaded, settings.skills_dirs, where="the built-in skills and SWITCHBOARD_SKILLS_DIR"
+        loaded,
+        settings.skills_dirs,
+        where="the built-in skills and SWITCHBOARD_SKILLS_DIR",
+        extra=[spec.name for spec in specs.values() if spec is not None],
     )
     runs: list[EvalRun] = []
     for variant in (a, b):
-        model_factory(variant)  # configuration errors before the first case
+        spec = specs[variant]
+        model = settings.model if spec is not None else variant
+        model_factory(model)  # configuration errors before the first case
         async with embedded_stores() as stores:
             runner = EvalRunner(
                 stores=stores,
                 runtimes=runtimes,
                 model_factory=model_factory,
-                model=variant,
-                force_model=True,
-                simulator=_simulator(variant, model_factory),
+                model=model,
+                force_model=spec is None,
+                simulator=_simulator(model, model_factory),
                 mode="quality",
                 concurrency=concurrency,
                 skills_dirs=settings.skills_dirs,
+                specs=[Path(variant)] if spec is not None else [],
             )
             runs.append(await runner.run(loaded))
     rubrics = {f"{d.skill}/{c.id}": c.expect.rubric for d in loaded for c in d.cases}
@@ -536,13 +556,27 @@ async def run_comparison(
     return comparison
 
 
+def _spec_variant(variant: str) -> SkillSpec | None:
+    """The spec a ``--a``/``--b`` names when it is a ``.yaml`` path (checked now, so a bad
+    one stops the comparison with its file:line before any case runs); None for a model."""
+    path = Path(variant)
+    if path.suffix not in {".yaml", ".yml"}:
+        return None
+    if not path.is_file():
+        raise UsageProblem(f"{variant}: no such skill spec file")
+    try:
+        return load_spec_file(path, env=dict(os.environ))
+    except SpecValidationError as exc:
+        raise UsageProblem("\n".join(str(issue) for issue in exc.issues)) from exc
+
+
 def _compare_command(host: EvalHost[Any]) -> Callable[..., None]:
     def compare_command(
         skills: list[str] = typer.Argument(  # noqa: B008
             None, metavar="[SKILL]...", help="skills to compare on (default: every dataset)"
         ),
-        a: str = typer.Option(..., "--a", help="variant A: a model string"),
-        b: str = typer.Option(..., "--b", help="variant B: a model string"),
+        a: str = typer.Option(..., "--a", help="variant A: a model string or a spec file"),
+        b: str = typer.Option(..., "--b", help="variant B: a model string or a spec file"),
         judge_model: str = typer.Option(..., "--judge-model", help="the pairwise judge"),
         concurrency: int = typer.Option(4, "--concurrency", min=1, help="cases run at once"),
         out: Path = typer.Option(None, "--out", help="folder for compare.json and .html"),  # noqa: B008

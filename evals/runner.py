@@ -59,6 +59,7 @@ from skills.pii import mask_text
 from skills.registry import Access, Skill, SkillRegistry
 from skills.runtime import ModelFactory, Runtime
 from skills.sample import StaticSlackReader, WorkspaceChannel
+from skills.spec import load_spec_file
 from storage.keys import Keys
 from storage.redis import create_redis
 from storage.runs import RunStore
@@ -270,6 +271,7 @@ class EvalRunner:
         repeat: int = 1,
         concurrency: int = 4,
         skills_dirs: Sequence[str | Path] = (),
+        specs: Sequence[Path] = (),
         on_attempt: AttemptHook | None = None,
     ) -> None:
         if repeat < 1 or concurrency < 1:
@@ -292,6 +294,9 @@ class EvalRunner:
         self._gate = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._skills_dirs = list(skills_dirs)
+        # Spec files that replace the loaded skill of the same name (a new version compared
+        # with the one served; its rollout share does not matter here), or add one.
+        self._specs = list(specs)
         self._on_attempt = on_attempt or (lambda _result: None)
         self._open: dict[str, Cassette] = {}
 
@@ -354,8 +359,13 @@ class EvalRunner:
         loaded = load_registry(self._skills_dirs, env=env)
         for issue in loaded.issues:
             log.warning("eval %s: skill spec error: %s", dataset.name, issue)
+        variants = {
+            spec.name: Skill.from_spec(spec)
+            for spec in (load_spec_file(path, env=env) for path in self._specs)
+        }
+        served = {skill.name: skill for skill in loaded.registry}
         skills: list[Skill] = []
-        for skill in loaded.registry:
+        for skill in {**served, **variants}.values():
             override = dataset.access.get(skill.name)
             if override is not None:
                 skill = replace(
