@@ -50,7 +50,6 @@ from storage.runqueue import (
     Share,
     WorkHandler,
 )
-from storage.transient import is_transient
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -221,16 +220,17 @@ class Enqueuer:
             )
             if running:
                 policy = await self.policy(inbound)
-        row = await self.inbox.add(
+        admitted = await self.inbox.admit(
             dedupe_key=dedupe_key(inbound, source_ts),
             thread_key=thread,
             user_id=inbound.user,
             payload=to_payload(inbound, self.sealer),
             placeholder_ts=inbound.placeholder_ts,
         )
-        if row is None:
+        if admitted is None:
             log.info("duplicate message ignored", extra={"thread_key": thread})
             return False
+        row = admitted.row_id
         if policy == "reject":
             await self.inbox.finish([row], "rejected")  # kept as the dedupe record
             await self._tell(inbound, STILL_WORKING_TEXT)
@@ -243,14 +243,7 @@ class Enqueuer:
                     await self.queue.cancel(job_id)
                 log.info("running turn interrupted", extra={"thread_key": thread, "job_id": job_id})
         try:
-            share = await self.inbox.share(user_id=inbound.user, thread_key=thread)
-        except Exception as exc:  # the row is stored: wake it, fairly or not
-            if not is_transient(exc):
-                raise
-            log.warning("queue share unknown for %s: %s", thread, exc)
-            share = Share(user_threads=0, channel_threads=0)
-        try:
-            await self.queue.wake(thread, priority=fair_priority(share))
+            await self.queue.wake(thread, priority=fair_priority(admitted.share))
         except QueueUnavailable as exc:
             log.warning("queue wake deferred for %s: %s", thread, exc)
         return True

@@ -1,6 +1,6 @@
 """The durable run queue (Procrastinate) and its SQL inbox; see docs/adr/0001-run-queue.md."""
 
-from storage.runqueue.inbox import Backlog, InboxItem, InboxStore, Share
+from storage.runqueue.inbox import Admitted, Backlog, InboxItem, InboxStore, Share
 from storage.runqueue.queue import (
     THREAD_TASK,
     TURNS,
@@ -27,6 +27,7 @@ __all__ = [
     "TURNS",
     "WORK",
     "WORK_TASK",
+    "Admitted",
     "Backlog",
     "HandBack",
     "Handlers",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, distinct, func, or_, select, update
+from sqlalchemy import and_, distinct, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -78,6 +78,14 @@ class Share:
 
 
 @dataclass(frozen=True, slots=True)
+class Admitted:
+    """A message just stored, with what its sender and channel already had waiting."""
+
+    row_id: str
+    share: Share
+
+
+@dataclass(frozen=True, slots=True)
 class Backlog:
     """Messages waiting for a worker (pending) and being answered (claimed)."""
 
@@ -105,24 +113,72 @@ class InboxStore:
     ) -> str | None:
         """Store a new message; its row id, or None when ``dedupe_key`` was seen before.
         ``placeholder_ts``: a message already posted that the answer will replace."""
-        row_id = new_id()
-        row = InboxMessage(
-            id=row_id,
+        added = await self._insert(
             dedupe_key=dedupe_key,
             thread_key=thread_key,
             user_id=user_id,
-            payload=json.dumps(dict(payload), separators=(",", ":")),
-            status=PENDING,
-            attempts=0,
+            payload=payload,
             placeholder_ts=placeholder_ts,
-            created_at=now or datetime.now(UTC),
+            now=now,
+            count=False,
         )
+        return added.row_id if added is not None else None
+
+    async def admit(
+        self,
+        *,
+        dedupe_key: str,
+        thread_key: str,
+        user_id: str,
+        payload: Mapping[str, Any],
+        placeholder_ts: str | None = None,
+        now: datetime | None = None,
+    ) -> Admitted | None:
+        """:meth:`add`, and in the same transaction the :meth:`share` of the sender and the
+        thread's channel (the receiver's ack path: one round trip fewer). None when
+        ``dedupe_key`` was seen before."""
+        return await self._insert(
+            dedupe_key=dedupe_key,
+            thread_key=thread_key,
+            user_id=user_id,
+            payload=payload,
+            placeholder_ts=placeholder_ts,
+            now=now,
+            count=True,
+        )
+
+    async def _insert(
+        self,
+        *,
+        dedupe_key: str,
+        thread_key: str,
+        user_id: str,
+        payload: Mapping[str, Any],
+        placeholder_ts: str | None,
+        now: datetime | None,
+        count: bool,
+    ) -> Admitted | None:
+        row_id = new_id()
+        values = {
+            "id": row_id,
+            "dedupe_key": dedupe_key,
+            "thread_key": thread_key,
+            "user_id": user_id,
+            "payload": json.dumps(dict(payload), separators=(",", ":")),
+            "status": PENDING,
+            "attempts": 0,
+            "placeholder_ts": placeholder_ts,
+            "created_at": now or datetime.now(UTC),
+        }
+        share = Share(user_threads=0, channel_threads=0)
         try:
             async with self._sessions.begin() as session:
-                session.add(row)
+                await session.execute(insert(InboxMessage).values(**values))
+                if count:
+                    share = await self._share(session, user_id=user_id, thread_key=thread_key)
         except IntegrityError:
             return None
-        return row_id
+        return Admitted(row_id=row_id, share=share)
 
     async def claim(self, thread_key: str, job_id: int) -> list[InboxItem]:
         """Take the thread's pending messages for ``job_id``, oldest first, together with
@@ -286,21 +342,25 @@ class InboxStore:
     async def share(self, *, user_id: str, thread_key: str) -> Share:
         """The other open threads of ``user_id`` and of ``thread_key``'s channel (thread
         keys are ``team:channel:ts``), for fair ordering; one query over open rows."""
+        async with self._sessions() as session:
+            return await self._share(session, user_id=user_id, thread_key=thread_key)
+
+    @staticmethod
+    async def _share(session: AsyncSession, *, user_id: str, thread_key: str) -> Share:
         channel_prefix = thread_key.rsplit(":", 1)[0] + ":"
         others = InboxMessage.thread_key != thread_key
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(
-                        func.count(distinct(InboxMessage.thread_key)).filter(
-                            InboxMessage.user_id == user_id
-                        ),
-                        func.count(distinct(InboxMessage.thread_key)).filter(
-                            InboxMessage.thread_key.startswith(channel_prefix, autoescape=True)
-                        ),
-                    ).where(InboxMessage.status != DONE, others)
-                )
-            ).one()
+        row = (
+            await session.execute(
+                select(
+                    func.count(distinct(InboxMessage.thread_key)).filter(
+                        InboxMessage.user_id == user_id
+                    ),
+                    func.count(distinct(InboxMessage.thread_key)).filter(
+                        InboxMessage.thread_key.startswith(channel_prefix, autoescape=True)
+                    ),
+                ).where(InboxMessage.status != DONE, others)
+            )
+        ).one()
         return Share(user_threads=int(row[0] or 0), channel_threads=int(row[1] or 0))
 
     async def backlog(self) -> Backlog:
