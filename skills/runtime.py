@@ -593,7 +593,14 @@ class Runtime:
         graph would then run the call whatever the decision (or fail on a missing tool)."""
         if skill.spec is None:  # Python graphs pause on their own interrupts
             return True
-        return tool in interrupt_config(skill) or tool in self.mcp.interrupts(skill)
+        # An MCP tool counts by its spec, whatever its server's state right now: a server
+        # that is down for a moment has not changed the skill.
+        declared = any(
+            server.model_name(ref.name) == tool and ref.approval_policy is not None
+            for server in skill.spec.mcp
+            for ref in server.tools
+        )
+        return declared or tool in interrupt_config(skill) or tool in self.mcp.interrupts(skill)
 
     async def _abandon(self, skill: Skill, thread: ThreadRef, tool: str) -> Refusal:
         """Close a call that waited for approval of a tool its skill no longer gates: it
