@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
@@ -302,6 +303,18 @@ def run_socket(settings: Settings) -> None:
     asyncio.run(_main())
 
 
+def dump_tasks() -> None:
+    """Log every asyncio task of this process with where it waits (``kill -USR2 <pid>`` on
+    a worker whose turn seems stuck: the stack shows the ``await`` it is parked on)."""
+    tasks = asyncio.all_tasks()
+    lines = [f"{len(tasks)} asyncio tasks:"]
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        out = io.StringIO()
+        task.print_stack(limit=30, file=out)
+        lines.append(f"--- {task.get_name()}\n{out.getvalue()}")
+    log.warning("\n".join(lines))
+
+
 def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     """``switchboard worker``: run agent turns from the queue until SIGTERM/SIGINT, then stop
     claiming, let turns in flight finish (``SWITCHBOARD_WORKER_DRAIN_SECONDS``) and hand
@@ -334,6 +347,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stopping.set)
+            loop.add_signal_handler(signal.SIGUSR2, dump_tasks)
             async with ops_listener(
                 app,
                 services.metrics,
