@@ -260,7 +260,10 @@ async def test_a_standup_whose_owner_left_the_channel_asks_nobody(schedules_bot:
     env.bot.slack.set_members("C0GENERAL", ["U0SAM", "U0CAROL", "U0DEV"])  # Ana leaves
 
     await eventually(lambda: _has_failure(env, row), timeout=10)
+    # The failure is recorded first and the owner's DM sent right after: wait for it too.
+    told = "is no longer a member of <#C0GENERAL>"
+    await eventually(lambda: told in env.bot.slack.messages("D0ANA")[-1]["text"], timeout=10)
 
     prompted = [c for c in env.bot.slack.calls("chat.postMessage") if c.args["channel"] != "U0ANA"]
     assert not [c for c in prompted if "Stand-up time" in str(c.args.get("text", ""))]
-    assert "is no longer a member of <#C0GENERAL>" in env.bot.slack.messages("D0ANA")[-1]["text"]
+    assert told in env.bot.slack.messages("D0ANA")[-1]["text"]
