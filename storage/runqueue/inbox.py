@@ -134,7 +134,7 @@ class InboxStore:
         placeholder_ts: str | None = None,
         now: datetime | None = None,
     ) -> Admitted | None:
-        """:meth:`add`, and in the same transaction the :meth:`share` of the sender and the
+        """:meth:`add`, and in the same transaction the :class:`Share` of the sender and the
         thread's channel (the receiver's ack path: one round trip fewer). None when
         ``dedupe_key`` was seen before."""
         return await self._insert(
@@ -339,14 +339,10 @@ class InboxStore:
             )
         return bool(getattr(result, "rowcount", 0))
 
-    async def share(self, *, user_id: str, thread_key: str) -> Share:
-        """The other open threads of ``user_id`` and of ``thread_key``'s channel (thread
-        keys are ``team:channel:ts``), for fair ordering; one query over open rows."""
-        async with self._sessions() as session:
-            return await self._share(session, user_id=user_id, thread_key=thread_key)
-
     @staticmethod
     async def _share(session: AsyncSession, *, user_id: str, thread_key: str) -> Share:
+        """The other open threads of ``user_id`` and of ``thread_key``'s channel (thread
+        keys are ``team:channel:ts``), for fair ordering; one query over open rows."""
         channel_prefix = thread_key.rsplit(":", 1)[0] + ":"
         others = InboxMessage.thread_key != thread_key
         row = (
