@@ -3,10 +3,11 @@
 The production topology of bench/load.py (private PostgreSQL and Redis, one receiver, the
 fake Slack Web API and the OpenAI-compatible fake model), with ONE ``switchboard worker``
 run under cProfile. The profiler is switched on by SIGUSR1 after a warm-up (imports, pool
-connections and first-call caches are not an answer's cost) and dumped by SIGUSR2 once
-every profiled mention is answered. The flat profile (``tottime``) is then grouped by where
-the code lives — graph, checkpoint, SQL, queue, Redis, Slack client, model client,
-logging, event loop, our own code — and printed as ms per answer, with the top entries.
+connections and first-call caches are not an answer's cost) and off, and dumped, by a
+second SIGUSR1 once every profiled mention is answered. The flat profile (``tottime``) is
+then grouped by where the code lives — graph, checkpoint, SQL, queue, Redis, Slack client,
+model client, logging, event loop, our own code — and printed as ms per answer, with the
+top entries.
 
 The profiler counts CPU time (``time.process_time``), so other load on the machine does not
 land in it; it still slows every Python call, so its totals are above bench/load.py's
@@ -40,17 +41,21 @@ import load  # noqa: E402
 
 from switchboard.openai_fake import FakeOpenAIServer, echo  # noqa: E402
 
-# The wrapper a profiled worker runs: the real CLI, with the profiler on SIGUSR1/SIGUSR2.
+# The wrapper a profiled worker runs: the real CLI, with the profiler toggled by SIGUSR1
+# (on, then off and dumped; a worker's SIGUSR2 logs its asyncio tasks).
 _WORKER = """
 import cProfile, signal, sys, time
 profile = cProfile.Profile(time.process_time)  # CPU time: the machine may be busy
 out = sys.argv.pop(1)
-def _on(*_): profile.enable()
-def _off(*_):
-    profile.disable()
-    profile.dump_stats(out)
-signal.signal(signal.SIGUSR1, _on)
-signal.signal(signal.SIGUSR2, _off)
+state = {"on": False}
+def _toggle(*_):
+    if not state["on"]:
+        profile.enable()
+    else:
+        profile.disable()
+        profile.dump_stats(out)
+    state["on"] = not state["on"]
+signal.signal(signal.SIGUSR1, _toggle)
 from switchboard.cli import main
 sys.argv[0] = "switchboard"
 main()
@@ -166,7 +171,7 @@ async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
                     await traffic.blast(client, receiver.url, rate=50, count=answers, track=True)
                     await traffic.wait_answered(300)
                     elapsed = time.perf_counter() - started
-                    profiled.process.send_signal(signal.SIGUSR2)
+                    profiled.process.send_signal(signal.SIGUSR1)
                     spent = load.cpu_seconds(profiled.process.pid) - before
                 deadline = time.monotonic() + 60
                 while not out.exists() and time.monotonic() < deadline:

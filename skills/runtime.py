@@ -130,6 +130,7 @@ class _RunState:
     model: str
     usage: UsageMetadataCallbackHandler
     started: float = field(default_factory=time.monotonic)
+    started_at: datetime | None = None  # as recorded in the run's row
 
 
 class _UsageHandler(UsageMetadataCallbackHandler):
@@ -688,6 +689,7 @@ class Runtime:
     ) -> Outcome:
         skill, model_name = run.skill, run.model
         tracing.name_turn(skill=skill.name, run_id=run.run_id, model=model_name, trigger=trigger)
+        run.started_at = self._clock()
         await self._runs.start(
             run_id=run.run_id,
             skill=skill.name,
@@ -696,7 +698,7 @@ class Runtime:
             channel_id=thread.channel,
             model=model_name,
             trigger=trigger,
-            started_at=self._clock(),
+            started_at=run.started_at,
             skill_version=skill.version,
         )
         reader = slack.reader(
@@ -756,6 +758,7 @@ class Runtime:
                 error_ref=ref,
                 finished_at=self._clock(),
                 cost_usd=self._cost(run),
+                started_at=run.started_at,
             )
             self._notify(run, "error", trigger)
             if transient:
@@ -781,6 +784,7 @@ class Runtime:
             usage=_usage(run.usage),
             finished_at=self._clock(),
             cost_usd=self._cost(run),
+            started_at=run.started_at,
         )
         self._notify(run, outcome.kind, trigger)
         return outcome

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -69,21 +69,23 @@ class RunStore:
         run_id: str | None = None,
         skill_version: str | None = None,
     ) -> str:
-        run = Run(
-            id=run_id or new_id(),
-            skill=skill,
-            thread_id=thread_id,
-            actor=actor,
-            channel_id=channel_id,
-            model=model,
-            skill_version=skill_version,
-            trigger=trigger,
-            started_at=started_at or datetime.now(UTC),
-            outcome="running",
-        )
+        row_id = run_id or new_id()
         async with self._sessions.begin() as session:
-            session.add(run)
-        return run.id
+            await session.execute(
+                insert(Run).values(
+                    id=row_id,
+                    skill=skill,
+                    thread_id=thread_id,
+                    actor=actor,
+                    channel_id=channel_id,
+                    model=model,
+                    skill_version=skill_version,
+                    trigger=trigger,
+                    started_at=started_at or datetime.now(UTC),
+                    outcome="running",
+                )
+            )
+        return row_id
 
     async def finish(
         self,
@@ -95,21 +97,33 @@ class RunStore:
         error_ref: str | None = None,
         finished_at: datetime | None = None,
         cost_usd: float | None = None,
+        started_at: datetime | None = None,
     ) -> None:
+        """Close the run's row with its outcome; ``started_at`` (as given to :meth:`start`)
+        saves reading it back for the latency."""
+        end = finished_at or datetime.now(UTC)
+        values: dict[str, object] = {
+            "finished_at": end,
+            "outcome": outcome,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "cost_usd": cost_usd,
+            "error": error,
+            "error_ref": error_ref,
+        }
         async with self._sessions.begin() as session:
-            run = await session.get(Run, run_id)
-            if run is None:
-                return
-            end = finished_at or datetime.now(UTC)
-            run.finished_at = end
-            run.latency_ms = max(0, int((end - run.started_at).total_seconds() * 1000))
-            run.outcome = outcome
-            run.input_tokens = usage.input_tokens
-            run.output_tokens = usage.output_tokens
-            run.total_tokens = usage.total_tokens
-            run.cost_usd = cost_usd
-            run.error = error
-            run.error_ref = error_ref
+            if started_at is None:  # not known to the caller: read it (one statement more)
+                started_at = await session.scalar(select(Run.started_at).where(Run.id == run_id))
+                if started_at is None:
+                    return
+            values["latency_ms"] = max(0, int((end - started_at).total_seconds() * 1000))
+            await session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
 
     async def get(self, run_id: str) -> Run | None:
         async with self._sessions() as session:
@@ -199,14 +213,24 @@ class ThreadSkills:
 
     async def owner(self, thread_id: str) -> ThreadOwner | None:
         async with self._sessions() as session:
-            row = await session.get(ThreadSkill, thread_id)
+            row = (
+                await session.execute(
+                    select(ThreadSkill.skill, ThreadSkill.skill_version).where(
+                        ThreadSkill.thread_id == thread_id
+                    )
+                )
+            ).first()
             return ThreadOwner(row.skill, row.skill_version) if row else None
 
     async def claim(self, thread_id: str, skill: str, *, version: str | None = None) -> str:
         """Record ``skill`` as the owner unless one is already set; returns the owner."""
         try:
             async with self._sessions.begin() as session:
-                session.add(ThreadSkill(thread_id=thread_id, skill=skill, skill_version=version))
+                await session.execute(
+                    insert(ThreadSkill).values(
+                        thread_id=thread_id, skill=skill, skill_version=version
+                    )
+                )
         except IntegrityError:
             owner = await self.get(thread_id)
             return owner or skill

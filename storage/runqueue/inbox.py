@@ -53,7 +53,8 @@ class InboxItem:
     outcome: str | None = None
 
 
-def _item(row: InboxMessage) -> InboxItem:
+def _item(row: Any) -> InboxItem:
+    """An item from an ORM row or a Core result row of ``run_inbox`` (same attributes)."""
     return InboxItem(
         id=row.id,
         thread_key=row.thread_key,
@@ -182,30 +183,33 @@ class InboxStore:
 
     async def claim(self, thread_key: str, job_id: int) -> list[InboxItem]:
         """Take the thread's pending messages for ``job_id``, oldest first, together with
-        the ones this job had claimed on an earlier attempt (its worker died)."""
+        the ones this job had claimed on an earlier attempt (its worker died).
+
+        One ``UPDATE … RETURNING`` (PostgreSQL, and SQLite since 3.35): the rows are
+        locked, marked and read in a single statement. Jobs of one thread never run at
+        once (the queue's lock), so nothing else claims these rows meanwhile."""
+        statement = (
+            update(InboxMessage)
+            .where(
+                InboxMessage.thread_key == thread_key,
+                or_(
+                    InboxMessage.status == PENDING,
+                    and_(InboxMessage.status == CLAIMED, InboxMessage.job_id == job_id),
+                ),
+            )
+            .values(
+                status=CLAIMED,
+                job_id=job_id,
+                attempts=InboxMessage.attempts + 1,
+                claimed_at=datetime.now(UTC),
+            )
+            .returning(*InboxMessage.__table__.c)
+            .execution_options(synchronize_session=False)
+        )
 
         async def work(session: AsyncSession) -> list[InboxItem]:
-            rows = (
-                await session.scalars(
-                    select(InboxMessage)
-                    .where(
-                        InboxMessage.thread_key == thread_key,
-                        or_(
-                            InboxMessage.status == PENDING,
-                            and_(InboxMessage.status == CLAIMED, InboxMessage.job_id == job_id),
-                        ),
-                    )
-                    .order_by(InboxMessage.created_at, InboxMessage.id)
-                    .with_for_update()
-                )
-            ).all()
-            now = datetime.now(UTC)
-            for row in rows:
-                row.status = CLAIMED
-                row.job_id = job_id
-                row.attempts += 1
-                row.claimed_at = now
-            return [_item(row) for row in rows]
+            rows = (await session.execute(statement)).all()
+            return sorted((_item(row) for row in rows), key=lambda i: (i.created_at, i.id))
 
         return await retrying(self._sessions, work)
 
