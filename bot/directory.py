@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from bot.slack.reader import MISSING, TtlCache
 from skills.context import Principal, SlackReaderError, SlackUser
 from skills.registry import SkillRegistry
 
@@ -43,11 +44,16 @@ class Directory:
         reader: DirectoryReader,
         registry: SkillRegistry,
         extra_groups: tuple[str, ...] = (),
+        missing_group_ttl: float = 60.0,
     ) -> None:
         self._reader = reader
         self._registry = registry
         self._extra_groups = extra_groups
         self._known: tuple[int, list[str]] | None = None
+        self._missing: TtlCache[str, bool] = TtlCache(ttl=missing_group_ttl, max_size=256)
+
+    def _is_missing(self, group: str) -> bool:
+        return self._missing.get(group) is not MISSING
 
     @property
     def _groups(self) -> list[str]:
@@ -141,8 +147,13 @@ class Directory:
                 members = await self._reader.usergroup_members(group, fresh=fresh)
             except SlackReaderError as exc:
                 log.warning("usergroups.users.list failed for %s: %s", group, exc.error)
+                if exc.error == "no_such_subteam":
+                    self._missing.put(group, True)
                 return None
             return group if user_id in members else None
 
-        found = await asyncio.gather(*(member(g) for g in self._groups))
+        # A group a spec names that Slack does not know (deleted, a typo) has nobody in it:
+        # asked again only after the reader's cache time, not on every turn.
+        groups = self._groups if fresh else [g for g in self._groups if not self._is_missing(g)]
+        found = await asyncio.gather(*(member(g) for g in groups))
         return frozenset(g for g in found if g)

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.directory import Directory
 from bot.slack.client import create_web_client
 from bot.slack.reader import MISSING, TtlCache, WebApiSlackReader
 from skills.context import SlackReader, SlackReaderError
+from skills.registry import SkillRegistry
 from tests.fakes.slack_api import FakeSlackApi, slack_api_server
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -321,3 +323,25 @@ async def test_noise_does_not_count_against_the_limit(slack: FakeSlackApi) -> No
     messages = await reader.channel_messages("C1", oldest=START, limit=3)
 
     assert [m.ts for m in messages] == seeded[-3:]
+
+
+async def test_a_group_slack_does_not_know_is_not_asked_for_on_every_turn(
+    slack: FakeSlackApi,
+) -> None:
+    """A spec naming a deleted group (or a typo) must not cost a Web API call per answer
+    (``usergroups.users.list`` is a Tier 2 method: about 20 calls a minute)."""
+    slack.add_usergroup("S1", "support", ["U1"])
+    directory = Directory(
+        reader=reader_for(slack), registry=SkillRegistry([]), extra_groups=("S1", "S404")
+    )
+
+    for _ in range(5):
+        actor = await directory.actor("U1", strict=True)
+        assert actor.usergroups == frozenset({"S1"})
+    asked = [c.args["usergroup"] for c in slack.calls("usergroups.users.list")]
+    fresh = await directory.actor("U1", fresh=True)  # decisions still ask Slack
+    asked_fresh = [c.args["usergroup"] for c in slack.calls("usergroups.users.list")]
+
+    assert asked.count("S404") == 1 and asked.count("S1") == 1
+    assert fresh.usergroups == frozenset({"S1"})
+    assert asked_fresh.count("S404") == 2 and asked_fresh.count("S1") == 2
