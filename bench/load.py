@@ -487,21 +487,29 @@ async def run(quick: bool) -> None:
                     rows.append("ack latency (ms); all answered; 2 workers; model 0 s")
                     rows.append(
                         f"{'rate/s':>7} {'bolt p50':>9} {'bolt p99':>9} {'sb p50':>8} "
-                        f"{'sb p99':>8} {'p99 ratio':>9} {'answered in':>11}"
+                        f"{'sb p99':>8} {'p99 ratio':>9} {'answered in':>11} "
+                        f"{'CPU ms/ack bolt':>15} {'sb':>6}"
                     )
                     for rate in rates:
                         count = int(rate * seconds)
+                        cpu = cpu_seconds(bare.process.pid)
                         base = await load.blast(
                             client, bare.url, rate=rate, count=count, track=False
                         )
+                        bare_cpu = (cpu_seconds(bare.process.pid) - cpu) / count
+                        cpu = cpu_seconds(receiver.process.pid)
                         ours = await load.blast(
                             client, receiver.url, rate=rate, count=count, track=True
                         )
+                        # each process's CPU per ack, idle loops included (the blast
+                        # returns once every request was answered)
+                        our_cpu = (cpu_seconds(receiver.process.pid) - cpu) / count
                         drained = await load.wait_answered(120)
                         rows.append(
                             f"{rate:>7} {pct(base, 50) * 1000:>9.1f} {pct(base, 99) * 1000:>9.1f} "
                             f"{pct(ours, 50) * 1000:>8.1f} {pct(ours, 99) * 1000:>8.1f} "
-                            f"{pct(ours, 99) / pct(base, 99):>8.2f}x {drained:>10.1f}s"
+                            f"{pct(ours, 99) / pct(base, 99):>8.2f}x {drained:>10.1f}s "
+                            f"{bare_cpu * 1000:>15.2f} {our_cpu * 1000:>6.2f}"
                         )
                     answered, dups, missing = load.counts()
                     rows.append(

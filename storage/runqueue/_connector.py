@@ -11,6 +11,13 @@ must not simply fail:
 This connector runs every query again, with a short capped backoff, while the failure is a
 connection failure (:func:`storage.transient.is_transient`) and ``patience`` has not run
 out. Other errors (a constraint, "job not found") are raised at once, as before.
+
+Its pool is cheaper per query than Procrastinate's default (measured: 3 round trips and a
+ping per query before, 1 after): every Procrastinate query is one statement, so the
+connections are in autocommit (no ``BEGIN``/``COMMIT`` around each), and a connection is
+checked before it is handed out only when it sat idle for :data:`CHECK_IDLE_AFTER` seconds
+(Procrastinate's pool pinged on every checkout). A connection that died while busy fails
+its query at once, the pool drops it, and the retry above takes a fresh one.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, LiteralString, TypeVar
 
+import psycopg
+import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate import exceptions as pexc
 
@@ -31,11 +41,43 @@ log = logging.getLogger(f"switchboard.{__name__}")
 T = TypeVar("T")
 
 
+#: A pooled connection idle longer than this is checked (one empty query) before use.
+CHECK_IDLE_AFTER = 10.0
+
+_returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _mark_returned(connection: psycopg.AsyncConnection[Any]) -> None:
+    _returned[connection] = time.monotonic()
+
+
+async def _check_if_idle(connection: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's ``check``: raising makes it discard the connection and take another."""
+    if connection.closed or connection.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    since = _returned.get(connection)
+    if since is None or time.monotonic() - since > CHECK_IDLE_AFTER:
+        await psycopg_pool.AsyncConnectionPool.check_connection(connection)
+
+
+async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
+    await connection.set_autocommit(True)
+
+
+def _pool(**options: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+    # ``kwargs`` also open the LISTEN connection, which sets autocommit itself: the pool's
+    # connections get it from ``configure`` instead.
+    options.update(check=_check_if_idle, reset=_mark_returned, configure=_autocommit)
+    return psycopg_pool.AsyncConnectionPool(**options)
+
+
 class PatientConnector(PsycopgConnector):
     """:class:`procrastinate.PsycopgConnector` whose queries outlast a short outage."""
 
     def __init__(self, *, patience: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(pool_factory=_pool, **kwargs)
         self.patience = patience
         #: Queries that were run again after a lost connection (for tests and metrics).
         self.retried = 0
