@@ -66,7 +66,7 @@ async def _autocommit(connection: psycopg.AsyncConnection[Any]) -> None:
     await connection.set_autocommit(True)
 
 
-def _pool(**options: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
+def make_pool(**options: Any) -> psycopg_pool.AsyncConnectionPool[Any]:
     # ``kwargs`` also open the LISTEN connection, which sets autocommit itself: the pool's
     # connections get it from ``configure`` instead.
     options.update(check=_check_if_idle, reset=_mark_returned, configure=_autocommit)
@@ -77,7 +77,7 @@ class PatientConnector(PsycopgConnector):
     """:class:`procrastinate.PsycopgConnector` whose queries outlast a short outage."""
 
     def __init__(self, *, patience: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(pool_factory=_pool, **kwargs)
+        super().__init__(pool_factory=make_pool, **kwargs)
         self.patience = patience
         #: Queries that were run again after a lost connection (for tests and metrics).
         self.retried = 0
