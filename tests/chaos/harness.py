@@ -223,9 +223,7 @@ class Worker:
             return ""
         start = text.rfind("\n", 0, start) + 1
         lines = text[start:].splitlines()
-        end = next(
-            (i for i, line in enumerate(lines[1:], 1) if _LOG_LINE.match(line)), len(lines)
-        )
+        end = next((i for i, line in enumerate(lines[1:], 1) if _LOG_LINE.match(line)), len(lines))
         return "\n".join(lines[:end])
 
 

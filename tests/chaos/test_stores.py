@@ -35,16 +35,6 @@ def logs(deployment: Deployment, *, tasks: bool = False) -> str:
     return dump + "\n".join(f"--- {w.name}\n{w.output()[-3000:]}" for w in deployment.workers)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect, open (issue #14): now and then one turn that is in flight when Redis "
-        "is SIGKILLed never finishes - its job stays 'doing' on a live worker, its inbox row "
-        "claimed with the placeholder posted, so the thread's next job waits behind it (2 of "
-        "14 runs on 2026-12-01). Every other message is answered once; the assertion stays "
-        "as strict as it was, and a passing run reports XPASS"
-    ),
-)
 async def test_redis_sigkill_and_restart_under_traffic_answers_every_message_once(
     own_stores: Deployment, private_redis: PrivateRedis
 ) -> None:
