@@ -248,9 +248,9 @@ class _RetryingJobManager(JobManager):
         folded = [int(row["id"]) for row in rows if row["id"] is not None]
         if folded:
             log.info(
-                "job %s retried; the waiting job %s of its thread folded into it",
-                job_id,
+                "waiting job %s of its thread folded into job %s, which is retried",
                 folded,
+                job_id,
                 extra={"job_id": job_id, "lock": queueing_lock},
             )
         return bool(folded)
