@@ -20,6 +20,8 @@ Crashes and shutdowns:
   turns into an immediate retry on another worker — nothing is lost;
 * a handler that raises :class:`Retryable` (Redis or SQL briefly down) is retried with a
   backoff; the handler is told when it runs its last attempt, to give up with a message;
+  a thread job put back while a newer message of its thread already has a waiting job
+  absorbs that job (:class:`_RetryingJobManager`): the retry answers both, in order;
 * an operator's or user's cancel (``cancel``) aborts the job: the handler's ``stopped``
   is called and the job ends as succeeded (nothing to retry).
 
@@ -43,6 +45,7 @@ from procrastinate import App, BaseRetryStrategy, JobContext, RetryDecision
 from procrastinate import exceptions as pexc
 from procrastinate.job_context import AbortReason
 from procrastinate.jobs import Job
+from procrastinate.manager import QUEUEING_LOCK_CONSTRAINT, JobManager
 from procrastinate.testing import InMemoryConnector
 
 from storage.errors import StorageError
@@ -181,6 +184,78 @@ class _Strategy(BaseRetryStrategy):
         return None
 
 
+class _RetryingJobManager(JobManager):
+    """Procrastinate's job manager, with a retry that cannot collide with a waiting job.
+
+    Putting a job back to ``todo`` (a :class:`Retryable` or :class:`HandBack`, and the
+    stalled-job sweeper) keeps its ``queueing_lock``, and PostgreSQL allows one ``todo`` job
+    per queueing lock. A thread's job is ``doing`` while its turn runs, so a wake-up for
+    that thread meanwhile (a newer message, the maintenance loop, another worker's
+    start-up ``recover``) queues a second job under the same lock. Procrastinate's retry
+    then fails with a unique violation that nobody handles: the job stays ``doing`` under a
+    worker that is alive and heartbeating, no sweeper ever takes it back, and the waiting
+    job sits behind it (same ``lock``) for good - the thread is never answered.
+
+    On that collision a thread job absorbs the waiting one (deleted while still ``todo``;
+    it cannot have started, the running job holds the thread's ``lock``): the retried
+    attempt claims its own rows back and every message still waiting, so the thread's
+    messages are answered once and in order, with the retry's backoff and attempt count.
+    Other work is not folded (payloads differ): the retried job gives up its queueing lock
+    and both run. Only the PostgreSQL connector enforces queueing locks on retry.
+    """
+
+    #: Collisions in a row before the retried job just drops its queueing lock (a wake-up
+    #: can slip in between folding the waiting job and the retry).
+    FOLD_TRIES = 3
+
+    async def retry_job_by_id_async(
+        self,
+        job_id: int,
+        retry_at: datetime,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        for _ in range(self.FOLD_TRIES):
+            try:
+                await super().retry_job_by_id_async(job_id, retry_at, priority, queue, lock)
+                return
+            except pexc.UniqueViolation as exc:
+                if exc.constraint_name != QUEUEING_LOCK_CONSTRAINT:
+                    raise
+                if not await self._fold_waiting(job_id, exc.queueing_lock):
+                    break
+        await self.connector.execute_query_async(
+            query="UPDATE procrastinate_jobs SET queueing_lock = NULL "
+            "WHERE id = %(job_id)s AND status IN ('doing', 'failed')",
+            job_id=job_id,
+        )
+        log.info("job %s retried without its queueing lock", job_id, extra={"job_id": job_id})
+        await super().retry_job_by_id_async(job_id, retry_at, priority, queue, lock)
+
+    async def _fold_waiting(self, job_id: int, queueing_lock: str | None) -> bool:
+        """Delete the waiting thread job that shares ``job_id``'s queueing lock; False when
+        ``job_id`` is not a thread job (or nothing was waiting any more)."""
+        rows = await self.connector.execute_query_all_async(
+            query="SELECT procrastinate_cancel_job_v1(waiting.id, false, true) AS id "
+            "FROM procrastinate_jobs AS retried "
+            "JOIN procrastinate_jobs AS waiting ON waiting.queueing_lock = retried.queueing_lock "
+            "WHERE retried.id = %(job_id)s AND retried.task_name = %(task)s "
+            "AND waiting.status = 'todo' AND waiting.id <> retried.id",
+            job_id=job_id,
+            task=THREAD_TASK,
+        )
+        folded = [int(row["id"]) for row in rows if row["id"] is not None]
+        if folded:
+            log.info(
+                "waiting job %s of its thread folded into job %s, which is retried",
+                folded,
+                job_id,
+                extra={"job_id": job_id, "lock": queueing_lock},
+            )
+        return bool(folded)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerStats:
     """Counters a worker keeps for its metrics (read by the bot's Prometheus view)."""
@@ -245,6 +320,8 @@ class RunQueue:
         else:
             connector = InMemoryConnector()
         self.app = App(connector=connector)
+        # Retries that survive a waiting job of the same thread (see _RetryingJobManager).
+        self.app.job_manager = _RetryingJobManager(connector=connector)
         strategy = _Strategy(max_attempts=max_attempts, backoff=backoff, backoff_cap=backoff_cap)
 
         @self.app.task(name=THREAD_TASK, queue=TURNS, pass_context=True, retry=strategy)

@@ -14,6 +14,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -212,6 +213,18 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def task_dump(self) -> str:
+        """The last asyncio task dump (``SIGUSR2``, :func:`switchboard.serve.dump_tasks`)
+        in this worker's log, up to the next log line; "" when there is none."""
+        text = self.output()
+        start = text.rfind(TASK_DUMP_MARKER)
+        if start < 0:
+            return ""
+        start = text.rfind("\n", 0, start) + 1
+        lines = text[start:].splitlines()
+        end = next((i for i, line in enumerate(lines[1:], 1) if _LOG_LINE.match(line)), len(lines))
+        return "\n".join(lines[:end])
 
 
 @dataclass(frozen=True)
@@ -446,12 +459,35 @@ class Deployment:
         lines += [f"  {dict(j)}" for j in jobs]
         return "\n".join(lines)
 
+    def dump_tasks(self, timeout: float = 5.0) -> str:
+        """SIGUSR2 to every live worker, then each one's asyncio task dump (the ``await``
+        every task is parked on), for a test whose turn never finishes."""
+        live = [w for w in self.workers if w.process.poll() is None]
+        before = {w.name: w.output().count(TASK_DUMP_MARKER) for w in live}
+        for worker in live:
+            worker.signal(signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+            w.output().count(TASK_DUMP_MARKER) <= before[w.name] for w in live
+        ):
+            time.sleep(0.1)
+        return "\n".join(
+            f"=== task dump of worker {w.name} (pid {w.process.pid})\n"
+            f"{w.task_dump() or '(none logged)'}"
+            for w in live
+        )
+
     def stop_all(self) -> None:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.signal(signal.SIGKILL)
                 worker.wait(10)
 
+
+#: How :func:`switchboard.serve.dump_tasks` starts its log message.
+TASK_DUMP_MARKER = " asyncio tasks:"
+#: A log line's start (logfmt: ISO timestamp, level), as opposed to a dump's stack line.
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 #: What a placeholder says before the answer replaces it.
 PENDING_TEXTS = frozenset({WORKING_TEXT}) | {busy_text(n) for n in range(1, 1000)}

@@ -28,20 +28,13 @@ async def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def logs(deployment: Deployment) -> str:
-    return "\n".join(f"--- {w.name}\n{w.output()[-3000:]}" for w in deployment.workers)
+def logs(deployment: Deployment, *, tasks: bool = False) -> str:
+    """The tail of each worker's log; with ``tasks``, first every live worker's asyncio
+    task dump (SIGUSR2), which shows the ``await`` a turn that never finished is parked on."""
+    dump = deployment.dump_tasks() + "\n" if tasks else ""
+    return dump + "\n".join(f"--- {w.name}\n{w.output()[-3000:]}" for w in deployment.workers)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect, open (issue #14): now and then one turn that is in flight when Redis "
-        "is SIGKILLed never finishes - its job stays 'doing' on a live worker, its inbox row "
-        "claimed with the placeholder posted, so the thread's next job waits behind it (2 of "
-        "14 runs on 2026-12-01). Every other message is answered once; the assertion stays "
-        "as strict as it was, and a passing run reports XPASS"
-    ),
-)
 async def test_redis_sigkill_and_restart_under_traffic_answers_every_message_once(
     own_stores: Deployment, private_redis: PrivateRedis
 ) -> None:
@@ -77,7 +70,7 @@ async def test_redis_sigkill_and_restart_under_traffic_answers_every_message_onc
         f"Redis came back; model calls={len(deployment.model.requests)}"
     )
     assert set(statuses) == {200}, statuses  # SQL took every message: all acked
-    assert done, state + logs(deployment)
+    assert done, state + logs(deployment, tasks=True)
     assert counts.clean, state + logs(deployment)
 
 
@@ -162,5 +155,5 @@ async def test_postgres_restart_under_traffic_answers_every_message_once(
         f"PostgreSQL came back; model calls={len(deployment.model.requests)}"
     )
     assert set(statuses) == {200}, statuses  # each message acked in the end
-    assert done, state + logs(deployment)
+    assert done, state + logs(deployment, tasks=True)
     assert counts.clean, state + logs(deployment)

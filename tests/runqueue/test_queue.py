@@ -7,8 +7,9 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -281,3 +282,110 @@ async def test_a_stalled_workers_job_is_reclaimed_with_its_inbox_rows(
         await worker
     print(f"re-claimed after {took:.1f} s")
     assert seen == ["111.222"]
+
+
+async def _follow_up(queue: RunQueue, thread: str, text: str) -> int | None:
+    """A newer message in ``thread`` while its turn runs: stored, and its wake-up makes a
+    waiting job (same ``queueing_lock`` as the running one, which is not waiting)."""
+    await queue.inbox.add(dedupe_key=text, thread_key=thread, user_id="U1", payload={"text": text})
+    return await queue.wake(thread)
+
+
+async def _settled(queue: RunQueue, timeout: float = 10.0) -> list[tuple[int, str]]:
+    """The jobs still ``todo`` or ``doing`` once they had ``timeout`` seconds to finish."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [(j.id, j.status) for j in await queue.jobs() if j.status in {"todo", "doing"}]
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.postgres
+async def test_a_retried_turn_with_a_message_waiting_behind_it_answers_both_in_order(
+    pg_queue: QueueBackend,
+) -> None:
+    """A turn fails with Retryable (Redis blipped) while a newer message of its thread
+    already has a waiting job. Putting the job back to ``todo`` collides with that waiting
+    job's queueing lock; the retry must still happen (it used to fail, leaving the job
+    ``doing`` on a live worker and the thread stuck behind it for good). The retried
+    attempt answers both messages, in order, in one turn; the waiting job is folded in."""
+    queue = pg_queue.queue(max_attempts=3)
+    attempts: list[int] = []
+    waiting: list[int | None] = []
+
+    async def blip(thread: str, job: JobInfo) -> None:
+        attempts.append(job.attempt)
+        if job.attempt == 0:
+            waiting.append(await _follow_up(queue, thread, "two"))
+            raise Retryable("redis is down")
+
+    async with queue.opened():
+        rec = Recorder(queue, after_claim=blip)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
+        await submit(queue, "T1", "one")
+        try:
+            await wait_for(lambda: rec.texts["T1"] == [["one", "two"]], timeout=20)
+        finally:
+            left = await _settled(queue)
+            stop.set()
+            await worker
+    print(f"attempts={attempts} waiting job={waiting} open jobs after={left}")
+    assert waiting[0] is not None  # the follow-up did get a waiting job of its own
+    assert attempts == [0, 1]
+    assert left == []
+
+
+@pytest.mark.postgres
+async def test_a_stalled_job_with_a_message_waiting_behind_it_is_reclaimed(
+    pg_queue: QueueBackend,
+) -> None:
+    """The sweeper's retry of a dead worker's job meets the same waiting job: it is put
+    back anyway, and answers its own message and the newer one."""
+    queue = pg_queue.queue(stalled_timeout=1.0, heartbeat=0.3)
+    async with queue.opened():
+        await submit(queue, "T1", "hello")
+        manager = queue.app.job_manager
+        dead_worker = await manager.register_worker()
+        job = await manager.fetch_job(queues=None, worker_id=dead_worker)
+        assert job is not None and job.id is not None
+        await queue.inbox.claim("T1", job.id)
+        assert await _follow_up(queue, "T1", "two") is not None
+        rec = Recorder(queue)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
+        try:
+            await wait_for(lambda: rec.texts["T1"] == [["hello", "two"]], timeout=20)
+        finally:
+            left = await _settled(queue)
+            stop.set()
+            await worker
+    assert left == []
+
+
+@pytest.mark.postgres
+async def test_a_retried_work_job_keeps_the_job_queued_behind_it(pg_queue: QueueBackend) -> None:
+    """Other work sharing a queueing lock is not folded (payloads differ): the retried job
+    and the one queued behind it both run."""
+    queue = pg_queue.queue(max_attempts=3)
+    runs: list[tuple[str, int]] = []
+
+    async def handler(payload: Mapping[str, Any], job: JobInfo) -> None:
+        runs.append((str(payload["n"]), job.attempt))
+        if payload["n"] == "first" and job.attempt == 0:
+            assert (
+                await queue.defer("job", {"n": "second"}, lock="L", queueing_lock="Q") is not None
+            )
+            raise Retryable("redis is down")
+
+    async with queue.opened():
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(work={"job": handler}), stop=stop))
+        await queue.defer("job", {"n": "first"}, lock="L", queueing_lock="Q")
+        try:
+            await wait_for(lambda: len(runs) == 3, timeout=20)
+        finally:
+            stop.set()
+            await worker
+    assert sorted(runs) == [("first", 0), ("first", 1), ("second", 0)]
