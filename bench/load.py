@@ -326,6 +326,25 @@ class Load:
                 unanswered += 1
         return answered, duplicates, unanswered
 
+    def duplicated(self) -> list[str]:
+        """One line per tracked mention with more than one bot message in its thread: what
+        each says, so a run that finds a duplicate also shows which kind it was."""
+        lines = []
+        for channel, ts in self.sent:
+            bot = [
+                m
+                for m in self.slack.messages(channel, ts)
+                if m.get("user") == "U0BOT" or m.get("bot_id")
+            ]
+            if len(bot) > 1:
+                said = "; ".join(
+                    f"{m.get('ts')} {str(m.get('text', ''))[:50]!r}"
+                    + (" (edited)" if m.get("edited") else "")
+                    for m in bot
+                )
+                lines.append(f"  duplicate in {channel} thread {ts}: {said}")
+        return lines
+
     async def wait_answered(self, timeout: float) -> float:
         started = time.perf_counter()
         while time.perf_counter() - started < timeout:
@@ -456,7 +475,7 @@ def revision() -> str:
     return "unknown"
 
 
-async def run(quick: bool) -> None:
+async def run(quick: bool, logs: Path | None = None) -> None:
     rates = (50, 100, 200)
     seconds = 2.0 if quick else 4.0
     url = await fresh_database()
@@ -470,9 +489,10 @@ async def run(quick: bool) -> None:
         with (
             fake_slack() as slack,
             FakeOpenAIServer(default=echo) as model,
-            tempfile.TemporaryDirectory() as tmp,
+            tempfile.TemporaryDirectory() as scratch,
         ):
-            topo = Topology(database_url=url, slack=slack, model=model, tmp=Path(tmp))
+            tmp = logs or Path(scratch)  # the processes' logs go here
+            topo = Topology(database_url=url, slack=slack, model=model, tmp=tmp)
             try:
                 receiver = topo.receiver()
                 bare = topo.bare()
@@ -516,6 +536,8 @@ async def run(quick: bool) -> None:
                         f"  answered={answered} duplicates={dups} unanswered={missing} "
                         f"not acked (non-2xx, Slack redelivers)={load.failed}"
                     )
+                    for line in load.duplicated():
+                        rows.append(line)
 
                     # CPU per answer, zero-latency model
                     before = sum(cpu_seconds(w.process.pid) for w in workers)
@@ -634,13 +656,16 @@ def main() -> None:
         help="use TEST_DATABASE_URL / TEST_REDIS_URL instead of a private PostgreSQL "
         "cluster and redis-server",
     )
+    parser.add_argument(
+        "--logs", type=Path, help="keep every process's log in this directory (it must exist)"
+    )
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "SLACK_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
         bare_bolt(int(args.bare[0]), args.bare[1])
         return
     if args.shared_services:
-        asyncio.run(run(args.quick))
+        asyncio.run(run(args.quick, args.logs))
         return
     with (
         tempfile.TemporaryDirectory(prefix="sb-load-") as tmp,
@@ -648,7 +673,7 @@ def main() -> None:
     ):
         PG_ADMIN, REDIS_URL = admin_url, redis_url
         print(f"private PostgreSQL and Redis: {PG_ADMIN} {REDIS_URL}", flush=True)
-        asyncio.run(run(args.quick))
+        asyncio.run(run(args.quick, args.logs))
 
 
 if __name__ == "__main__":

@@ -393,7 +393,7 @@ class TurnRunner:
             log.info("placeholder not posted: %s", exc.response.get("error"))
             return inbound  # the answer is posted as a new message instead
         ts = str(response["ts"])
-        if not await self.inbox.set_placeholder_if_unset(turn.items[0].id, ts):
+        if not await _store_placeholder(self.inbox, client, inbound.channel, turn.items[0].id, ts):
             current = await self.inbox.get(turn.items[0].id)
             with contextlib.suppress(SlackApiError):
                 await client.chat_delete(channel=inbound.channel, ts=ts)
@@ -401,6 +401,21 @@ class TurnRunner:
         if len(turn.items) > 1:
             await self.inbox.set_placeholder([i.id for i in turn.items[1:]], ts)
         return replace(inbound, placeholder_ts=ts)
+
+
+async def _store_placeholder(
+    inbox: InboxStore, client: AsyncWebClient, channel: str, row_id: str, ts: str
+) -> bool:
+    """Remember ``ts`` as the row's placeholder unless it has one (True when stored). When
+    the store fails (the database blips), the message just posted is deleted before the
+    error goes on: the attempt that runs again posts its own, and no orphan "Working on
+    it…" is left in the thread beside the answer."""
+    try:
+        return await inbox.set_placeholder_if_unset(row_id, ts)
+    except BaseException:
+        with contextlib.suppress(SlackApiError, OSError, asyncio.TimeoutError):
+            await client.chat_delete(channel=channel, ts=ts)
+        raise
 
 
 class Maintenance:
@@ -467,7 +482,7 @@ class Maintenance:
                 log.info("busy notice not posted: %s", exc.response.get("error"))
                 continue
             ts = str(response["ts"])
-            if not await self.inbox.set_placeholder_if_unset(item.id, ts):
+            if not await _store_placeholder(self.inbox, client, inbound.channel, item.id, ts):
                 with contextlib.suppress(SlackApiError):
                     await client.chat_delete(channel=inbound.channel, ts=ts)
             else:
