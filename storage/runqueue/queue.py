@@ -208,6 +208,17 @@ class _RetryingJobManager(JobManager):
     #: can slip in between folding the waiting job and the retry).
     FOLD_TRIES = 3
 
+    def __init__(self, connector: Any) -> None:
+        super().__init__(connector=connector)
+        #: The Procrastinate workers this process registered (one at a time; a restarted
+        #: worker gets a new id): the orphan sweep looks for their jobs.
+        self.worker_ids: set[int] = set()
+
+    async def register_worker(self) -> int:
+        worker_id = await super().register_worker()
+        self.worker_ids.add(worker_id)
+        return worker_id
+
     async def retry_job_by_id_async(
         self,
         job_id: int,
@@ -290,6 +301,7 @@ class RunQueue:
         backoff_cap: float = 30.0,
         pool_size: int = 10,
         db_patience: float = 30.0,
+        orphan_after: float | None = None,
     ) -> None:
         self.inbox = inbox
         self.durable = database_url.startswith(("postgresql", "postgres"))
@@ -307,6 +319,14 @@ class RunQueue:
         #: How often the Procrastinate worker had to be started again (store went away).
         self.worker_restarts = 0
         self._superseded = 0
+        #: Jobs whose handler runs in this process now (the orphan sweep skips them).
+        self._in_hand: set[int] = set()
+        #: Orphans seen, with when first seen (monotonic seconds).
+        self._orphans: dict[int, float] = {}
+        # Longer than the connector's patience with a status write, twice over: a job
+        # whose final status is still being written is not an orphan.
+        self._orphan_after = orphan_after if orphan_after is not None else 2 * db_patience + 30
+        self.orphans_recovered = 0
         self._start_latency: list[float] = []
         self.on_start: Callable[[float], None] | None = None  # claim-to-start seconds
         if self.durable:
@@ -679,6 +699,49 @@ class RunQueue:
                     )
             except (pexc.ConnectorException, OSError) as exc:
                 log.warning("stalled-job sweep failed: %s", exc)
+            try:
+                await self.sweep_orphans()
+            except (pexc.ConnectorException, OSError) as exc:
+                log.warning("orphaned-job sweep failed: %s", exc)
+
+    async def sweep_orphans(self) -> list[int]:
+        """Put back jobs left ``doing`` under this process's live worker with no handler
+        running: their final status could not be written (Procrastinate logs the error
+        and carries on), so the worker keeps heartbeating, the stalled-job sweep never
+        takes them, and their thread would wait behind them for good. A job is put back
+        once it has looked orphaned for ``orphan_after`` seconds (longer than a status
+        write may take while the database comes back). Returns the jobs put back."""
+        manager = self.app.job_manager
+        ids = sorted(getattr(manager, "worker_ids", ()))
+        if not self.durable or not ids:
+            return []
+        rows = await self.app.connector.execute_query_all_async(
+            query="SELECT id FROM procrastinate_jobs "
+            "WHERE status = 'doing' AND worker_id = ANY(%(ids)s)",
+            ids=ids,
+        )
+        now = time.monotonic()
+        doing = {int(row["id"]) for row in rows}
+        self._orphans = {job_id: self._orphans.get(job_id, now) for job_id in doing - self._in_hand}
+        recovered = []
+        for job_id, since in list(self._orphans.items()):
+            if now - since < self._orphan_after:
+                continue
+            del self._orphans[job_id]
+            try:
+                await manager.retry_job_by_id_async(job_id, retry_at=datetime.now(UTC))
+            except pexc.ConnectorException as exc:  # the stalled-job sweep got it first
+                log.debug("orphaned job %s not retried: %s", job_id, exc)
+                continue
+            self.orphans_recovered += 1
+            self._retries += 1
+            recovered.append(job_id)
+            log.warning(
+                "job %s was left 'doing' after its handler ended; put back in the queue",
+                job_id,
+                extra={"job_id": job_id},
+            )
+        return recovered
 
     def _info(self, context: JobContext, at: float) -> JobInfo:
         job = context.job
@@ -700,6 +763,7 @@ class RunQueue:
         self._running += 1
         self._started += 1
         job = context.job
+        self._in_hand.add(info.id)
         if self.on_start is not None and info.deferred_at and info.attempt == 0:
             self.on_start(max(0.0, context.start_timestamp - info.deferred_at))
         try:
@@ -740,6 +804,7 @@ class RunQueue:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._running -= 1
+            self._in_hand.discard(info.id)
 
     def _count_retry(self, job: Job) -> None:
         if job.attempts + 1 >= self.max_attempts:

@@ -389,3 +389,33 @@ async def test_a_retried_work_job_keeps_the_job_queued_behind_it(pg_queue: Queue
             stop.set()
             await worker
     assert sorted(runs) == [("first", 0), ("first", 1), ("second", 0)]
+
+
+@pytest.mark.postgres
+async def test_a_job_left_doing_under_a_live_worker_with_no_handler_is_put_back(
+    pg_queue: QueueBackend,
+) -> None:
+    """A job whose final status could not be written stays ``doing`` under a worker that
+    is alive and heartbeating: the stalled-job sweep never takes it. The orphan sweep
+    sees that no handler of this process runs it and puts it back; it is answered."""
+    queue = pg_queue.queue(stalled_timeout=60.0, heartbeat=0.3, orphan_after=0.5)
+    async with queue.opened():
+        await submit(queue, "T1", "hello")
+        manager = queue.app.job_manager
+        # fetched by a worker of this process whose status write was lost: 'doing', and
+        # no handler is running it
+        ours = await manager.register_worker()
+        job = await manager.fetch_job(queues=None, worker_id=ours)
+        assert job is not None and job.id is not None
+        rec = Recorder(queue)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(thread=rec), stop=stop))
+        try:
+            await wait_for(lambda: rec.texts["T1"] == [["hello"]], timeout=15)
+        finally:
+            left = await _settled(queue)
+            stop.set()
+            await worker
+    print(f"orphans put back: {queue.orphans_recovered}")
+    assert queue.orphans_recovered == 1
+    assert left == []
