@@ -15,6 +15,11 @@ unprofiled CPU ms per answer: the shares are what to read.
 
     .venv/bin/python bench/profile_turn.py [--answers 300] [--out FILE.prof] [--role receiver]
 
+``--plain --rate 10`` runs the same topology without the profiler and prints the
+unprofiled CPU per answer with the Slack calls and PostgreSQL transactions per answer; run
+it against another checkout with ``--code DIR`` (a git worktree), alternating, to compare
+two commits (docs/perf.md, third round).
+
 ``--role receiver`` profiles the receiver (``switchboard serve`` with no in-process
 workers) instead, per acked mention: verify, dedupe, rate limits, store, wake, ack.
 """
@@ -29,13 +34,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import load  # noqa: E402
 
@@ -49,6 +56,8 @@ profile = cProfile.Profile(time.process_time)  # CPU time: the machine may be bu
 out = sys.argv.pop(1)
 state = {"on": False}
 def _toggle(*_):
+    if out == "-":  # --plain: no profiler, the unprofiled cost
+        return
     if not state["on"]:
         profile.enable()
     else:
@@ -130,7 +139,9 @@ def report(stats: pstats.Stats, answers: int, top: int) -> list[str]:
     return lines
 
 
-async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
+async def run(
+    answers: int, out: Path, top: int, role: str = "worker", *, plain: bool = False, rate: int = 50
+) -> None:
     counted = 0
     url = await load.fresh_database()
     try:
@@ -145,7 +156,7 @@ async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
                 if role == "receiver":
                     receiver = profiled = topo._start(
                         "receiver-profiled",
-                        [sys.executable, "-c", _WORKER, str(out), "serve"],
+                        [sys.executable, "-c", _WORKER, "-" if plain else str(out), "serve"],
                         topo.env(PORT=str(port), SWITCHBOARD_INPROCESS_WORKERS="0"),
                         port,
                         "/healthz",
@@ -155,7 +166,15 @@ async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
                     receiver = topo.receiver()
                     profiled = topo._start(
                         "worker-profiled",
-                        [sys.executable, "-c", _WORKER, str(out), "worker", "--concurrency", "64"],
+                        [
+                            sys.executable,
+                            "-c",
+                            _WORKER,
+                            "-" if plain else str(out),
+                            "worker",
+                            "--concurrency",
+                            "64",
+                        ],
                         topo.env(PORT=str(port)),
                         port,
                         "/healthz",
@@ -165,15 +184,30 @@ async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
                     await traffic.blast(client, receiver.url, rate=20, count=40, track=True)
                     await traffic.wait_answered(120)
                     traffic.sent.clear()
+                    calls = _count_calls(slack)
+                    transactions = await _transactions(url)
                     before = load.cpu_seconds(profiled.process.pid)
                     profiled.process.send_signal(signal.SIGUSR1)
                     started = time.perf_counter()
-                    await traffic.blast(client, receiver.url, rate=50, count=answers, track=True)
+                    await traffic.blast(client, receiver.url, rate=rate, count=answers, track=True)
                     await traffic.wait_answered(300)
                     elapsed = time.perf_counter() - started
                     profiled.process.send_signal(signal.SIGUSR1)
                     spent = load.cpu_seconds(profiled.process.pid) - before
-                deadline = time.monotonic() + 60
+                    await asyncio.sleep(1.0)  # the statistics collector flushes every 0.5 s
+                    transactions = await _transactions(url) - transactions
+                    per = max(len(traffic.sent), 1)
+                    print(
+                        "Slack Web API calls per answer: "
+                        + ", ".join(f"{m} {n / per:.2f}" for m, n in calls.most_common()),
+                        flush=True,
+                    )
+                    print(
+                        f"PostgreSQL transactions per answer (receiver and worker): "
+                        f"{transactions / per:.1f}",
+                        flush=True,
+                    )
+                deadline = time.monotonic() + (0 if plain else 60)
                 while not out.exists() and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
                 answered, duplicates, missing = traffic.counts()
@@ -181,7 +215,7 @@ async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
                 print(load.machine_line("after"), flush=True)
                 print(
                     f"{answered} answered ({duplicates} duplicates, {missing} unanswered) in "
-                    f"{elapsed:.1f} s; {role} CPU under the profiler "
+                    f"{elapsed:.1f} s; {role} CPU {'' if plain else 'under the profiler '}"
                     f"{spent / max(answered, 1) * 1000:.1f} ms per answer",
                     flush=True,
                 )
@@ -189,8 +223,37 @@ async def run(answers: int, out: Path, top: int, role: str = "worker") -> None:
                 topo.stop()
     finally:
         await load.drop_database(url)
+    if plain:
+        return
     for line in report(pstats.Stats(str(out)), max(counted, 1), top):
         print(line)
+
+
+def _count_calls(slack: load.Workspace) -> Counter[str]:
+    """Counts the Web API calls the workspace emulator answers, by method, from now on."""
+    counts: Counter[str] = Counter()
+    call = slack.emulator.call
+
+    def counting(method: str, *args: Any, **kwargs: Any) -> Any:
+        counts[method] += 1
+        return call(method, *args, **kwargs)
+
+    slack.emulator.call = counting  # type: ignore[method-assign]
+    return counts
+
+
+async def _transactions(url: str) -> int:
+    """Commits and rollbacks PostgreSQL counted in the bench's database so far."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        value = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return int(value)
+    finally:
+        await conn.close()
 
 
 def main() -> None:
@@ -205,6 +268,19 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="keep the .prof file here")
     parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="no profiler: the unprofiled CPU per answer, with the Slack calls and SQL "
+        "transactions per answer (run it in two checkouts to compare them)",
+    )
+    parser.add_argument("--rate", type=int, default=50, help="mentions per second")
+    parser.add_argument(
+        "--code",
+        type=Path,
+        help="run the receiver and the worker from this checkout instead (a git worktree "
+        "of the commit to compare against); the bench itself stays this one",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="PROF",
@@ -215,6 +291,9 @@ def main() -> None:
         for line in report(pstats.Stats(str(args.report)), args.answers, args.top):
             print(line)
         return
+    if args.code:
+        load.ROOT = args.code.resolve()  # the processes' working directory
+        os.environ["PYTHONPATH"] = str(load.ROOT)
     print(load.machine_line("start"), flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="sb-profile-") as tmp,
@@ -224,7 +303,7 @@ def main() -> None:
         out = args.out or Path(tmp) / "worker.prof"
         if out.exists():
             os.unlink(out)
-        asyncio.run(run(args.answers, out, args.top, args.role))
+        asyncio.run(run(args.answers, out, args.top, args.role, plain=args.plain, rate=args.rate))
 
 
 if __name__ == "__main__":
