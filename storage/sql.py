@@ -69,13 +69,14 @@ def _check_on_checkout(engine: AsyncEngine) -> None:
     """Never hand out a dead connection, without a round trip on every checkout.
 
     SQLAlchemy's ``pool_pre_ping`` pings each checkout, and for asyncpg a ping is three
-    round trips (``BEGIN``, ``;``, ``ROLLBACK``): on the answer path that was 8 pings and
-    24 statements per answer. Instead, a connection the server closed (a restart, a
-    failover: asyncpg sees the socket close as soon as the event loop runs) is discarded
-    for free, and only a connection idle for :data:`PING_IDLE_AFTER` seconds - the one a
-    firewall or proxy may have dropped silently - is pinged. Either way the pool opens a
-    new connection and the caller never sees the dead one (raising ``DisconnectionError``
-    in a checkout listener is SQLAlchemy's documented way to ask for that)."""
+    round trips (``BEGIN``, ``;``, ``ROLLBACK``): on the answer path that was 8 pings per
+    answer, each at least a ``BEGIN`` and a ``ROLLBACK`` in the server's log. Instead, a
+    connection the server closed (a restart, a failover: asyncpg sees the socket close as
+    soon as the event loop runs) is discarded for free, and only a connection idle for
+    :data:`PING_IDLE_AFTER` seconds - the one a firewall or proxy may have dropped
+    silently - is pinged. Either way the pool opens a new connection and the caller never
+    sees the dead one (raising ``DisconnectionError`` in a checkout listener is
+    SQLAlchemy's documented way to ask for that)."""
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _checked_in(_dbapi_connection: Any, record: Any) -> None:
