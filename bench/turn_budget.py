@@ -48,6 +48,7 @@ import ack as ackbench  # noqa: E402
 import load  # noqa: E402
 
 from storage.runqueue import _connector as queue_pool  # noqa: E402
+from storage.runqueue import libpq_dsn  # noqa: E402
 from storage.sql import create_engine  # noqa: E402
 from switchboard.openai_fake import FakeOpenAIServer, echo  # noqa: E402
 
@@ -104,8 +105,6 @@ async def run(n: int, database_url: str, redis_url: str) -> list[str]:
     from langchain_openai import ChatOpenAI
     from slack_sdk.web.async_client import AsyncWebClient
     from sqlalchemy import Column, MetaData, String, Table, insert, select
-
-    from storage.runqueue import libpq_dsn
 
     rows: dict[str, float] = {}
     with load.fake_slack() as slack, FakeOpenAIServer(default=echo) as server:
