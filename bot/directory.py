@@ -153,7 +153,7 @@ class Directory:
             return group if user_id in members else None
 
         # A group a spec names that Slack does not know (deleted, a typo) has nobody in it:
-        # asked again only after the reader's cache time, not on every turn.
+        # asked again after ``missing_group_ttl`` seconds, not on every turn.
         groups = self._groups if fresh else [g for g in self._groups if not self._is_missing(g)]
         found = await asyncio.gather(*(member(g) for g in groups))
         return frozenset(g for g in found if g)
