@@ -309,15 +309,19 @@ class Load:
         await asyncio.gather(*tasks)
         return latencies
 
+    def _bot_messages(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The bot's messages in the thread of mention ``ts``."""
+        return [
+            m
+            for m in self.slack.messages(channel, ts)
+            if m.get("user") == "U0BOT" or m.get("bot_id")
+        ]
+
     def counts(self) -> tuple[int, int, int]:
         """(answered, duplicates, unanswered) over the tracked mentions."""
         answered = duplicates = unanswered = 0
         for channel, ts in self.sent:
-            bot = [
-                m
-                for m in self.slack.messages(channel, ts)
-                if m.get("user") == "U0BOT" or m.get("bot_id")
-            ]
+            bot = self._bot_messages(channel, ts)
             final = [m for m in bot if not str(m.get("text", "")).startswith("Working on it")]
             if final:
                 answered += 1
@@ -331,11 +335,7 @@ class Load:
         each says, so a run that finds a duplicate also shows which kind it was."""
         lines = []
         for channel, ts in self.sent:
-            bot = [
-                m
-                for m in self.slack.messages(channel, ts)
-                if m.get("user") == "U0BOT" or m.get("bot_id")
-            ]
+            bot = self._bot_messages(channel, ts)
             if len(bot) > 1:
                 said = "; ".join(
                     f"{m.get('ts')} {str(m.get('text', ''))[:50]!r}"
