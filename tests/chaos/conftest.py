@@ -16,7 +16,7 @@ import pytest
 
 from storage.runqueue import ensure_queue_schema, libpq_dsn
 from storage.sql import upgrade
-from tests.chaos.harness import Deployment, PrivatePostgres, PrivateRedis, find_initdb
+from tests.chaos.harness import Deployment, PrivatePostgres, PrivateRedis, private_cluster
 from tests.conftest import TEST_REDIS_URL, _real_redis, _reset_postgres, _unavailable
 from tests.fakes.openai_server import FakeOpenAIServer, echo
 from tests.fakes.slack_api import FakeSlackApi, slack_api_server
@@ -85,17 +85,8 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A PostgreSQL cluster of this test alone (initdb, trust, own port), started."""
-    initdb = find_initdb()
-    if initdb is None:
-        _unavailable("a private PostgreSQL cluster", "initdb is not installed")
-    assert initdb is not None
-    cluster = PrivatePostgres(initdb)
-    try:
-        cluster.init()
-        cluster.start()
+    with private_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture

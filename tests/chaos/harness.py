@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from switchboard.serve import build_bot
 from switchboard.services import open_services
 from switchboard.settings import Settings
 from tests.bot.conftest import SIGNING_SECRET, TEAM, sign
+from tests.conftest import _unavailable
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_api import FakeSlackApi
 from tests.processes import free_port
@@ -196,6 +197,23 @@ class PrivatePostgres:
             return self.logfile.read_text(errors="replace")
         except OSError:
             return ""
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[PrivatePostgres]:
+    """A started :class:`PrivatePostgres`, destroyed afterwards; unavailable (a skip, or a
+    failure under CI) when ``initdb`` is not installed."""
+    initdb = find_initdb()
+    if initdb is None:
+        _unavailable("a private PostgreSQL cluster", "initdb is not installed")
+    assert initdb is not None
+    cluster = PrivatePostgres(initdb)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 @dataclass

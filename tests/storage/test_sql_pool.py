@@ -14,28 +14,19 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import sql
 from storage.sql import create_engine
-from tests.chaos.harness import PrivatePostgres, find_initdb
-from tests.conftest import _unavailable
+from tests.chaos.harness import PrivatePostgres, private_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
 def cluster() -> Iterator[PrivatePostgres]:
-    initdb = find_initdb()
-    if initdb is None:
-        _unavailable("a private PostgreSQL cluster", "initdb is not installed")
-    assert initdb is not None
-    server = PrivatePostgres(initdb)
-    try:
-        server.init()
-        server.start()
+    with private_cluster() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 async def _transactions(cluster: PrivatePostgres) -> int:
@@ -50,6 +41,17 @@ async def _transactions(cluster: PrivatePostgres) -> int:
         return int(value)
     finally:
         await conn.close()
+
+
+async def _counted(cluster: PrivatePostgres, engine: AsyncEngine, transactions: int) -> int:
+    """Run ``transactions`` one-statement transactions; what the server counted meanwhile
+    (pings included), once its statistics are flushed."""
+    before = await _transactions(cluster)
+    for _ in range(transactions):
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT 1"))
+    await asyncio.sleep(0.6)
+    return await _transactions(cluster) - before
 
 
 async def test_a_restart_costs_no_failed_transaction(cluster: PrivatePostgres) -> None:
@@ -74,23 +76,13 @@ async def test_a_busy_pool_does_not_ping_and_an_idle_connection_is_pinged(
         async with engine.begin() as conn:
             await conn.execute(text("SELECT 1"))
         await asyncio.sleep(0.6)  # the statistics collector flushes at most every 0.5 s
-        before = await _transactions(cluster)
-        for _ in range(20):
-            async with engine.begin() as conn:
-                await conn.execute(text("SELECT 1"))
-        await asyncio.sleep(0.6)
-        busy = await _transactions(cluster) - before
+        busy = await _counted(cluster, engine, 20)
         # 20 transactions, plus our own counting connection; a ping per checkout (each a
         # transaction of its own) would make it 40.
         assert busy <= 22, busy
 
         monkeypatch.setattr(sql, "PING_IDLE_AFTER", 0.0)  # every checkout counts as idle
-        before = await _transactions(cluster)
-        for _ in range(5):
-            async with engine.begin() as conn:
-                await conn.execute(text("SELECT 1"))
-        await asyncio.sleep(0.6)
-        idle = await _transactions(cluster) - before
+        idle = await _counted(cluster, engine, 5)
         assert idle >= 10, idle  # 5 pings and 5 transactions
     finally:
         await engine.dispose()
