@@ -15,8 +15,9 @@ out. Other errors (a constraint, "job not found") are raised at once, as before.
 Its pool is cheaper per query than Procrastinate's default (measured: 3 round trips and a
 ping per query before, 1 after): every Procrastinate query is one statement, so the
 connections are in autocommit (no ``BEGIN``/``COMMIT`` around each), and a connection is
-checked before it is handed out only when it sat idle for :data:`CHECK_IDLE_AFTER` seconds
-(Procrastinate's pool pinged on every checkout). A connection that died while busy fails
+checked before it is handed out only when it sat idle for
+:data:`storage.sql.PING_IDLE_AFTER` seconds, as the SQLAlchemy pool does (Procrastinate's
+pool pinged on every checkout). A connection that died while busy fails
 its query at once, the pool drops it, and the retry above takes a fresh one.
 """
 
@@ -34,15 +35,13 @@ import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate import exceptions as pexc
 
+from storage import sql
 from storage.transient import is_transient
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
 T = TypeVar("T")
 
-
-#: A pooled connection idle longer than this is checked (one empty query) before use.
-CHECK_IDLE_AFTER = 10.0
 
 _returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
     weakref.WeakKeyDictionary()
@@ -58,7 +57,7 @@ async def _check_if_idle(connection: psycopg.AsyncConnection[Any]) -> None:
     if connection.closed or connection.broken:
         raise psycopg.OperationalError("the connection is closed")
     since = _returned.get(connection)
-    if since is None or time.monotonic() - since > CHECK_IDLE_AFTER:
+    if since is None or time.monotonic() - since > sql.PING_IDLE_AFTER:
         await psycopg_pool.AsyncConnectionPool.check_connection(connection)
 
 
