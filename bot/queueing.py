@@ -47,7 +47,6 @@ from storage.runqueue import (
     QueueError,
     QueueUnavailable,
     RunQueue,
-    Share,
     WorkHandler,
 )
 
@@ -162,20 +161,6 @@ def skill_policy(runtime: Runtime) -> PolicyLookup | None:
     return lookup
 
 
-#: A channel's other threads weigh this much less than a person's own: a busy channel (a
-#: digest fan-out, an incident) slows its own new work a little, while someone opening
-#: many threads at once queues mostly behind themselves.
-CHANNEL_SHARE_WEIGHT = 4
-
-
-def fair_priority(share: Share) -> int:
-    """The priority of a thread's job. Free workers take the highest priority first, then
-    the oldest job, so a thread goes behind the threads its person - and, a quarter as
-    much, its channel - already has waiting or running: one person or channel filling the
-    queue cannot starve everyone else, and someone with nothing queued goes first."""
-    return -(share.user_threads + share.channel_threads // CHANNEL_SHARE_WEIGHT)
-
-
 class Enqueuer:
     """The receiver's half: store the message, wake its thread's job.
 
@@ -220,16 +205,22 @@ class Enqueuer:
             )
             if running:
                 policy = await self.policy(inbound)
-        admitted = await self.inbox.admit(
-            dedupe_key=dedupe_key(inbound, source_ts),
-            thread_key=thread,
-            user_id=inbound.user,
-            payload=to_payload(inbound, self.sealer),
-            placeholder_ts=inbound.placeholder_ts,
-        )
+        message: dict[str, Any] = {
+            "dedupe_key": dedupe_key(inbound, source_ts),
+            "thread_key": thread,
+            "user_id": inbound.user,
+            "payload": to_payload(inbound, self.sealer),
+            "placeholder_ts": inbound.placeholder_ts,
+        }
+        # The common case stores and wakes together (one statement on PostgreSQL); the
+        # other policies act on the running turn between the two.
+        store = self.queue.admit if policy == "enqueue" else self.inbox.admit
+        admitted = await store(**message)
         if admitted is None:
             log.info("duplicate message ignored", extra={"thread_key": thread})
             return False
+        if policy == "enqueue":
+            return True
         row = admitted.row_id
         if policy == "reject":
             await self.inbox.finish([row], "rejected")  # kept as the dedupe record
@@ -243,7 +234,7 @@ class Enqueuer:
                     await self.queue.cancel(job_id)
                 log.info("running turn interrupted", extra={"thread_key": thread, "job_id": job_id})
         try:
-            await self.queue.wake(thread, priority=fair_priority(admitted.share))
+            await self.queue.wake(thread, priority=admitted.share.priority)
         except QueueUnavailable as exc:
             log.warning("queue wake deferred for %s: %s", thread, exc)
         return True

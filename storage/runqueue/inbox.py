@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import and_, distinct, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage._tx import retrying
 from storage.models import InboxMessage, new_id
@@ -69,6 +69,12 @@ def _item(row: Any) -> InboxItem:
     )
 
 
+#: A channel's other threads weigh this much less than a person's own: a busy channel (a
+#: digest fan-out, an incident) slows its own new work a little, while someone opening
+#: many threads at once queues mostly behind themselves.
+CHANNEL_SHARE_WEIGHT = 4
+
+
 @dataclass(frozen=True, slots=True)
 class Share:
     """How much a person and a channel already have in the queue: their other threads with
@@ -77,13 +83,25 @@ class Share:
     user_threads: int
     channel_threads: int
 
+    @property
+    def priority(self) -> int:
+        """The priority of the thread's job. Free workers take the highest priority first,
+        then the oldest job, so a thread goes behind the threads its person - and, a quarter
+        as much, its channel - already has waiting or running: one person or channel
+        filling the queue cannot starve everyone else, and someone with nothing queued goes
+        first. (``RunQueue.admit`` computes the same in SQL on PostgreSQL.)"""
+        return -(self.user_threads + self.channel_threads // CHANNEL_SHARE_WEIGHT)
+
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A message just stored, with what its sender and channel already had waiting."""
+    """A message just stored, with what its sender and channel already had waiting, and
+    the job that will answer it when storing it also woke its thread (``RunQueue.admit``;
+    None: a job was already waiting, or the thread is woken separately)."""
 
     row_id: str
     share: Share
+    job_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +113,45 @@ class Backlog:
     oldest_pending_age: float  # seconds; 0 when nothing waits
 
 
+def new_row(
+    *,
+    dedupe_key: str,
+    thread_key: str,
+    user_id: str,
+    payload: Mapping[str, Any],
+    placeholder_ts: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The column values of a new pending ``run_inbox`` row."""
+    return {
+        "id": new_id(),
+        "dedupe_key": dedupe_key,
+        "thread_key": thread_key,
+        "user_id": user_id,
+        "payload": json.dumps(dict(payload), separators=(",", ":")),
+        "status": PENDING,
+        "attempts": 0,
+        "placeholder_ts": placeholder_ts,
+        "created_at": now or datetime.now(UTC),
+    }
+
+
+def channel_pattern(thread_key: str) -> str:
+    """A ``LIKE … ESCAPE '/'`` pattern matching the thread keys of ``thread_key``'s channel
+    (thread keys are ``team:channel:ts``)."""
+    prefix = thread_key.rsplit(":", 1)[0] + ":"
+    return prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
 class InboxStore:
     """Reads and writes ``run_inbox`` rows; every transaction is short and retried on
     SQLite's busy errors."""
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        #: The engine under the sessions, for single statements run without the ORM.
+        self.engine: AsyncEngine | None = bind if isinstance(bind, AsyncEngine) else None
 
     async def add(
         self,
@@ -159,18 +210,14 @@ class InboxStore:
         now: datetime | None,
         count: bool,
     ) -> Admitted | None:
-        row_id = new_id()
-        values = {
-            "id": row_id,
-            "dedupe_key": dedupe_key,
-            "thread_key": thread_key,
-            "user_id": user_id,
-            "payload": json.dumps(dict(payload), separators=(",", ":")),
-            "status": PENDING,
-            "attempts": 0,
-            "placeholder_ts": placeholder_ts,
-            "created_at": now or datetime.now(UTC),
-        }
+        values = new_row(
+            dedupe_key=dedupe_key,
+            thread_key=thread_key,
+            user_id=user_id,
+            payload=payload,
+            placeholder_ts=placeholder_ts,
+            now=now,
+        )
         share = Share(user_threads=0, channel_threads=0)
         try:
             async with self._sessions.begin() as session:
@@ -179,7 +226,7 @@ class InboxStore:
                     share = await self._share(session, user_id=user_id, thread_key=thread_key)
         except IntegrityError:
             return None
-        return Admitted(row_id=row_id, share=share)
+        return Admitted(row_id=values["id"], share=share)
 
     async def claim(self, thread_key: str, job_id: int) -> list[InboxItem]:
         """Take the thread's pending messages for ``job_id``, oldest first, together with

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from storage.runqueue import Handlers, JobInfo, Retryable, RunQueue
 from tests.runqueue.conftest import QueueBackend
@@ -119,6 +120,72 @@ async def test_messages_waiting_in_a_busy_thread_fold_into_one_turn(
     assert rec.texts["T1"][0] == ["one"]
     assert ["two", "three", "four"] in rec.texts["T1"]  # one turn for the three waiting
     assert woken[1] is None  # a second waiting job was refused: folded
+
+
+async def admit(queue: RunQueue, thread: str, text: str, *, user: str = "U1") -> Any:
+    return await queue.admit(
+        dedupe_key=f"{thread}:{text}", thread_key=thread, user_id=user, payload={"text": text}
+    )
+
+
+async def test_admit_stores_the_message_and_wakes_its_thread_once(
+    queue_backend: QueueBackend,
+) -> None:
+    """The receiver's one call: the message is stored, its thread woken; a second message
+    while that job waits folds into it; a redelivered message is neither stored nor woken."""
+    queue = queue_backend.queue()
+    async with queue.opened():
+        first = await admit(queue, "T:C1:1.0", "one")
+        second = await admit(queue, "T:C1:1.0", "two")
+        again = await admit(queue, "T:C1:1.0", "one")
+        assert first is not None and first.job_id is not None
+        assert second is not None and second.job_id is None  # folded into the waiting job
+        assert again is None
+        waiting = await queue.jobs(status="todo")
+        assert [(j.id, j.lock, j.args["thread"]) for j in waiting] == [
+            (first.job_id, "T:C1:1.0", "T:C1:1.0")
+        ]
+        rec = Recorder(queue, delay=0.0)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            queue.run_worker(Handlers(thread=rec), concurrency=2, stop=stop)
+        )
+        await wait_for(lambda: bool(rec.texts["T:C1:1.0"]))
+        stop.set()
+        await worker
+    assert rec.texts["T:C1:1.0"] == [["one", "two"]]  # one turn, both messages, in order
+    assert (await queue.inbox.backlog()).pending == 0
+
+
+@pytest.mark.postgres
+async def test_admit_gives_the_job_the_fair_priority_of_what_is_already_queued(
+    pg_queue: QueueBackend,
+) -> None:
+    """The priority computed in SQL is Share.priority: a person's own open threads count
+    fully, their channel's at a quarter."""
+    queue = pg_queue.queue()
+    async with queue.opened():
+        for k in range(3):  # U1 has three threads open in C1
+            await admit(queue, f"T:C1:{k}.0", "busy")
+        for k in range(5):  # others have five more in C1
+            await admit(queue, f"T:C1:{10 + k}.0", "busy", user="U2")
+        admitted = await admit(queue, "T:C1:99.0", "mine")
+        fresh = await admit(queue, "T:C2:1.0", "elsewhere", user="U3")
+        assert admitted is not None and admitted.job_id is not None
+        assert fresh is not None and fresh.job_id is not None
+        assert admitted.share.user_threads == 3 and admitted.share.channel_threads == 8
+        assert admitted.share.priority == -(3 + 8 // 4)
+        async with pg_queue.engine.connect() as conn:
+            rows = dict(
+                (
+                    await conn.execute(
+                        text("SELECT id, priority FROM procrastinate_jobs WHERE id IN (:a, :b)"),
+                        {"a": admitted.job_id, "b": fresh.job_id},
+                    )
+                ).all()
+            )
+    print(f"share={admitted.share} priorities={rows}")
+    assert rows == {admitted.job_id: admitted.share.priority, fresh.job_id: 0}
 
 
 async def test_one_thread_never_runs_twice_at_once_across_workers(pg_queue: QueueBackend) -> None:
