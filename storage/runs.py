@@ -10,6 +10,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage._tx import Statements
 from storage.models import ChannelDefault, Run, ThreadSkill, new_id
 
 
@@ -55,6 +56,7 @@ class RunStore:
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._statements = Statements(sessions)  # the two writes of every run
 
     async def start(
         self,
@@ -70,21 +72,20 @@ class RunStore:
         skill_version: str | None = None,
     ) -> str:
         row_id = run_id or new_id()
-        async with self._sessions.begin() as session:
-            await session.execute(
-                insert(Run).values(
-                    id=row_id,
-                    skill=skill,
-                    thread_id=thread_id,
-                    actor=actor,
-                    channel_id=channel_id,
-                    model=model,
-                    skill_version=skill_version,
-                    trigger=trigger,
-                    started_at=started_at or datetime.now(UTC),
-                    outcome="running",
-                )
+        await self._statements.run(
+            insert(Run).values(
+                id=row_id,
+                skill=skill,
+                thread_id=thread_id,
+                actor=actor,
+                channel_id=channel_id,
+                model=model,
+                skill_version=skill_version,
+                trigger=trigger,
+                started_at=started_at or datetime.now(UTC),
+                outcome="running",
             )
+        )
         return row_id
 
     async def finish(
@@ -112,18 +113,13 @@ class RunStore:
             "error": error,
             "error_ref": error_ref,
         }
-        async with self._sessions.begin() as session:
-            if started_at is None:  # not known to the caller: read it (one statement more)
+        if started_at is None:  # not known to the caller: read it (one statement more)
+            async with self._sessions() as session:
                 started_at = await session.scalar(select(Run.started_at).where(Run.id == run_id))
-                if started_at is None:
-                    return
-            values["latency_ms"] = max(0, int((end - started_at).total_seconds() * 1000))
-            await session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+            if started_at is None:
+                return
+        values["latency_ms"] = max(0, int((end - started_at).total_seconds() * 1000))
+        await self._statements.run(update(Run).where(Run.id == run_id).values(**values))
 
     async def get(self, run_id: str) -> Run | None:
         async with self._sessions() as session:

@@ -127,6 +127,17 @@ def draining_check(stopping: asyncio.Event) -> Check:
     return accepting
 
 
+def started_check(working: asyncio.Event) -> Check:
+    """Not ready until ``working`` is set: a worker's queue workers run, after its start-up
+    recovery (threads whose wake-up was lost are re-queued first). Until then a rolling
+    update must not count the new pod as capacity and stop an old one."""
+
+    async def started() -> str:
+        return "ok" if working.is_set() else "starting"
+
+    return started
+
+
 def scheduler_details(service: SchedulerService) -> Details:
     """The leader state ``/readyz`` reports for a scheduler."""
 

@@ -37,6 +37,7 @@ from switchboard.health import (
     ops_listener,
     schema_check,
     side_server,
+    started_check,
     wait_for_schema,
 )
 from switchboard.logs import configure_from
@@ -337,12 +338,16 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
                 rate_limit_retries=WORKER_RATE_LIMIT_RETRIES,
             )
             bot = build_bot(services, client=client, signing_secret=None)
-            stopping = asyncio.Event()
+            stopping, working = asyncio.Event(), asyncio.Event()
             app = create_ops_app(
                 bot,
                 services=services,
                 serve_metrics=settings.metrics_port is None,
-                checks={"schema": schema_check(services), "accepting": draining_check(stopping)},
+                checks={
+                    "schema": schema_check(services),
+                    "accepting": draining_check(stopping),
+                    "working": started_check(working),
+                },
             )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -359,6 +364,7 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
                 try:
                     if await wait_for_schema(services, stopping=stopping):
                         async with queue_workers(bot, services, settings, concurrency=concurrency):
+                            working.set()
                             log.info(
                                 "worker running",
                                 extra={"concurrency": concurrency or settings.worker_concurrency},

@@ -26,9 +26,9 @@ from typing import Any
 
 from sqlalchemy import and_, distinct, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage._tx import retrying
+from storage._tx import Statements, retrying
 from storage.models import InboxMessage, new_id
 
 PENDING = "pending"
@@ -149,9 +149,8 @@ class InboxStore:
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        #: The engine under the sessions, for single statements run without the ORM.
-        self.engine: AsyncEngine | None = bind if isinstance(bind, AsyncEngine) else None
+        #: The hot writes (claim, placeholder, finish), as single statements.
+        self.statements = Statements(sessions)
 
     async def add(
         self,
@@ -251,21 +250,16 @@ class InboxStore:
                 claimed_at=datetime.now(UTC),
             )
             .returning(*InboxMessage.__table__.c)
-            .execution_options(synchronize_session=False)
         )
 
-        async def work(session: AsyncSession) -> list[InboxItem]:
-            rows = (await session.execute(statement)).all()
-            return sorted((_item(row) for row in rows), key=lambda i: (i.created_at, i.id))
-
-        return await retrying(self._sessions, work)
+        rows = await self.statements.fetch(statement, None, lambda result: result.all())
+        return sorted((_item(row) for row in rows), key=lambda i: (i.created_at, i.id))
 
     async def set_placeholder(self, ids: Sequence[str], ts: str) -> None:
         """Remember the message a turn's answer will replace."""
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(InboxMessage).where(InboxMessage.id.in_(ids)).values(placeholder_ts=ts)
-            )
+        await self.statements.run(
+            update(InboxMessage).where(InboxMessage.id.in_(ids)).values(placeholder_ts=ts)
+        )
 
     async def finish(self, ids: Sequence[str], outcome: str) -> None:
         """Close rows: answered (``reply``, ``approval``, ``refusal``), ``failed``, ``stopped``.
@@ -273,19 +267,16 @@ class InboxStore:
         What the person typed is dropped from a closed row (the conversation keeps it,
         masked); the row stays as the dedupe record of the message."""
 
-        async def work(session: AsyncSession) -> None:
-            await session.execute(
-                update(InboxMessage)
-                .where(InboxMessage.id.in_(ids))
-                .values(
-                    status=DONE,
-                    outcome=outcome[:32],
-                    finished_at=datetime.now(UTC),
-                    payload=_CLOSED,
-                )
+        await self.statements.run(
+            update(InboxMessage)
+            .where(InboxMessage.id.in_(ids))
+            .values(
+                status=DONE,
+                outcome=outcome[:32],
+                finished_at=datetime.now(UTC),
+                payload=_CLOSED,
             )
-
-        await retrying(self._sessions, work)
+        )
 
     async def requeue(self, job_id: int) -> int:
         """Put a running job's rows back to pending (a new message interrupts the turn: the
@@ -382,13 +373,12 @@ class InboxStore:
 
     async def set_placeholder_if_unset(self, row_id: str, ts: str) -> bool:
         """Store ``ts`` unless the row already has a placeholder; True when stored."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(InboxMessage)
-                .where(InboxMessage.id == row_id, InboxMessage.placeholder_ts.is_(None))
-                .values(placeholder_ts=ts)
-            )
-        return bool(getattr(result, "rowcount", 0))
+        stored = await self.statements.run(
+            update(InboxMessage)
+            .where(InboxMessage.id == row_id, InboxMessage.placeholder_ts.is_(None))
+            .values(placeholder_ts=ts)
+        )
+        return stored > 0
 
     @staticmethod
     async def _share(session: AsyncSession, *, user_id: str, thread_key: str) -> Share:

@@ -444,8 +444,8 @@ class RunQueue:
         and Procrastinate's defer on its own connection). The embedded default stores the
         row, then wakes the in-memory queue; a wake that fails there is logged and left to
         the maintenance loop (the stored row is the acknowledgement)."""
-        engine = self.inbox.engine
-        if not (self.durable and engine is not None and engine.dialect.name == "postgresql"):
+        statements = self.inbox.statements
+        if not (self.durable and statements.postgres):
             admitted = await self.inbox.admit(
                 dedupe_key=dedupe_key,
                 thread_key=thread_key,
@@ -477,8 +477,7 @@ class RunQueue:
             "task": THREAD_TASK,
             "args": json.dumps({"thread": thread_key, "at": time.time()}),
         }
-        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-            result = (await conn.execute(_ADMIT_SQL, params)).one()
+        result = await statements.fetch(_ADMIT_SQL, params, lambda rows: rows.one())
         if result.row_id is None:
             return None
         share = Share(user_threads=int(result.user_threads), channel_threads=int(result.channel))

@@ -287,6 +287,7 @@ def test_worker_readiness_follows_schema_and_redis(
         status, body = worker.ready()
         assert status == 503, body
         assert "not migrated" in body["schema"] and body["queue"] == "ok"
+        assert body["working"] == "starting"  # its queue workers wait for the schema too
 
         migrate = subprocess.run(
             [sys.executable, "-c", "from switchboard.cli import main; main()", "migrate"],
@@ -304,8 +305,8 @@ def test_worker_readiness_follows_schema_and_redis(
         assert migrate.returncode == 0, migrate.stderr
         status, body = eventually("ready", worker.ready, lambda r: r[0] == 200, within=30)
         assert {
-            k: body[k] for k in ("sql", "redis", "queue", "schema", "accepting")
-        } == dict.fromkeys(("sql", "redis", "queue", "schema", "accepting"), "ok")
+            k: body[k] for k in ("sql", "redis", "queue", "schema", "accepting", "working")
+        } == dict.fromkeys(("sql", "redis", "queue", "schema", "accepting", "working"), "ok")
         assert worker.get("/metrics", port=worker.metrics_port)[0] == 200
         assert "switchboard_runs_in_progress" in worker.get("/metrics", port=worker.metrics_port)[1]
 
