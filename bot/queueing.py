@@ -20,6 +20,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -424,6 +425,8 @@ class Maintenance:
         patience: timedelta,
         every: float = 2.0,
         lost_after: timedelta = timedelta(seconds=15),
+        retention: timedelta = timedelta(hours=72),
+        prune_every: float = 3600.0,
     ) -> None:
         self.queue = queue
         self.inbox = inbox
@@ -432,6 +435,9 @@ class Maintenance:
         self.patience = patience
         self.every = every
         self.lost_after = lost_after
+        self.retention = retention
+        self.prune_every = prune_every
+        self._next_prune = time.monotonic() + min(60.0, prune_every)  # not during start-up
         self._seen_retries = 0
         self._seen_dead = 0
 
@@ -440,6 +446,23 @@ class Maintenance:
             await self.queue.wake(thread)
         await self.notify_overdue()
         await self.refresh_gauges()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.prune_every
+            await self.prune()
+
+    async def prune(self) -> None:
+        """Finished work older than the retention goes (closed inbox rows, succeeded and
+        cancelled jobs): without it both tables grow by a row per message, forever. Every
+        worker process does it once an hour; deleting what another already deleted is a
+        no-op."""
+        rows, jobs = await self.queue.prune(older_than=self.retention)
+        if rows or jobs:
+            log.info(
+                "pruned finished work older than %s: %d inbox row(s)%s",
+                self.retention,
+                rows,
+                ", and old jobs" if jobs else "",
+            )
 
     async def refresh_gauges(self) -> None:
         for stats in await self.queue.stats():
@@ -503,6 +526,7 @@ async def running_workers(
     patience: timedelta,
     work: Mapping[str, WorkHandler] | None = None,
     name: str = "worker",
+    retention: timedelta = timedelta(hours=72),
 ) -> AsyncIterator[asyncio.Event]:
     """Run queue workers (and their maintenance) while the block runs; setting the yielded
     event, or leaving the block, stops fetching and drains (SIGTERM path)."""
@@ -522,7 +546,12 @@ async def running_workers(
         name="queue-worker",
     )
     maintenance = Maintenance(
-        queue=queue, inbox=inbox, conversations=conversations, metrics=metrics, patience=patience
+        queue=queue,
+        inbox=inbox,
+        conversations=conversations,
+        metrics=metrics,
+        patience=patience,
+        retention=retention,
     )
     upkeep = asyncio.create_task(maintenance.run_forever(), name="queue-maintenance")
     try:

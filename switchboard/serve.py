@@ -195,6 +195,7 @@ async def queue_workers(
         concurrency=concurrency or settings.worker_concurrency,
         drain_seconds=settings.worker_drain_seconds,
         patience=timedelta(seconds=settings.queue_patience),
+        retention=timedelta(hours=settings.queue_retention_hours),
         work={
             RESUME_KIND: bot.approvals.resume_job,
             FIRE_KIND: firings.handle,

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, alias="SWITCHBOARD_WORKER_DRAIN_SECONDS"
     )
     queue_patience: float = Field(default=20.0, gt=0, alias="SWITCHBOARD_QUEUE_PATIENCE")
+    #: Finished inbox rows and succeeded/cancelled queue jobs are deleted after this long.
+    queue_retention_hours: float = Field(
+        default=72.0, ge=1, alias="SWITCHBOARD_QUEUE_RETENTION_HOURS"
+    )
 
     @classmethod
     def settings_customise_sources(

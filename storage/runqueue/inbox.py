@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, distinct, func, insert, or_, select, update
+from sqlalchemy import and_, delete, distinct, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +35,10 @@ PENDING = "pending"
 _CLOSED = "{}"  # a closed row keeps no message text
 CLAIMED = "claimed"
 DONE = "done"
+#: Rows still open. Queries name these rather than ``status <> 'done'``: closed rows are
+#: nearly all of the table, and only an equality lets PostgreSQL use the status index
+#: (``<>`` scans every row ever stored, on every ack).
+OPEN = (PENDING, CLAIMED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +322,7 @@ class InboxStore:
     async def thread_items(self, thread_key: str, *, job_id: int | None = None) -> list[InboxItem]:
         """The thread's open rows (optionally only those claimed by ``job_id``)."""
         query = select(InboxMessage).where(
-            InboxMessage.thread_key == thread_key, InboxMessage.status != DONE
+            InboxMessage.thread_key == thread_key, InboxMessage.status.in_(OPEN)
         )
         if job_id is not None:
             query = query.where(InboxMessage.job_id == job_id)
@@ -395,10 +399,30 @@ class InboxStore:
                     func.count(distinct(InboxMessage.thread_key)).filter(
                         InboxMessage.thread_key.startswith(channel_prefix, autoescape=True)
                     ),
-                ).where(InboxMessage.status != DONE, others)
+                ).where(InboxMessage.status.in_(OPEN), others)
             )
         ).one()
         return Share(user_threads=int(row[0] or 0), channel_threads=int(row[1] or 0))
+
+    async def prune(self, *, older_than: timedelta, batch: int = 5000) -> int:
+        """Delete rows closed longer than ``older_than`` ago (their dedupe and ``runs
+        show`` role is over), ``batch`` at a time so no statement holds locks for long;
+        the number deleted."""
+        cutoff = datetime.now(UTC) - older_than
+        total = 0
+        while True:
+            old = (
+                select(InboxMessage.id)
+                .where(InboxMessage.status == DONE, InboxMessage.finished_at < cutoff)
+                .order_by(InboxMessage.id)
+                .limit(batch)
+            )
+            deleted = await self.statements.run(
+                delete(InboxMessage).where(InboxMessage.id.in_(old))
+            )
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def backlog(self) -> Backlog:
         async with self._sessions() as session:
@@ -409,7 +433,7 @@ class InboxStore:
                         func.count(),
                         func.min(InboxMessage.created_at),
                     )
-                    .where(InboxMessage.status != DONE)
+                    .where(InboxMessage.status.in_(OPEN))
                     .group_by(InboxMessage.status)
                 )
             ).all()

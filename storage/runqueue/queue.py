@@ -55,7 +55,8 @@ from storage.models import UTCDateTime
 from storage.runqueue._connector import PatientConnector
 from storage.runqueue.inbox import (
     CHANNEL_SHARE_WEIGHT,
-    DONE,
+    CLAIMED,
+    PENDING,
     Admitted,
     InboxStore,
     Share,
@@ -94,7 +95,7 @@ _ADMIT_SQL = text(
                count(DISTINCT thread_key)
                    FILTER (WHERE thread_key LIKE :channel_like ESCAPE '/') AS channel
         FROM run_inbox
-        WHERE status <> :done AND thread_key <> :thread_key
+        WHERE status IN (:pending, :claimed) AND thread_key <> :thread_key
     ), job AS (
         INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock,
                                         args)
@@ -470,7 +471,8 @@ class RunQueue:
         )
         params = {
             **row,
-            "done": DONE,
+            "pending": PENDING,
+            "claimed": CLAIMED,
             "channel_like": channel_pattern(thread_key),
             "weight": CHANNEL_SHARE_WEIGHT,
             "queue": TURNS,
@@ -537,6 +539,21 @@ class RunQueue:
         for thread in threads:
             await self.wake(thread)
         return len(threads)
+
+    async def prune(self, *, older_than: timedelta) -> tuple[int, bool]:
+        """Forget finished work older than ``older_than``: closed inbox rows, and on
+        PostgreSQL the succeeded and cancelled jobs (Procrastinate's ``delete_old_jobs``;
+        failed jobs stay for ``runs list --status failed`` and ``runs retry``). Returns the
+        inbox rows deleted, and whether the jobs were pruned too."""
+        rows = await self.inbox.prune(older_than=older_than)
+        if not self.durable:
+            return rows, False
+        await self.app.job_manager.delete_old_jobs(
+            nb_hours=max(1, int(older_than.total_seconds() // 3600)),
+            include_cancelled=True,
+            include_aborted=True,
+        )
+        return rows, True
 
     # -- operators ----------------------------------------------------------------------
 
