@@ -455,6 +455,11 @@ def test_worker_and_scheduler_probes_answer(
         targets = _probe_targets(started.container)
         assert {path for _, path in targets} == {"/healthz", "/readyz"}
         for port, path in targets:
+            # Ready may follow alive by a few seconds (a worker is ready once its queue
+            # workers run); the kubelet keeps probing, and so does this.
+            deadline = time.monotonic() + (60 if path == "/readyz" else 0)
+            while started.get(port, path) != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
             assert started.get(port, path) == 200, f"{role}: {path} on port {port}"
         assert started.get("metrics", "/metrics") == 200  # what PodMonitoring scrapes
     finally:
