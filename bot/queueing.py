@@ -234,10 +234,7 @@ class Enqueuer:
                 with contextlib.suppress(QueueError):
                     await self.queue.cancel(job_id)
                 log.info("running turn interrupted", extra={"thread_key": thread, "job_id": job_id})
-        try:
-            await self.queue.wake(thread, priority=admitted.share.priority)
-        except QueueUnavailable as exc:
-            log.warning("queue wake deferred for %s: %s", thread, exc)
+        await self.queue.wake_soon(thread, priority=admitted.share.priority)
         return True
 
     async def _tell(self, inbound: Inbound, text: str) -> None:

@@ -168,15 +168,15 @@ class InboxStore:
     ) -> str | None:
         """Store a new message; its row id, or None when ``dedupe_key`` was seen before.
         ``placeholder_ts``: a message already posted that the answer will replace."""
-        added = await self._insert(
+        row = new_row(
             dedupe_key=dedupe_key,
             thread_key=thread_key,
             user_id=user_id,
             payload=payload,
             placeholder_ts=placeholder_ts,
             now=now,
-            count=False,
         )
+        added = await self._insert(row, count=False)
         return added.row_id if added is not None else None
 
     async def admit(
@@ -192,41 +192,26 @@ class InboxStore:
         """:meth:`add`, and in the same transaction the :class:`Share` of the sender and the
         thread's channel (the receiver's ack path: one round trip fewer). None when
         ``dedupe_key`` was seen before."""
-        return await self._insert(
+        row = new_row(
             dedupe_key=dedupe_key,
             thread_key=thread_key,
             user_id=user_id,
             payload=payload,
             placeholder_ts=placeholder_ts,
             now=now,
-            count=True,
         )
+        return await self._insert(row, count=True)
 
-    async def _insert(
-        self,
-        *,
-        dedupe_key: str,
-        thread_key: str,
-        user_id: str,
-        payload: Mapping[str, Any],
-        placeholder_ts: str | None,
-        now: datetime | None,
-        count: bool,
-    ) -> Admitted | None:
-        values = new_row(
-            dedupe_key=dedupe_key,
-            thread_key=thread_key,
-            user_id=user_id,
-            payload=payload,
-            placeholder_ts=placeholder_ts,
-            now=now,
-        )
+    async def _insert(self, values: dict[str, Any], *, count: bool) -> Admitted | None:
+        """Insert a :func:`new_row`; with ``count``, read the share in the same transaction."""
         share = Share(user_threads=0, channel_threads=0)
         try:
             async with self._sessions.begin() as session:
                 await session.execute(insert(InboxMessage).values(**values))
                 if count:
-                    share = await self._share(session, user_id=user_id, thread_key=thread_key)
+                    share = await self._share(
+                        session, user_id=values["user_id"], thread_key=values["thread_key"]
+                    )
         except IntegrityError:
             return None
         return Admitted(row_id=values["id"], share=share)

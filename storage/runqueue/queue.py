@@ -445,30 +445,21 @@ class RunQueue:
         and Procrastinate's defer on its own connection). The embedded default stores the
         row, then wakes the in-memory queue; a wake that fails there is logged and left to
         the maintenance loop (the stored row is the acknowledgement)."""
+        message: dict[str, Any] = {
+            "dedupe_key": dedupe_key,
+            "thread_key": thread_key,
+            "user_id": user_id,
+            "payload": payload,
+            "placeholder_ts": placeholder_ts,
+        }
         statements = self.inbox.statements
         if not (self.durable and statements.postgres):
-            admitted = await self.inbox.admit(
-                dedupe_key=dedupe_key,
-                thread_key=thread_key,
-                user_id=user_id,
-                payload=payload,
-                placeholder_ts=placeholder_ts,
-            )
+            admitted = await self.inbox.admit(**message)
             if admitted is None:
                 return None
-            try:
-                job_id = await self.wake(thread_key, priority=admitted.share.priority)
-            except QueueUnavailable as exc:
-                log.warning("queue wake deferred for %s: %s", thread_key, exc)
-                return admitted
+            job_id = await self.wake_soon(thread_key, priority=admitted.share.priority)
             return replace(admitted, job_id=job_id)
-        row = new_row(
-            dedupe_key=dedupe_key,
-            thread_key=thread_key,
-            user_id=user_id,
-            payload=payload,
-            placeholder_ts=placeholder_ts,
-        )
+        row = new_row(**message)
         params = {
             **row,
             "pending": PENDING,
@@ -501,6 +492,16 @@ class RunQueue:
             return None
         except (TimeoutError, pexc.ConnectorException, OSError) as exc:
             raise QueueUnavailable(type(exc).__name__) from exc
+
+    async def wake_soon(self, thread_key: str, *, priority: int = 0) -> int | None:
+        """:meth:`wake` for a thread whose message is already stored: a queue that cannot
+        take the job now is logged, not raised (None) - the stored row is the
+        acknowledgement, and the maintenance loop wakes threads whose messages wait."""
+        try:
+            return await self.wake(thread_key, priority=priority)
+        except QueueUnavailable as exc:
+            log.warning("queue wake deferred for %s: %s", thread_key, exc)
+            return None
 
     async def defer(
         self,
