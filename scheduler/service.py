@@ -332,6 +332,14 @@ class SchedulerService:
             return
         self._jobs.apply(row)
 
+    async def settled(self) -> bool:
+        """True when this process is starting no firing and no "Run now" request waits
+        for a leader (the sandbox's and the tests' idle waits on it: a request made by a
+        click becomes queued work only after the leader has taken it)."""
+        if self._tasks:
+            return False
+        return await self.store.pending_run_requests() == 0
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)

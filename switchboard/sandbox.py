@@ -10,6 +10,7 @@ the replays use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from evals.results import BaselineError, load_results
 from sandbox import server
 from sandbox.server import BotConfigError, BotEnvironment, RunningSandbox, SandboxOptions
 from sandbox.skills_page import EvalSummary, SkillEntry, SkillsOverview
+from scheduler.service import SchedulerService
 from switchboard.serve import build_bot, metrics_listener, run_features
 from switchboard.services import Services, open_services
 from switchboard.settings import ConfigError, Settings
@@ -137,6 +139,7 @@ class SandboxBot:
     bot: Bot
     http_app: Starlette
     eval_results: EvalResults = field(default_factory=lambda: EvalResults(Path("eval-results")))
+    scheduler: SchedulerService | None = field(default=None, init=False)
 
     @property
     def model(self) -> str:
@@ -147,7 +150,15 @@ class SandboxBot:
         return self.settings.metrics_port
 
     async def idle(self, timeout: float = 10.0) -> None:
-        await self.bot.idle(timeout)
+        """Wait until the bot is idle, including firings a "Run now" click asked for: the
+        leader takes those from SQL and only then puts them on the run queue."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.scheduler is not None and not await self.scheduler.settled():
+            if loop.time() > deadline:
+                raise TimeoutError("a scheduled run is still being started")
+            await asyncio.sleep(0.02)
+        await self.bot.idle(max(0.01, deadline - loop.time()))
 
     @contextlib.asynccontextmanager
     async def features(self) -> AsyncIterator[None]:
@@ -155,9 +166,13 @@ class SandboxBot:
         sweep, scheduler."""
         async with (
             metrics_listener(self.bot, host="127.0.0.1", port=self.settings.metrics_port),
-            run_features(self.bot, self.services),
+            run_features(self.bot, self.services) as scheduler,
         ):
-            yield
+            self.scheduler = scheduler
+            try:
+                yield
+            finally:
+                self.scheduler = None
 
     async def drain(self, timeout: float) -> None:
         await self.bot.worker.drain(timeout=timeout)

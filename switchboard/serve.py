@@ -120,11 +120,13 @@ def approval_sweep(bot: Bot, settings: Settings) -> Maintenance:
 
 
 @contextlib.asynccontextmanager
-async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
+async def run_features(bot: Bot, services: Services) -> AsyncIterator[SchedulerService | None]:
     """What runs beside the listeners in every bot process: the scheduler (leader-elected:
     only one process in the deployment fires schedules) and the approval sweep, which its
     leader runs. With the scheduler turned off here the sweep runs here only while no
-    scheduler leads anywhere (scheduler.maintenance), so expiry never stops."""
+    scheduler leads anywhere (scheduler.maintenance), so expiry never stops.
+
+    Yields the scheduler when this process runs one (None when it is turned off)."""
     settings = services.settings
     sweep = approval_sweep(bot, settings)
     # Firings go to the run queue whenever some worker takes them: a shared queue, or
@@ -148,7 +150,7 @@ async def run_features(bot: Bot, services: Services) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if settings.inprocess_workers:
                 await stack.enter_async_context(queue_workers(bot, services, settings))
-            yield
+            yield scheduler if settings.scheduler_enabled else None
     finally:
         if settings.scheduler_enabled:
             await scheduler.stop()

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models
@@ -216,6 +216,18 @@ class ScheduleStore(SqlStore):
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
         return await self._write("request a run", work)
+
+    async def pending_run_requests(self) -> int:
+        """How many "Run now" requests no leader has taken yet."""
+        table = models.Schedule
+
+        async def work(session: AsyncSession) -> int:
+            found = await session.scalar(
+                select(func.count()).select_from(table).where(table.run_requested_at.is_not(None))
+            )
+            return int(found or 0)
+
+        return await self._read("count run requests", work)
 
     async def take_run_request(self, schedule_id: str, at: datetime) -> bool:
         """Clear the run request made at ``at``; True for the one caller that cleared it."""

@@ -240,11 +240,17 @@ def test_home_refreshes_after_approving_there(page: Any) -> None:
     ).wait_for()
     page.select_option("#person", "U0CAROL")
     page.wait_for_selector('body[data-me="U0CAROL"]')
-    page.click("#nav-home")
-    waiting = page.locator("#home .bk-section", has_text="Waiting for you (")
-    waiting.wait_for()
-    assert "Waiting for you (0)" not in waiting.inner_text()
+    # The thread's first reply may be the "Working on it…" placeholder: the card (and
+    # the request) can land a moment later, so open Home again until it lists it.
     row = page.locator("#home .bk-section", has_text="order_id=1002")
+    for _ in range(50):
+        page.click("#nav-home")
+        page.locator("#home .bk-section", has_text="Waiting for you (").wait_for()
+        if row.count():
+            break
+        page.wait_for_timeout(200)
+    waiting = page.locator("#home .bk-section", has_text="Waiting for you (")
+    assert "Waiting for you (0)" not in waiting.inner_text()
     row.wait_for()
     before = page.locator("#home button.bk-button", has_text="Approve").count()
     # the Approve button right under the request's row

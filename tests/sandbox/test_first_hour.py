@@ -158,6 +158,10 @@ async def test_run_now_note_renders_the_channel(sandbox: RunningSandbox) -> None
         for e in b["elements"]
         if e["text"]["text"] == "Run now"
     )
+    def posted() -> list[dict[str, object]]:
+        return [m for m in emulator.messages["C0PAYALERTS"] if m.get("bot_id")]
+
+    before = len(posted())
     await actions.click(
         user="U0SAM",
         channel="C0PAYALERTS",
@@ -168,6 +172,8 @@ async def test_run_now_note_renders_the_channel(sandbox: RunningSandbox) -> None
     await actions.settle()
     notes = [str(m) for m in emulator.visible_ephemeral("U0SAM") if "Running `" in str(m)]
     assert notes and "<#C0PAYALERTS>" in notes[-1] and "&lt;#C0PAYALERTS" not in notes[-1]
+    # Settled means the firing the click asked for has run, not merely been asked for.
+    assert len(posted()) == before + 1, posted()[before:]
 
 
 async def test_schedule_modal_has_no_silent_skill_and_saves_with_a_channel(

@@ -125,7 +125,11 @@ async def test_failure_streak_dms_once_then_pauses(make_replica: ReplicaFactory)
     await eventually(paused, timeout=8)
     await asyncio.sleep(1.5)  # a paused schedule does not fire again
     runs = await replica.store.firings.runs(created.schedule.id)
-    assert [r.status for r in runs] == ["failed"] * 3
+    # On a loaded machine a failing turn can outlast the 1 s interval; the
+    # firing that lands on it is "skipped" (still going), which neither
+    # counts toward the streak nor resets it.
+    statuses = [r.status for r in runs if r.status != "skipped"]
+    assert statuses == ["failed"] * 3, [r.status for r in runs]
     dms = poster.dms(OWNER)
     assert len(dms) == 2, dms
     assert "failed" in dms[0] and "won't repeat" in dms[0]
