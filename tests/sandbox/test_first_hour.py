@@ -158,6 +158,7 @@ async def test_run_now_note_renders_the_channel(sandbox: RunningSandbox) -> None
         for e in b["elements"]
         if e["text"]["text"] == "Run now"
     )
+
     def posted() -> list[dict[str, object]]:
         return [m for m in emulator.messages["C0PAYALERTS"] if m.get("bot_id")]
 

@@ -36,6 +36,7 @@ from tests.fakes.chat import ScriptedChatModel
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(480)]
 
 FIRINGS = 200
+SPREAD = 20  # seconds the firings are spread over
 
 
 @dataclass
@@ -133,8 +134,10 @@ async def test_200_firings_in_a_minute_are_posted_once_each_by_the_workers(
                 "skill": "ask",
                 "input_text": "status?",
                 "channel_id": f"C{i:04d}",
-                # 200 firings spread over 40 s: five a second, all within one minute
-                "trigger": (OnceTrigger(at=first + timedelta(seconds=i % 40), tz="UTC").to_dict()),
+                # 200 firings spread over 20 s: ten a second, all within one minute
+                "trigger": (
+                    OnceTrigger(at=first + timedelta(seconds=i % SPREAD), tz="UTC").to_dict()
+                ),
                 "tz": "UTC",
                 "owner": "cli",
                 "created_at": now - timedelta(seconds=1),
@@ -167,9 +170,10 @@ async def test_200_firings_in_a_minute_are_posted_once_each_by_the_workers(
             for st in ("running", "ok", "failed", "missed", "skipped")
         }
     posted = one.posted + two.posted
-    late = (done_at - (first + timedelta(seconds=39))).total_seconds()
+    late = (done_at - (first + timedelta(seconds=SPREAD - 1))).total_seconds()
     print(
-        f"\nqueued firings: {FIRINGS} due in 40 s; posted by worker-1={sum(one.posted.values())} "
+        f"\nqueued firings: {FIRINGS} due in {SPREAD} s; "
+        f"posted by worker-1={sum(one.posted.values())} "
         f"worker-2={sum(two.posted.values())} leader={sum(leader_poster.posted.values())} "
         f"(leader ran locally: {local}); channels posted={len(posted)} "
         f"twice={sum(1 for n in posted.values() if n > 1)}; runs {statuses}; "
