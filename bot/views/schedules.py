@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.views.text import escape_mrkdwn
+from bot.views.text import escape_mrkdwn, escape_mrkdwn_but_people
 from storage.schedules import Schedule
 
 SCHEDULE_MODAL = "schedule_create"
@@ -118,7 +118,7 @@ def created_text(skill: str, channel: str, echo: str, schedule_id: str) -> str:
 
 def _status(row: Schedule) -> str:
     if not row.enabled:
-        reason = f" — {escape_mrkdwn(row.paused_reason)}" if row.paused_reason else ""
+        reason = f" — {escape_mrkdwn_but_people(row.paused_reason)}" if row.paused_reason else ""
         return f":double_vertical_bar: paused{reason}"
     icons = {"ok": ":white_check_mark:", "failed": ":x:", "missed": ":hourglass:"}
     if row.last_status is None:

@@ -35,6 +35,7 @@ __all__ = [
     "LinkPolicy",
     "defang_links",
     "escape_mrkdwn",
+    "escape_mrkdwn_but_people",
     "markdown_to_mrkdwn",
     "split_message",
 ]
@@ -194,6 +195,18 @@ def escape_mrkdwn(text: str) -> str:
     """
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), escaped)
+
+
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,20})&gt;")
+
+
+def escape_mrkdwn_but_people(text: str) -> str:
+    """:func:`escape_mrkdwn`, with user mentions (``<@U0123>``) left as mentions.
+
+    For text our own code wrote about someone (a schedule's "paused by <@U0123>"), so it
+    shows a name instead of ``<@U0123>``; never for text a user or a model wrote.
+    """
+    return _USER_MENTION.sub(r"<@\1>", escape_mrkdwn(text))
 
 
 def markdown_to_mrkdwn(text: str, *, links: LinkPolicy = ANY_DOMAIN) -> str:

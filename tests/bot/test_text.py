@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import random
 import re
+from datetime import UTC, datetime
 
 import pytest
 
+from bot.views.schedules import schedule_line
 from bot.views.text import (
     WORD_JOINER,
     escape_mrkdwn,
+    escape_mrkdwn_but_people,
     markdown_to_mrkdwn,
     split_message,
 )
+from storage.schedules._records import Schedule
 
 # -- examples --------------------------------------------------------------------------------
 
@@ -99,7 +103,35 @@ def test_escape_mrkdwn_escapes_every_control_character() -> None:
     assert escape_mrkdwn("<a> & <!here> **b**") == "&lt;a&gt; &amp; &lt;!here&gt; **b**"
 
 
-# -- adversarial generation -----------------------------------------------------------------
+def test_our_own_text_about_someone_keeps_the_mention_and_nothing_else() -> None:
+    text = "paused by <@U0SAM> <!here> <#C0PAY> <https://x.test|x> <@U0SAM|sam>"
+    assert escape_mrkdwn_but_people(text) == (
+        "paused by <@U0SAM> &lt;!here&gt; &lt;#C0PAY&gt; &lt;https://x.test|x&gt; "
+        "&lt;@U0SAM|sam&gt;"
+    )
+
+
+def test_a_paused_schedule_names_who_paused_it() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    row = Schedule(
+        id="0123456789abcdef",
+        team_id="T0",
+        kind="skill",
+        skill="digest",
+        input_text="",
+        channel_id="C0PAY",
+        trigger={},
+        tz="UTC",
+        grace_seconds=60,
+        owner="U0SAM",
+        enabled=False,
+        created_at=now,
+        updated_at=now,
+        paused_reason="paused by <@U0CAROL>",
+    )
+    line = schedule_line(row, lambda _row: "digest every day")
+    assert "paused — paused by <@U0CAROL>" in line and "&lt;@" not in line
+
 
 FRAGMENTS = [
     "<!channel>",
