@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.access import SlackConversationAccess
 from bot.directory import Directory
 from bot.metrics import Metrics
+from bot.status import WorkStatus
 from bot.views import blocks as views
 from bot.views import runs as views_runs
 from bot.views.text import LinkPolicy, defang_links, escape_mrkdwn
@@ -50,7 +51,6 @@ log = logging.getLogger(f"switchboard.{__name__}")
 
 InboundKind = Literal["mention", "dm", "thread", "assistant", "command"]
 
-THINKING_REACTION = "hourglass_flowing_sand"
 BUSY_TEXT = (
     "I'm answering too many requests right now and couldn't take this one. "
     "Please try again in a minute."
@@ -225,6 +225,8 @@ class Conversations:
         #: Which domains answers may link to (``SWITCHBOARD_LINK_DOMAINS``).
         self.links = links or LinkPolicy()
         self.worker = worker or Worker()
+        #: The ⏳ reaction / Assistant status while an answer is on its way (cosmetic).
+        self.status = WorkStatus(client=client, worker=self.worker)
         self._rates = rate_limits
         self.client = client
         self.reader = reader
@@ -307,7 +309,7 @@ class Conversations:
 
     async def _answer(self, inbound: Inbound) -> None:
         started = time.monotonic()
-        await self._status(inbound, on=True)
+        signalled = await self.status.show(inbound)
         stream: _Stream | None = None
         try:
             # The principal of this turn; without it (is this a guest?) nothing runs.
@@ -337,7 +339,7 @@ class Conversations:
                 log.exception("answer failed ref=%s kind=%s", ref, inbound.kind)
             await self.post_error(inbound, text)
         finally:
-            await self._status(inbound, on=False)
+            self.status.clear(inbound, shown=signalled)
             self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
                 time.monotonic() - started
             )
@@ -359,7 +361,7 @@ class Conversations:
         meanwhile: then this attempt shows nothing, and the other one answers.
         """
         started = time.monotonic()
-        await self._status(inbound, on=True)
+        signalled = await self.status.show(inbound)
         try:
             actor = await self.directory.actor(inbound.user, strict=True)
             stream = (
@@ -414,7 +416,7 @@ class Conversations:
             await self.post_error(inbound, text)
             return "error"
         finally:
-            await self._status(inbound, on=False)
+            self.status.clear(inbound, shown=signalled)
             self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
                 time.monotonic() - started
             )
@@ -524,22 +526,3 @@ class Conversations:
             log.error("could not tell the user about an error: %s", exc.response.get("error"))
         except Exception:
             log.exception("could not tell the user about an error")
-
-    # -- status -------------------------------------------------------------------------
-
-    async def _status(self, inbound: Inbound, *, on: bool) -> None:
-        """Show that work is under way: the Assistant status, or a reaction."""
-        try:
-            if inbound.kind == "assistant" and inbound.reply_thread_ts:
-                await self.client.assistant_threads_setStatus(
-                    channel_id=inbound.channel,
-                    thread_ts=inbound.reply_thread_ts,
-                    status="is thinking…" if on else "",
-                )
-            elif inbound.message_ts is not None:
-                method = self.client.reactions_add if on else self.client.reactions_remove
-                await method(
-                    channel=inbound.channel, timestamp=inbound.message_ts, name=THINKING_REACTION
-                )
-        except SlackApiError as exc:  # status is cosmetic: never fail the answer for it
-            log.info("status update skipped: %s", exc.response.get("error"))

@@ -7,7 +7,8 @@ handled the same way everywhere:
 - 429: wait for ``Retry-After`` (plus a little jitter) and try again. A ``Retry-After``
   longer than ``max_retry_after`` is not waited out: the call fails at once with the
   ``ratelimited`` error, because a reply that arrives minutes late is worse than a clear
-  "Slack is busy" message.
+  "Slack is busy" message. Calls made inside :func:`no_rate_limit_wait` never wait: a
+  cosmetic call (the ⏳ reaction) must not delay the answer it decorates.
 - 500, 502, 503, 504: exponential backoff with jitter.
 - Connection refused / reset / closed by the server: exponential backoff with jitter.
 
@@ -20,8 +21,11 @@ turning a finished answer into an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -61,6 +65,20 @@ class JitteredBackoff(RetryIntervalCalculator):
         return float(min(self.cap, base * (1 + random.random() / 2)))
 
 
+_NO_RATE_LIMIT_WAIT: ContextVar[bool] = ContextVar("switchboard_no_rate_limit_wait", default=False)
+
+
+@contextlib.contextmanager
+def no_rate_limit_wait() -> Iterator[None]:
+    """Web API calls made inside fail at once on a 429 (``ratelimited``) instead of
+    waiting out its ``Retry-After``; server and connection errors still retry."""
+    token = _NO_RATE_LIMIT_WAIT.set(True)
+    try:
+        yield
+    finally:
+        _NO_RATE_LIMIT_WAIT.reset(token)
+
+
 class RateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
     """Retries a 429 after ``Retry-After`` seconds, unless Slack asks for too long a wait."""
 
@@ -76,7 +94,7 @@ class RateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if response is None or response.status_code != 429:
+        if response is None or response.status_code != 429 or _NO_RATE_LIMIT_WAIT.get():
             return False
         wait = _retry_after(response)
         if wait > self.max_retry_after:

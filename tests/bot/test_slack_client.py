@@ -13,7 +13,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.client import create_web_client
+from bot.slack.client import create_web_client, no_rate_limit_wait
 from tests.fakes.slack_api import FakeSlackApi, slack_api_server
 
 
@@ -47,6 +47,29 @@ async def test_rate_limited_call_waits_for_retry_after_then_succeeds(
     assert [m["text"] for m in slack.messages("C1")] == ["hello"]
     waits = [r for r in caplog.records if "rate limited" in r.getMessage()]
     assert waits and waits[0].__dict__["retry_after"] == 1.0
+
+
+async def test_a_call_that_must_not_wait_fails_at_once_on_a_429(slack: FakeSlackApi) -> None:
+    """Cosmetic calls (the status reaction) never wait out a rate limit; after the block
+    the client waits again as usual, and server errors still retry inside it."""
+    slack.fail_next("reactions.add", status=429, retry_after=5)
+    client = client_for(slack)
+    started = time.monotonic()
+    with no_rate_limit_wait(), pytest.raises(SlackApiError) as raised:
+        await client.reactions_add(channel="C1", timestamp="1.0", name="eyes")
+    assert time.monotonic() - started < 1.0
+    assert raised.value.response["error"] == "ratelimited"
+    assert len(slack.calls("reactions.add")) == 1
+
+    root = (await client.chat_postMessage(channel="C1", text="hi"))["ts"]
+    slack.fail_next("reactions.add", status=503)
+    with no_rate_limit_wait():
+        await client.reactions_add(channel="C1", timestamp=root, name="eyes")
+    slack.fail_next("reactions.add", status=429, retry_after=1)
+    started = time.monotonic()
+    await client.reactions_add(channel="C1", timestamp=root, name="tada")
+    assert time.monotonic() - started >= 1.0
+    assert [c.status for c in slack.calls("reactions.add")] == [429, 503, 200, 429, 200]
 
 
 async def test_retry_after_longer_than_the_cap_fails_at_once(slack: FakeSlackApi) -> None:
