@@ -33,6 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound
 from bot.metrics import Metrics
+from bot.slack.client import no_rate_limit_wait
 from bot.views import runs as run_views
 from skills import tracing
 from skills.context import ThreadRef
@@ -360,7 +361,8 @@ class TurnRunner:
         if self.conversations.streams(inbound):
             return inbound  # the streamed answer is the status (a re-run streams anew)
         if inbound.placeholder_ts:
-            with contextlib.suppress(SlackApiError):  # cosmetic: show Stop on the old one
+            # Cosmetic (show Stop on the old one): never hold the turn back for a 429.
+            with contextlib.suppress(SlackApiError), no_rate_limit_wait():
                 await client.chat_update(
                     channel=inbound.channel,
                     ts=inbound.placeholder_ts,

@@ -66,3 +66,22 @@ async def test_a_rate_limited_removal_waits_in_the_background_not_in_the_thread(
     assert [c.status for c in removals] == [429, 200, 200]
     first = next(m for m in env.slack.messages("C0GENERAL") if m["ts"] == root)
     assert THINKING_REACTION not in str(first.get("reactions", []))
+
+
+async def test_a_rate_limited_stop_button_does_not_hold_back_a_commands_answer(
+    make_bot: BotFactory,
+) -> None:
+    """A slash command's placeholder is posted at the ack; the worker's first edit only adds
+    the Stop button to it, so a 429 there is skipped, and the answer replaces it as usual."""
+    env = await make_bot({"offline": ScriptedChatModel([], default="The summary.")})
+    env.slack.fail_next("chat.update", status=429, retry_after=20)
+    started = time.monotonic()
+    response = await env.command("ask summarize the week")
+    assert response.status_code == 200
+    await env.idle()
+    took = time.monotonic() - started
+    top = [m for m in env.slack.messages("C0GENERAL") if not m.get("thread_ts")]
+    print(f"\ncommand answered in {took:.2f} s after a 429 (Retry-After 20) on chat.update")
+    assert [m["text"] for m in top] == ["The summary."]
+    assert [c.status for c in env.slack.calls("chat.update")] == [429, 200]
+    assert took < 8.0
