@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.approvals import ApprovalsBot
 from bot.approvals import install as install_approvals
 from bot.conversations import Conversations, RateLimits
+from bot.delivery import Deliveries
 from bot.directory import Directory
 from bot.listeners import BotContext, register
 from bot.listeners.commands import register_admin
@@ -48,6 +49,7 @@ class Bot:
     queue: RunQueue
     inbox: InboxStore
     sealer: PayloadSealer
+    deliveries: Deliveries
 
     async def idle(self, timeout: float = 20.0) -> None:
         """Wait until nothing is left to do: background tasks done, no message waiting in
@@ -112,6 +114,7 @@ def create_bot(
     worker = Worker(max_tasks=config.max_background_tasks)
     reader = WebApiSlackReader(client=client)
     sealer = PayloadSealer(key=runtime.config.pii_key)
+    deliveries = Deliveries(queue=queue, client=client, sealer=sealer)
     conversations = Conversations(
         runtime=runtime,
         client=client,
@@ -137,6 +140,7 @@ def create_bot(
             policy=skill_policy(runtime),
             client=client,
         ),
+        deliveries=deliveries,
     )
     context = BotContext(
         conversations=conversations,
@@ -170,6 +174,7 @@ def create_bot(
         queue=queue,
         inbox=inbox,
         sealer=sealer,
+        deliveries=deliveries,
     )
 
 

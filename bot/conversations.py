@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
+from bot.delivery import Deliveries, SlackCall, Undelivered, send
 from bot.directory import Directory
 from bot.metrics import Metrics
 from bot.status import WorkStatus
@@ -89,6 +90,10 @@ class Inbound:
     skill: str | None = None  # forced (slash command)
     placeholder_ts: str | None = None  # a message to replace with the answer (slash command)
     source_ts: str | None = None  # the Slack message this came from (dedupe), when known
+
+
+def _message(text: str, blocks: list[Any]) -> dict[str, Any]:
+    return {"text": text, "blocks": [b.to_dict() if hasattr(b, "to_dict") else b for b in blocks]}
 
 
 def _outcome_name(outcome: Outcome) -> str:
@@ -220,6 +225,7 @@ class Conversations:
         links: LinkPolicy | None = None,
         approvals: ApprovalCardsFactory | None = None,
         enqueuer: Enqueuer | None = None,
+        deliveries: Deliveries | None = None,
     ) -> None:
         self.runtime = runtime
         #: Which domains answers may link to (``SWITCHBOARD_LINK_DOMAINS``).
@@ -240,6 +246,8 @@ class Conversations:
         self.approvals: ApprovalCards | None = approvals(self) if approvals else None
         #: With a run queue, messages are stored and answered by a worker (bot.queueing).
         self.enqueuer = enqueuer
+        #: Answers Slack would not take yet, posted later from the queue (bot.delivery).
+        self.deliveries = deliveries
         #: Who pressed Stop on which job, so the worker can say so (job id -> user).
         self.stop_requests: dict[int, str] = {}
 
@@ -388,6 +396,14 @@ class Conversations:
             return _outcome_name(outcome)
         except Superseded:
             raise
+        except Undelivered as exc:
+            if fence is not None:
+                await fence()
+            if self.deliveries is None:
+                log.error("answer not posted: %s", exc)
+                return "error"
+            await self.deliveries.later(exc, thread=inbound.memory.thread_id)
+            return "reply"
         except Exception as exc:
             # A store briefly down (Redis, a PostgreSQL restart): run the turn again later
             # rather than apologise; only the final attempt tells the person. A retry posts
@@ -469,6 +485,10 @@ class Conversations:
             await self.ephemeral(inbound, views.refusal_text(outcome))
 
     async def _post_reply(self, inbound: Inbound, reply: Reply) -> None:
+        """Post the answer: the placeholder's update, then a message per further chunk.
+        Raises :class:`~bot.delivery.Undelivered` with the calls not made when Slack
+        keeps answering ``ratelimited``."""
+        calls: list[SlackCall] = []
         chunks = views.answer_chunks(reply.text, links=self.links)
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
@@ -478,14 +498,17 @@ class Conversations:
                     # the answer replaces the "… asked" post: it still says who asked, and
                     # what (a queued message's placeholder is only "working on it…")
                     blocks = [views.asked_by(inbound.user, inbound.skill, inbound.text), *blocks]
-                await self.client.chat_update(
-                    channel=inbound.channel,
-                    ts=inbound.placeholder_ts,
-                    text=chunk,
-                    blocks=[b.to_dict() for b in blocks],
-                )
+                args: dict[str, Any] = {"channel": inbound.channel, "ts": inbound.placeholder_ts}
+                calls.append(SlackCall("chat.update", args | _message(chunk, blocks)))
                 continue
-            await self._post(inbound, text=chunk, blocks=blocks)
+            args = {
+                "channel": inbound.channel,
+                "thread_ts": inbound.reply_thread_ts,
+                "unfurl_links": False,
+                "unfurl_media": False,
+            }
+            calls.append(SlackCall("chat.postMessage", args | _message(chunk, blocks)))
+        await send(self.client, calls)
 
     async def _post(self, inbound: Inbound, *, text: str, blocks: list[Any]) -> None:
         await self.client.chat_postMessage(

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 
 from bot.app import Bot, BotConfig, create_bot
 from bot.approvals import RESUME_KIND
+from bot.delivery import DELIVER_KIND
 from bot.http import create_http_app, create_metrics_app, create_ops_app
 from bot.queueing import running_workers
 from bot.schedules import SchedulesFeature
@@ -202,6 +203,7 @@ async def queue_workers(
             RESUME_KIND: bot.approvals.resume_job,
             FIRE_KIND: firings.handle,
             SCORE_KIND: scorer.handle,
+            DELIVER_KIND: bot.deliveries.handle,
         },
     ) as stop:
         await services.sampler.recover()  # samples whose scoring job was lost

@@ -1,0 +1,57 @@
+"""An answer Slack will not take yet is posted when it may: never dropped.
+
+A worker's client waits out a few 429s; past that budget (or for a ``Retry-After`` above
+its cap) the post fails with ``ratelimited``. The answer used to be lost there, leaving
+the thread's "Working on it…" placeholder for good; now the calls not yet made go on the
+run queue as a delayed ``slack.deliver`` job (bot.delivery). Through the app, on both
+backends, and the helper that makes the calls against the fake Web API.
+"""
+
+from __future__ import annotations
+
+import pytest
+from slack_sdk.errors import SlackApiError
+
+from bot.delivery import SlackCall, Undelivered, send
+from bot.slack.client import create_web_client
+from bot.views.runs import WORKING_TEXT
+from tests.bot.conftest import BotFactory
+from tests.fakes.chat import ScriptedChatModel
+from tests.fakes.slack_api import slack_api_server
+
+
+async def test_an_answer_slack_refuses_for_now_is_posted_later_once(make_bot: BotFactory) -> None:
+    env = await make_bot({"offline": ScriptedChatModel([], default="The answer.")})
+    # One call and all three of its retries refused: the client gives up with ratelimited.
+    env.slack.fail_next("chat.update", status=429, retry_after=1, times=4)
+    _, ts = await env.mention("ask hi")
+    await env.idle(timeout=30)
+    texts = [m["text"] for m in env.replies("C0GENERAL", ts)]
+    statuses = [c.status for c in env.slack.calls("chat.update")]
+    print(f"\nthread: {texts}; chat.update answered {statuses}")
+    assert texts == ["The answer."]  # the placeholder, replaced; no apology beside it
+    assert statuses == [429, 429, 429, 429, 200]
+    assert WORKING_TEXT not in texts
+
+
+async def test_send_stops_at_the_limited_call_and_keeps_the_rest() -> None:
+    with slack_api_server() as slack:
+        slack.add_user("U1", "alice")
+        slack.add_channel("C1", "general", members=["U1"])
+        client = create_web_client(token=slack.token, base_url=slack.base_url, max_retries=0)
+        root = (await client.chat_postMessage(channel="C1", text="root"))["ts"]
+        placeholder = (await client.chat_postMessage(channel="C1", text="…", thread_ts=root))["ts"]
+        calls = [
+            SlackCall("chat.update", {"channel": "C1", "ts": placeholder, "text": "part 1"}),
+            SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": root, "text": "part 2"}),
+        ]
+        slack.fail_next("chat.postMessage", status=429, retry_after=7)
+        with pytest.raises(Undelivered) as raised:
+            await send(client, calls)
+        assert raised.value.calls == (calls[1],) and raised.value.wait == 7.0
+        await send(client, raised.value.calls)
+        assert [m["text"] for m in slack.messages("C1", root)] == ["root", "part 1", "part 2"]
+        # Any other error is not a rate limit: it is raised as it is.
+        slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
+        with pytest.raises(SlackApiError):
+            await send(client, calls[1:])
