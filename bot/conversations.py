@@ -341,7 +341,7 @@ class Conversations:
                     method=slack_method(exc), error=str(exc.response.get("error", "unknown"))
                 ).inc()
             text, ref = user_error(exc)
-            if isinstance(exc, SkillError | ModelConfigError | StorageError):
+            if isinstance(exc, SkillError | ModelConfigError | StorageError | Undelivered):
                 log.warning("answer failed ref=%s kind=%s: %s", ref, inbound.kind, exc)
             else:
                 log.exception("answer failed ref=%s kind=%s", ref, inbound.kind)
@@ -397,12 +397,21 @@ class Conversations:
         except Superseded:
             raise
         except Undelivered as exc:
+            self._metrics.slack_api_errors.labels(
+                method=exc.calls[0].method, error="ratelimited"
+            ).inc()
             if fence is not None:
                 await fence()
             if self.deliveries is None:
                 log.error("answer not posted: %s", exc)
                 return "error"
-            await self.deliveries.later(exc, thread=inbound.memory.thread_id)
+            try:
+                await self.deliveries.later(exc, thread=inbound.memory.thread_id)
+            except StorageError as queue_down:  # nowhere to keep it: run the turn again
+                if not final_attempt:
+                    raise Retryable(f"answer not deferred: {queue_down}") from queue_down
+                log.error("answer lost: %s; not deferred: %s", exc, queue_down)
+                return "error"
             return "reply"
         except Exception as exc:
             # A store briefly down (Redis, a PostgreSQL restart): run the turn again later
