@@ -33,6 +33,10 @@ log = logging.getLogger(f"switchboard.{__name__}")
 
 DELIVER_KIND = "slack.deliver"
 
+#: The longest wait a ``Retry-After`` may ask for (seconds): Slack's are a minute or less;
+#: a larger one (a proxy's, a garbled header) must not park an answer for days.
+MAX_DELAY = 600.0
+
 
 class Sealer(Protocol):
     def seal(self, text: str) -> str: ...
@@ -90,7 +94,8 @@ class Deliveries:
         """Queue ``undelivered``'s calls for when Slack takes them again (plus jitter, so
         answers limited together do not come back together)."""
         calls = [{"method": c.method, "args": dict(c.args)} for c in undelivered.calls]
-        delay = undelivered.wait + random.uniform(0, 1 + undelivered.wait / 10)
+        wait = min(undelivered.wait, MAX_DELAY)
+        delay = wait + random.uniform(0, 1 + wait / 10)
         await self.queue.defer(
             DELIVER_KIND,
             {"thread": thread, "attempt": attempt, "calls": self.sealer.seal(json.dumps(calls))},

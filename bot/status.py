@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -52,7 +53,8 @@ class Where(Protocol):
 
 
 def retry_after(exc: SlackApiError) -> float | None:
-    """The ``Retry-After`` seconds of a 429 answer; None for any other error."""
+    """The ``Retry-After`` seconds of a 429 answer (1 when absent or unreadable, at most an
+    hour); None for any other error."""
     response = exc.response
     if getattr(response, "status_code", None) != 429:
         return None
@@ -61,9 +63,10 @@ def retry_after(exc: SlackApiError) -> float | None:
         if str(name).lower() == "retry-after":
             raw = value[0] if isinstance(value, list) else value
             try:
-                return max(0.0, float(raw))
+                seconds = float(raw)
             except (TypeError, ValueError):
                 break
+            return min(max(0.0, seconds), 3600.0) if math.isfinite(seconds) else 1.0
     return 1.0
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
-from bot.status import THINKING_REACTION
+from slack_sdk.errors import SlackApiError
+
+from bot.status import THINKING_REACTION, retry_after
 from bot.views.runs import WORKING_TEXT
 from tests.bot.conftest import BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel
@@ -85,3 +88,20 @@ async def test_a_rate_limited_stop_button_does_not_hold_back_a_commands_answer(
     assert [m["text"] for m in top] == ["The summary."]
     assert [c.status for c in env.slack.calls("chat.update")] == [429, 200]
     assert took < 8.0
+
+
+def test_retry_after_is_read_defensively() -> None:
+    """A garbled or absurd ``Retry-After`` (a proxy's) never parks work for days."""
+
+    def limited(value: str | None, status: int = 429) -> SlackApiError:
+        headers = {} if value is None else {"retry-after": value}
+        return SlackApiError("x", SimpleNamespace(status_code=status, headers=headers))
+
+    assert retry_after(limited("7")) == 7.0
+    assert retry_after(limited(None)) == 1.0
+    assert retry_after(limited("soon")) == 1.0
+    assert retry_after(limited("inf")) == 1.0
+    assert retry_after(limited("nan")) == 1.0
+    assert retry_after(limited("-5")) == 0.0
+    assert retry_after(limited("99999999")) == 3600.0
+    assert retry_after(limited("7", status=500)) is None
