@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound, user_error
+from bot.delivery import Undelivered
 from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.metrics import Metrics
@@ -226,7 +227,11 @@ class ApprovalsBot:
     async def show(self, done: Completed) -> None:
         await self.refresh_card(done.row)
         if done.outcome is not None:
-            await self.conversations.render(self._inbound(done.row), done.outcome)
+            inbound = self._inbound(done.row)
+            try:
+                await self.conversations.render(inbound, done.outcome)
+            except Undelivered as exc:  # Slack refuses for now: posted later, not lost
+                await self.conversations.deliver_later(inbound, exc)
 
     def _inbound(self, row: ApprovalRecord) -> Inbound:
         thread = ThreadRef.parse(row.thread_id)

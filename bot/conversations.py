@@ -12,6 +12,7 @@ burst is the worker's cap on tasks in flight.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -405,13 +406,7 @@ class Conversations:
             if self.deliveries is None:
                 log.error("answer not posted: %s", exc)
                 return "error"
-            try:
-                await self.deliveries.later(exc, thread=inbound.memory.thread_id)
-            except StorageError as queue_down:  # nowhere to keep it: run the turn again
-                if not final_attempt:
-                    raise Retryable(f"answer not deferred: {queue_down}") from queue_down
-                log.error("answer lost: %s; not deferred: %s", exc, queue_down)
-                return "error"
+            await self.deliver_later(inbound, exc)
             return "reply"
         except Exception as exc:
             # A store briefly down (Redis, a PostgreSQL restart): run the turn again later
@@ -445,6 +440,30 @@ class Conversations:
             self._metrics.run_latency.labels(skill=inbound.skill or "auto").observe(
                 time.monotonic() - started
             )
+
+    async def deliver_later(self, inbound: Inbound, undelivered: Undelivered) -> None:
+        """Queue a finished answer Slack refused for now (bot.delivery). The turn is never
+        run again for it (its model calls and tools are done): when the queue cannot take
+        it either, this process waits out Slack's ``Retry-After`` once (at most 30 s) and
+        tries the post again, and only then gives up, with a log line."""
+        if self.deliveries is None:
+            log.error("answer not posted: %s", undelivered)
+            return
+        try:
+            await self.deliveries.later(
+                undelivered,
+                thread=inbound.memory.thread_id,
+                channel=inbound.channel,
+                placeholder_ts=inbound.placeholder_ts,
+            )
+            return
+        except StorageError as exc:
+            log.warning("answer not deferred (%s): waiting for Slack here", exc)
+        await asyncio.sleep(min(undelivered.wait, 30.0))
+        try:
+            await send(self.client, undelivered.calls)
+        except (Undelivered, SlackApiError) as exc:
+            log.error("answer lost: %s", exc, extra={"thread_key": inbound.memory.thread_id})
 
     def streams(self, inbound: Inbound) -> bool:
         """Whether this answer streams into its thread (``SWITCHBOARD_STREAMING``): then no

@@ -15,6 +15,7 @@ text). Jobs of one thread share a queue lock, so they run one at a time, in orde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -23,11 +24,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.client import no_rate_limit_wait
 from bot.status import retry_after
-from storage.runqueue import JobInfo, RunQueue
+from storage.errors import StorageError
+from storage.runqueue import JobInfo, Retryable, RunQueue
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -36,6 +40,11 @@ DELIVER_KIND = "slack.deliver"
 #: The longest wait a ``Retry-After`` may ask for (seconds): Slack's are a minute or less;
 #: a larger one (a proxy's, a garbled header) must not park an answer for days.
 MAX_DELAY = 600.0
+
+DROPPED_TEXT = (
+    "Sorry — Slack kept refusing my answer (it was rate-limiting this workspace), so I "
+    "couldn't post it. Please ask again."
+)
 
 
 class Sealer(Protocol):
@@ -64,9 +73,7 @@ async def send(client: AsyncWebClient, calls: Sequence[SlackCall]) -> None:
     """Make ``calls`` in order; :class:`Undelivered` with the rest when one is limited."""
     for index, call in enumerate(calls):
         try:
-            # As slack_sdk's own chat_* methods send it: JSON, without the unset fields.
-            args = {k: v for k, v in call.args.items() if v is not None}
-            await client.api_call(call.method, json=args)
+            await _make(client, call)
         except SlackApiError as exc:
             wait = retry_after(exc)
             if wait is None:
@@ -74,8 +81,21 @@ async def send(client: AsyncWebClient, calls: Sequence[SlackCall]) -> None:
             raise Undelivered(calls[index:], wait) from exc
 
 
+async def _make(client: AsyncWebClient, call: SlackCall) -> None:
+    # As slack_sdk's own chat_* methods send it: JSON, without the unset fields.
+    args = {k: v for k, v in call.args.items() if v is not None}
+    await client.api_call(call.method, json=args)
+
+
 class Deliveries:
-    """Defers undelivered calls to the run queue and makes them when their job runs."""
+    """Defers undelivered calls to the run queue and makes them when their job runs.
+
+    A job makes its calls in order and never makes one twice: when a call fails (limited
+    again, Slack unreachable) only the calls from that one on are queued again, as a new
+    job of a higher priority (``attempt``), so the thread's later deliveries still wait
+    behind it (the queue holds a lock's jobs back behind any of higher priority). What
+    can no longer be delivered replaces the placeholder with :data:`DROPPED_TEXT`.
+    """
 
     def __init__(
         self,
@@ -90,17 +110,35 @@ class Deliveries:
         self.sealer = sealer
         self.max_attempts = max_attempts
 
-    async def later(self, undelivered: Undelivered, *, thread: str, attempt: int = 0) -> None:
+    async def later(
+        self,
+        undelivered: Undelivered,
+        *,
+        thread: str,
+        channel: str,
+        placeholder_ts: str | None,
+        attempt: int = 0,
+    ) -> None:
         """Queue ``undelivered``'s calls for when Slack takes them again (plus jitter, so
-        answers limited together do not come back together)."""
+        answers limited together do not come back together). Raises
+        :class:`~storage.errors.StorageError` when the queue cannot take them."""
         calls = [{"method": c.method, "args": dict(c.args)} for c in undelivered.calls]
         wait = min(undelivered.wait, MAX_DELAY)
         delay = wait + random.uniform(0, 1 + wait / 10)
+        payload = {
+            "thread": thread,
+            "attempt": attempt,
+            # Where to say so if it cannot be delivered (not sensitive: ids, not text).
+            "channel": channel,
+            "placeholder_ts": placeholder_ts,
+            "calls": self.sealer.seal(json.dumps(calls)),
+        }
         await self.queue.defer(
             DELIVER_KIND,
-            {"thread": thread, "attempt": attempt, "calls": self.sealer.seal(json.dumps(calls))},
+            payload,
             lock=f"deliver:{thread}",
             delay=timedelta(seconds=delay),
+            priority=attempt,
         )
         log.warning(
             "answer deferred: slack rate limited",
@@ -108,30 +146,63 @@ class Deliveries:
         )
 
     async def handle(self, payload: Mapping[str, Any], job: JobInfo) -> None:
-        """The ``slack.deliver`` job: make the calls; limited again, queue the rest."""
+        """The ``slack.deliver`` job: make the calls; on a failure, queue the rest."""
         thread, attempt = str(payload.get("thread", "")), int(payload.get("attempt", 0))
         opened = self.sealer.unseal(str(payload.get("calls", "")))
         if opened is None:  # the key changed since (see PayloadSealer)
             log.error("deferred answer unreadable; dropped", extra={"thread_key": thread})
+            await self._dropped(payload)
             return
         calls = [SlackCall(str(c["method"]), dict(c["args"])) for c in json.loads(opened)]
         await job.check()
+        done = 0
         try:
-            await send(self.client, calls)
-        except Undelivered as exc:
-            if attempt + 1 >= self.max_attempts:
+            for call in calls:
+                await _make(self.client, call)
+                done += 1
+        except SlackApiError as exc:
+            wait = retry_after(exc)
+            if wait is None:  # the thread was deleted, the bot removed from the channel…
                 log.error(
-                    "deferred answer dropped: still rate limited after %d attempts",
-                    attempt + 1,
+                    "deferred answer not delivered: %s",
+                    exc.response.get("error"),
                     extra={"thread_key": thread},
                 )
                 return
-            await self.later(exc, thread=thread, attempt=attempt + 1)
-        except SlackApiError as exc:  # the thread was deleted, the bot removed…
-            log.error(
-                "deferred answer not delivered: %s",
-                exc.response.get("error"),
-                extra={"thread_key": thread},
-            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            wait = 5.0
+            log.warning("deferred answer: slack unreachable (%s)", type(exc).__name__)
         else:
             log.info("deferred answer delivered", extra={"thread_key": thread})
+            return
+        if attempt + 1 >= self.max_attempts:
+            log.error(
+                "deferred answer dropped: still refused after %d attempts",
+                attempt + 1,
+                extra={"thread_key": thread},
+            )
+            await self._dropped(payload)
+            return
+        try:
+            await self.later(
+                Undelivered(calls[done:], wait),
+                thread=thread,
+                channel=str(payload.get("channel", "")),
+                placeholder_ts=payload.get("placeholder_ts"),
+                attempt=attempt + 1,
+            )
+        except StorageError as exc:
+            if done == 0:  # nothing made yet: this very job may run again as it is
+                raise Retryable(f"deferred answer not queued again: {exc}") from exc
+            log.error("deferred answer dropped: %s", exc, extra={"thread_key": thread})
+
+    async def _dropped(self, payload: Mapping[str, Any]) -> None:
+        """Say so in the placeholder, so "Working on it…" does not stay for good."""
+        channel, ts = payload.get("channel"), payload.get("placeholder_ts")
+        if not channel or not ts:
+            return
+        unreachable = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
+        with contextlib.suppress(*unreachable), no_rate_limit_wait():
+            await self.client.chat_update(
+                channel=str(channel), ts=str(ts), text=DROPPED_TEXT, blocks=[]
+            )

@@ -12,8 +12,9 @@ It is cosmetic, so it never costs the answer anything:
 - Taking it away runs in the background, after the answer is posted: ``reactions.remove``
   is Tier 2 (about 20 a minute), and a turn waiting for it would keep its worker slot and
   its thread's next message waiting too. A removal may wait out rate limits (a ⏳ left on
-  an answered message says "still working"); at most ``max_pending`` wait at once, past
-  that the ⏳ stays and a log line says so.
+  an answered message says "still working"), for at most ``clear_within`` seconds (inside
+  a worker's drain on SIGTERM); at most ``max_pending`` wait at once. Past either, the ⏳
+  stays and a log line says so.
 - A sign that was never shown is never taken away.
 """
 
@@ -80,11 +81,13 @@ class WorkStatus:
         client: AsyncWebClient,
         worker: Worker,
         max_pending: int = 64,
+        clear_within: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.worker = worker
         self.max_pending = max_pending
+        self.clear_within = clear_within
         self._clock = clock
         self._blocked: dict[str, float] = {}  # Web API method -> when Slack takes it again
         self._pending = 0
@@ -110,10 +113,13 @@ class WorkStatus:
 
     async def _clear(self, call: _Call) -> None:
         try:
-            wait = self._blocked.get(call.method, 0.0) - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._send(call)
+            async with asyncio.timeout(self.clear_within):
+                wait = self._blocked.get(call.method, 0.0) - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._send(call)
+        except TimeoutError:
+            log.info("status not cleared within %g s: %s", self.clear_within, call.method)
         finally:
             self._pending -= 1
 

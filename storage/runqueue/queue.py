@@ -511,15 +511,19 @@ class RunQueue:
         lock: str | None = None,
         queueing_lock: str | None = None,
         delay: timedelta | None = None,
+        priority: int = 0,
     ) -> int | None:
         """Queue one piece of work for the handler of ``kind``; None when
-        ``queueing_lock`` already has a waiting job."""
+        ``queueing_lock`` already has a waiting job. Of the jobs sharing ``lock``, one of
+        a higher ``priority`` runs first (and holds the others back while it waits)."""
         # The in-memory connector treats "no lock" as one shared lock: give each job its own.
         options: dict[str, Any] = {"lock": lock or f"{kind}:{time.time_ns()}"}
         if queueing_lock is not None:
             options["queueing_lock"] = queueing_lock
         if delay is not None:
             options["schedule_in"] = {"seconds": max(0, int(delay.total_seconds()))}
+        if priority:
+            options["priority"] = priority
         deferrer = self._work_task.configure(**options)
         try:
             return await asyncio.wait_for(
