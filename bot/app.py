@@ -60,7 +60,7 @@ class Bot:
         while True:
             await self.worker.idle(max(0.01, deadline - loop.time()))
             backlog = await self.inbox.backlog()
-            queued = any(s.depth or s.running for s in await self.queue.stats())
+            queued = any(s.depth or s.running or s.scheduled for s in await self.queue.stats())
             if not (
                 backlog.pending or backlog.claimed or queued or self.queue.worker_stats().running
             ):

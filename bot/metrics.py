@@ -113,13 +113,20 @@ class Metrics:
         # The run queue (names are a contract: the Helm chart's autoscaling reads them).
         self.queue_depth = Gauge(
             "switchboard_queue_depth",
-            "Jobs waiting in the run queue, by queue.",
+            "Jobs waiting in the run queue and due, by queue.",
             ["queue"],
             registry=self.registry,
         )
         self.queue_oldest_age = Gauge(
             "switchboard_queue_oldest_age_seconds",
             "How long the oldest waiting job has waited, by queue.",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.queue_scheduled = Gauge(
+            "switchboard_queue_scheduled",
+            "Jobs parked until later (a retry's backoff, an answer waiting out Slack's "
+            "Retry-After), by queue; not in switchboard_queue_depth.",
             ["queue"],
             registry=self.registry,
         )

@@ -467,6 +467,7 @@ class Maintenance:
         for stats in await self.queue.stats():
             self.metrics.queue_depth.labels(queue=stats.queue).set(stats.depth)
             self.metrics.queue_oldest_age.labels(queue=stats.queue).set(stats.oldest_age)
+            self.metrics.queue_scheduled.labels(queue=stats.queue).set(stats.scheduled)
         worker = self.queue.worker_stats()
         self.metrics.runs_in_progress.set(worker.running)
         if worker.retries > self._seen_retries:

@@ -200,9 +200,12 @@ class Handlers:
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     queue: str
-    depth: int  # jobs waiting (todo)
+    depth: int  # jobs waiting and due (todo)
     running: int  # jobs being run (doing)
-    oldest_age: float  # seconds the oldest waiting job has waited
+    oldest_age: float  # seconds the oldest waiting job has waited since it was due
+    #: jobs parked until later (a retry's backoff, an answer waiting out Slack's
+    #: Retry-After): not a backlog, so not in ``depth`` (KEDA scales on that)
+    scheduled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,15 +612,18 @@ class RunQueue:
         rows = await connector.execute_query_all_async(
             query="""
             SELECT q.queue_name,
-                   count(*) FILTER (WHERE j.status = 'todo') AS depth,
+                   count(*) FILTER (WHERE j.status = 'todo' AND NOT parked) AS depth,
                    count(*) FILTER (WHERE j.status = 'doing') AS running,
-                   COALESCE(EXTRACT(EPOCH FROM now() - min(e.at)
-                            FILTER (WHERE j.status = 'todo')), 0) AS oldest
+                   count(*) FILTER (WHERE j.status = 'todo' AND parked) AS scheduled,
+                   COALESCE(EXTRACT(EPOCH FROM now() - min(GREATEST(e.at, j.scheduled_at))
+                            FILTER (WHERE j.status = 'todo' AND NOT parked)), 0) AS oldest
               FROM (VALUES ('turns'), ('work')) AS q(queue_name)
               LEFT JOIN procrastinate_jobs j
                      ON j.queue_name = q.queue_name AND j.status IN ('todo', 'doing')
               LEFT JOIN procrastinate_events e
                      ON e.job_id = j.id AND e.type = 'deferred'
+              LEFT JOIN LATERAL (SELECT COALESCE(j.scheduled_at > now(), false) AS parked) p
+                     ON true
              GROUP BY q.queue_name
             """
         )
@@ -627,6 +633,7 @@ class RunQueue:
                 depth=int(row["depth"]),
                 running=int(row["running"]),
                 oldest_age=float(row["oldest"] or 0.0),
+                scheduled=int(row["scheduled"]),
             )
             for row in rows
         ]
@@ -636,23 +643,27 @@ class RunQueue:
         now = datetime.now(UTC)
         out = []
         for queue in (TURNS, WORK):
-            todo = [
+            waiting = [
                 j
                 for j in connector.jobs.values()
                 if j["queue_name"] == queue and j["status"] == "todo"
             ]
+            parked = [j for j in waiting if j["scheduled_at"] and j["scheduled_at"] > now]
+            todo = [j for j in waiting if j not in parked]
             doing = [
                 j
                 for j in connector.jobs.values()
                 if j["queue_name"] == queue and j["status"] == "doing"
             ]
             ages = [
-                (now - e["at"]).total_seconds()
+                (now - max(e["at"], j["scheduled_at"] or e["at"])).total_seconds()
                 for j in todo
                 for e in connector.events.get(j["id"], [])
                 if e["type"] == "deferred"
             ]
-            out.append(QueueStats(queue, len(todo), len(doing), max(ages, default=0.0)))
+            out.append(
+                QueueStats(queue, len(todo), len(doing), max(ages, default=0.0), len(parked))
+            )
         return out
 
     async def holds(self, job: JobInfo) -> bool:

@@ -568,3 +568,34 @@ async def test_the_ack_statement_reads_only_open_inbox_rows(pg_queue: QueueBacke
     print(plan)
     assert "Seq Scan on run_inbox" not in plan
     assert "ix_run_inbox_status_created_at" in plan or "ix_run_inbox_thread_key_status" in plan
+
+
+async def test_a_job_parked_until_later_is_not_counted_as_backlog(
+    queue_backend: QueueBackend,
+) -> None:
+    """A job due later (an answer waiting out Slack's Retry-After, a retry's backoff) is
+    ``scheduled``, not ``depth``: KEDA scales on depth, and more workers cannot help it.
+    Of jobs sharing a lock, the one of higher priority runs first."""
+    queue = queue_backend.queue()
+    runs: list[str] = []
+
+    async def handler(payload: Mapping[str, Any], job: JobInfo) -> None:
+        runs.append(str(payload["n"]))
+
+    async with queue.opened():
+        await queue.defer("job", {"n": "later"}, delay=timedelta(seconds=600))
+        await queue.defer("job", {"n": "now"})
+        work = next(s for s in await queue.stats() if s.queue == "work")
+        assert (work.depth, work.scheduled) == (1, 1)
+        await queue.defer("job", {"n": "low"}, lock="L")
+        await queue.defer("job", {"n": "high"}, lock="L", priority=1)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(work={"job": handler}), stop=stop))
+        try:
+            await wait_for(lambda: len(runs) == 3, timeout=20)
+        finally:
+            stop.set()
+            await worker
+        work = next(s for s in await queue.stats() if s.queue == "work")
+    assert (work.depth, work.scheduled) == (0, 1)
+    assert runs.index("high") < runs.index("low") and "later" not in runs
