@@ -97,6 +97,17 @@ def _message(text: str, blocks: list[Any]) -> dict[str, Any]:
     return {"text": text, "blocks": [b.to_dict() if hasattr(b, "to_dict") else b for b in blocks]}
 
 
+def _in_thread(inbound: Inbound, text: str, blocks: list[Any]) -> dict[str, Any]:
+    """``chat.postMessage`` arguments for a message where ``inbound`` wants answers."""
+    return {
+        "channel": inbound.channel,
+        "thread_ts": inbound.reply_thread_ts,
+        "unfurl_links": False,
+        "unfurl_media": False,
+        **_message(text, blocks),
+    }
+
+
 def _outcome_name(outcome: Outcome) -> str:
     if isinstance(outcome, Reply):
         return "reply"
@@ -398,16 +409,9 @@ class Conversations:
         except Superseded:
             raise
         except Undelivered as exc:
-            self._metrics.slack_api_errors.labels(
-                method=exc.calls[0].method, error="ratelimited"
-            ).inc()
             if fence is not None:
                 await fence()
-            if self.deliveries is None:
-                log.error("answer not posted: %s", exc)
-                return "error"
-            await self.deliver_later(inbound, exc)
-            return "reply"
+            return "reply" if await self.deliver_later(inbound, exc) else "error"
         except Exception as exc:
             # A store briefly down (Redis, a PostgreSQL restart): run the turn again later
             # rather than apologise; only the final attempt tells the person. A retry posts
@@ -441,14 +445,18 @@ class Conversations:
                 time.monotonic() - started
             )
 
-    async def deliver_later(self, inbound: Inbound, undelivered: Undelivered) -> None:
-        """Queue a finished answer Slack refused for now (bot.delivery). The turn is never
-        run again for it (its model calls and tools are done): when the queue cannot take
-        it either, this process waits out Slack's ``Retry-After`` once (at most 30 s) and
-        tries the post again, and only then gives up, with a log line."""
+    async def deliver_later(self, inbound: Inbound, undelivered: Undelivered) -> bool:
+        """Queue a finished answer Slack refused for now (bot.delivery); False when it is
+        lost. The turn is never run again for it (its model calls and tools are done):
+        when the queue cannot take it either, this process waits out Slack's
+        ``Retry-After`` once (at most 30 s) and tries the post again, and only then gives
+        up, with a log line."""
+        self._metrics.slack_api_errors.labels(
+            method=undelivered.calls[0].method, error="ratelimited"
+        ).inc()
         if self.deliveries is None:
             log.error("answer not posted: %s", undelivered)
-            return
+            return False
         try:
             await self.deliveries.later(
                 undelivered,
@@ -456,7 +464,7 @@ class Conversations:
                 channel=inbound.channel,
                 placeholder_ts=inbound.placeholder_ts,
             )
-            return
+            return True
         except StorageError as exc:
             log.warning("answer not deferred (%s): waiting for Slack here", exc)
         await asyncio.sleep(min(undelivered.wait, 30.0))
@@ -464,6 +472,8 @@ class Conversations:
             await send(self.client, undelivered.calls)
         except (Undelivered, SlackApiError) as exc:
             log.error("answer lost: %s", exc, extra={"thread_key": inbound.memory.thread_id})
+            return False
+        return True
 
     def streams(self, inbound: Inbound) -> bool:
         """Whether this answer streams into its thread (``SWITCHBOARD_STREAMING``): then no
@@ -529,24 +539,11 @@ class Conversations:
                 args: dict[str, Any] = {"channel": inbound.channel, "ts": inbound.placeholder_ts}
                 calls.append(SlackCall("chat.update", args | _message(chunk, blocks)))
                 continue
-            args = {
-                "channel": inbound.channel,
-                "thread_ts": inbound.reply_thread_ts,
-                "unfurl_links": False,
-                "unfurl_media": False,
-            }
-            calls.append(SlackCall("chat.postMessage", args | _message(chunk, blocks)))
+            calls.append(SlackCall("chat.postMessage", _in_thread(inbound, chunk, blocks)))
         await send(self.client, calls)
 
     async def _post(self, inbound: Inbound, *, text: str, blocks: list[Any]) -> None:
-        await self.client.chat_postMessage(
-            channel=inbound.channel,
-            thread_ts=inbound.reply_thread_ts,
-            text=text,
-            blocks=[b.to_dict() if hasattr(b, "to_dict") else b for b in blocks],
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        await self.client.chat_postMessage(**_in_thread(inbound, text, blocks))
 
     async def ephemeral(self, inbound: Inbound, text: str) -> None:
         try:

@@ -28,8 +28,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.client import no_rate_limit_wait
-from bot.status import retry_after
+from bot.slack.client import no_rate_limit_wait, retry_after
 from storage.errors import StorageError
 from storage.runqueue import JobInfo, Retryable, RunQueue
 
@@ -69,8 +68,11 @@ class Undelivered(Exception):
         super().__init__(f"{calls[0].method} rate limited; {len(calls)} call(s) not made")
 
 
-async def send(client: AsyncWebClient, calls: Sequence[SlackCall]) -> None:
-    """Make ``calls`` in order; :class:`Undelivered` with the rest when one is limited."""
+async def send(
+    client: AsyncWebClient, calls: Sequence[SlackCall], *, unreachable_wait: float | None = None
+) -> None:
+    """Make ``calls`` in order; :class:`Undelivered` with the rest when one is limited (and,
+    given ``unreachable_wait``, when Slack cannot be reached: the rest are due after it)."""
     for index, call in enumerate(calls):
         try:
             await _make(client, call)
@@ -79,6 +81,11 @@ async def send(client: AsyncWebClient, calls: Sequence[SlackCall]) -> None:
             if wait is None:
                 raise
             raise Undelivered(calls[index:], wait) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if unreachable_wait is None:
+                raise
+            log.warning("slack unreachable (%s)", type(exc).__name__)
+            raise Undelivered(calls[index:], unreachable_wait) from exc
 
 
 async def _make(client: AsyncWebClient, call: SlackCall) -> None:
@@ -155,23 +162,17 @@ class Deliveries:
             return
         calls = [SlackCall(str(c["method"]), dict(c["args"])) for c in json.loads(opened)]
         await job.check()
-        done = 0
         try:
-            for call in calls:
-                await _make(self.client, call)
-                done += 1
-        except SlackApiError as exc:
-            wait = retry_after(exc)
-            if wait is None:  # the thread was deleted, the bot removed from the channel…
-                log.error(
-                    "deferred answer not delivered: %s",
-                    exc.response.get("error"),
-                    extra={"thread_key": thread},
-                )
-                return
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            wait = 5.0
-            log.warning("deferred answer: slack unreachable (%s)", type(exc).__name__)
+            await send(self.client, calls, unreachable_wait=5.0)
+        except Undelivered as exc:
+            rest = exc
+        except SlackApiError as exc:  # the thread was deleted, the bot removed from it…
+            log.error(
+                "deferred answer not delivered: %s",
+                exc.response.get("error"),
+                extra={"thread_key": thread},
+            )
+            return
         else:
             log.info("deferred answer delivered", extra={"thread_key": thread})
             return
@@ -185,14 +186,14 @@ class Deliveries:
             return
         try:
             await self.later(
-                Undelivered(calls[done:], wait),
+                rest,
                 thread=thread,
                 channel=str(payload.get("channel", "")),
                 placeholder_ts=payload.get("placeholder_ts"),
                 attempt=attempt + 1,
             )
         except StorageError as exc:
-            if done == 0:  # nothing made yet: this very job may run again as it is
+            if len(rest.calls) == len(calls):  # nothing made: this job may run again as it is
                 raise Retryable(f"deferred answer not queued again: {exc}") from exc
             log.error("deferred answer dropped: %s", exc, extra={"thread_key": thread})
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -31,7 +30,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.client import no_rate_limit_wait
+from bot.slack.client import no_rate_limit_wait, retry_after
 from bot.worker import Worker
 
 log = logging.getLogger(f"switchboard.{__name__}")
@@ -51,24 +50,6 @@ class Where(Protocol):
     def reply_thread_ts(self) -> str | None: ...
     @property
     def message_ts(self) -> str | None: ...
-
-
-def retry_after(exc: SlackApiError) -> float | None:
-    """The ``Retry-After`` seconds of a 429 answer (1 when absent or unreadable, at most an
-    hour); None for any other error."""
-    response = exc.response
-    if getattr(response, "status_code", None) != 429:
-        return None
-    headers = getattr(response, "headers", None) or {}
-    for name, value in headers.items():
-        if str(name).lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-            try:
-                seconds = float(raw)
-            except (TypeError, ValueError):
-                break
-            return min(max(0.0, seconds), 3600.0) if math.isfinite(seconds) else 1.0
-    return 1.0
 
 
 class WorkStatus:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -184,17 +186,36 @@ class ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
         return retry
 
 
-def _retry_after(response: HttpResponse) -> float:
-    """``Retry-After`` in seconds (Slack sends whole seconds); 1 when absent or unreadable."""
-    for name, values in response.headers.items():
-        if name.lower() == "retry-after":
+def _header_seconds(headers: Mapping[str, Any]) -> float | None:
+    """The ``Retry-After`` header as a number (Slack sends whole seconds); None when absent
+    or unreadable. Header values may come as lists (slack_sdk's retry responses)."""
+    for name, values in headers.items():
+        if str(name).lower() == "retry-after":
             raw = values[0] if isinstance(values, list) else values
             try:
-                seconds = float(raw)
+                return float(raw)
             except (TypeError, ValueError):
-                return 1.0
-            return max(0.0, seconds)
-    return 1.0
+                return None
+    return None
+
+
+def _retry_after(response: HttpResponse) -> float:
+    """``Retry-After`` in seconds; 1 when absent or unreadable."""
+    seconds = _header_seconds(response.headers)
+    return 1.0 if seconds is None else max(0.0, seconds)
+
+
+def retry_after(exc: SlackApiError) -> float | None:
+    """The ``Retry-After`` seconds of a call that failed with a 429 (1 when absent or
+    unreadable, at most an hour: a proxy's garbled header must not park work for days);
+    None for any other error."""
+    response = exc.response
+    if getattr(response, "status_code", None) != 429:
+        return None
+    seconds = _header_seconds(getattr(response, "headers", None) or {})
+    if seconds is None or not math.isfinite(seconds):
+        return 1.0
+    return min(max(0.0, seconds), 3600.0)
 
 
 def retry_handlers(

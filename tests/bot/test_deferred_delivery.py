@@ -10,9 +10,12 @@ backends, and the helper that makes the calls against the fake Web API.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.delivery import (
     DELIVER_KIND,
@@ -28,7 +31,7 @@ from bot.views.runs import WORKING_TEXT
 from storage.runqueue import JobInfo
 from tests.bot.conftest import BotFactory
 from tests.fakes.chat import ScriptedChatModel
-from tests.fakes.slack_api import slack_api_server
+from tests.fakes.slack_api import FakeSlackApi, slack_api_server
 
 
 async def test_an_answer_slack_refuses_for_now_is_posted_later_once(make_bot: BotFactory) -> None:
@@ -45,7 +48,19 @@ async def test_an_answer_slack_refuses_for_now_is_posted_later_once(make_bot: Bo
     assert WORKING_TEXT not in texts
 
 
-async def test_send_stops_at_the_limited_call_and_keeps_the_rest() -> None:
+@dataclass
+class _Thread:
+    """A thread on the fake Web API with a placeholder, and the two calls of a two-chunk
+    answer into it (the placeholder's update, then a second message)."""
+
+    slack: FakeSlackApi
+    client: AsyncWebClient
+    root: str
+    calls: list[SlackCall]
+
+
+@pytest.fixture
+async def thread() -> AsyncIterator[_Thread]:
     with slack_api_server() as slack:
         slack.add_user("U1", "alice")
         slack.add_channel("C1", "general", members=["U1"])
@@ -56,16 +71,21 @@ async def test_send_stops_at_the_limited_call_and_keeps_the_rest() -> None:
             SlackCall("chat.update", {"channel": "C1", "ts": placeholder, "text": "part 1"}),
             SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": root, "text": "part 2"}),
         ]
-        slack.fail_next("chat.postMessage", status=429, retry_after=7)
-        with pytest.raises(Undelivered) as raised:
-            await send(client, calls)
-        assert raised.value.calls == (calls[1],) and raised.value.wait == 7.0
-        await send(client, raised.value.calls)
-        assert [m["text"] for m in slack.messages("C1", root)] == ["root", "part 1", "part 2"]
-        # Any other error is not a rate limit: it is raised as it is.
-        slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
-        with pytest.raises(SlackApiError):
-            await send(client, calls[1:])
+        yield _Thread(slack=slack, client=client, root=root, calls=calls)
+
+
+async def test_send_stops_at_the_limited_call_and_keeps_the_rest(thread: _Thread) -> None:
+    slack, client, root, calls = thread.slack, thread.client, thread.root, thread.calls
+    slack.fail_next("chat.postMessage", status=429, retry_after=7)
+    with pytest.raises(Undelivered) as raised:
+        await send(client, calls)
+    assert raised.value.calls == (calls[1],) and raised.value.wait == 7.0
+    await send(client, raised.value.calls)
+    assert [m["text"] for m in slack.messages("C1", root)] == ["root", "part 1", "part 2"]
+    # Any other error is not a rate limit: it is raised as it is.
+    slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    with pytest.raises(SlackApiError):
+        await send(client, calls[1:])
 
 
 class _RecordingQueue:
@@ -83,41 +103,33 @@ def _job() -> JobInfo:
     return JobInfo(id=1, attempt=0, final_attempt=False)
 
 
-async def test_a_delivery_limited_again_queues_only_the_calls_not_made() -> None:
+async def test_a_delivery_limited_again_queues_only_the_calls_not_made(thread: _Thread) -> None:
+    slack, root, calls = thread.slack, thread.root, thread.calls
+    placeholder = str(calls[0].args["ts"])
     sealer = PayloadSealer(key=b"k" * 32)
     queue = _RecordingQueue()
-    with slack_api_server() as slack:
-        slack.add_user("U1", "alice")
-        slack.add_channel("C1", "general", members=["U1"])
-        client = create_web_client(token=slack.token, base_url=slack.base_url, max_retries=0)
-        root = (await client.chat_postMessage(channel="C1", text="root"))["ts"]
-        placeholder = (await client.chat_postMessage(channel="C1", text="…", thread_ts=root))["ts"]
-        deliveries = Deliveries(queue=queue, client=client, sealer=sealer)  # type: ignore[arg-type]
-        calls = [
-            SlackCall("chat.update", {"channel": "C1", "ts": placeholder, "text": "part 1"}),
-            SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": root, "text": "part 2"}),
-        ]
-        await deliveries.later(
-            Undelivered(calls, 3), thread="T:C1:1", channel="C1", placeholder_ts=placeholder
-        )
-        kind, payload, options = queue.deferred[0]
-        assert kind == DELIVER_KIND and options["priority"] == 0
-        assert "part 1" not in json.dumps(payload)  # the answer is stored sealed
+    deliveries = Deliveries(queue=queue, client=thread.client, sealer=sealer)  # type: ignore[arg-type]
+    await deliveries.later(
+        Undelivered(calls, 3), thread="T:C1:1", channel="C1", placeholder_ts=placeholder
+    )
+    kind, payload, options = queue.deferred[0]
+    assert kind == DELIVER_KIND and options["priority"] == 0
+    assert "part 1" not in json.dumps(payload)  # the answer is stored sealed
 
-        slack.fail_next("chat.postMessage", status=429, retry_after=4)
-        await deliveries.handle(payload, _job())
-        _, again, options = queue.deferred[1]
-        assert again["attempt"] == 1 and options["priority"] == 1  # ahead of later ones
-        sealed = sealer.unseal(str(again["calls"]))
-        assert sealed is not None
-        assert [c["method"] for c in json.loads(sealed)] == ["chat.postMessage"]
-        await deliveries.handle(again, _job())
-        assert [m["text"] for m in slack.messages("C1", root)] == ["root", "part 1", "part 2"]
-        assert len(slack.calls("chat.update")) == 1  # part 1 was never made twice
+    slack.fail_next("chat.postMessage", status=429, retry_after=4)
+    await deliveries.handle(payload, _job())
+    _, again, options = queue.deferred[1]
+    assert again["attempt"] == 1 and options["priority"] == 1  # ahead of later ones
+    sealed = sealer.unseal(str(again["calls"]))
+    assert sealed is not None
+    assert [c["method"] for c in json.loads(sealed)] == ["chat.postMessage"]
+    await deliveries.handle(again, _job())
+    assert [m["text"] for m in slack.messages("C1", root)] == ["root", "part 1", "part 2"]
+    assert len(slack.calls("chat.update")) == 1  # part 1 was never made twice
 
-        # Refused to the last attempt: the placeholder says so instead of "Working on it…".
-        slack.fail_next("chat.update", status=429, retry_after=1)
-        last = dict(payload, attempt=deliveries.max_attempts - 1)
-        await deliveries.handle(last, _job())
-        assert len(queue.deferred) == 2
-        assert slack.messages("C1", root)[1]["text"] == DROPPED_TEXT
+    # Refused to the last attempt: the placeholder says so instead of "Working on it…".
+    slack.fail_next("chat.update", status=429, retry_after=1)
+    last = dict(payload, attempt=deliveries.max_attempts - 1)
+    await deliveries.handle(last, _job())
+    assert len(queue.deferred) == 2
+    assert slack.messages("C1", root)[1]["text"] == DROPPED_TEXT

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 
 from slack_sdk.errors import SlackApiError
 
-from bot.status import THINKING_REACTION, retry_after
+from bot.slack.client import retry_after
+from bot.status import THINKING_REACTION
 from bot.views.runs import WORKING_TEXT
 from tests.bot.conftest import BotEnv, BotFactory
 from tests.fakes.chat import ScriptedChatModel
