@@ -114,7 +114,7 @@ def create_bot(
     worker = Worker(max_tasks=config.max_background_tasks)
     reader = WebApiSlackReader(client=client)
     sealer = PayloadSealer(key=runtime.config.pii_key)
-    deliveries = Deliveries(queue=queue, client=client, sealer=sealer)
+    deliveries = Deliveries(queue=queue, client=client, sealer=sealer, metrics=metrics)
     conversations = Conversations(
         runtime=runtime,
         client=client,

@@ -451,10 +451,10 @@ class Conversations:
         when the queue cannot take it either, this process waits out Slack's
         ``Retry-After`` once (at most 30 s) and tries the post again, and only then gives
         up, with a log line."""
-        self._metrics.slack_api_errors.labels(
-            method=undelivered.calls[0].method, error="ratelimited"
-        ).inc()
         if self.deliveries is None:
+            self._metrics.slack_api_errors.labels(
+                method=undelivered.calls[0].method, error="ratelimited"
+            ).inc()
             log.error("answer not posted: %s", undelivered)
             return False
         try:

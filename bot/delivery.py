@@ -28,6 +28,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.metrics import Metrics
 from bot.slack.client import no_rate_limit_wait, retry_after
 from storage.errors import StorageError
 from storage.runqueue import JobInfo, Retryable, RunQueue
@@ -39,6 +40,11 @@ DELIVER_KIND = "slack.deliver"
 #: The longest wait a ``Retry-After`` may ask for (seconds): Slack's are a minute or less;
 #: a larger one (a proxy's, a garbled header) must not park an answer for days.
 MAX_DELAY = 600.0
+
+#: A ``thread_ts`` that stands for the first message of the same delivery: an answer split
+#: in chunks on a channel's top level (a scheduled firing's) puts the later chunks in the
+#: first one's thread, whose ts exists only once it is posted.
+FIRST_MESSAGE = "<first message>"
 
 DROPPED_TEXT = (
     "Sorry — Slack kept refusing my answer (it was rate-limiting this workspace), so I "
@@ -70,28 +76,43 @@ class Undelivered(Exception):
 
 async def send(
     client: AsyncWebClient, calls: Sequence[SlackCall], *, unreachable_wait: float | None = None
-) -> None:
-    """Make ``calls`` in order; :class:`Undelivered` with the rest when one is limited (and,
-    given ``unreachable_wait``, when Slack cannot be reached: the rest are due after it)."""
+) -> Mapping[str, Any] | None:
+    """Make ``calls`` in order and return Slack's answer to the first one made;
+    :class:`Undelivered` with the rest when one is limited (and, given
+    ``unreachable_wait``, when Slack cannot be reached: the rest are due after it).
+
+    A ``thread_ts`` of :data:`FIRST_MESSAGE` becomes the ts of the first message made, also
+    in the calls handed back (the first may be made now and the rest much later)."""
+    first: Mapping[str, Any] | None = None
     for index, call in enumerate(calls):
         try:
-            await _make(client, call)
+            answered = await _make(client, _threaded(call, first))
         except SlackApiError as exc:
             wait = retry_after(exc)
             if wait is None:
                 raise
-            raise Undelivered(calls[index:], wait) from exc
+            raise Undelivered([_threaded(c, first) for c in calls[index:]], wait) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if unreachable_wait is None:
                 raise
             log.warning("slack unreachable (%s)", type(exc).__name__)
-            raise Undelivered(calls[index:], unreachable_wait) from exc
+            rest = [_threaded(c, first) for c in calls[index:]]
+            raise Undelivered(rest, unreachable_wait) from exc
+        first = first or answered
+    return first
 
 
-async def _make(client: AsyncWebClient, call: SlackCall) -> None:
+def _threaded(call: SlackCall, first: Mapping[str, Any] | None) -> SlackCall:
+    if first is None or call.args.get("thread_ts") != FIRST_MESSAGE:
+        return call
+    return SlackCall(call.method, {**call.args, "thread_ts": str(first["ts"])})
+
+
+async def _make(client: AsyncWebClient, call: SlackCall) -> Mapping[str, Any]:
     # As slack_sdk's own chat_* methods send it: JSON, without the unset fields.
     args = {k: v for k, v in call.args.items() if v is not None}
-    await client.api_call(call.method, json=args)
+    response = await client.api_call(call.method, json=args)
+    return dict(response.data) if isinstance(response.data, dict) else {}
 
 
 class Deliveries:
@@ -110,11 +131,13 @@ class Deliveries:
         queue: RunQueue,
         client: AsyncWebClient,
         sealer: Sealer,
+        metrics: Metrics | None = None,
         max_attempts: int = 20,
     ) -> None:
         self.queue = queue
         self.client = client
         self.sealer = sealer
+        self.metrics = metrics
         self.max_attempts = max_attempts
 
     async def later(
@@ -129,6 +152,10 @@ class Deliveries:
         """Queue ``undelivered``'s calls for when Slack takes them again (plus jitter, so
         answers limited together do not come back together). Raises
         :class:`~storage.errors.StorageError` when the queue cannot take them."""
+        if self.metrics is not None:  # each refusal the client's retries did not outlast
+            self.metrics.slack_api_errors.labels(
+                method=undelivered.calls[0].method, error="ratelimited"
+            ).inc()
         calls = [{"method": c.method, "args": dict(c.args)} for c in undelivered.calls]
         wait = min(undelivered.wait, MAX_DELAY)
         delay = wait + random.uniform(0, 1 + wait / 10)

@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
 from bot.app import Bot
+from bot.delivery import FIRST_MESSAGE, Deliveries, SlackCall, Undelivered, send
 from bot.home import publish_home
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
@@ -38,11 +39,12 @@ from bot.views import schedules as sviews
 from bot.views.text import LinkPolicy, escape_mrkdwn
 from scheduler.errors import InvalidSchedule, NotAllowed, SchedulerError
 from scheduler.manage import STANDUP, ScheduleManager, StandupOptions, parse_one_line
-from scheduler.ports import Posted, PostFailed
+from scheduler.ports import PostDeferred, Posted, PostFailed
 from scheduler.service import SchedulerService
 from skills.access import decide
 from skills.context import Principal, SlackReaderError
 from storage.audit import AuditLog
+from storage.errors import StorageError
 
 log = logging.getLogger(f"switchboard.{__name__}")
 
@@ -53,51 +55,94 @@ class SlackPoster:
     """The scheduler's :class:`~scheduler.ports.Poster` over the bot's Web API client.
 
     Answers are rendered like conversation answers (masked, escaped, split under Slack's
-    limit; later chunks go in the first one's thread).
+    limit; later chunks go in the first one's thread). An answer Slack keeps refusing with
+    ``ratelimited`` goes to ``deliveries`` (bot.delivery) rather than failing the firing:
+    the skill has run, and the answer is posted once Slack takes it.
     """
 
-    def __init__(self, *, client: AsyncWebClient, links: LinkPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        links: LinkPolicy | None = None,
+        deliveries: Deliveries | None = None,
+    ) -> None:
         self._client = client
         self._links = links or LinkPolicy()
+        self._deliveries = deliveries
 
     async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
         chunks = views.answer_chunks(text, links=self._links)
-        first: Posted | None = None
-        for index, chunk in enumerate(chunks):
-            last = index == len(chunks) - 1
-            blocks = views.answer_blocks(chunk, run_id=run_id, skill=skill, last=last)
-            posted = await self._post(
-                channel,
-                text=chunk,
-                blocks=[b.to_dict() for b in blocks],
-                thread_ts=first.ts if first else None,
+        calls = [
+            SlackCall(
+                "chat.postMessage",
+                _post_args(
+                    channel,
+                    text=chunk,
+                    blocks=[
+                        b.to_dict()
+                        for b in views.answer_blocks(
+                            chunk, run_id=run_id, skill=skill, last=index == len(chunks) - 1
+                        )
+                    ],
+                    thread_ts=FIRST_MESSAGE if index else None,
+                ),
             )
-            first = first or posted
+            for index, chunk in enumerate(chunks)
+        ]
+        try:
+            first = await send(self._client, calls)
+        except Undelivered as exc:
+            return await self._later(channel, exc, first_made=len(exc.calls) < len(calls))
+        except SlackApiError as exc:
+            raise PostFailed(str(exc.response.get("error") or "error")) from exc
+        except OSError as exc:
+            raise PostFailed(type(exc).__name__) from exc
         assert first is not None
-        return first
+        return Posted(channel=str(first.get("channel") or channel), ts=str(first["ts"]))
+
+    async def _later(self, channel: str, undelivered: Undelivered, *, first_made: bool) -> Posted:
+        if self._deliveries is None:
+            raise PostFailed("ratelimited")
+        try:
+            await self._deliveries.later(
+                undelivered, thread=f"channel:{channel}", channel=channel, placeholder_ts=None
+            )
+        except StorageError as exc:
+            log.warning("answer to %s not queued (%s)", channel, exc)
+            raise PostFailed("ratelimited") from exc
+        if first_made:  # the rest follow in its thread
+            return Posted(channel=channel, ts=str(undelivered.calls[0].args["thread_ts"]))
+        raise PostDeferred(undelivered.wait)
 
     async def notice(self, channel: str, text: str) -> Posted:
         return await self._post(
             channel, text=text, blocks=[SectionBlock(text=views._mrkdwn(text[:3000])).to_dict()]
         )
 
-    async def _post(
-        self, channel: str, *, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None
-    ) -> Posted:
+    async def _post(self, channel: str, *, text: str, blocks: list[dict[str, Any]]) -> Posted:
         try:
             response = await self._client.chat_postMessage(
-                channel=channel,
-                text=text,
-                blocks=blocks,
-                thread_ts=thread_ts,
-                unfurl_links=False,
-                unfurl_media=False,
+                **_post_args(channel, text=text, blocks=blocks)
             )
         except SlackApiError as exc:
             raise PostFailed(str(exc.response.get("error") or "error")) from exc
         except OSError as exc:
             raise PostFailed(type(exc).__name__) from exc
         return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
+
+
+def _post_args(
+    channel: str, *, text: str, blocks: list[dict[str, Any]], thread_ts: str | None = None
+) -> dict[str, Any]:
+    return {
+        "channel": channel,
+        "text": text,
+        "blocks": blocks,
+        "thread_ts": thread_ts,
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
 
 
 @dataclass(slots=True)

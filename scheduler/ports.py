@@ -33,12 +33,22 @@ class PostFailed(Exception):
         super().__init__(f"Slack refused the message: {error}")
 
 
+class PostDeferred(Exception):
+    """Slack is rate limiting the workspace, and the message was queued instead: it is
+    posted as soon as Slack takes it (no ``ts`` yet). Not a failure of the firing."""
+
+    def __init__(self, retry_in: float) -> None:
+        self.retry_in = retry_in
+        super().__init__(f"Slack is rate limiting; the message is posted in ~{retry_in:.0f} s")
+
+
 @runtime_checkable
 class Poster(Protocol):
     """Posts for the scheduler. Raise :class:`PostFailed` when Slack says no."""
 
     async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
-        """Post a skill's answer (model Markdown, to be masked and escaped) to ``channel``."""
+        """Post a skill's answer (model Markdown, to be masked and escaped) to ``channel``;
+        :class:`PostDeferred` when Slack refused it for now and it was queued."""
         ...
 
     async def notice(self, channel: str, text: str) -> Posted:

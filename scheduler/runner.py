@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from scheduler.manage import STANDUP, StandupOptions
-from scheduler.ports import ActorResolver, GroupMembers, Poster, PostFailed, ScheduleWords
+from scheduler.ports import (
+    ActorResolver,
+    GroupMembers,
+    PostDeferred,
+    Poster,
+    PostFailed,
+    ScheduleWords,
+)
 from scheduler.triggers import format_run_time
 from skills.access import decide
 from skills.context import (
@@ -159,7 +166,9 @@ class FiringRunner:
             )
         return owner
 
-    async def _run_skill(self, schedule: Schedule, *, fence: Fence | None) -> tuple[str, str]:
+    async def _run_skill(
+        self, schedule: Schedule, *, fence: Fence | None
+    ) -> tuple[str | None, str]:
         actor = await self._owner_may_post(schedule)
         # One conversation per schedule, started afresh each time: a firing never sees
         # the previous firing's messages, and memory does not grow with every run.
@@ -199,6 +208,11 @@ class FiringRunner:
             posted = await self._poster.answer(
                 schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
             )
+        except PostDeferred as exc:
+            # The answer is done and queued: a firing Slack rate-limits is not a failure
+            # (it would count toward pausing the schedule), and it is not run again.
+            log.warning("schedule %s: answer queued: %s", schedule.id, exc)
+            return None, outcome.run_id
         except PostFailed as exc:
             where = self._words.channel(schedule.channel_id)
             raise _Failed(f"could not post in {where} ({exc.error})") from exc

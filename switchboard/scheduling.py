@@ -17,7 +17,9 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
+from bot.delivery import Deliveries
 from bot.directory import Directory
+from bot.queueing import PayloadSealer
 from bot.schedules import SlackPoster
 from bot.slack.reader import WebApiSlackReader
 from bot.views.schedule_words import SlackScheduleWords
@@ -209,7 +211,15 @@ def _firing_parts(
         reader = WebApiSlackReader(client=client)
         directory = directory or Directory(reader=reader, registry=services.registry)
         poster = poster or SlackPoster(
-            client=client, links=LinkPolicy.from_domains(settings.link_domains)
+            client=client,
+            links=LinkPolicy.from_domains(settings.link_domains),
+            # an answer Slack rate-limits is posted later by a worker (bot.delivery)
+            deliveries=Deliveries(
+                queue=services.queue,
+                client=client,
+                sealer=PayloadSealer(key=services.runtime.config.pii_key),
+                metrics=services.metrics,
+            ),
         )
         slack = {
             "slack": reader,

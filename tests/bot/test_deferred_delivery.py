@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.delivery import (
     DELIVER_KIND,
     DROPPED_TEXT,
+    FIRST_MESSAGE,
     Deliveries,
     SlackCall,
     Undelivered,
@@ -86,6 +87,28 @@ async def test_send_stops_at_the_limited_call_and_keeps_the_rest(thread: _Thread
     slack.fail_next("chat.postMessage", status=200, error="channel_not_found")
     with pytest.raises(SlackApiError):
         await send(client, calls[1:])
+
+
+async def test_a_top_level_answer_limited_after_its_first_chunk_keeps_its_thread(
+    thread: _Thread,
+) -> None:
+    """A scheduled firing's answer goes to the channel's top level, its later chunks in the
+    first one's thread (:data:`FIRST_MESSAGE`): the calls handed back after the first was
+    made name that thread, so they land in it however much later they are made."""
+    slack, client = thread.slack, thread.client
+    calls = [
+        SlackCall("chat.postMessage", {"channel": "C1", "text": "part 1"}),
+        SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": FIRST_MESSAGE, "text": "2"}),
+        SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": FIRST_MESSAGE, "text": "3"}),
+    ]
+    slack.rate_limit("chat.postMessage", limit=1, per=60)  # the first one goes through
+    with pytest.raises(Undelivered) as raised:
+        await send(client, calls)
+    slack.rate_limit("chat.postMessage", limit=0)
+    first = next(m for m in slack.messages("C1") if m["text"] == "part 1")
+    assert [c.args["thread_ts"] for c in raised.value.calls] == [first["ts"], first["ts"]]
+    assert await send(client, raised.value.calls) is not None
+    assert [m["text"] for m in slack.messages("C1", first["ts"])] == ["part 1", "2", "3"]
 
 
 class _RecordingQueue:

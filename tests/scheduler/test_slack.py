@@ -209,3 +209,36 @@ async def test_standup_end_to_end_survives_a_restart(env: Env) -> None:
         assert not await capture("T0FAKE", dms["U0DEV"], "U0DEV", "late answer", "9.9")
     finally:
         await fresh.stop()
+
+
+async def test_a_firing_slack_rate_limits_is_posted_later_not_failed(env: Env) -> None:
+    """Slack keeps answering ``ratelimited`` to a firing's post (the client's retries run
+    out): the answer is queued and posted once Slack takes it. The firing is not failed:
+    it would count toward pausing the schedule, and the owner would be told it failed."""
+    _ack(await env.bot.command("schedule ask every day at 9:00", user="U0SAM"))
+    [row] = await env.scheduler.store.list_schedules()
+    await env.scheduler.wait_leader()
+    before = len(env.bot.slack.calls("chat.postMessage"))
+    # the post and all three of the client's retries refused
+    env.bot.slack.fail_next("chat.postMessage", status=429, retry_after=1, times=4)
+    await env.scheduler.manager.run_now(row.id, by="U0SAM")
+    await eventually(
+        lambda: [m for m in env.bot.slack.messages("C0GENERAL") if m.get("bot_id")], timeout=30
+    )
+    await env.bot.idle(timeout=30)
+    calls = env.bot.slack.calls("chat.postMessage")[before:]
+    store = env.scheduler.store.firings
+    counted = {st: await store.count(status=st) for st in ("ok", "failed", "running")}
+    print(f"\npostMessage answered {[c.status for c in calls]}; firings {counted}")
+    assert [c.status for c in calls] == [429, 429, 429, 429, 200]
+    assert [m["text"] for m in env.bot.slack.messages("C0GENERAL") if m.get("bot_id")] == [
+        "Payments were quiet."
+    ]
+    assert counted == {"ok": 1, "failed": 0, "running": 0}
+    refused = env.bot.services.metrics.registry.get_sample_value(
+        "switchboard_slack_api_errors_total",
+        {"method": "chat.postMessage", "error": "ratelimited"},
+    )
+    assert refused == 1.0  # the deferral is counted, as for a conversation's answer
+    fresh = await env.scheduler.store.get(row.id)
+    assert fresh is not None and fresh.enabled
