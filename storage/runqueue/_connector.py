@@ -1,4 +1,6 @@
-"""Procrastinate's psycopg connector, patient with a PostgreSQL that restarts.
+"""Procrastinate's connectors as the run queue uses them: the psycopg one, patient with a
+PostgreSQL that restarts, and the in-memory one of the embedded default, fetching in the
+same order as PostgreSQL (:class:`OrderedMemoryConnector`).
 
 Procrastinate does not retry a query that meets a lost connection, and two of its queries
 must not simply fail:
@@ -27,13 +29,15 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg_pool
 from procrastinate import PsycopgConnector
 from procrastinate import exceptions as pexc
+from procrastinate import utils as putils
+from procrastinate.testing import InMemoryConnector
 
 from storage import sql
 from storage.transient import is_transient
@@ -118,3 +122,51 @@ class PatientConnector(PsycopgConnector):
         return await self._patiently(
             query, lambda: PsycopgConnector.execute_query_all_async(self, query, **arguments)
         )
+
+
+class OrderedMemoryConnector(InMemoryConnector):
+    """Procrastinate's in-memory connector, taking jobs in the order its PostgreSQL
+    ``procrastinate_fetch_job_v2`` takes them.
+
+    In SQL a job waits while another job of its ``lock`` is running, or is waiting with a
+    higher priority (or the same priority, queued first), *even one not due yet*. The
+    in-memory connector only checked for a running one: a thread's later answer could be
+    posted before an earlier one that was waiting out Slack's ``Retry-After``
+    (bot.delivery), a re-queued part of an answer overtaken by the next answer.
+    """
+
+    async def fetch_job_one(
+        self, queues: Iterable[str] | None, worker_id: int
+    ) -> dict[str, Any]:
+        assert worker_id in self.workers, f"Worker {worker_id} not found"
+        wanted = None if queues is None else set(queues)
+        now = putils.utcnow()
+        busy: set[str] = set()
+        first: dict[str, tuple[int, int]] = {}  # lock -> the (-priority, id) that goes next
+        for job in self.jobs.values():
+            lock = job["lock"]
+            if lock is None:
+                continue
+            if job["status"] == "doing":
+                busy.add(lock)
+            elif job["status"] == "todo":
+                rank = (-job["priority"], job["id"])
+                first[lock] = min(first.get(lock, rank), rank)
+        ready = [
+            job
+            for job in self.jobs.values()
+            if job["status"] == "todo"
+            and (wanted is None or job["queue_name"] in wanted)
+            and (not job["scheduled_at"] or job["scheduled_at"] <= now)
+            and (
+                job["lock"] is None
+                or (job["lock"] not in busy and first[job["lock"]] == (-job["priority"], job["id"]))
+            )
+        ]
+        if not ready:
+            return {"id": None}
+        job = min(ready, key=lambda j: (-j["priority"], j["id"]))
+        job["status"] = "doing"
+        job["worker_id"] = worker_id
+        self.events[job["id"]].append({"type": "started", "at": now})
+        return job

@@ -52,7 +52,7 @@ from sqlalchemy import bindparam, text
 
 from storage.errors import StorageError
 from storage.models import UTCDateTime
-from storage.runqueue._connector import PatientConnector
+from storage.runqueue._connector import OrderedMemoryConnector, PatientConnector
 from storage.runqueue.inbox import (
     CHANNEL_SHARE_WEIGHT,
     CLAIMED,
@@ -392,7 +392,7 @@ class RunQueue:
                 kwargs={"connect_timeout": 5},
             )
         else:
-            connector = InMemoryConnector()
+            connector = OrderedMemoryConnector()
         self.app = App(connector=connector)
         # Retries that survive a waiting job of the same thread (see _RetryingJobManager).
         self.app.job_manager = _RetryingJobManager(connector=connector)

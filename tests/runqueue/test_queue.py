@@ -599,3 +599,30 @@ async def test_a_job_parked_until_later_is_not_counted_as_backlog(
         work = next(s for s in await queue.stats() if s.queue == "work")
     assert (work.depth, work.scheduled) == (0, 1)
     assert runs.index("high") < runs.index("low") and "later" not in runs
+
+
+async def test_a_locks_job_waits_behind_an_earlier_one_not_due_yet(
+    queue_backend: QueueBackend,
+) -> None:
+    """Jobs sharing a lock run in the order they were queued, even when the earlier one is
+    not due yet (a thread's answer waiting out Slack's Retry-After holds back that thread's
+    next answer); other locks are not held. PostgreSQL's fetch did this already; the
+    embedded in-memory queue ran the later job first."""
+    queue = queue_backend.queue()
+    runs: list[str] = []
+
+    async def handler(payload: Mapping[str, Any], job: JobInfo) -> None:
+        runs.append(str(payload["n"]))
+
+    async with queue.opened():
+        await queue.defer("job", {"n": "first"}, lock="L", delay=timedelta(seconds=2))
+        await queue.defer("job", {"n": "second"}, lock="L")
+        await queue.defer("job", {"n": "other"}, lock="M")
+        stop = asyncio.Event()
+        worker = asyncio.create_task(queue.run_worker(Handlers(work={"job": handler}), stop=stop))
+        try:
+            await wait_for(lambda: len(runs) == 3, timeout=20)
+        finally:
+            stop.set()
+            await worker
+    assert runs == ["other", "first", "second"]
