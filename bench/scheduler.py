@@ -57,7 +57,7 @@ class TimedPoster:
         self.posted[channel] = now
         return Posted(channel=channel, ts=f"{now:.6f}")
 
-    async def notice(self, channel: str, text: str) -> Posted:
+    async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
         return Posted(channel=channel, ts=f"{time.time():.6f}")
 
 

@@ -90,6 +90,10 @@ class SlackPoster:
             )
             for index, chunk in enumerate(chunks)
         ]
+        return await self._send(channel, calls)
+
+    async def _send(self, channel: str, calls: list[SlackCall]) -> Posted:
+        """Make ``calls``; what Slack keeps refusing goes to ``deliveries``."""
         try:
             first = await send(self._client, calls)
         except Undelivered as exc:
@@ -115,10 +119,12 @@ class SlackPoster:
             return Posted(channel=channel, ts=str(undelivered.calls[0].args["thread_ts"]))
         raise PostDeferred(undelivered.wait)
 
-    async def notice(self, channel: str, text: str) -> Posted:
-        return await self._post(
-            channel, text=text, blocks=[SectionBlock(text=views._mrkdwn(text[:3000])).to_dict()]
-        )
+    async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
+        blocks = [SectionBlock(text=views._mrkdwn(text[:3000])).to_dict()]
+        if not later:
+            return await self._post(channel, text=text, blocks=blocks)
+        call = SlackCall("chat.postMessage", _post_args(channel, text=text, blocks=blocks))
+        return await self._send(channel, [call])
 
     async def _post(self, channel: str, *, text: str, blocks: list[dict[str, Any]]) -> Posted:
         try:

@@ -51,9 +51,11 @@ class Poster(Protocol):
         :class:`PostDeferred` when Slack refused it for now and it was queued."""
         ...
 
-    async def notice(self, channel: str, text: str) -> Posted:
+    async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
         """Post a short Switchboard notice (Slack mrkdwn we wrote) to a channel, or to a
-        person's DM when ``channel`` is a user id."""
+        person's DM when ``channel`` is a user id. ``later``: when Slack refuses it for now,
+        queue it (:class:`PostDeferred`) rather than fail; for a notice nothing waits on
+        (a stand-up's summary), not one whose ``ts`` is needed at once."""
         ...
 
 

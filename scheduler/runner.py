@@ -265,7 +265,9 @@ class FiringRunner:
         return session
 
     async def close_standup(self, session_id: str, *, tz: str = "UTC") -> bool:
-        """Post the summary of a stand-up whose window ended; True if this call posted it."""
+        """Post the summary of a stand-up whose window ended; True if this call posted it
+        (or queued it, when Slack rate-limits the workspace: it is posted once Slack takes
+        it)."""
         session = await self._store.standups.close(session_id)
         if session is None:
             return False
@@ -273,9 +275,15 @@ class FiringRunner:
         ts: str | None = None
         try:
             posted = await self._poster.notice(
-                session.channel_id, self._words.standup_summary(session, answers, tz=tz)
+                session.channel_id,
+                self._words.standup_summary(session, answers, tz=tz),
+                later=True,  # everyone's answers: never lost to a rate limit
             )
             ts = posted.ts
+        except PostDeferred as exc:
+            log.warning("stand-up summary for %s queued: %s", session_id, exc)
+            await self._store.standups.closed(session_id, summary_ts=None)
+            return True
         except PostFailed as exc:
             log.warning("stand-up summary for %s not posted: %s", session_id, exc.error)
         await self._store.standups.closed(session_id, summary_ts=ts)

@@ -135,9 +135,7 @@ class OrderedMemoryConnector(InMemoryConnector):
     (bot.delivery), a re-queued part of an answer overtaken by the next answer.
     """
 
-    async def fetch_job_one(
-        self, queues: Iterable[str] | None, worker_id: int
-    ) -> dict[str, Any]:
+    async def fetch_job_one(self, queues: Iterable[str] | None, worker_id: int) -> dict[str, Any]:
         assert worker_id in self.workers, f"Worker {worker_id} not found"
         wanted = None if queues is None else set(queues)
         now = putils.utcnow()

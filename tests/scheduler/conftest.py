@@ -63,7 +63,7 @@ class RecordingPoster:
         self.times.append(time.time())
         return Posted(channel=channel, ts=f"{time.time():.6f}")
 
-    async def notice(self, channel: str, text: str) -> Posted:
+    async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
         self.notices.append((channel, text))
         dm = f"D{channel[1:]}" if channel.startswith("U") else channel
         return Posted(channel=dm, ts=f"{time.time():.6f}")

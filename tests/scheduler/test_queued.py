@@ -50,7 +50,7 @@ class NamedPoster:
         self.posted[channel] += 1
         return Posted(channel=channel, ts=f"{time.time():.6f}")
 
-    async def notice(self, channel: str, text: str) -> Posted:
+    async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
         return Posted(channel=channel, ts=f"{time.time():.6f}")
 
 

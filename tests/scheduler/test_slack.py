@@ -242,3 +242,36 @@ async def test_a_firing_slack_rate_limits_is_posted_later_not_failed(env: Env) -
     assert refused == 1.0  # the deferral is counted, as for a conversation's answer
     fresh = await env.scheduler.store.get(row.id)
     assert fresh is not None and fresh.enabled
+
+
+async def test_a_standup_summary_slack_rate_limits_is_posted_later(env: Env) -> None:
+    """The summary holds everyone's answers: when Slack keeps refusing it, it is queued and
+    posted once Slack takes it, never lost."""
+    slack = env.bot.slack
+    _ack(
+        await env.bot.command(
+            "schedule standup <!subteam^S0TEAM|@team> #general in 1 second for 3 seconds"
+        )
+    )
+    prompts = await slack.wait_for("chat.postMessage", 3, timeout=6)
+    dms = {c.args["channel"]: c.response["channel"] for c in prompts}
+    assert await env.feature.capture_standup_reply(
+        "T0FAKE", dms["U0SAM"], "U0SAM", "Fixed the refund bug.", "1.1"
+    )
+    before = len(slack.calls("chat.postMessage"))
+    slack.fail_next("chat.postMessage", status=429, retry_after=1, times=4)
+
+    def summaries() -> list[str]:
+        return [
+            m["text"]
+            for m in slack.messages("C0GENERAL")
+            if m.get("bot_id") and "Stand-up summary" in m["text"]
+        ]
+
+    await eventually(summaries, timeout=30)
+    await env.bot.idle(timeout=30)
+    statuses = [c.status for c in slack.calls("chat.postMessage")[before:]]
+    print(f"\nsummary's chat.postMessage answered {statuses}")
+    assert statuses[:4] == [429, 429, 429, 429]
+    [summary] = summaries()
+    assert "Fixed the refund bug." in summary and "1 of 3 answered" in summary
