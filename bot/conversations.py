@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,6 +30,7 @@ from bot.access import SlackConversationAccess
 from bot.delivery import Deliveries, SlackCall, Undelivered, send
 from bot.directory import Directory
 from bot.metrics import Metrics
+from bot.slack.client import no_rate_limit_wait
 from bot.status import WorkStatus
 from bot.views import blocks as views
 from bot.views import runs as views_runs
@@ -469,9 +471,15 @@ class Conversations:
             log.warning("answer not deferred (%s): waiting for Slack here", exc)
         await asyncio.sleep(min(undelivered.wait, 30.0))
         try:
-            await send(self.client, undelivered.calls)
-        except (Undelivered, SlackApiError) as exc:
-            log.error("answer lost: %s", exc, extra={"thread_key": inbound.memory.thread_id})
+            with no_rate_limit_wait():  # waited once above: the 30 s bound holds
+                await send(self.client, undelivered.calls)
+        except (Undelivered, SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # never raised on: the turn is finished, a retry would run it again
+            log.error(
+                "answer lost: %s",
+                exc if isinstance(exc, Undelivered | SlackApiError) else type(exc).__name__,
+                extra={"thread_key": inbound.memory.thread_id},
+            )
             return False
         return True
 

@@ -50,6 +50,11 @@ DROPPED_TEXT = (
     "Sorry — Slack kept refusing my answer (it was rate-limiting this workspace), so I "
     "couldn't post it. Please ask again."
 )
+#: Said in the thread when the answer's start is posted but its rest could not be.
+REST_DROPPED_TEXT = (
+    "Sorry — Slack kept refusing the rest of this answer, so it is cut short. Please ask "
+    "again for the rest."
+)
 
 
 class Sealer(Protocol):
@@ -66,12 +71,16 @@ class SlackCall:
 
 
 class Undelivered(Exception):
-    """Slack answered ``ratelimited`` to ``calls[0]``; ``calls`` were not made."""
+    """Slack refused ``calls[0]`` for now; ``calls`` were not made. ``reason`` is what
+    the metric and the log say: ``ratelimited``, ``unreachable`` or ``server_error``."""
 
-    def __init__(self, calls: Sequence[SlackCall], wait: float) -> None:
+    def __init__(
+        self, calls: Sequence[SlackCall], wait: float, *, reason: str = "ratelimited"
+    ) -> None:
         self.calls = tuple(calls)
         self.wait = wait
-        super().__init__(f"{calls[0].method} rate limited; {len(calls)} call(s) not made")
+        self.reason = reason
+        super().__init__(f"{calls[0].method} {reason}; {len(calls)} call(s) not made")
 
 
 async def send(
@@ -79,7 +88,8 @@ async def send(
 ) -> Mapping[str, Any] | None:
     """Make ``calls`` in order and return Slack's answer to the first one made;
     :class:`Undelivered` with the rest when one is limited (and, given
-    ``unreachable_wait``, when Slack cannot be reached: the rest are due after it).
+    ``unreachable_wait``, when Slack cannot be reached or answers 5xx: the rest are due
+    after it).
 
     A ``thread_ts`` of :data:`FIRST_MESSAGE` becomes the ts of the first message made, also
     in the calls handed back (the first may be made now and the rest much later)."""
@@ -88,16 +98,19 @@ async def send(
         try:
             answered = await _make(client, _threaded(call, first))
         except SlackApiError as exc:
+            rest = [_threaded(c, first) for c in calls[index:]]
             wait = retry_after(exc)
-            if wait is None:
-                raise
-            raise Undelivered([_threaded(c, first) for c in calls[index:]], wait) from exc
+            if wait is not None:
+                raise Undelivered(rest, wait) from exc
+            if unreachable_wait is not None and exc.response.status_code >= 500:
+                raise Undelivered(rest, unreachable_wait, reason="server_error") from exc
+            raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if unreachable_wait is None:
                 raise
             log.warning("slack unreachable (%s)", type(exc).__name__)
             rest = [_threaded(c, first) for c in calls[index:]]
-            raise Undelivered(rest, unreachable_wait) from exc
+            raise Undelivered(rest, unreachable_wait, reason="unreachable") from exc
         first = first or answered
     return first
 
@@ -148,23 +161,34 @@ class Deliveries:
         channel: str,
         placeholder_ts: str | None,
         attempt: int = 0,
+        started: bool = False,
     ) -> None:
         """Queue ``undelivered``'s calls for when Slack takes them again (plus jitter, so
         answers limited together do not come back together). Raises
         :class:`~storage.errors.StorageError` when the queue cannot take them."""
         if self.metrics is not None:  # each refusal the client's retries did not outlast
             self.metrics.slack_api_errors.labels(
-                method=undelivered.calls[0].method, error="ratelimited"
+                method=undelivered.calls[0].method, error=undelivered.reason
             ).inc()
         calls = [{"method": c.method, "args": dict(c.args)} for c in undelivered.calls]
         wait = min(undelivered.wait, MAX_DELAY)
         delay = wait + random.uniform(0, 1 + wait / 10)
+        pending_update = any(
+            c.method == "chat.update" and c.args.get("ts") == placeholder_ts
+            for c in undelivered.calls
+        )
+        # the placeholder already holds the answer's start: only its rest is left
+        started = started or bool(placeholder_ts and not pending_update)
+        follow_ups = [c.args.get("thread_ts") for c in undelivered.calls]
         payload = {
             "thread": thread,
             "attempt": attempt,
-            # Where to say so if it cannot be delivered (not sensitive: ids, not text).
+            # Where to say so if it cannot be delivered (not sensitive: ids, not text): the
+            # placeholder while its update is still to be made, else the answer's thread.
             "channel": channel,
-            "placeholder_ts": placeholder_ts,
+            "placeholder_ts": placeholder_ts if placeholder_ts and pending_update else None,
+            "reply_in": next((t for t in follow_ups if t and t != FIRST_MESSAGE), None),
+            "started": started,  # part of the answer is in Slack already
             "calls": self.sealer.seal(json.dumps(calls)),
         }
         await self.queue.defer(
@@ -175,22 +199,28 @@ class Deliveries:
             priority=attempt,
         )
         log.warning(
-            "answer deferred: slack rate limited",
+            "answer deferred: slack %s",
+            "rate limited" if undelivered.reason == "ratelimited" else undelivered.reason,
             extra={"thread_key": thread, "calls": len(calls), "retry_in": round(delay, 1)},
         )
 
     async def handle(self, payload: Mapping[str, Any], job: JobInfo) -> None:
-        """The ``slack.deliver`` job: make the calls; on a failure, queue the rest."""
+        """The ``slack.deliver`` job: make the calls; on a failure, queue the rest.
+
+        The calls are made without waiting out a 429 in the client (the queue does the
+        waiting, as a delayed job): an attempt is short, so a drain on SIGTERM rarely
+        interrupts one half-way (a handed-back job makes its calls again from the first)."""
         thread, attempt = str(payload.get("thread", "")), int(payload.get("attempt", 0))
         opened = self.sealer.unseal(str(payload.get("calls", "")))
         if opened is None:  # the key changed since (see PayloadSealer)
             log.error("deferred answer unreadable; dropped", extra={"thread_key": thread})
-            await self._dropped(payload)
+            await self._dropped(payload, started=bool(payload.get("started")))
             return
         calls = [SlackCall(str(c["method"]), dict(c["args"])) for c in json.loads(opened)]
         await job.check()
         try:
-            await send(self.client, calls, unreachable_wait=5.0)
+            with no_rate_limit_wait():
+                await send(self.client, calls, unreachable_wait=5.0)
         except Undelivered as exc:
             rest = exc
         except SlackApiError as exc:  # the thread was deleted, the bot removed from it…
@@ -199,17 +229,19 @@ class Deliveries:
                 exc.response.get("error"),
                 extra={"thread_key": thread},
             )
+            await self._dropped(payload, started=bool(payload.get("started")))
             return
         else:
             log.info("deferred answer delivered", extra={"thread_key": thread})
             return
+        started = bool(payload.get("started")) or len(rest.calls) < len(calls)
         if attempt + 1 >= self.max_attempts:
             log.error(
                 "deferred answer dropped: still refused after %d attempts",
                 attempt + 1,
                 extra={"thread_key": thread},
             )
-            await self._dropped(payload)
+            await self._dropped(payload, started=started)
             return
         try:
             await self.later(
@@ -218,19 +250,31 @@ class Deliveries:
                 channel=str(payload.get("channel", "")),
                 placeholder_ts=payload.get("placeholder_ts"),
                 attempt=attempt + 1,
+                started=started,
             )
         except StorageError as exc:
-            if len(rest.calls) == len(calls):  # nothing made: this job may run again as it is
+            nothing_made = len(rest.calls) == len(calls)
+            if nothing_made and not job.final_attempt:  # this job may run again as it is
                 raise Retryable(f"deferred answer not queued again: {exc}") from exc
             log.error("deferred answer dropped: %s", exc, extra={"thread_key": thread})
+            await self._dropped(payload, started=started)
 
-    async def _dropped(self, payload: Mapping[str, Any]) -> None:
-        """Say so in the placeholder, so "Working on it…" does not stay for good."""
+    async def _dropped(self, payload: Mapping[str, Any], *, started: bool) -> None:
+        """Say so, so that "Working on it…" does not stay for good: in the placeholder
+        while nothing of the answer is in it, else in the answer's thread (``started``:
+        part of the answer is in Slack). A scheduled answer not yet started has neither."""
         channel, ts = payload.get("channel"), payload.get("placeholder_ts")
-        if not channel or not ts:
+        reply_in = payload.get("reply_in")
+        if not channel or not (ts or reply_in):
             return
         unreachable = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
         with contextlib.suppress(*unreachable), no_rate_limit_wait():
-            await self.client.chat_update(
-                channel=str(channel), ts=str(ts), text=DROPPED_TEXT, blocks=[]
-            )
+            if ts and not started:
+                await self.client.chat_update(
+                    channel=str(channel), ts=str(ts), text=DROPPED_TEXT, blocks=[]
+                )
+            elif reply_in:
+                text = REST_DROPPED_TEXT if started else DROPPED_TEXT
+                await self.client.chat_postMessage(
+                    channel=str(channel), thread_ts=str(reply_in), text=text
+                )

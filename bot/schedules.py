@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block, SectionBlock
@@ -100,7 +101,7 @@ class SlackPoster:
             return await self._later(channel, exc, first_made=len(exc.calls) < len(calls))
         except SlackApiError as exc:
             raise PostFailed(str(exc.response.get("error") or "error")) from exc
-        except OSError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise PostFailed(type(exc).__name__) from exc
         assert first is not None
         return Posted(channel=str(first.get("channel") or channel), ts=str(first["ts"]))
@@ -110,7 +111,11 @@ class SlackPoster:
             raise PostFailed("ratelimited")
         try:
             await self._deliveries.later(
-                undelivered, thread=f"channel:{channel}", channel=channel, placeholder_ts=None
+                undelivered,
+                thread=f"channel:{channel}",
+                channel=channel,
+                placeholder_ts=None,
+                started=first_made,
             )
         except StorageError as exc:
             log.warning("answer to %s not queued (%s)", channel, exc)
@@ -133,7 +138,7 @@ class SlackPoster:
             )
         except SlackApiError as exc:
             raise PostFailed(str(exc.response.get("error") or "error")) from exc
-        except OSError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise PostFailed(type(exc).__name__) from exc
         return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
 

@@ -94,8 +94,10 @@ class WorkStatus:
 
     async def _clear(self, call: _Call) -> None:
         try:
+            wait = self._blocked.get(call.method, 0.0) - self._clock()
+            if wait >= self.clear_within:  # Slack said to come back later than we wait
+                raise TimeoutError
             async with asyncio.timeout(self.clear_within):
-                wait = self._blocked.get(call.method, 0.0) - self._clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._send(call)

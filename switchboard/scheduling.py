@@ -113,6 +113,8 @@ def build_scheduler(
         services,
         client=client,
         poster=poster,
+        # a post Slack refuses is queued only where workers run the queue
+        defer_posts=queued,
         min_interval=config.min_interval,
         directory=directory,
         access=access,
@@ -160,6 +162,7 @@ def build_queued_firings(
         services,
         client=client,
         poster=poster,
+        defer_posts=True,
         min_interval=MIN_INTERVAL,
         actor_for=actor_for,
         group_members=group_members,
@@ -185,6 +188,7 @@ def _firing_parts(
     *,
     client: AsyncWebClient | None,
     poster: Poster | None,
+    defer_posts: bool,
     min_interval: timedelta,
     directory: Directory | None = None,
     access: ConversationAccess | None = None,
@@ -219,7 +223,9 @@ def _firing_parts(
                 client=client,
                 sealer=PayloadSealer(key=services.runtime.config.pii_key),
                 metrics=services.metrics,
-            ),
+            )
+            if defer_posts
+            else None,
         )
         slack = {
             "slack": reader,

@@ -37,7 +37,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -519,7 +519,7 @@ class RunQueue:
         """Queue one piece of work for the handler of ``kind``; None when
         ``queueing_lock`` already has a waiting job. Of the jobs sharing ``lock``, one of
         a higher ``priority`` runs first (and holds the others back while it waits)."""
-        # The in-memory connector treats "no lock" as one shared lock: give each job its own.
+        # A lock of its own for a job without one: it waits on no other job, on both connectors.
         options: dict[str, Any] = {"lock": lock or f"{kind}:{time.time_ns()}"}
         if queueing_lock is not None:
             options["queueing_lock"] = queueing_lock
@@ -605,7 +605,12 @@ class RunQueue:
         return None
 
     async def stats(self) -> list[QueueStats]:
-        """Depth, running and oldest wait per queue (for ``/metrics`` and ``/readyz``)."""
+        """Depth, running and oldest wait per queue (for ``/metrics`` and ``/readyz``).
+
+        A job not due yet is ``scheduled``, not depth, and so is one its lock holds back
+        behind such a job (a thread's next delivery behind one waiting out Slack's
+        ``Retry-After``): more workers cannot run either, so neither may scale them out or
+        raise the backlog alert."""
         connector = self.app.connector
         if isinstance(connector, InMemoryConnector):
             return self._memory_stats(connector)
@@ -622,8 +627,17 @@ class RunQueue:
                      ON j.queue_name = q.queue_name AND j.status IN ('todo', 'doing')
               LEFT JOIN procrastinate_events e
                      ON e.job_id = j.id AND e.type = 'deferred'
-              LEFT JOIN LATERAL (SELECT COALESCE(j.scheduled_at > now(), false) AS parked) p
-                     ON true
+              -- parked: not due yet, or held behind a job of its lock that is not (the
+              -- fetch's order: higher priority, or the same and queued first)
+              LEFT JOIN LATERAL (
+                  SELECT COALESCE(j.scheduled_at > now(), false) OR EXISTS (
+                      SELECT 1 FROM procrastinate_jobs a
+                       WHERE j.lock IS NOT NULL AND a.lock = j.lock AND a.status = 'todo'
+                         AND a.scheduled_at > now()
+                         AND (a.priority > j.priority
+                              OR (a.priority = j.priority AND a.id < j.id))
+                  ) AS parked
+              ) p ON true
              GROUP BY q.queue_name
             """
         )
@@ -648,7 +662,8 @@ class RunQueue:
                 for j in connector.jobs.values()
                 if j["queue_name"] == queue and j["status"] == "todo"
             ]
-            parked = [j for j in waiting if j["scheduled_at"] and j["scheduled_at"] > now]
+            later = [j for j in connector.jobs.values() if _not_due(j, now)]
+            parked = [j for j in waiting if _not_due(j, now) or _behind(j, later)]
             todo = [j for j in waiting if j not in parked]
             doing = [
                 j
@@ -974,3 +989,16 @@ class RunQueue:
             log.info("job %s (%s) stopped by request", info.id, kind)
 
         await self._guard(context, info, lambda: handler(payload, info), nothing)
+
+
+def _not_due(job: Mapping[str, Any], now: datetime) -> bool:
+    return job["status"] == "todo" and bool(job["scheduled_at"]) and job["scheduled_at"] > now
+
+
+def _behind(job: Mapping[str, Any], later: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``job`` waits behind one of ``later`` of its lock, in the fetch's order."""
+    return job["lock"] is not None and any(
+        other["lock"] == job["lock"]
+        and (-other["priority"], other["id"]) < (-job["priority"], job["id"])
+        for other in later
+    )

@@ -21,11 +21,13 @@ from bot.delivery import (
     DELIVER_KIND,
     DROPPED_TEXT,
     FIRST_MESSAGE,
+    REST_DROPPED_TEXT,
     Deliveries,
     SlackCall,
     Undelivered,
     send,
 )
+from bot.metrics import Metrics
 from bot.queueing import PayloadSealer
 from bot.slack.client import create_web_client
 from bot.views.runs import WORKING_TEXT
@@ -155,4 +157,59 @@ async def test_a_delivery_limited_again_queues_only_the_calls_not_made(thread: _
     last = dict(payload, attempt=deliveries.max_attempts - 1)
     await deliveries.handle(last, _job())
     assert len(queue.deferred) == 2
+    assert slack.messages("C1", root)[1]["text"] == DROPPED_TEXT
+
+
+async def test_dropping_the_rest_of_an_answer_keeps_its_start(thread: _Thread) -> None:
+    """The placeholder already holds part 1 and only part 2 is refused to the last attempt:
+    part 1 stays, and the thread says the answer was cut short."""
+    slack, root, calls = thread.slack, thread.root, thread.calls
+    queue = _RecordingQueue()
+    deliveries = Deliveries(queue=queue, client=thread.client, sealer=PayloadSealer(key=b"k" * 32))  # type: ignore[arg-type]
+    placeholder = str(calls[0].args["ts"])
+    await deliveries.later(
+        Undelivered(calls, 3), thread="T:C1:1", channel="C1", placeholder_ts=placeholder
+    )
+    _, payload, _ = queue.deferred[0]
+    slack.fail_next("chat.postMessage", status=429, retry_after=4)
+    await deliveries.handle(dict(payload, attempt=deliveries.max_attempts - 1), _job())
+    texts = [m["text"] for m in slack.messages("C1", root)]
+    assert texts == ["root", "part 1", REST_DROPPED_TEXT]
+    assert len(queue.deferred) == 1  # nothing queued again
+
+
+async def test_slack_errors_in_a_deferred_delivery_requeue_or_say_so(thread: _Thread) -> None:
+    """A 5xx or an unreachable Slack is not the end (queued again, counted as what it was,
+    not as a rate limit); an error that will not pass (the channel is gone) says so in the
+    placeholder instead of leaving "Working on it…" for good."""
+    slack, root, calls = thread.slack, thread.root, thread.calls
+    metrics = Metrics()
+    queue = _RecordingQueue()
+    deliveries = Deliveries(
+        queue=queue,  # type: ignore[arg-type]
+        client=thread.client,
+        sealer=PayloadSealer(key=b"k" * 32),
+        metrics=metrics,
+    )
+    placeholder = str(calls[0].args["ts"])
+    await deliveries.later(
+        Undelivered(calls, 3), thread="T:C1:1", channel="C1", placeholder_ts=placeholder
+    )
+    _, payload, _ = queue.deferred[0]
+    slack.fail_next("chat.update", status=503, error="service_unavailable")
+    await deliveries.handle(payload, _job())
+    slack.fail_next("chat.update", drop=True)
+    await deliveries.handle(payload, _job())
+    assert len(queue.deferred) == 3  # queued again, twice
+
+    def counted(error: str) -> float:
+        labels = {"method": "chat.update", "error": error}
+        return metrics.registry.get_sample_value("switchboard_slack_api_errors_total", labels) or 0
+
+    print(f"\ncounted: {[(e, counted(e)) for e in ('ratelimited', 'server_error', 'unreachable')]}")
+    assert (counted("ratelimited"), counted("server_error"), counted("unreachable")) == (1, 1, 1)
+
+    slack.fail_next("chat.update", status=200, error="channel_not_found")
+    await deliveries.handle(payload, _job())
+    assert len(queue.deferred) == 3
     assert slack.messages("C1", root)[1]["text"] == DROPPED_TEXT

@@ -626,3 +626,18 @@ async def test_a_locks_job_waits_behind_an_earlier_one_not_due_yet(
             stop.set()
             await worker
     assert runs == ["other", "first", "second"]
+
+
+async def test_a_job_held_behind_a_parked_one_of_its_lock_is_not_backlog(
+    queue_backend: QueueBackend,
+) -> None:
+    """A thread's next delivery, due now, waits behind the thread's earlier one that waits
+    out Slack's Retry-After (re-queued at a higher priority): it cannot run either, so it
+    is ``scheduled``, not depth (KEDA and the backlog alert read depth and its age)."""
+    queue = queue_backend.queue()
+    async with queue.opened():
+        await queue.defer("job", {"n": 1}, lock="T", delay=timedelta(seconds=600), priority=1)
+        await queue.defer("job", {"n": 2}, lock="T")
+        await queue.defer("job", {"n": 3}, lock="other")
+        work = next(s for s in await queue.stats() if s.queue == "work")
+    assert (work.depth, work.scheduled) == (1, 2)

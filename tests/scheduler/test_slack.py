@@ -32,7 +32,8 @@ async def env(make_bot: BotFactory) -> AsyncIterator[Env]:  # noqa: F811
     model = ScriptedChatModel(default="Payments were quiet.")
     bot = await make_bot(lambda _name: model)
     bot.slack.add_usergroup("S0TEAM", "team", ["U0SAM", "U0CAROL", "U0DEV"])
-    scheduler = build_scheduler(bot.services, client=bot.bot.client, config=FAST)
+    # as serve runs it: firings on the run queue, which this bot's workers take
+    scheduler = build_scheduler(bot.services, client=bot.bot.client, config=FAST, queued=True)
     feature = install_schedules(bot.bot, bot.services, scheduler)
     await scheduler.start()
     try:
