@@ -168,3 +168,10 @@ class OrderedMemoryConnector(InMemoryConnector):
         job["worker_id"] = worker_id
         self.events[job["id"]].append({"type": "started", "at": now})
         return job
+
+    async def delete_old_jobs_run(self, nb_hours: int, queue: str, statuses: Iterable[str]) -> None:
+        """As the base class, and the deleted jobs' events go too (they were kept)."""
+        before = set(self.jobs)
+        await super().delete_old_jobs_run(nb_hours=nb_hours, queue=queue, statuses=statuses)
+        for job_id in before - set(self.jobs):
+            self.events.pop(job_id, None)

@@ -549,13 +549,12 @@ class RunQueue:
         return len(threads)
 
     async def prune(self, *, older_than: timedelta) -> tuple[int, bool]:
-        """Forget finished work older than ``older_than``: closed inbox rows, and on
-        PostgreSQL the succeeded and cancelled jobs (Procrastinate's ``delete_old_jobs``;
-        failed jobs stay for ``runs list --status failed`` and ``runs retry``). Returns the
-        inbox rows deleted, and whether the jobs were pruned too."""
+        """Forget finished work older than ``older_than``: closed inbox rows, and the
+        succeeded and cancelled jobs (Procrastinate's ``delete_old_jobs``; failed jobs stay
+        for ``runs list --status failed`` and ``runs retry``), in the embedded in-memory
+        queue too, which otherwise grows by a job per message and scans them all at each
+        fetch. Returns the inbox rows deleted, and whether the jobs were pruned too."""
         rows = await self.inbox.prune(older_than=older_than)
-        if not self.durable:
-            return rows, False
         await self.app.job_manager.delete_old_jobs(
             nb_hours=max(1, int(older_than.total_seconds() // 3600)),
             include_cancelled=True,
