@@ -71,48 +71,97 @@ class SlackCall:
 
 
 class Undelivered(Exception):
-    """Slack refused ``calls[0]`` for now; ``calls`` were not made. ``reason`` is what
-    the metric and the log say: ``ratelimited``, ``unreachable`` or ``server_error``."""
+    """Slack refused ``calls[0]`` for now; ``calls`` were not made, the ``made`` before
+    them were. ``reason`` is what the metric and the log say: ``ratelimited``,
+    ``unreachable`` or ``server_error``."""
 
     def __init__(
-        self, calls: Sequence[SlackCall], wait: float, *, reason: str = "ratelimited"
+        self,
+        calls: Sequence[SlackCall],
+        wait: float,
+        *,
+        reason: str = "ratelimited",
+        made: int = 0,
     ) -> None:
         self.calls = tuple(calls)
         self.wait = wait
         self.reason = reason
+        self.made = made
         super().__init__(f"{calls[0].method} {reason}; {len(calls)} call(s) not made")
 
 
+@dataclass(slots=True)
+class Progress:
+    """How far :func:`send` got, also when it raised: ``made`` calls, and the ``rest`` as
+    they read now (a :data:`FIRST_MESSAGE` resolved once the first message is made)."""
+
+    made: int = 0
+    rest: tuple[SlackCall, ...] = ()
+
+
+#: 5xx answers after which a call is made again: Slack did not act on it. A
+#: ``chat.update`` may always be made again; a ``chat.postMessage`` that met a 500 or a
+#: gateway's 502/504 may have been posted, and making it again would post it twice.
+_NOT_ACTED_ON = frozenset({503})
+
+
 async def send(
-    client: AsyncWebClient, calls: Sequence[SlackCall], *, unreachable_wait: float | None = None
+    client: AsyncWebClient,
+    calls: Sequence[SlackCall],
+    *,
+    unreachable_wait: float | None = None,
+    progress: Progress | None = None,
 ) -> Mapping[str, Any] | None:
     """Make ``calls`` in order and return Slack's answer to the first one made;
     :class:`Undelivered` with the rest when one is limited (and, given
-    ``unreachable_wait``, when Slack cannot be reached or answers 5xx: the rest are due
-    after it).
+    ``unreachable_wait``, when Slack cannot be reached or answers a 5xx that may be tried
+    again: the rest are due after it). ``progress`` tells how far it got.
 
     A ``thread_ts`` of :data:`FIRST_MESSAGE` becomes the ts of the first message made, also
     in the calls handed back (the first may be made now and the rest much later)."""
+    progress = progress if progress is not None else Progress()
     first: Mapping[str, Any] | None = None
     for index, call in enumerate(calls):
+        progress.made = index
+        progress.rest = tuple(_threaded(c, first) for c in calls[index:])
         try:
-            answered = await _make(client, _threaded(call, first))
+            answered = await _make(client, progress.rest[0])
         except SlackApiError as exc:
-            rest = [_threaded(c, first) for c in calls[index:]]
             wait = retry_after(exc)
             if wait is not None:
-                raise Undelivered(rest, wait) from exc
-            if unreachable_wait is not None and exc.response.status_code >= 500:
-                raise Undelivered(rest, unreachable_wait, reason="server_error") from exc
+                raise Undelivered(progress.rest, wait, made=index) from exc
+            status = http_status(exc)
+            again = call.method == "chat.update" or status in _NOT_ACTED_ON
+            if unreachable_wait is not None and status >= 500 and again:
+                raise Undelivered(
+                    progress.rest, unreachable_wait, reason="server_error", made=index
+                ) from exc
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if unreachable_wait is None:
                 raise
             log.warning("slack unreachable (%s)", type(exc).__name__)
-            rest = [_threaded(c, first) for c in calls[index:]]
-            raise Undelivered(rest, unreachable_wait, reason="unreachable") from exc
+            raise Undelivered(
+                progress.rest, unreachable_wait, reason="unreachable", made=index
+            ) from exc
         first = first or answered
+    progress.made, progress.rest = len(calls), ()
     return first
+
+
+def http_status(exc: SlackApiError) -> int:
+    """The HTTP status of a refused call (slack_sdk hands over the raw aiohttp response
+    when a body that says it is JSON is not)."""
+    response = exc.response
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    return int(status) if isinstance(status, int) else 0
+
+
+def error_code(exc: SlackApiError) -> str:
+    """Slack's error code (``channel_not_found``), or ``http_<status>`` without one."""
+    get = getattr(exc.response, "get", None)
+    code = get("error") if callable(get) else None
+    return str(code) if code else f"http_{http_status(exc)}"
 
 
 def _threaded(call: SlackCall, first: Mapping[str, Any] | None) -> SlackCall:
@@ -173,22 +222,17 @@ class Deliveries:
         calls = [{"method": c.method, "args": dict(c.args)} for c in undelivered.calls]
         wait = min(undelivered.wait, MAX_DELAY)
         delay = wait + random.uniform(0, 1 + wait / 10)
-        pending_update = any(
-            c.method == "chat.update" and c.args.get("ts") == placeholder_ts
-            for c in undelivered.calls
-        )
-        # the placeholder already holds the answer's start: only its rest is left
-        started = started or bool(placeholder_ts and not pending_update)
-        follow_ups = [c.args.get("thread_ts") for c in undelivered.calls]
+        pending = _updates(undelivered.calls, placeholder_ts)
         payload = {
             "thread": thread,
             "attempt": attempt,
             # Where to say so if it cannot be delivered (not sensitive: ids, not text): the
             # placeholder while its update is still to be made, else the answer's thread.
             "channel": channel,
-            "placeholder_ts": placeholder_ts if placeholder_ts and pending_update else None,
-            "reply_in": next((t for t in follow_ups if t and t != FIRST_MESSAGE), None),
-            "started": started,  # part of the answer is in Slack already
+            "placeholder_ts": placeholder_ts if pending else None,
+            "reply_in": _reply_in(undelivered.calls),
+            # part of the answer is in Slack already (then only its rest is dropped)
+            "started": started or undelivered.made > 0 or bool(placeholder_ts and not pending),
             "calls": self.sealer.seal(json.dumps(calls)),
         }
         await self.queue.defer(
@@ -211,60 +255,66 @@ class Deliveries:
         waiting, as a delayed job): an attempt is short, so a drain on SIGTERM rarely
         interrupts one half-way (a handed-back job makes its calls again from the first)."""
         thread, attempt = str(payload.get("thread", "")), int(payload.get("attempt", 0))
+        placeholder_ts = payload.get("placeholder_ts")
         opened = self.sealer.unseal(str(payload.get("calls", "")))
         if opened is None:  # the key changed since (see PayloadSealer)
             log.error("deferred answer unreadable; dropped", extra={"thread_key": thread})
             await self._dropped(payload, started=bool(payload.get("started")))
             return
         calls = [SlackCall(str(c["method"]), dict(c["args"])) for c in json.loads(opened)]
+        # A job queued before ``started`` was stored kept the placeholder after its update.
+        started = bool(payload.get("started")) or bool(
+            placeholder_ts and not _updates(calls, placeholder_ts)
+        )
+        progress = Progress()
         await job.check()
         try:
             with no_rate_limit_wait():
-                await send(self.client, calls, unreachable_wait=5.0)
+                await send(self.client, calls, unreachable_wait=5.0, progress=progress)
         except Undelivered as exc:
             rest = exc
         except SlackApiError as exc:  # the thread was deleted, the bot removed from it…
             log.error(
-                "deferred answer not delivered: %s",
-                exc.response.get("error"),
-                extra={"thread_key": thread},
+                "deferred answer not delivered: %s", error_code(exc), extra={"thread_key": thread}
             )
-            await self._dropped(payload, started=bool(payload.get("started")))
+            await self._dropped(payload, started=started or progress.made > 0, rest=progress.rest)
             return
         else:
             log.info("deferred answer delivered", extra={"thread_key": thread})
             return
-        started = bool(payload.get("started")) or len(rest.calls) < len(calls)
         if attempt + 1 >= self.max_attempts:
             log.error(
                 "deferred answer dropped: still refused after %d attempts",
                 attempt + 1,
                 extra={"thread_key": thread},
             )
-            await self._dropped(payload, started=started)
+            await self._dropped(payload, started=started or rest.made > 0, rest=rest.calls)
             return
         try:
             await self.later(
                 rest,
                 thread=thread,
                 channel=str(payload.get("channel", "")),
-                placeholder_ts=payload.get("placeholder_ts"),
+                placeholder_ts=placeholder_ts,
                 attempt=attempt + 1,
                 started=started,
             )
         except StorageError as exc:
-            nothing_made = len(rest.calls) == len(calls)
-            if nothing_made and not job.final_attempt:  # this job may run again as it is
+            if not rest.made and not job.final_attempt:  # this job may run again as it is
                 raise Retryable(f"deferred answer not queued again: {exc}") from exc
             log.error("deferred answer dropped: %s", exc, extra={"thread_key": thread})
-            await self._dropped(payload, started=started)
+            await self._dropped(payload, started=started or rest.made > 0, rest=rest.calls)
 
-    async def _dropped(self, payload: Mapping[str, Any], *, started: bool) -> None:
+    async def _dropped(
+        self, payload: Mapping[str, Any], *, started: bool, rest: Sequence[SlackCall] = ()
+    ) -> None:
         """Say so, so that "Working on it…" does not stay for good: in the placeholder
         while nothing of the answer is in it, else in the answer's thread (``started``:
-        part of the answer is in Slack). A scheduled answer not yet started has neither."""
+        part of the answer is in Slack; ``rest``: the calls not made, which name the thread
+        once its first message is made). A scheduled answer not yet started has neither.
+        Said without waiting out a rate limit, so it may not get through either."""
         channel, ts = payload.get("channel"), payload.get("placeholder_ts")
-        reply_in = payload.get("reply_in")
+        reply_in = _reply_in(rest) or payload.get("reply_in")
         if not channel or not (ts or reply_in):
             return
         unreachable = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
@@ -278,3 +328,16 @@ class Deliveries:
                 await self.client.chat_postMessage(
                     channel=str(channel), thread_ts=str(reply_in), text=text
                 )
+
+
+def _updates(calls: Sequence[SlackCall], placeholder_ts: str | None) -> bool:
+    """Whether ``calls`` still hold the placeholder's update (the answer's start)."""
+    return bool(placeholder_ts) and any(
+        c.method == "chat.update" and c.args.get("ts") == placeholder_ts for c in calls
+    )
+
+
+def _reply_in(calls: Sequence[SlackCall]) -> str | None:
+    """The thread the answer's further messages go to, once it is known."""
+    threads = (c.args.get("thread_ts") for c in calls)
+    return next((str(t) for t in threads if t and t != FIRST_MESSAGE), None)

@@ -98,7 +98,7 @@ class SlackPoster:
         try:
             first = await send(self._client, calls)
         except Undelivered as exc:
-            return await self._later(channel, exc, first_made=len(exc.calls) < len(calls))
+            return await self._later(channel, exc)
         except SlackApiError as exc:
             raise PostFailed(str(exc.response.get("error") or "error")) from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -106,7 +106,7 @@ class SlackPoster:
         assert first is not None
         return Posted(channel=str(first.get("channel") or channel), ts=str(first["ts"]))
 
-    async def _later(self, channel: str, undelivered: Undelivered, *, first_made: bool) -> Posted:
+    async def _later(self, channel: str, undelivered: Undelivered) -> Posted:
         if self._deliveries is None:
             raise PostFailed("ratelimited")
         try:
@@ -115,12 +115,11 @@ class SlackPoster:
                 thread=f"channel:{channel}",
                 channel=channel,
                 placeholder_ts=None,
-                started=first_made,
             )
         except StorageError as exc:
             log.warning("answer to %s not queued (%s)", channel, exc)
             raise PostFailed("ratelimited") from exc
-        if first_made:  # the rest follow in its thread
+        if undelivered.made:  # the first is posted: the rest follow in its thread
             return Posted(channel=channel, ts=str(undelivered.calls[0].args["thread_ts"]))
         raise PostDeferred(undelivered.wait)
 

@@ -615,6 +615,13 @@ class RunQueue:
             return self._memory_stats(connector)
         rows = await connector.execute_query_all_async(
             query="""
+            WITH parked_heads AS (
+                -- per lock, the first (in the fetch's order) of its jobs not due yet
+                SELECT DISTINCT ON (lock) lock, priority, id
+                  FROM procrastinate_jobs
+                 WHERE status = 'todo' AND scheduled_at > now() AND lock IS NOT NULL
+                 ORDER BY lock, priority DESC, id
+            )
             SELECT q.queue_name,
                    count(*) FILTER (WHERE j.status = 'todo' AND NOT parked) AS depth,
                    count(*) FILTER (WHERE j.status = 'doing') AS running,
@@ -626,16 +633,14 @@ class RunQueue:
                      ON j.queue_name = q.queue_name AND j.status IN ('todo', 'doing')
               LEFT JOIN procrastinate_events e
                      ON e.job_id = j.id AND e.type = 'deferred'
+              LEFT JOIN parked_heads h ON h.lock = j.lock
               -- parked: not due yet, or held behind a job of its lock that is not (the
               -- fetch's order: higher priority, or the same and queued first)
               LEFT JOIN LATERAL (
-                  SELECT COALESCE(j.scheduled_at > now(), false) OR EXISTS (
-                      SELECT 1 FROM procrastinate_jobs a
-                       WHERE j.lock IS NOT NULL AND a.lock = j.lock AND a.status = 'todo'
-                         AND a.scheduled_at > now()
-                         AND (a.priority > j.priority
-                              OR (a.priority = j.priority AND a.id < j.id))
-                  ) AS parked
+                  SELECT COALESCE(j.scheduled_at > now(), false)
+                         OR COALESCE(h.priority > j.priority
+                                     OR (h.priority = j.priority AND h.id < j.id), false)
+                         AS parked
               ) p ON true
              GROUP BY q.queue_name
             """
@@ -663,7 +668,8 @@ class RunQueue:
             ]
             later = [j for j in connector.jobs.values() if _not_due(j, now)]
             parked = [j for j in waiting if _not_due(j, now) or _behind(j, later)]
-            todo = [j for j in waiting if j not in parked]
+            parked_ids = {j["id"] for j in parked}
+            todo = [j for j in waiting if j["id"] not in parked_ids]
             doing = [
                 j
                 for j in connector.jobs.values()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -25,6 +26,8 @@ from bot.delivery import (
     Deliveries,
     SlackCall,
     Undelivered,
+    error_code,
+    http_status,
     send,
 )
 from bot.metrics import Metrics
@@ -213,3 +216,81 @@ async def test_slack_errors_in_a_deferred_delivery_requeue_or_say_so(thread: _Th
     await deliveries.handle(payload, _job())
     assert len(queue.deferred) == 3
     assert slack.messages("C1", root)[1]["text"] == DROPPED_TEXT
+
+
+def _deliveries(thread: _Thread) -> tuple[Deliveries, _RecordingQueue]:
+    queue = _RecordingQueue()
+    sealer = PayloadSealer(key=b"k" * 32)
+    return Deliveries(queue=queue, client=thread.client, sealer=sealer), queue  # type: ignore[arg-type]
+
+
+def _texts(thread: _Thread, ts: str | None = None) -> list[str]:
+    return [m["text"] for m in thread.slack.messages("C1", ts or thread.root)]
+
+
+async def test_a_lasting_error_after_the_start_keeps_the_start(thread: _Thread) -> None:
+    """The placeholder's update is made in the job, then Slack refuses part 2 for good:
+    part 1 stays, the thread says the rest is missing."""
+    deliveries, queue = _deliveries(thread)
+    placeholder = str(thread.calls[0].args["ts"])
+    await deliveries.later(
+        Undelivered(thread.calls, 1), thread="T", channel="C1", placeholder_ts=placeholder
+    )
+    thread.slack.fail_next("chat.postMessage", status=200, error="restricted_action")
+    await deliveries.handle(queue.deferred[0][1], _job())
+    assert _texts(thread) == ["root", "part 1", REST_DROPPED_TEXT]
+
+
+async def test_a_job_stored_by_the_previous_version_keeps_a_posted_start(thread: _Thread) -> None:
+    """A job queued before ``started`` was stored kept ``placeholder_ts`` after the update
+    was made; dropped, it must not overwrite part 1 with the apology."""
+    deliveries, _ = _deliveries(thread)
+    placeholder = str(thread.calls[0].args["ts"])
+    await thread.client.chat_update(channel="C1", ts=placeholder, text="part 1")
+    sealed = PayloadSealer(key=b"k" * 32).seal(
+        json.dumps([{"method": c.method, "args": dict(c.args)} for c in thread.calls[1:]])
+    )
+    old = {"thread": "T", "attempt": deliveries.max_attempts - 1, "channel": "C1"}
+    old |= {"placeholder_ts": placeholder, "calls": sealed}
+    thread.slack.fail_next("chat.postMessage", status=429, retry_after=3)
+    await deliveries.handle(old, _job())
+    assert _texts(thread) == ["root", "part 1", REST_DROPPED_TEXT]
+
+
+async def test_answers_without_a_placeholder_are_cut_short_where_they_started(
+    thread: _Thread,
+) -> None:
+    """A scheduled firing's top-level answer (its rest in the first message's thread) and
+    an approval's answer (all posts into the thread): part 1 made, the rest refused to the
+    last attempt. Part 1 stays and its thread says the rest is missing."""
+    deliveries, queue = _deliveries(thread)
+    top_level = [
+        SlackCall("chat.postMessage", {"channel": "C1", "text": "digest 1"}),
+        SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": FIRST_MESSAGE, "text": "2"}),
+    ]
+    await deliveries.later(Undelivered(top_level, 1), thread="C", channel="C1", placeholder_ts=None)
+    thread.slack.fail_next("chat.postMessage", status=429, retry_after=2, after=1)
+    await deliveries.handle(dict(queue.deferred[0][1], attempt=19), _job())
+    first = next(m for m in thread.slack.messages("C1") if m["text"] == "digest 1")
+    assert _texts(thread, first["ts"]) == ["digest 1", REST_DROPPED_TEXT]
+
+    in_thread = [
+        SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": thread.root, "text": "a"}),
+        SlackCall("chat.postMessage", {"channel": "C1", "thread_ts": thread.root, "text": "b"}),
+    ]
+    thread.slack.fail_next("chat.postMessage", status=429, retry_after=2, after=1)
+    with pytest.raises(Undelivered) as raised:
+        await send(thread.client, in_thread)
+    assert raised.value.made == 1
+    await deliveries.later(raised.value, thread="T", channel="C1", placeholder_ts=None)
+    thread.slack.fail_next("chat.postMessage", status=429, retry_after=2)
+    await deliveries.handle(dict(queue.deferred[-1][1], attempt=19), _job())
+    assert _texts(thread)[-2:] == ["a", REST_DROPPED_TEXT]
+
+
+def test_the_status_of_a_refusal_without_a_json_body_is_read() -> None:
+    """slack_sdk hands over aiohttp's own response when a body that says it is JSON is
+    not (a proxy's 502 page): it has ``status``, not ``status_code`` or ``get``."""
+    raw = SimpleNamespace(status=502)
+    refused = SlackApiError("not json", raw)
+    assert (http_status(refused), error_code(refused)) == (502, "http_502")

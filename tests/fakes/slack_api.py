@@ -131,7 +131,7 @@ class FakeSlackApi(LocalServer):
         self.workspace.new_trigger(None, trigger_id="expired", ttl=-1.0)
         self.lock = threading.RLock()
         self._calls: list[ApiCall] = []
-        self._faults: dict[str, deque[SlackFault]] = {}
+        self._faults: dict[str, deque[SlackFault | None]] = {}
         self._limits: dict[str, _RateLimit] = {}
 
     @property
@@ -362,8 +362,10 @@ class FakeSlackApi(LocalServer):
         error: str | None = None,
         drop: bool = False,
         times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Make the next ``times`` calls of ``method`` (``"*"`` = any) fail.
+        """Make the next ``times`` calls of ``method`` (``"*"`` = any) fail, once ``after``
+        calls of it went through.
 
         - ``status=429`` (default): ``Retry-After: retry_after`` (omitted when None),
           ``{"ok": false, "error": "ratelimited"}``.
@@ -373,7 +375,7 @@ class FakeSlackApi(LocalServer):
         """
         fault = SlackFault(status=status, retry_after=retry_after, error=error, drop=drop)
         with self.lock:
-            self._faults.setdefault(method, deque()).extend([fault] * times)
+            self._faults.setdefault(method, deque()).extend([None] * after + [fault] * times)
 
     def rate_limit(
         self, method: str, *, limit: int, per: float = 1.0, per_channel: bool = False
@@ -399,7 +401,7 @@ class FakeSlackApi(LocalServer):
             for key in (method, "*"):
                 queue = self._faults.get(key)
                 if queue:
-                    return queue.popleft()
+                    return queue.popleft()  # None: one let through (``after``)
             limit = self._limits.get(method)
             wait = limit.take(args, time.monotonic()) if limit else None
         if wait is None:
