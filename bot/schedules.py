@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
 from bot.app import Bot
-from bot.delivery import FIRST_MESSAGE, Deliveries, SlackCall, Undelivered, send
+from bot.delivery import FIRST_MESSAGE, Deliveries, SlackCall, Undelivered, error_code, send
 from bot.home import publish_home
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
@@ -100,7 +100,7 @@ class SlackPoster:
         except Undelivered as exc:
             return await self._later(channel, exc)
         except SlackApiError as exc:
-            raise PostFailed(str(exc.response.get("error") or "error")) from exc
+            raise PostFailed(error_code(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PostFailed(type(exc).__name__) from exc
         assert first is not None
@@ -136,7 +136,7 @@ class SlackPoster:
                 **_post_args(channel, text=text, blocks=blocks)
             )
         except SlackApiError as exc:
-            raise PostFailed(str(exc.response.get("error") or "error")) from exc
+            raise PostFailed(error_code(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PostFailed(type(exc).__name__) from exc
         return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
