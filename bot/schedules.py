@@ -91,13 +91,15 @@ class SlackPoster:
             )
             for index, chunk in enumerate(chunks)
         ]
-        return await self._send(channel, calls)
+        return await self._send(channel, calls, defer=True)
 
-    async def _send(self, channel: str, calls: list[SlackCall]) -> Posted:
-        """Make ``calls``; what Slack keeps refusing goes to ``deliveries``."""
+    async def _send(self, channel: str, calls: list[SlackCall], *, defer: bool) -> Posted:
+        """Make ``calls``; with ``defer``, what Slack keeps refusing goes to ``deliveries``."""
         try:
             first = await send(self._client, calls)
         except Undelivered as exc:
+            if not defer:
+                raise PostFailed("ratelimited") from exc
             return await self._later(channel, exc)
         except SlackApiError as exc:
             raise PostFailed(error_code(exc)) from exc
@@ -125,21 +127,8 @@ class SlackPoster:
 
     async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
         blocks = [SectionBlock(text=views._mrkdwn(text[:3000])).to_dict()]
-        if not later:
-            return await self._post(channel, text=text, blocks=blocks)
         call = SlackCall("chat.postMessage", _post_args(channel, text=text, blocks=blocks))
-        return await self._send(channel, [call])
-
-    async def _post(self, channel: str, *, text: str, blocks: list[dict[str, Any]]) -> Posted:
-        try:
-            response = await self._client.chat_postMessage(
-                **_post_args(channel, text=text, blocks=blocks)
-            )
-        except SlackApiError as exc:
-            raise PostFailed(error_code(exc)) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise PostFailed(type(exc).__name__) from exc
-        return Posted(channel=str(response.get("channel") or channel), ts=str(response["ts"]))
+        return await self._send(channel, [call], defer=later)
 
 
 def _post_args(
