@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
@@ -124,6 +124,12 @@ class PatientConnector(PsycopgConnector):
         )
 
 
+def fetch_rank(job: Mapping[str, Any]) -> tuple[int, int]:
+    """A job's place in ``procrastinate_fetch_job_v2``'s order: higher priority first,
+    then the one queued first."""
+    return (-job["priority"], job["id"])
+
+
 class OrderedMemoryConnector(InMemoryConnector):
     """Procrastinate's in-memory connector, taking jobs in the order its PostgreSQL
     ``procrastinate_fetch_job_v2`` takes them.
@@ -148,7 +154,7 @@ class OrderedMemoryConnector(InMemoryConnector):
             if job["status"] == "doing":
                 busy.add(lock)
             elif job["status"] == "todo":
-                rank = (-job["priority"], job["id"])
+                rank = fetch_rank(job)
                 first[lock] = min(first.get(lock, rank), rank)
         ready = [
             job
@@ -158,12 +164,12 @@ class OrderedMemoryConnector(InMemoryConnector):
             and (not job["scheduled_at"] or job["scheduled_at"] <= now)
             and (
                 job["lock"] is None
-                or (job["lock"] not in busy and first[job["lock"]] == (-job["priority"], job["id"]))
+                or (job["lock"] not in busy and first[job["lock"]] == fetch_rank(job))
             )
         ]
         if not ready:
             return {"id": None}
-        job = min(ready, key=lambda j: (-j["priority"], j["id"]))
+        job = min(ready, key=fetch_rank)
         job["status"] = "doing"
         job["worker_id"] = worker_id
         self.events[job["id"]].append({"type": "started", "at": now})

@@ -52,7 +52,7 @@ from sqlalchemy import bindparam, text
 
 from storage.errors import StorageError
 from storage.models import UTCDateTime
-from storage.runqueue._connector import OrderedMemoryConnector, PatientConnector
+from storage.runqueue._connector import OrderedMemoryConnector, PatientConnector, fetch_rank
 from storage.runqueue.inbox import (
     CHANNEL_SHARE_WEIGHT,
     CLAIMED,
@@ -660,13 +660,15 @@ class RunQueue:
     def _memory_stats(connector: InMemoryConnector) -> list[QueueStats]:
         now = datetime.now(UTC)
         out = []
+        later = [
+            j for j in connector.jobs.values() if _not_due(j, now)
+        ]  # all queues: locks span them
         for queue in (TURNS, WORK):
             waiting = [
                 j
                 for j in connector.jobs.values()
                 if j["queue_name"] == queue and j["status"] == "todo"
             ]
-            later = [j for j in connector.jobs.values() if _not_due(j, now)]
             parked = [j for j in waiting if _not_due(j, now) or _behind(j, later)]
             parked_ids = {j["id"] for j in parked}
             todo = [j for j in waiting if j["id"] not in parked_ids]
@@ -1003,7 +1005,5 @@ def _not_due(job: Mapping[str, Any], now: datetime) -> bool:
 def _behind(job: Mapping[str, Any], later: Sequence[Mapping[str, Any]]) -> bool:
     """Whether ``job`` waits behind one of ``later`` of its lock, in the fetch's order."""
     return job["lock"] is not None and any(
-        other["lock"] == job["lock"]
-        and (-other["priority"], other["id"]) < (-job["priority"], job["id"])
-        for other in later
+        other["lock"] == job["lock"] and fetch_rank(other) < fetch_rank(job) for other in later
     )

@@ -573,6 +573,23 @@ async def test_the_ack_statement_reads_only_open_inbox_rows(pg_queue: QueueBacke
     assert "ix_run_inbox_status_created_at" in plan or "ix_run_inbox_thread_key_status" in plan
 
 
+async def _run_jobs(queue: RunQueue, count: int) -> list[str]:
+    """Run a worker until ``count`` ``job`` jobs ran; their ``n``, in the order they ran."""
+    runs: list[str] = []
+
+    async def handler(payload: Mapping[str, Any], job: JobInfo) -> None:
+        runs.append(str(payload["n"]))
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(queue.run_worker(Handlers(work={"job": handler}), stop=stop))
+    try:
+        await wait_for(lambda: len(runs) == count, timeout=20)
+    finally:
+        stop.set()
+        await worker
+    return runs
+
+
 async def test_a_job_parked_until_later_is_not_counted_as_backlog(
     queue_backend: QueueBackend,
 ) -> None:
@@ -580,11 +597,6 @@ async def test_a_job_parked_until_later_is_not_counted_as_backlog(
     ``scheduled``, not ``depth``: KEDA scales on depth, and more workers cannot help it.
     Of jobs sharing a lock, the one of higher priority runs first."""
     queue = queue_backend.queue()
-    runs: list[str] = []
-
-    async def handler(payload: Mapping[str, Any], job: JobInfo) -> None:
-        runs.append(str(payload["n"]))
-
     async with queue.opened():
         await queue.defer("job", {"n": "later"}, delay=timedelta(seconds=600))
         await queue.defer("job", {"n": "now"})
@@ -592,13 +604,7 @@ async def test_a_job_parked_until_later_is_not_counted_as_backlog(
         assert (work.depth, work.scheduled) == (1, 1)
         await queue.defer("job", {"n": "low"}, lock="L")
         await queue.defer("job", {"n": "high"}, lock="L", priority=1)
-        stop = asyncio.Event()
-        worker = asyncio.create_task(queue.run_worker(Handlers(work={"job": handler}), stop=stop))
-        try:
-            await wait_for(lambda: len(runs) == 3, timeout=20)
-        finally:
-            stop.set()
-            await worker
+        runs = await _run_jobs(queue, 3)
         work = next(s for s in await queue.stats() if s.queue == "work")
     assert (work.depth, work.scheduled) == (0, 1)
     assert runs.index("high") < runs.index("low") and "later" not in runs
@@ -612,22 +618,11 @@ async def test_a_locks_job_waits_behind_an_earlier_one_not_due_yet(
     next answer); other locks are not held. PostgreSQL's fetch did this already; the
     embedded in-memory queue ran the later job first."""
     queue = queue_backend.queue()
-    runs: list[str] = []
-
-    async def handler(payload: Mapping[str, Any], job: JobInfo) -> None:
-        runs.append(str(payload["n"]))
-
     async with queue.opened():
         await queue.defer("job", {"n": "first"}, lock="L", delay=timedelta(seconds=2))
         await queue.defer("job", {"n": "second"}, lock="L")
         await queue.defer("job", {"n": "other"}, lock="M")
-        stop = asyncio.Event()
-        worker = asyncio.create_task(queue.run_worker(Handlers(work={"job": handler}), stop=stop))
-        try:
-            await wait_for(lambda: len(runs) == 3, timeout=20)
-        finally:
-            stop.set()
-            await worker
+        runs = await _run_jobs(queue, 3)
     assert runs == ["other", "first", "second"]
 
 
