@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scheduler.ports import Posted
+from scheduler.ports import DropNotice, Posted
 from scheduler.service import SchedulerConfig
 from scheduler.triggers import CronTrigger, OnceTrigger
 from storage.redis import create_redis
@@ -51,7 +51,15 @@ class TimedPoster:
         self.posted: dict[str, float] = {}
         self.first: float | None = None
 
-    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+    async def answer(
+        self,
+        channel: str,
+        text: str,
+        *,
+        skill: str,
+        run_id: str | None,
+        dropped: DropNotice | None = None,
+    ) -> Posted:
         now = time.time()
         self.first = self.first or now
         self.posted[channel] = now

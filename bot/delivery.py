@@ -211,9 +211,12 @@ class Deliveries:
         placeholder_ts: str | None,
         attempt: int = 0,
         started: bool = False,
+        tell: tuple[str, str] | None = None,
     ) -> None:
         """Queue ``undelivered``'s calls for when Slack takes them again (plus jitter, so
-        answers limited together do not come back together). Raises
+        answers limited together do not come back together). ``tell`` is a user and a
+        message for their DM if nothing of the answer can be posted after all (a scheduled
+        answer's owner: nobody else would know). Raises
         :class:`~storage.errors.StorageError` when the queue cannot take them."""
         if self.metrics is not None:  # each refusal the client's retries did not outlast
             self.metrics.slack_api_errors.labels(
@@ -235,6 +238,8 @@ class Deliveries:
             "started": started or undelivered.made > 0 or bool(placeholder_ts and not pending),
             "calls": self.sealer.seal(json.dumps(calls)),
         }
+        if tell is not None:
+            payload["tell"] = {"user": tell[0], "text": self.sealer.seal(tell[1])}
         await self.queue.defer(
             DELIVER_KIND,
             payload,
@@ -298,6 +303,7 @@ class Deliveries:
                 placeholder_ts=placeholder_ts,
                 attempt=attempt + 1,
                 started=started,
+                tell=self._tell(payload),
             )
         except StorageError as exc:
             if not rest.made and not job.final_attempt:  # this job may run again as it is
@@ -305,29 +311,43 @@ class Deliveries:
             log.error("deferred answer dropped: %s", exc, extra={"thread_key": thread})
             await self._dropped(payload, started=started or rest.made > 0, rest=rest.calls)
 
+    def _tell(self, payload: Mapping[str, Any]) -> tuple[str, str] | None:
+        tell = payload.get("tell")
+        if not isinstance(tell, Mapping):
+            return None
+        text = self.sealer.unseal(str(tell.get("text", "")))
+        return (str(tell.get("user", "")), text) if text is not None else None
+
     async def _dropped(
         self, payload: Mapping[str, Any], *, started: bool, rest: Sequence[SlackCall] = ()
     ) -> None:
         """Say so, so that "Working on it…" does not stay for good: in the placeholder
         while nothing of the answer is in it, else in the answer's thread (``started``:
         part of the answer is in Slack; ``rest``: the calls not made, which name the thread
-        once its first message is made). A scheduled answer not yet started has neither.
+        once its first message is made), else, in a DM, below the answer. A scheduled
+        answer nothing of which was posted is told to its owner (``tell``), in their DM.
         Said without waiting out a rate limit, so it may not get through either."""
-        channel, ts = payload.get("channel"), payload.get("placeholder_ts")
+        channel, ts = str(payload.get("channel") or ""), payload.get("placeholder_ts")
         reply_in = _reply_in(rest) or payload.get("reply_in")
-        if not channel or not (ts or reply_in):
+        tell = self._tell(payload) if not started else None
+        if not channel and tell is None:
             return
         unreachable = (SlackApiError, aiohttp.ClientError, TimeoutError, OSError)
         with contextlib.suppress(*unreachable), no_rate_limit_wait():
             if ts and not started:
                 await self.client.chat_update(
-                    channel=str(channel), ts=str(ts), text=DROPPED_TEXT, blocks=[]
+                    channel=channel, ts=str(ts), text=DROPPED_TEXT, blocks=[]
                 )
             elif reply_in:
                 text = REST_DROPPED_TEXT if started else DROPPED_TEXT
                 await self.client.chat_postMessage(
-                    channel=str(channel), thread_ts=str(reply_in), text=text
+                    channel=channel, thread_ts=str(reply_in), text=text
                 )
+            elif tell is not None:
+                await self.client.chat_postMessage(channel=tell[0], text=tell[1])
+            elif channel.startswith("D"):  # a DM's answer goes on its top level
+                text = REST_DROPPED_TEXT if started else DROPPED_TEXT
+                await self.client.chat_postMessage(channel=channel, text=text)
 
 
 def _updates(calls: Sequence[SlackCall], placeholder_ts: str | None) -> bool:

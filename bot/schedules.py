@@ -40,7 +40,7 @@ from bot.views import schedules as sviews
 from bot.views.text import LinkPolicy, escape_mrkdwn
 from scheduler.errors import InvalidSchedule, NotAllowed, SchedulerError
 from scheduler.manage import STANDUP, ScheduleManager, StandupOptions, parse_one_line
-from scheduler.ports import PostDeferred, Posted, PostFailed
+from scheduler.ports import DropNotice, PostDeferred, Posted, PostFailed
 from scheduler.service import SchedulerService
 from skills.access import decide
 from skills.context import Principal, SlackReaderError
@@ -72,7 +72,15 @@ class SlackPoster:
         self._links = links or LinkPolicy()
         self._deliveries = deliveries
 
-    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+    async def answer(
+        self,
+        channel: str,
+        text: str,
+        *,
+        skill: str,
+        run_id: str | None,
+        dropped: DropNotice | None = None,
+    ) -> Posted:
         chunks = views.answer_chunks(text, links=self._links)
         calls = [
             SlackCall(
@@ -91,16 +99,24 @@ class SlackPoster:
             )
             for index, chunk in enumerate(chunks)
         ]
-        return await self._send(channel, calls, defer=True)
+        return await self._send(channel, calls, defer=True, dropped=dropped)
 
-    async def _send(self, channel: str, calls: list[SlackCall], *, defer: bool) -> Posted:
-        """Make ``calls``; with ``defer``, what Slack keeps refusing goes to ``deliveries``."""
+    async def _send(
+        self,
+        channel: str,
+        calls: list[SlackCall],
+        *,
+        defer: bool,
+        dropped: DropNotice | None = None,
+    ) -> Posted:
+        """Make ``calls``; with ``defer``, what Slack keeps refusing goes to ``deliveries``
+        (and ``dropped`` is sent if it can't be posted after all)."""
         try:
             first = await send(self._client, calls)
         except Undelivered as exc:
             if not defer:
                 raise PostFailed("ratelimited") from exc
-            return await self._later(channel, exc)
+            return await self._later(channel, exc, dropped)
         except SlackApiError as exc:
             raise PostFailed(error_code(exc)) from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -108,7 +124,9 @@ class SlackPoster:
         assert first is not None
         return Posted(channel=str(first.get("channel") or channel), ts=str(first["ts"]))
 
-    async def _later(self, channel: str, undelivered: Undelivered) -> Posted:
+    async def _later(
+        self, channel: str, undelivered: Undelivered, dropped: DropNotice | None
+    ) -> Posted:
         if self._deliveries is None:
             raise PostFailed("ratelimited")
         try:
@@ -117,6 +135,7 @@ class SlackPoster:
                 thread=f"channel:{channel}",
                 channel=channel,
                 placeholder_ts=None,
+                tell=(dropped.to, dropped.text) if dropped is not None else None,
             )
         except StorageError as exc:
             log.warning("answer to %s not queued (%s)", channel, exc)

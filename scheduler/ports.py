@@ -25,6 +25,15 @@ class Posted:
     ts: str
 
 
+@dataclass(frozen=True, slots=True)
+class DropNotice:
+    """Who is told, and what (chat markup), when a queued message can't be posted after
+    all: a scheduled answer's owner, since nobody in the channel saw anything of it."""
+
+    to: str
+    text: str
+
+
 class PostFailed(Exception):
     """Slack refused or could not take a message; ``error`` is Slack's code."""
 
@@ -46,9 +55,18 @@ class PostDeferred(Exception):
 class Poster(Protocol):
     """Posts for the scheduler. Raise :class:`PostFailed` when Slack says no."""
 
-    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+    async def answer(
+        self,
+        channel: str,
+        text: str,
+        *,
+        skill: str,
+        run_id: str | None,
+        dropped: DropNotice | None = None,
+    ) -> Posted:
         """Post a skill's answer (model Markdown, to be masked and escaped) to ``channel``;
-        :class:`PostDeferred` when Slack refused it for now and it was queued."""
+        :class:`PostDeferred` when Slack refused it for now and it was queued (then
+        ``dropped`` is sent if it can't be posted after all)."""
         ...
 
     async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
@@ -96,6 +114,11 @@ class ScheduleWords(Protocol):
 
     def schedule_paused(self, schedule: Schedule, *, when: str, reason: str, streak: int) -> str:
         """The owner's DM when failures paused the schedule."""
+        ...
+
+    def answer_dropped(self, schedule: Schedule, *, when: str) -> str:
+        """The owner's DM when a firing's answer, queued because Slack rate-limited it,
+        could not be posted after all."""
         ...
 
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from scheduler.manage import STANDUP, StandupOptions
 from scheduler.ports import (
     ActorResolver,
+    DropNotice,
     GroupMembers,
     PostDeferred,
     Poster,
@@ -125,7 +126,9 @@ class FiringRunner:
                 if opened is not None and on_standup_opened is not None:
                     on_standup_opened(opened)
             else:
-                message_ts, skill_run = await self._run_skill(schedule, fence=fence)
+                message_ts, skill_run = await self._run_skill(
+                    schedule, scheduled_for=run.scheduled_for, fence=fence
+                )
         except Superseded:
             raise
         except _Failed as failure:
@@ -167,7 +170,7 @@ class FiringRunner:
         return owner
 
     async def _run_skill(
-        self, schedule: Schedule, *, fence: Fence | None
+        self, schedule: Schedule, *, scheduled_for: datetime, fence: Fence | None
     ) -> tuple[str | None, str]:
         actor = await self._owner_may_post(schedule)
         # One conversation per schedule, started afresh each time: a firing never sees
@@ -204,9 +207,17 @@ class FiringRunner:
             )
         if fence is not None:
             await fence()
+        dropped = None
+        if _is_user(schedule.owner):  # told if the answer is queued and then can't be posted
+            when = format_run_time(scheduled_for, schedule.tz, now=self._clock())
+            dropped = DropNotice(schedule.owner, self._words.answer_dropped(schedule, when=when))
         try:
             posted = await self._poster.answer(
-                schedule.channel_id, outcome.text, skill=outcome.skill, run_id=outcome.run_id
+                schedule.channel_id,
+                outcome.text,
+                skill=outcome.skill,
+                run_id=outcome.run_id,
+                dropped=dropped,
             )
         except PostDeferred as exc:
             # The answer is done and queued: a firing Slack rate-limits is not a failure

@@ -65,6 +65,14 @@ class SlackScheduleWords:
     def standup_noted(self) -> str:
         return "Thanks, noted for the stand-up. Add more here until it closes."
 
+    def answer_dropped(self, schedule: Schedule, *, when: str) -> str:
+        return (
+            f":warning: Your schedule {self._name(schedule)} (`{schedule.id[:8]}`) ran at "
+            f"{when}, but I couldn't post its answer: Slack kept refusing it (it was "
+            "rate-limiting this workspace). It runs again at its next time; to get this one "
+            "now, use *Run now* in `/switchboard schedules` in that channel."
+        )
+
     def _name(self, schedule: Schedule) -> str:
         return f"*{schedule.skill}* in {self.channel(schedule.channel_id)}"
 

@@ -288,6 +288,45 @@ async def test_answers_without_a_placeholder_are_cut_short_where_they_started(
     assert _texts(thread)[-2:] == ["a", REST_DROPPED_TEXT]
 
 
+async def test_an_answer_dropped_where_nobody_saw_it_is_still_told(thread: _Thread) -> None:
+    """Nothing of a scheduled answer was posted (no placeholder, no thread): its owner is
+    told in their DM, with the text the scheduler wrote. A DM's answer is cut short on the
+    DM's top level (its further chunks have no thread to go in)."""
+    deliveries, queue = _deliveries(thread)
+    digest = [SlackCall("chat.postMessage", {"channel": "C1", "text": "digest"})]
+    await deliveries.later(
+        Undelivered(digest, 1),
+        thread="channel:C1",
+        channel="C1",
+        placeholder_ts=None,
+        tell=("U1", "Your schedule's answer could not be posted."),
+    )
+    _, payload, _ = queue.deferred[0]
+    assert "could not be posted" not in json.dumps(payload)  # sealed, like the answer
+    thread.slack.fail_next("chat.postMessage", status=429, retry_after=2)
+    await deliveries.handle(payload, _job())  # limited again: the owner is told later
+    assert "tell" in queue.deferred[1][1]
+    thread.slack.fail_next("chat.postMessage", status=200, error="not_in_channel")
+    await deliveries.handle(queue.deferred[1][1], _job())
+    dm = thread.slack.add_im("U1")["id"]
+    told = [m["text"] for m in thread.slack.messages(dm)]
+    print(f"\nthe owner's DM: {told}")
+    assert told == ["Your schedule's answer could not be posted."]
+    assert "digest" not in [m["text"] for m in thread.slack.messages("C1")]
+
+    im = dm  # a DM answer: its placeholder holds part 1, part 2 goes on the top level
+    asked = (await thread.client.chat_postMessage(channel=im, text="…"))["ts"]
+    in_dm = [
+        SlackCall("chat.update", {"channel": im, "ts": asked, "text": "part 1"}),
+        SlackCall("chat.postMessage", {"channel": im, "text": "part 2"}),
+    ]
+    await deliveries.later(Undelivered(in_dm, 1), thread="D", channel=im, placeholder_ts=asked)
+    thread.slack.fail_next("chat.postMessage", status=200, error="restricted_action")
+    await deliveries.handle(queue.deferred[-1][1], _job())
+    texts = [m["text"] for m in thread.slack.messages(im)]
+    assert texts[-2:] == ["part 1", REST_DROPPED_TEXT]
+
+
 def test_the_status_of_a_refusal_without_a_json_body_is_read() -> None:
     """slack_sdk hands over aiohttp's own response when a body that says it is JSON is
     not (a proxy's 502 page): it has ``status``, not ``status_code`` or ``get``."""

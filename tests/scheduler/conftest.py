@@ -23,7 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduler.calendar import BusinessCalendar
 from scheduler.manage import ScheduleManager
-from scheduler.ports import ActorResolver, GroupMembers, Maintenance, Posted, Poster, PostFailed
+from scheduler.ports import (
+    ActorResolver,
+    DropNotice,
+    GroupMembers,
+    Maintenance,
+    Posted,
+    Poster,
+    PostFailed,
+)
 from scheduler.service import SchedulerConfig, SchedulerService
 from storage.keys import Keys
 from storage.schedules import ScheduleStore
@@ -56,7 +64,15 @@ class RecordingPoster:
     fail_answers: str | None = None
     times: list[float] = field(default_factory=list)
 
-    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+    async def answer(
+        self,
+        channel: str,
+        text: str,
+        *,
+        skill: str,
+        run_id: str | None,
+        dropped: DropNotice | None = None,
+    ) -> Posted:
         if self.fail_answers:
             raise PostFailed(self.fail_answers)
         self.answers.append((channel, text))

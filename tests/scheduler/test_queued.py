@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from scheduler.ports import Posted
+from scheduler.ports import DropNotice, Posted
 from scheduler.queued import FIRE_KIND, QueuedFirings
 from scheduler.service import SchedulerConfig
 from scheduler.triggers import OnceTrigger
@@ -46,7 +46,15 @@ class NamedPoster:
     name: str
     posted: Counter[str] = field(default_factory=Counter)
 
-    async def answer(self, channel: str, text: str, *, skill: str, run_id: str | None) -> Posted:
+    async def answer(
+        self,
+        channel: str,
+        text: str,
+        *,
+        skill: str,
+        run_id: str | None,
+        dropped: DropNotice | None = None,
+    ) -> Posted:
         self.posted[channel] += 1
         return Posted(channel=channel, ts=f"{time.time():.6f}")
 

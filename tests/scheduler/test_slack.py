@@ -245,6 +245,32 @@ async def test_a_firing_slack_rate_limits_is_posted_later_not_failed(env: Env) -
     assert fresh is not None and fresh.enabled
 
 
+async def test_a_queued_firing_answer_that_cannot_be_posted_is_told_to_its_owner(
+    env: Env,
+) -> None:
+    """The queued answer then meets an error that will not pass (the bot was removed from
+    the channel): nobody in the channel saw anything, so the owner is told in their DM,
+    rather than the firing looking fine with no answer anywhere."""
+    _ack(await env.bot.command("schedule ask every day at 9:00", user="U0SAM"))
+    [row] = await env.scheduler.store.list_schedules()
+    await env.scheduler.wait_leader()
+    slack = env.bot.slack
+    slack.fail_next("chat.postMessage", status=429, retry_after=1, times=4)
+    slack.fail_next("chat.postMessage", status=200, error="not_in_channel", retry_after=None)
+    await env.scheduler.manager.run_now(row.id, by="U0SAM")
+
+    def told() -> list[str]:
+        dms = [c for c in slack.calls("chat.postMessage") if c.args.get("channel") == "U0SAM"]
+        return [str(c.args.get("text")) for c in dms if c.status == 200]
+
+    await eventually(told, timeout=30)
+    await env.bot.idle(timeout=30)
+    print(f"\nthe owner's DM: {told()}")
+    [dm] = told()
+    assert "couldn't post its answer" in dm and row.id[:8] in dm and "<#C0GENERAL>" in dm
+    assert not [m for m in slack.messages("C0GENERAL") if m.get("bot_id")]
+
+
 async def test_a_standup_summary_slack_rate_limits_is_posted_later(env: Env) -> None:
     """The summary holds everyone's answers: when Slack keeps refusing it, it is queued and
     posted once Slack takes it, never lost."""
