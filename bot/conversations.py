@@ -472,7 +472,7 @@ class Conversations:
         await asyncio.sleep(min(undelivered.wait, 30.0))
         try:
             with no_rate_limit_wait():  # waited once above: the 30 s bound holds
-                await send(self.client, undelivered.calls)
+                await send(self.client, undelivered.calls, check_first=undelivered.check)
         except (Undelivered, SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # never raised on: the turn is finished, a retry would run it again
             log.error(

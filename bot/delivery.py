@@ -11,14 +11,26 @@ any worker; a job that is limited again comes back later, up to ``max_attempts``
 
 The calls are stored sealed (:class:`~bot.queueing.PayloadSealer`: they hold the answer's
 text). Jobs of one thread share a queue lock, so they run one at a time, in order.
+
+Slack has no idempotency key for ``chat.postMessage``. A post whose answer was lost (a
+500, 502 or 504; the connection closed after the request went out; a timeout) may have
+been posted, and making it again blindly posts the answer twice. So every post made here
+carries a random key in its message metadata (:data:`POST_EVENT`), the client does not
+retry such a failure itself (:func:`~bot.slack.client.acted_on_retries_only`), and the
+post goes to the queue marked ``check``: the job first looks for a message with that key
+in the channel or thread (``conversations.history`` / ``.replies`` with
+``include_all_metadata``) and makes the post only when there is none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import random
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +41,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
-from bot.slack.client import no_rate_limit_wait, retry_after
+from bot.slack.client import acted_on_retries_only, no_rate_limit_wait, retry_after
 from storage.errors import StorageError
 from storage.runqueue import JobInfo, Retryable, RunQueue
 
@@ -45,6 +57,17 @@ MAX_DELAY = 600.0
 #: in chunks on a channel's top level (a scheduled firing's) puts the later chunks in the
 #: first one's thread, whose ts exists only once it is posted.
 FIRST_MESSAGE = "<first message>"
+
+#: The ``event_type`` of the metadata each post of :func:`send` carries: its
+#: ``event_payload`` holds the post's ``key`` and when it was first tried (``at``).
+POST_EVENT = "switchboard_post"
+
+#: When a post whose fate is unknown is looked for (and made if missing) by the
+#: ``slack.deliver`` job, if the caller gave no ``unreachable_wait`` (seconds).
+CHECK_WAIT = 5.0
+
+#: How many pages of a channel's history or a thread a look for a post reads at most.
+_LOOKUP_PAGES = 5
 
 DROPPED_TEXT = (
     "Sorry — Slack kept refusing my answer (it was rate-limiting this workspace), so I "
@@ -73,7 +96,8 @@ class SlackCall:
 class Undelivered(Exception):
     """Slack refused ``calls[0]`` for now; ``calls`` were not made, the ``made`` before
     them were. ``reason`` is what the metric and the log say: ``ratelimited``,
-    ``unreachable`` or ``server_error``."""
+    ``unreachable`` or ``server_error``. ``check``: ``calls[0]`` is a post Slack may have
+    made all the same (its answer was lost): look for it before making it again."""
 
     def __init__(
         self,
@@ -82,11 +106,13 @@ class Undelivered(Exception):
         *,
         reason: str = "ratelimited",
         made: int = 0,
+        check: bool = False,
     ) -> None:
         self.calls = tuple(calls)
         self.wait = wait
         self.reason = reason
         self.made = made
+        self.check = check
         super().__init__(f"{calls[0].method} {reason}; {len(calls)} call(s) not made")
 
 
@@ -111,26 +137,51 @@ async def send(
     *,
     unreachable_wait: float | None = None,
     progress: Progress | None = None,
+    check_first: bool = False,
 ) -> Mapping[str, Any] | None:
     """Make ``calls`` in order and return Slack's answer to the first one made;
     :class:`Undelivered` with the rest when one is limited (and, given
     ``unreachable_wait``, when Slack cannot be reached or answers a 5xx that may be tried
     again: the rest are due after it). ``progress`` tells how far it got.
 
+    Each post gets a key (:data:`POST_EVENT`) unless it has one. A post Slack may have
+    made although its answer was lost is never made again here: it comes back as
+    :class:`Undelivered` with ``check``. ``check_first`` looks for ``calls[0]`` (such a
+    post) first, and makes it only when it is not in Slack.
+
     A ``thread_ts`` of :data:`FIRST_MESSAGE` becomes the ts of the first message made, also
     in the calls handed back (the first may be made now and the rest much later)."""
     progress = progress if progress is not None else Progress()
+    calls = [_keyed(c) for c in calls]
     first: Mapping[str, Any] | None = None
-    for index, call in enumerate(calls):
+    for index in range(len(calls)):
         progress.made = index
         progress.rest = tuple(_threaded(c, first) for c in calls[index:])
+        call = progress.rest[0]
+        keyed = _post_key(call) is not None
+        unknown = check_first and index == 0 and keyed  # its fate: still to be looked up
         try:
-            answered = await _make(client, progress.rest[0])
+            answered = None
+            if unknown:
+                answered = await _posted_already(client, call)
+                unknown = False
+            if answered is None:
+                with acted_on_retries_only() if keyed else contextlib.nullcontext():
+                    answered = await _make(client, call)
         except SlackApiError as exc:
             wait = retry_after(exc)
             if wait is not None:
-                raise Undelivered(progress.rest, wait, made=index) from exc
+                raise Undelivered(progress.rest, wait, made=index, check=unknown) from exc
             status = http_status(exc)
+            if status >= 500 and (unknown or (keyed and status not in _NOT_ACTED_ON)):
+                log.warning("slack answered %d to a post: to be looked for, then made", status)
+                raise Undelivered(
+                    progress.rest,
+                    unreachable_wait or CHECK_WAIT,
+                    reason="server_error",
+                    made=index,
+                    check=True,
+                ) from exc
             again = call.method == "chat.update" or status in _NOT_ACTED_ON
             if unreachable_wait is not None and status >= 500 and again:
                 raise Undelivered(
@@ -138,15 +189,124 @@ async def send(
                 ) from exc
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            if unreachable_wait is None:
+            # A connection that never opened took nothing; any other failure may have.
+            maybe = unknown or (keyed and not isinstance(exc, aiohttp.ClientConnectorError))
+            if unreachable_wait is None and not maybe:
                 raise
             log.warning("slack unreachable (%s)", type(exc).__name__)
             raise Undelivered(
-                progress.rest, unreachable_wait, reason="unreachable", made=index
+                progress.rest,
+                unreachable_wait or CHECK_WAIT,
+                reason="unreachable",
+                made=index,
+                check=maybe,
             ) from exc
         first = first or answered
     progress.made, progress.rest = len(calls), ()
     return first
+
+
+async def post_once(
+    client: AsyncWebClient, args: Mapping[str, Any], *, attempts: int = 3, pause: float = 1.0
+) -> Mapping[str, Any]:
+    """``chat.postMessage`` of a message needed now (a turn's placeholder), made again
+    after a failure Slack may have acted on only once a look finds it is not in Slack
+    (``pause`` seconds later, then longer). Raises :class:`Undelivered` when it could not
+    be posted (a rate limit the client's retries did not outlast; still unknown after
+    ``attempts``), and Slack's error or the connection's as :func:`send` does."""
+    calls: Sequence[SlackCall] = [SlackCall("chat.postMessage", dict(args))]
+    for attempt in range(attempts):
+        try:
+            answered = await send(client, calls, check_first=attempt > 0)
+        except Undelivered as exc:
+            if not exc.check or attempt + 1 == attempts:
+                raise
+            calls = exc.calls
+            await asyncio.sleep(pause * (attempt + 1))
+            continue
+        assert answered is not None
+        return answered
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _keyed(call: SlackCall) -> SlackCall:
+    """``call`` with a key of its own in its metadata, if it is a post without one."""
+    if call.method != "chat.postMessage" or call.args.get("metadata"):
+        return call
+    key = {"key": uuid.uuid4().hex, "at": round(time.time(), 3)}
+    metadata = {"event_type": POST_EVENT, "event_payload": key}
+    return SlackCall(call.method, {**call.args, "metadata": metadata})
+
+
+def _post_key(call: SlackCall) -> Mapping[str, Any] | None:
+    """The key of a post made by :func:`send` (None for any other call)."""
+    metadata = call.args.get("metadata") if call.method == "chat.postMessage" else None
+    if not isinstance(metadata, Mapping) or metadata.get("event_type") != POST_EVENT:
+        return None
+    payload = metadata.get("event_payload")
+    return payload if isinstance(payload, Mapping) and payload.get("key") else None
+
+
+async def _posted_already(client: AsyncWebClient, call: SlackCall) -> Mapping[str, Any] | None:
+    """Slack's message for the post ``call`` if it is in Slack, as ``chat.postMessage``
+    would have answered; None when it is not, or when it cannot be looked for (the bot
+    may not read the conversation): then it is made, rather than risk losing it. A 429,
+    a 5xx or an unreachable Slack is raised (the look is tried again later)."""
+    key = _post_key(call)
+    assert key is not None
+    channel = str(call.args.get("channel", ""))
+    try:
+        found = await find_post(client, channel, key, thread_ts=call.args.get("thread_ts"))
+    except SlackApiError as exc:
+        if retry_after(exc) is not None or http_status(exc) >= 500:
+            raise
+        log.warning("could not look for a post that may be in slack (%s)", error_code(exc))
+        return None
+    if found is not None:
+        log.info("a post slack took although its answer was lost is not made again")
+    return found
+
+
+async def find_post(
+    client: AsyncWebClient, channel: str, key: Mapping[str, Any], *, thread_ts: Any = None
+) -> Mapping[str, Any] | None:
+    """The message carrying ``key`` (:data:`POST_EVENT`) in ``thread_ts``'s thread or on
+    ``channel``'s top level, as ``{"channel", "ts", "message"}``; None when there is none.
+    ``channel`` may be a user id (a DM); messages older than the key's ``at`` (less a
+    minute, for clock skew) are not read."""
+    with no_rate_limit_wait():
+        if channel[:1] in ("U", "W"):
+            opened = await client.conversations_open(users=channel)
+            channel = str((opened.get("channel") or {}).get("id", channel))
+        oldest = f"{max(float(key.get('at') or 0) - 60, 0):.6f}"
+        cursor: str | None = None
+        for _ in range(_LOOKUP_PAGES):
+            if thread_ts and thread_ts != FIRST_MESSAGE:
+                answer = await client.conversations_replies(
+                    channel=channel,
+                    ts=str(thread_ts),
+                    oldest=oldest,
+                    limit=200,
+                    cursor=cursor,
+                    include_all_metadata=True,
+                )
+            else:
+                answer = await client.conversations_history(
+                    channel=channel,
+                    oldest=oldest,
+                    limit=200,
+                    cursor=cursor,
+                    include_all_metadata=True,
+                )
+            for message in answer.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == POST_EVENT and payload.get("key") == key["key"]:
+                    return {"channel": channel, "ts": str(message["ts"]), "message": message}
+            cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return None
+    return None
 
 
 def http_status(exc: SlackApiError) -> int:
@@ -237,6 +397,8 @@ class Deliveries:
             # part of the answer is in Slack already (then only its rest is dropped)
             "started": started or undelivered.made > 0 or bool(placeholder_ts and not pending),
             "calls": self.sealer.seal(json.dumps(calls)),
+            # the first call is a post Slack may have made: look for it before making it
+            "check": undelivered.check,
         }
         if tell is not None:
             payload["tell"] = {"user": tell[0], "text": self.sealer.seal(tell[1])}
@@ -275,7 +437,13 @@ class Deliveries:
         await job.check()
         try:
             with no_rate_limit_wait():
-                await send(self.client, calls, unreachable_wait=5.0, progress=progress)
+                await send(
+                    self.client,
+                    calls,
+                    unreachable_wait=5.0,
+                    progress=progress,
+                    check_first=bool(payload.get("check")),
+                )
         except Undelivered as exc:
             rest = exc
         except SlackApiError as exc:  # the thread was deleted, the bot removed from it…

@@ -32,6 +32,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound
+from bot.delivery import Undelivered, post_once
 from bot.metrics import Metrics
 from bot.slack.client import no_rate_limit_wait
 from bot.views import runs as run_views
@@ -371,17 +372,23 @@ class TurnRunner:
                 )
             return inbound
         await job.check()
+        blocks = run_views.placeholder_blocks(run_views.WORKING_TEXT, job_id=job.id)
         try:
-            response = await client.chat_postMessage(
-                channel=inbound.channel,
-                thread_ts=inbound.reply_thread_ts,
-                text=run_views.WORKING_TEXT,
-                blocks=run_views.placeholder_blocks(run_views.WORKING_TEXT, job_id=job.id),
-                unfurl_links=False,
-                unfurl_media=False,
+            # never two: a post whose answer was lost is looked for before it is made again
+            response = await post_once(
+                client,
+                {
+                    "channel": inbound.channel,
+                    "thread_ts": inbound.reply_thread_ts,
+                    "text": run_views.WORKING_TEXT,
+                    "blocks": blocks,
+                    "unfurl_links": False,
+                    "unfurl_media": False,
+                },
             )
-        except SlackApiError as exc:
-            log.info("placeholder not posted: %s", exc.response.get("error"))
+        except (SlackApiError, Undelivered) as exc:
+            why = exc.reason if isinstance(exc, Undelivered) else exc.response.get("error")
+            log.info("placeholder not posted: %s", why)
             return inbound  # the answer is posted as a new message instead
         ts = str(response["ts"])
         if not await _store_placeholder(self.inbox, client, inbound.channel, turn.items[0].id, ts):

@@ -32,7 +32,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import SlackConversationAccess
 from bot.app import Bot
-from bot.delivery import FIRST_MESSAGE, Deliveries, SlackCall, Undelivered, error_code, send
+from bot.delivery import (
+    FIRST_MESSAGE,
+    Deliveries,
+    SlackCall,
+    Undelivered,
+    error_code,
+    post_once,
+    send,
+)
 from bot.home import publish_home
 from bot.slack.reader import WebApiSlackReader
 from bot.views import blocks as views
@@ -112,10 +120,14 @@ class SlackPoster:
         """Make ``calls``; with ``defer``, what Slack keeps refusing goes to ``deliveries``
         (and ``dropped`` is sent if it can't be posted after all)."""
         try:
-            first = await send(self._client, calls)
+            if defer:
+                first = await send(self._client, calls)
+            else:  # its ts is needed now: a post whose answer was lost is looked for at once
+                [call] = calls
+                first = await post_once(self._client, call.args)
         except Undelivered as exc:
             if not defer:
-                raise PostFailed("ratelimited") from exc
+                raise PostFailed(exc.reason) from exc
             return await self._later(channel, exc, dropped)
         except SlackApiError as exc:
             raise PostFailed(error_code(exc)) from exc

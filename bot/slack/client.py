@@ -12,6 +12,12 @@ handled the same way everywhere:
 - 500, 502, 503, 504: exponential backoff with jitter.
 - Connection refused / reset / closed by the server: exponential backoff with jitter.
 
+Calls made inside :func:`acted_on_retries_only` are retried only where Slack surely did not
+act on them (a 429, a 503, a connection that never opened). A 500/502/504, a connection
+closed after the request went out, or a timeout is raised instead: a ``chat.postMessage``
+made again blindly there may post the answer twice, so its caller checks first whether it
+was posted (``bot.delivery``).
+
 All handlers share one attempt counter per call, so ``max_retries`` bounds the retries of a
 call whatever mixture of failures it meets. Rate limits may get a larger budget of their
 own (``rate_limit_retries``): a worker, off the ack path, waits out a 429 storm instead of
@@ -81,6 +87,23 @@ def no_rate_limit_wait() -> Iterator[None]:
         _NO_RATE_LIMIT_WAIT.reset(token)
 
 
+_ACTED_ON_RETRIES_ONLY: ContextVar[bool] = ContextVar(
+    "switchboard_acted_on_retries_only", default=False
+)
+
+
+@contextlib.contextmanager
+def acted_on_retries_only() -> Iterator[None]:
+    """Web API calls made inside are not made again when Slack may have acted on them
+    (a 500, 502 or 504; a connection closed after the request was sent; a timeout): the
+    error is raised to the caller. 429s, 503s and connections never opened still retry."""
+    token = _ACTED_ON_RETRIES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _ACTED_ON_RETRIES_ONLY.reset(token)
+
+
 class RateLimitRetryHandler(AsyncRateLimitErrorRetryHandler):
     """Retries a 429 after ``Retry-After`` seconds, unless Slack asks for too long a wait."""
 
@@ -147,6 +170,8 @@ class ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
     ) -> bool:
         if response is None or response.status_code not in RETRIED_SERVER_STATUSES:
             return False
+        if _ACTED_ON_RETRIES_ONLY.get() and response.status_code != 503:
+            return False
         log.warning(
             "slack server error; retrying",
             extra={
@@ -174,6 +199,8 @@ class ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
                 state=state, request=request, response=response, error=error
             )
         )
+        if _ACTED_ON_RETRIES_ONLY.get() and not isinstance(error, aiohttp.ClientConnectorError):
+            retry = False  # the request may have reached Slack
         if retry:
             log.warning(
                 "slack connection error; retrying",

@@ -32,6 +32,13 @@ def _window(args: dict[str, Any]) -> Callable[[str], bool]:
     return lambda ts: in_window(ts, oldest, latest, inclusive)
 
 
+def _shown(messages: list[dict[str, Any]], args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Messages as Slack lists them: their ``metadata`` only with ``include_all_metadata``."""
+    if truthy(args.get("include_all_metadata")):
+        return messages
+    return [{k: v for k, v in m.items() if k != "metadata"} for m in messages]
+
+
 def history(ws: WorkspaceState, args: dict[str, Any]) -> dict[str, Any]:
     """Top-level messages, newest first, in the ``oldest``…``latest`` window."""
     channel = ws.readable_channel(args.get("channel"))
@@ -44,7 +51,7 @@ def history(ws: WorkspaceState, args: dict[str, Any]) -> dict[str, Any]:
         window = [m for m in window if float(m["ts"]) < before]
     page, rest = window[:limit], window[limit:]
     return {
-        "messages": page,
+        "messages": _shown(page, args),
         "has_more": bool(rest),
         "pin_count": 0,
         "response_metadata": {
@@ -78,7 +85,7 @@ def replies(ws: WorkspaceState, args: dict[str, Any]) -> dict[str, Any]:
     take = max(1, limit - 1) if with_root else limit
     page, rest = thread[:take], thread[take:]
     return {
-        "messages": [root, *page] if with_root else page,
+        "messages": _shown([root, *page] if with_root else page, args),
         "has_more": bool(rest),
         "response_metadata": {
             "next_cursor": encode_cursor("next_ts", page[-1]["ts"]) if rest else ""

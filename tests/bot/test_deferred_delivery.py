@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -22,6 +23,7 @@ from bot.delivery import (
     DELIVER_KIND,
     DROPPED_TEXT,
     FIRST_MESSAGE,
+    POST_EVENT,
     REST_DROPPED_TEXT,
     Deliveries,
     SlackCall,
@@ -51,6 +53,24 @@ async def test_an_answer_slack_refuses_for_now_is_posted_later_once(make_bot: Bo
     print(f"\nthread: {texts}; chat.update answered {statuses}")
     assert texts == ["The answer."]  # the placeholder, replaced; no apology beside it
     assert statuses == [429, 429, 429, 429, 200]
+    assert WORKING_TEXT not in texts
+
+
+@pytest.mark.parametrize("fault", [{"status": 502, "done": True}, {"status": 502}])
+async def test_a_placeholder_whose_answer_was_lost_is_posted_once(
+    make_bot: BotFactory, fault: dict[str, Any]
+) -> None:
+    """The "Working on it…" post meets a 502: after Slack posted it, or before. The
+    client used to retry it, and a placeholder Slack had posted stayed in the thread for
+    good beside the answer; now it is looked for, and posted again only if missing."""
+    env = await make_bot({"offline": ScriptedChatModel([], default="The answer.")})
+    env.slack.fail_next("chat.postMessage", **fault)
+    _, ts = await env.mention("ask hi")
+    await env.idle(timeout=30)
+    texts = [m["text"] for m in env.replies("C0GENERAL", ts)]
+    looked = len(env.slack.calls("conversations.replies"))
+    print(f"\n{fault}: thread {texts}; looked {looked} time(s)")
+    assert texts == ["The answer."]
     assert WORKING_TEXT not in texts
 
 
@@ -85,7 +105,10 @@ async def test_send_stops_at_the_limited_call_and_keeps_the_rest(thread: _Thread
     slack.fail_next("chat.postMessage", status=429, retry_after=7)
     with pytest.raises(Undelivered) as raised:
         await send(client, calls)
-    assert raised.value.calls == (calls[1],) and raised.value.wait == 7.0
+    [rest] = raised.value.calls
+    assert rest.method == "chat.postMessage" and raised.value.wait == 7.0
+    assert {k: v for k, v in rest.args.items() if k != "metadata"} == calls[1].args
+    assert rest.args["metadata"]["event_type"] == POST_EVENT  # its key, kept for later
     await send(client, raised.value.calls)
     assert [m["text"] for m in slack.messages("C1", root)] == ["root", "part 1", "part 2"]
     # Any other error is not a rate limit: it is raised as it is.
@@ -325,6 +348,64 @@ async def test_an_answer_dropped_where_nobody_saw_it_is_still_told(thread: _Thre
     await deliveries.handle(queue.deferred[-1][1], _job())
     texts = [m["text"] for m in thread.slack.messages(im)]
     assert texts[-2:] == ["part 1", REST_DROPPED_TEXT]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 502, "done": True},  # a gateway's 502 after Slack posted it
+        {"drop": True, "done": True},  # the connection closed after Slack posted it
+        {"status": 504},  # a 504 before Slack did anything
+    ],
+    ids=["502-posted", "dropped-posted", "504-not-posted"],
+)
+async def test_a_post_whose_answer_was_lost_is_looked_for_not_made_twice(
+    thread: _Thread, fault: dict[str, Any]
+) -> None:
+    """Slack may have posted a message whose answer was lost. The client retries neither
+    (it used to, and posted "part 2" twice); the post is queued with ``check``, and the
+    job posts it only if no message in the thread has its key."""
+    slack, root, calls = thread.slack, thread.root, thread.calls
+    client = create_web_client(token=slack.token, base_url=slack.base_url, backoff=0.01)
+    slack.fail_next("chat.postMessage", **fault)
+    deliveries, queue = _deliveries(thread)
+    placeholder = str(calls[0].args["ts"])
+    lost: Undelivered | None = None
+    try:
+        await send(client, calls)
+    except Undelivered as exc:
+        lost = exc
+    if lost is not None:  # without the fix, the client made the post again itself
+        assert lost.check and lost.made == 1
+        await deliveries.later(lost, thread="T", channel="C1", placeholder_ts=placeholder)
+        await deliveries.handle(queue.deferred[0][1], _job())
+    texts = _texts(thread)
+    looked = [c.args.get("include_all_metadata") for c in slack.calls("conversations.replies")]
+    print(f"\n{fault}: thread {texts}; conversations.replies {looked}")
+    assert texts == ["root", "part 1", "part 2"]
+    assert looked == ["1"]  # include_all_metadata, as slack_sdk sends True
+    # Slack lists a message's metadata only when asked for it.
+    listed = await client.conversations_replies(channel="C1", ts=root)
+    assert all("metadata" not in m for m in listed["messages"])
+
+
+async def test_a_post_looked_for_is_looked_for_again_when_the_look_is_refused(
+    thread: _Thread,
+) -> None:
+    """The look itself is rate limited: the post is neither made blindly nor dropped, but
+    queued again, still to be looked for."""
+    slack, calls = thread.slack, thread.calls
+    slack.fail_next("chat.postMessage", status=502, done=True)
+    with pytest.raises(Undelivered) as raised:
+        await send(thread.client, calls[1:])
+    deliveries, queue = _deliveries(thread)
+    await deliveries.later(raised.value, thread="T", channel="C1", placeholder_ts=None)
+    slack.fail_next("conversations.replies", status=429, retry_after=3)
+    await deliveries.handle(queue.deferred[0][1], _job())
+    again = queue.deferred[1][1]
+    assert again["check"] is True and again["attempt"] == 1
+    await deliveries.handle(again, _job())
+    assert _texts(thread) == ["root", "…", "part 2"]
 
 
 def test_the_status_of_a_refusal_without_a_json_body_is_read() -> None:

@@ -68,6 +68,9 @@ class SlackFault:
     retry_after: float | None = 1
     error: str | None = None
     drop: bool = False
+    #: the call is carried out first, and then its answer is this failure (a gateway's
+    #: 502 or a timeout after Slack acted)
+    done: bool = False
 
 
 @dataclass
@@ -363,6 +366,7 @@ class FakeSlackApi(LocalServer):
         drop: bool = False,
         times: int = 1,
         after: int = 0,
+        done: bool = False,
     ) -> None:
         """Make the next ``times`` calls of ``method`` (``"*"`` = any) fail, once ``after``
         calls of it went through.
@@ -372,8 +376,12 @@ class FakeSlackApi(LocalServer):
         - ``status=500`` (or any 5xx): that status with ``{"ok": false, "error": …}``.
         - ``status=200, error="not_in_channel"``: a plain Slack error answer.
         - ``drop=True``: read the request, then close the connection without answering.
+        - ``done=True``: carry the call out all the same, then answer with the failure
+          (Slack acted, but its answer was lost on the way).
         """
-        fault = SlackFault(status=status, retry_after=retry_after, error=error, drop=drop)
+        fault = SlackFault(
+            status=status, retry_after=retry_after, error=error, drop=drop, done=done
+        )
         with self.lock:
             self._faults.setdefault(method, deque()).extend([None] * after + [fault] * times)
 
@@ -417,6 +425,9 @@ class FakeSlackApi(LocalServer):
         fault = self._fault(method, args)
         headers: dict[str, str] = {}
         body: dict[str, Any] | None
+        if fault is not None and fault.done:
+            with self.lock:
+                self.workspace.call(method, args, token)
         if fault is not None and fault.drop:
             status, body = 0, None
         elif fault is not None:

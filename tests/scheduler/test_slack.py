@@ -245,6 +245,27 @@ async def test_a_firing_slack_rate_limits_is_posted_later_not_failed(env: Env) -
     assert fresh is not None and fresh.enabled
 
 
+async def test_a_firing_answer_slack_posted_but_answered_502_to_is_posted_once(
+    env: Env,
+) -> None:
+    """A gateway answers 502 to the post after Slack made it. The client used to retry it
+    and post the digest twice; now the job looks for it (by its metadata key) and finds it."""
+    _ack(await env.bot.command("schedule ask every day at 9:00", user="U0SAM"))
+    [row] = await env.scheduler.store.list_schedules()
+    await env.scheduler.wait_leader()
+    slack = env.bot.slack
+    slack.fail_next("chat.postMessage", status=502, done=True)
+    await env.scheduler.manager.run_now(row.id, by="U0SAM")
+    await eventually(lambda: slack.calls("conversations.history"), timeout=30)
+    await env.bot.idle(timeout=30)
+    posted = [m["text"] for m in slack.messages("C0GENERAL") if m.get("bot_id")]
+    store = env.scheduler.store.firings
+    counted = {st: await store.count(status=st) for st in ("ok", "failed")}
+    print(f"\n#general: {posted}; firings {counted}")
+    assert posted == ["Payments were quiet."]
+    assert counted == {"ok": 1, "failed": 0}
+
+
 async def test_a_queued_firing_answer_that_cannot_be_posted_is_told_to_its_owner(
     env: Env,
 ) -> None:
@@ -269,6 +290,34 @@ async def test_a_queued_firing_answer_that_cannot_be_posted_is_told_to_its_owner
     [dm] = told()
     assert "couldn't post its answer" in dm and row.id[:8] in dm and "<#C0GENERAL>" in dm
     assert not [m for m in slack.messages("C0GENERAL") if m.get("bot_id")]
+
+
+async def test_a_standup_prompt_slack_posted_but_answered_502_to_is_sent_once(
+    env: Env,
+) -> None:
+    """The first prompt's post meets a 502 after Slack made it. It used to be retried
+    (that member got two prompts); now it is looked for in the DM, found, and recorded, so
+    the member's reply still counts."""
+    slack = env.bot.slack
+    before = len(slack.calls("chat.postMessage"))
+    slack.fail_next("chat.postMessage", status=502, done=True)
+    _ack(
+        await env.bot.command(
+            "schedule standup <!subteam^S0TEAM|@team> #general in 1 second for 30 seconds"
+        )
+    )
+    await slack.wait_for("chat.postMessage", 2, timeout=10)
+    await eventually(lambda: len(slack.calls("chat.postMessage")) - before >= 3, timeout=10)
+    await env.bot.idle(timeout=10)
+    prompts = slack.calls("chat.postMessage")[before:]
+    members = [str(c.args["channel"]) for c in prompts]
+    dms = {m: slack.add_im(m)["id"] for m in members}
+    got = {m: len(slack.messages(dms[m])) for m in members}
+    print(f"\nprompts answered {[c.status for c in prompts]}; messages per DM {got}")
+    assert sorted(members) == ["U0CAROL", "U0DEV", "U0SAM"]  # each posted once
+    assert set(got.values()) == {1}
+    first = members[0]
+    assert await env.feature.capture_standup_reply("T0FAKE", dms[first], first, "Done.", "1.1")
 
 
 async def test_a_standup_summary_slack_rate_limits_is_posted_later(env: Env) -> None:
