@@ -233,7 +233,7 @@ def _keyed(call: SlackCall) -> SlackCall:
     """``call`` with a key of its own in its metadata, if it is a post without one."""
     if call.method != "chat.postMessage" or call.args.get("metadata"):
         return call
-    key = {"key": uuid.uuid4().hex, "at": round(time.time(), 3)}
+    key = {"key": uuid.uuid4().hex, "at": f"{time.time():.6f}"}  # as Slack writes a ts
     metadata = {"event_type": POST_EVENT, "event_payload": key}
     return SlackCall(call.method, {**call.args, "metadata": metadata})
 
