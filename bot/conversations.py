@@ -455,7 +455,7 @@ class Conversations:
         up, with a log line."""
         if self.deliveries is None:
             self._metrics.slack_api_errors.labels(
-                method=undelivered.calls[0].method, error="ratelimited"
+                method=undelivered.calls[0].method, error=undelivered.reason
             ).inc()
             log.error("answer not posted: %s", undelivered)
             return False
@@ -472,7 +472,7 @@ class Conversations:
         await asyncio.sleep(min(undelivered.wait, 30.0))
         try:
             with no_rate_limit_wait():  # waited once above: the 30 s bound holds
-                await send(self.client, undelivered.calls, check_first=undelivered.check)
+                await send(self.client, undelivered.calls, look=int(undelivered.check), guess=True)
         except (Undelivered, SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # never raised on: the turn is finished, a retry would run it again
             log.error(

@@ -31,7 +31,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -63,11 +63,14 @@ FIRST_MESSAGE = "<first message>"
 POST_EVENT = "switchboard_post"
 
 #: When a post whose fate is unknown is looked for (and made if missing) by the
-#: ``slack.deliver`` job, if the caller gave no ``unreachable_wait`` (seconds).
-CHECK_WAIT = 5.0
+#: ``slack.deliver`` job (seconds): as long as the client's timeout, since Slack may still
+#: be at it after a timeout or a gateway's 504.
+CHECK_WAIT = 10.0
 
-#: How many pages of a channel's history or a thread a look for a post reads at most.
+#: How many pages (200 messages each) since the post a look reads at most.
 _LOOKUP_PAGES = 5
+#: How far before its own clock's ``at`` a look reads (a worker's clock may be ahead).
+_CLOCK_SKEW = 300.0
 
 DROPPED_TEXT = (
     "Sorry — Slack kept refusing my answer (it was rate-limiting this workspace), so I "
@@ -137,7 +140,8 @@ async def send(
     *,
     unreachable_wait: float | None = None,
     progress: Progress | None = None,
-    check_first: bool = False,
+    look: int = 0,
+    guess: bool = False,
 ) -> Mapping[str, Any] | None:
     """Make ``calls`` in order and return Slack's answer to the first one made;
     :class:`Undelivered` with the rest when one is limited (and, given
@@ -146,8 +150,10 @@ async def send(
 
     Each post gets a key (:data:`POST_EVENT`) unless it has one. A post Slack may have
     made although its answer was lost is never made again here: it comes back as
-    :class:`Undelivered` with ``check``. ``check_first`` looks for ``calls[0]`` (such a
-    post) first, and makes it only when it is not in Slack.
+    :class:`Undelivered` with ``check``. The first ``look`` calls may have been made
+    already (a post in doubt, a job run again): a post among them is looked for first,
+    and made only when it is not in Slack. ``guess``: when the look itself is refused, make
+    the post rather than come back later (a last attempt: rather twice than never).
 
     A ``thread_ts`` of :data:`FIRST_MESSAGE` becomes the ts of the first message made, also
     in the calls handed back (the first may be made now and the rest much later)."""
@@ -159,11 +165,11 @@ async def send(
         progress.rest = tuple(_threaded(c, first) for c in calls[index:])
         call = progress.rest[0]
         keyed = _post_key(call) is not None
-        unknown = check_first and index == 0 and keyed  # its fate: still to be looked up
+        unknown = keyed and index < look  # its fate: still to be looked up
         try:
             answered = None
             if unknown:
-                answered = await _posted_already(client, call)
+                answered = await _posted_already(client, call, guess=guess)
                 unknown = False
             if answered is None:
                 with acted_on_retries_only() if keyed else contextlib.nullcontext():
@@ -176,11 +182,7 @@ async def send(
             if status >= 500 and (unknown or (keyed and status not in _NOT_ACTED_ON)):
                 log.warning("slack answered %d to a post: to be looked for, then made", status)
                 raise Undelivered(
-                    progress.rest,
-                    unreachable_wait or CHECK_WAIT,
-                    reason="server_error",
-                    made=index,
-                    check=True,
+                    progress.rest, CHECK_WAIT, reason="server_error", made=index, check=True
                 ) from exc
             again = call.method == "chat.update" or status in _NOT_ACTED_ON
             if unreachable_wait is not None and status >= 500 and again:
@@ -190,13 +192,14 @@ async def send(
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # A connection that never opened took nothing; any other failure may have.
-            maybe = unknown or (keyed and not isinstance(exc, aiohttp.ClientConnectorError))
+            never_sent = isinstance(exc, _NEVER_SENT)
+            maybe = unknown or (keyed and not never_sent)
             if unreachable_wait is None and not maybe:
                 raise
             log.warning("slack unreachable (%s)", type(exc).__name__)
             raise Undelivered(
                 progress.rest,
-                unreachable_wait or CHECK_WAIT,
+                CHECK_WAIT if maybe else (unreachable_wait or CHECK_WAIT),
                 reason="unreachable",
                 made=index,
                 check=maybe,
@@ -206,18 +209,30 @@ async def send(
     return first
 
 
+#: Failures of a request that never reached Slack (the connection did not open).
+_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
 async def post_once(
-    client: AsyncWebClient, args: Mapping[str, Any], *, attempts: int = 3, pause: float = 1.0
+    client: AsyncWebClient,
+    args: Mapping[str, Any],
+    *,
+    attempts: int = 3,
+    pause: float = 2.0,
+    before: Callable[[], Awaitable[object]] | None = None,
 ) -> Mapping[str, Any]:
     """``chat.postMessage`` of a message needed now (a turn's placeholder), made again
     after a failure Slack may have acted on only once a look finds it is not in Slack
-    (``pause`` seconds later, then longer). Raises :class:`Undelivered` when it could not
-    be posted (a rate limit the client's retries did not outlast; still unknown after
+    (``pause`` seconds later, then longer: Slack may still be at it). ``before`` runs
+    before each attempt (a job's fencing check). Raises :class:`Undelivered` when it could
+    not be posted (a rate limit the client's retries did not outlast; still unknown after
     ``attempts``), and Slack's error or the connection's as :func:`send` does."""
     calls: Sequence[SlackCall] = [SlackCall("chat.postMessage", dict(args))]
     for attempt in range(attempts):
+        if before is not None:
+            await before()
         try:
-            answered = await send(client, calls, check_first=attempt > 0)
+            answered = await send(client, calls, look=int(attempt > 0))
         except Undelivered as exc:
             if not exc.check or attempt + 1 == attempts:
                 raise
@@ -247,20 +262,28 @@ def _post_key(call: SlackCall) -> Mapping[str, Any] | None:
     return payload if isinstance(payload, Mapping) and payload.get("key") else None
 
 
-async def _posted_already(client: AsyncWebClient, call: SlackCall) -> Mapping[str, Any] | None:
+async def _posted_already(
+    client: AsyncWebClient, call: SlackCall, *, guess: bool
+) -> Mapping[str, Any] | None:
     """Slack's message for the post ``call`` if it is in Slack, as ``chat.postMessage``
     would have answered; None when it is not, or when it cannot be looked for (the bot
-    may not read the conversation): then it is made, rather than risk losing it. A 429,
-    a 5xx or an unreachable Slack is raised (the look is tried again later)."""
+    may not read the conversation, or too much was posted since): then it is made,
+    rather than risk losing it. A 429, a 5xx or an unreachable Slack is raised (the look
+    is made again later), unless ``guess``."""
     key = _post_key(call)
     assert key is not None
     channel = str(call.args.get("channel", ""))
     try:
         found = await find_post(client, channel, key, thread_ts=call.args.get("thread_ts"))
     except SlackApiError as exc:
-        if retry_after(exc) is not None or http_status(exc) >= 500:
+        if not guess and (retry_after(exc) is not None or http_status(exc) >= 500):
             raise
         log.warning("could not look for a post that may be in slack (%s)", error_code(exc))
+        return None
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        if not guess:
+            raise
+        log.warning("could not look for a post that may be in slack (unreachable)")
         return None
     if found is not None:
         log.info("a post slack took although its answer was lost is not made again")
@@ -271,14 +294,15 @@ async def find_post(
     client: AsyncWebClient, channel: str, key: Mapping[str, Any], *, thread_ts: Any = None
 ) -> Mapping[str, Any] | None:
     """The message carrying ``key`` (:data:`POST_EVENT`) in ``thread_ts``'s thread or on
-    ``channel``'s top level, as ``{"channel", "ts", "message"}``; None when there is none.
-    ``channel`` may be a user id (a DM); messages older than the key's ``at`` (less a
-    minute, for clock skew) are not read."""
+    ``channel``'s top level, as ``{"channel", "ts", "message"}``; None when there is none
+    (or none in the :data:`_LOOKUP_PAGES` pages posted since: logged). ``channel`` may be
+    a user id (a DM). Messages from before the key's ``at``, less :data:`_CLOCK_SKEW`,
+    are not read."""
     with no_rate_limit_wait():
         if channel[:1] in ("U", "W"):
             opened = await client.conversations_open(users=channel)
             channel = str((opened.get("channel") or {}).get("id", channel))
-        oldest = f"{max(float(key.get('at') or 0) - 60, 0):.6f}"
+        oldest = f"{max(float(key.get('at') or 0) - _CLOCK_SKEW, 0):.6f}"
         cursor: str | None = None
         for _ in range(_LOOKUP_PAGES):
             if thread_ts and thread_ts != FIRST_MESSAGE:
@@ -306,6 +330,7 @@ async def find_post(
             cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return None
+    log.warning("post not found in %d pages of %s: made again", _LOOKUP_PAGES, channel)
     return None
 
 
@@ -382,7 +407,9 @@ class Deliveries:
             self.metrics.slack_api_errors.labels(
                 method=undelivered.calls[0].method, error=undelivered.reason
             ).inc()
-        calls = [{"method": c.method, "args": dict(c.args)} for c in undelivered.calls]
+        # keyed now, so that every attempt of the job (a re-run too) posts with one key
+        keyed = [_keyed(c) for c in undelivered.calls]
+        calls = [{"method": c.method, "args": dict(c.args)} for c in keyed]
         wait = min(undelivered.wait, MAX_DELAY)
         delay = wait + random.uniform(0, 1 + wait / 10)
         pending = _updates(undelivered.calls, placeholder_ts)
@@ -442,7 +469,9 @@ class Deliveries:
                     calls,
                     unreachable_wait=5.0,
                     progress=progress,
-                    check_first=bool(payload.get("check")),
+                    # a post in doubt; or, in a job run again, any post it may have made
+                    look=len(calls) if job.attempt else int(bool(payload.get("check"))),
+                    guess=attempt + 1 >= self.max_attempts,
                 )
         except Undelivered as exc:
             rest = exc
@@ -512,10 +541,25 @@ class Deliveries:
                     channel=channel, thread_ts=str(reply_in), text=text
                 )
             elif tell is not None:
-                await self.client.chat_postMessage(channel=tell[0], text=tell[1])
+                await self._tell_owner(tell)
             elif channel.startswith("D"):  # a DM's answer goes on its top level
                 text = REST_DROPPED_TEXT if started else DROPPED_TEXT
                 await self.client.chat_postMessage(channel=channel, text=text)
+
+    async def _tell_owner(self, tell: tuple[str, str]) -> None:
+        """DM ``tell``'s person its text; when Slack refuses it for now (the same storm
+        that dropped the answer, likely), as a delivery of its own, so that it is not lost
+        too (without a ``tell``: nobody is told of a dropped notice)."""
+        user, text = tell
+        try:
+            await send(
+                self.client, [SlackCall("chat.postMessage", {"channel": user, "text": text})]
+            )
+        except Undelivered as exc:
+            try:
+                await self.later(exc, thread=f"dm:{user}", channel=user, placeholder_ts=None)
+            except StorageError as error:
+                log.error("owner not told of a dropped answer: %s", error)
 
 
 def _updates(calls: Sequence[SlackCall], placeholder_ts: str | None) -> bool:

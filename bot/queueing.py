@@ -32,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound
-from bot.delivery import Undelivered, post_once
+from bot.delivery import Undelivered, error_code, post_once
 from bot.metrics import Metrics
 from bot.slack.client import no_rate_limit_wait
 from bot.views import runs as run_views
@@ -371,7 +371,6 @@ class TurnRunner:
                     blocks=run_views.placeholder_blocks(run_views.WORKING_TEXT, job_id=job.id),
                 )
             return inbound
-        await job.check()
         blocks = run_views.placeholder_blocks(run_views.WORKING_TEXT, job_id=job.id)
         try:
             # never two: a post whose answer was lost is looked for before it is made again
@@ -385,9 +384,10 @@ class TurnRunner:
                     "unfurl_links": False,
                     "unfurl_media": False,
                 },
+                before=job.check,  # also before a second attempt, seconds later
             )
         except (SlackApiError, Undelivered) as exc:
-            why = exc.reason if isinstance(exc, Undelivered) else exc.response.get("error")
+            why = exc.reason if isinstance(exc, Undelivered) else error_code(exc)
             log.info("placeholder not posted: %s", why)
             return inbound  # the answer is posted as a new message instead
         ts = str(response["ts"])

@@ -140,7 +140,7 @@ class SlackPoster:
         self, channel: str, undelivered: Undelivered, dropped: DropNotice | None
     ) -> Posted:
         if self._deliveries is None:
-            raise PostFailed("ratelimited")
+            raise PostFailed(undelivered.reason)
         try:
             await self._deliveries.later(
                 undelivered,
@@ -151,10 +151,10 @@ class SlackPoster:
             )
         except StorageError as exc:
             log.warning("answer to %s not queued (%s)", channel, exc)
-            raise PostFailed("ratelimited") from exc
+            raise PostFailed(undelivered.reason) from exc
         if undelivered.made:  # the first is posted: the rest follow in its thread
             return Posted(channel=channel, ts=str(undelivered.calls[0].args["thread_ts"]))
-        raise PostDeferred(undelivered.wait)
+        raise PostDeferred(undelivered.wait, reason=undelivered.reason)
 
     async def notice(self, channel: str, text: str, *, later: bool = False) -> Posted:
         blocks = [SectionBlock(text=views._mrkdwn(text[:3000])).to_dict()]

@@ -43,12 +43,15 @@ class PostFailed(Exception):
 
 
 class PostDeferred(Exception):
-    """Slack is rate limiting the workspace, and the message was queued instead: it is
-    posted as soon as Slack takes it (no ``ts`` yet). Not a failure of the firing."""
+    """Slack did not take the message for now (``reason``: ``ratelimited``, or
+    ``server_error`` / ``unreachable`` when it may have been posted and is checked
+    first), and it was queued instead: it is posted as soon as Slack takes it (no ``ts``
+    yet). Not a failure of the firing."""
 
-    def __init__(self, retry_in: float) -> None:
+    def __init__(self, retry_in: float, *, reason: str = "ratelimited") -> None:
         self.retry_in = retry_in
-        super().__init__(f"Slack is rate limiting; the message is posted in ~{retry_in:.0f} s")
+        self.reason = reason
+        super().__init__(f"Slack: {reason}; the message is posted in ~{retry_in:.0f} s")
 
 
 @runtime_checkable
@@ -117,8 +120,8 @@ class ScheduleWords(Protocol):
         ...
 
     def answer_dropped(self, schedule: Schedule, *, when: str) -> str:
-        """The owner's DM when a firing's answer, queued because Slack rate-limited it,
-        could not be posted after all."""
+        """The owner's DM when a firing's answer, queued because Slack did not take it
+        at once, could not be posted after all."""
         ...
 
 

@@ -68,10 +68,9 @@ class SlackScheduleWords:
     def answer_dropped(self, schedule: Schedule, *, when: str) -> str:
         return (
             f":warning: Your schedule {self._name(schedule)} (`{schedule.id[:8]}`) ran at "
-            f"{when}, but I couldn't post its answer: Slack was rate-limiting this "
-            "workspace, and then didn't take the answer after all. It runs again at its "
-            "next time; to get this one now, use *Run now* in `/switchboard schedules` in "
-            "that channel."
+            f"{when}, but I couldn't post its answer: Slack didn't take it, even after "
+            "waiting and trying again. It runs again at its next time; to get this one "
+            "now, use *Run now* in `/switchboard schedules` in that channel."
         )
 
     def _name(self, schedule: Schedule) -> str:

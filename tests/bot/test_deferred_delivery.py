@@ -71,6 +71,7 @@ async def test_a_placeholder_whose_answer_was_lost_is_posted_once(
     looked = len(env.slack.calls("conversations.replies"))
     print(f"\n{fault}: thread {texts}; looked {looked} time(s)")
     assert texts == ["The answer."]
+    assert looked == 1  # not posted again blindly: looked for first
     assert WORKING_TEXT not in texts
 
 
@@ -406,6 +407,55 @@ async def test_a_post_looked_for_is_looked_for_again_when_the_look_is_refused(
     assert again["check"] is True and again["attempt"] == 1
     await deliveries.handle(again, _job())
     assert _texts(thread) == ["root", "…", "part 2"]
+
+
+async def test_a_delivery_run_again_looks_for_every_post_it_may_have_made(
+    thread: _Thread,
+) -> None:
+    """The worker died after making both calls: the sweeper runs the job again (attempt
+    1). The placeholder's update is made again (harmless); part 2 is found, not posted
+    twice. On the last attempt a look that is refused no longer holds the post back."""
+    slack, calls = thread.slack, thread.calls
+    deliveries, queue = _deliveries(thread)
+    placeholder = str(calls[0].args["ts"])
+    await deliveries.later(
+        Undelivered(calls, 1), thread="T", channel="C1", placeholder_ts=placeholder
+    )
+    payload = queue.deferred[0][1]
+    await deliveries.handle(payload, _job())
+    await deliveries.handle(payload, JobInfo(id=1, attempt=1, final_attempt=False))
+    print(f"\nthread after a re-run: {_texts(thread)}")
+    assert _texts(thread) == ["root", "part 1", "part 2"]
+
+    slack.fail_next("chat.postMessage", status=502)  # not posted: in doubt all the same
+    with pytest.raises(Undelivered) as raised:
+        await send(thread.client, [SlackCall("chat.postMessage", {"channel": "C1", "text": "x"})])
+    await deliveries.later(raised.value, thread="C", channel="C1", placeholder_ts=None)
+    slack.fail_next("conversations.history", status=429, retry_after=30)
+    await deliveries.handle(dict(queue.deferred[-1][1], attempt=19), _job())
+    assert [m["text"] for m in slack.messages("C1")][-1] == "x"  # rather twice than never
+
+
+async def test_the_owner_is_told_later_when_slack_refuses_that_too(thread: _Thread) -> None:
+    """The DM to the owner meets the same storm that dropped the answer: it is queued as
+    a delivery of its own, not lost."""
+    slack = thread.slack
+    deliveries, queue = _deliveries(thread)
+    digest = [SlackCall("chat.postMessage", {"channel": "C1", "text": "digest"})]
+    await deliveries.later(
+        Undelivered(digest, 1),
+        thread="channel:C1",
+        channel="C1",
+        placeholder_ts=None,
+        tell=("U1", "Not posted."),
+    )
+    slack.fail_next("chat.postMessage", status=200, error="not_in_channel")
+    slack.fail_next("chat.postMessage", status=429, retry_after=5)
+    await deliveries.handle(dict(queue.deferred[0][1]), _job())
+    _, dm_job, options = queue.deferred[1]
+    assert options["lock"] == "deliver:dm:U1" and "tell" not in dm_job
+    await deliveries.handle(dm_job, _job())
+    assert [m["text"] for m in slack.messages(slack.add_im("U1")["id"])] == ["Not posted."]
 
 
 def test_the_status_of_a_refusal_without_a_json_body_is_read() -> None:
