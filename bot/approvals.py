@@ -28,7 +28,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound, user_error
-from bot.delivery import Undelivered
+from bot.delivery import Undelivered, post_once
 from bot.home import publish_home
 from bot.listeners._context import BotContext
 from bot.metrics import Metrics
@@ -100,13 +100,17 @@ class ApprovalsBot:
         row = await self.service.open(
             request, channel=inbound.channel, thread_ts=inbound.reply_thread_ts
         )
-        posted = await self.client.chat_postMessage(
-            channel=inbound.channel,
-            thread_ts=inbound.reply_thread_ts,
-            text=cards.card_text(row),
-            blocks=cards.card_blocks(row),
-            unfurl_links=False,
-            unfurl_media=False,
+        # one card per request: a post whose answer was lost is looked for, not made twice
+        posted = await post_once(
+            self.client,
+            {
+                "channel": inbound.channel,
+                "thread_ts": inbound.reply_thread_ts,
+                "text": cards.card_text(row),
+                "blocks": cards.card_blocks(row),
+                "unfurl_links": False,
+                "unfurl_media": False,
+            },
         )
         await self.service.store.update_fields(
             row.id, card_channel=inbound.channel, card_ts=str(posted["ts"])

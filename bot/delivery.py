@@ -221,12 +221,13 @@ async def post_once(
     pause: float = 2.0,
     before: Callable[[], Awaitable[object]] | None = None,
 ) -> Mapping[str, Any]:
-    """``chat.postMessage`` of a message needed now (a turn's placeholder), made again
-    after a failure Slack may have acted on only once a look finds it is not in Slack
-    (``pause`` seconds later, then longer: Slack may still be at it). ``before`` runs
-    before each attempt (a job's fencing check). Raises :class:`Undelivered` when it could
-    not be posted (a rate limit the client's retries did not outlast; still unknown after
-    ``attempts``), and Slack's error or the connection's as :func:`send` does."""
+    """``client.chat_postMessage(**args)`` for a message needed now (a placeholder, an
+    approval card), made again after a failure Slack may have acted on only once a look
+    finds it is not in Slack (``pause`` seconds later, then longer: Slack may still be at
+    it). ``before`` runs before each attempt (a job's fencing check). Raises what
+    ``chat_postMessage`` would: Slack's error (also a rate limit the client's retries did
+    not outlast) or the connection's, the last one when it is still unknown after
+    ``attempts`` whether Slack took it."""
     calls: Sequence[SlackCall] = [SlackCall("chat.postMessage", dict(args))]
     for attempt in range(attempts):
         if before is not None:
@@ -235,6 +236,9 @@ async def post_once(
             answered = await send(client, calls, look=int(attempt > 0))
         except Undelivered as exc:
             if not exc.check or attempt + 1 == attempts:
+                cause = exc.__cause__  # what Slack (or the connection) said
+                if isinstance(cause, Exception):
+                    raise cause from None
                 raise
             calls = exc.calls
             await asyncio.sleep(pause * (attempt + 1))

@@ -32,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound
-from bot.delivery import Undelivered, error_code, post_once
+from bot.delivery import error_code, post_once
 from bot.metrics import Metrics
 from bot.slack.client import no_rate_limit_wait
 from bot.views import runs as run_views
@@ -386,9 +386,8 @@ class TurnRunner:
                 },
                 before=job.check,  # also before a second attempt, seconds later
             )
-        except (SlackApiError, Undelivered) as exc:
-            why = exc.reason if isinstance(exc, Undelivered) else error_code(exc)
-            log.info("placeholder not posted: %s", why)
+        except SlackApiError as exc:
+            log.info("placeholder not posted: %s", error_code(exc))
             return inbound  # the answer is posted as a new message instead
         ts = str(response["ts"])
         if not await _store_placeholder(self.inbox, client, inbound.channel, turn.items[0].id, ts):
@@ -493,14 +492,17 @@ class Maintenance:
             position = await self.inbox.position(item.created_at)
             text = run_views.busy_text(position)
             try:
-                response = await client.chat_postMessage(
-                    channel=inbound.channel,
-                    thread_ts=inbound.reply_thread_ts,
-                    text=text,
-                    blocks=run_views.placeholder_blocks(text, job_id=None),
+                response = await post_once(  # it becomes the placeholder: never two
+                    client,
+                    {
+                        "channel": inbound.channel,
+                        "thread_ts": inbound.reply_thread_ts,
+                        "text": text,
+                        "blocks": run_views.placeholder_blocks(text, job_id=None),
+                    },
                 )
             except SlackApiError as exc:
-                log.info("busy notice not posted: %s", exc.response.get("error"))
+                log.info("busy notice not posted: %s", error_code(exc))
                 continue
             ts = str(response["ts"])
             if not await _store_placeholder(self.inbox, client, inbound.channel, item.id, ts):

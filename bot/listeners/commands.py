@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import BUSY_TEXT, Inbound, rate_limited_text, user_error
+from bot.delivery import error_code, post_once
 from bot.listeners._context import BotContext
 from bot.listeners.events import plain_text
 from bot.views import blocks as views
@@ -131,12 +132,12 @@ async def _run_skill(
     """Post a placeholder in the channel, run the skill in its thread, replace it."""
     shown = escape_mrkdwn(text if text != skill else "")
     try:
-        placeholder = await client.chat_postMessage(
-            channel=channel,
-            text=f"<@{user}> asked *{skill}* {shown} — working on it…",
+        placeholder = await post_once(  # the answer replaces it: never two
+            client,
+            {"channel": channel, "text": f"<@{user}> asked *{skill}* {shown} — working on it…"},
         )
     except SlackApiError as exc:
-        error = exc.response.get("error")
+        error = error_code(exc)
         log.info("cannot post in %s (%s); answering through response_url", channel, error)
         await respond(
             response_type="ephemeral",

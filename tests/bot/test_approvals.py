@@ -379,3 +379,29 @@ async def test_tampered_audit_row_is_found(make_bot: BotFactory, crm: HttpTarget
         )
     count, broken = await log.verify()
     assert broken is not None and broken.seq == 2
+
+
+async def test_a_card_whose_post_answer_was_lost_is_posted_once(
+    make_bot: BotFactory, crm: HttpTarget
+) -> None:
+    """The card's post meets a 502 after Slack made it. The client used to retry it: two
+    cards for one request, and only the second one was updated when someone decided, the
+    first kept live buttons. Now the card is looked for and found, and it is the one a
+    decision updates."""
+    model = ScriptedChatModel(
+        [tool_call("issue_refund", order_id="1001", amount=25), reply("Refund done.")]
+    )
+    env = await make_bot({"offline": model}, skills_env={"CRM_URL": crm.base_url}, **allow(crm))
+    env.slack.fail_next("chat.postMessage", status=502, done=True, after=1)  # the card
+    _, ts = await env.mention("refunds refund it", channel="C0PAYMENTS")
+    await env.idle()
+    cards = [
+        m
+        for m in env.replies("C0PAYMENTS", ts)
+        if "Approval needed" in json.dumps(m.get("blocks", []))
+    ]
+    print(f"\ncards in the thread: {len(cards)}")
+    assert len(cards) == 1
+    await click(env, card(env, ts), "approval_approve", "U0CAROL")
+    assert buttons(env.slack.message("C0PAYMENTS", cards[0]["ts"])) == []
+    assert len(posts(crm)) == 1
