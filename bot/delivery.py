@@ -41,7 +41,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
-from bot.slack.client import acted_on_retries_only, no_rate_limit_wait, retry_after
+from bot.slack.client import NEVER_SENT, acted_on_retries_only, no_rate_limit_wait, retry_after
 from storage.errors import StorageError
 from storage.runqueue import JobInfo, Retryable, RunQueue
 
@@ -94,6 +94,11 @@ class SlackCall:
 
     method: str
     args: Mapping[str, Any]
+
+
+class PostInDoubt(Exception):
+    """A post Slack may or may not have made: its answer was lost, and looking for it
+    could not tell (:func:`post_once`). ``__cause__`` is the last failure."""
 
 
 class Undelivered(Exception):
@@ -192,7 +197,7 @@ async def send(
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # A connection that never opened took nothing; any other failure may have.
-            never_sent = isinstance(exc, _NEVER_SENT)
+            never_sent = isinstance(exc, NEVER_SENT)
             maybe = unknown or (keyed and not never_sent)
             if unreachable_wait is None and not maybe:
                 raise
@@ -209,10 +214,6 @@ async def send(
     return first
 
 
-#: Failures of a request that never reached Slack (the connection did not open).
-_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
-
 async def post_once(
     client: AsyncWebClient,
     args: Mapping[str, Any],
@@ -225,9 +226,9 @@ async def post_once(
     approval card), made again after a failure Slack may have acted on only once a look
     finds it is not in Slack (``pause`` seconds later, then longer: Slack may still be at
     it). ``before`` runs before each attempt (a job's fencing check). Raises what
-    ``chat_postMessage`` would: Slack's error (also a rate limit the client's retries did
-    not outlast) or the connection's, the last one when it is still unknown after
-    ``attempts`` whether Slack took it."""
+    ``chat_postMessage`` would when it surely was not posted: Slack's error (also a rate
+    limit the client's retries did not outlast) or the connection's; and
+    :class:`PostInDoubt` when it is still unknown after ``attempts``."""
     calls: Sequence[SlackCall] = [SlackCall("chat.postMessage", dict(args))]
     for attempt in range(attempts):
         if before is not None:
@@ -235,8 +236,10 @@ async def post_once(
         try:
             answered = await send(client, calls, look=int(attempt > 0))
         except Undelivered as exc:
-            if not exc.check or attempt + 1 == attempts:
-                cause = exc.__cause__  # what Slack (or the connection) said
+            cause = exc.__cause__  # what Slack (or the connection) said
+            if exc.check and attempt + 1 == attempts:
+                raise PostInDoubt(f"{exc.reason}: {cause!r}") from cause
+            if not exc.check:
                 if isinstance(cause, Exception):
                     raise cause from None
                 raise
@@ -401,12 +404,15 @@ class Deliveries:
         attempt: int = 0,
         started: bool = False,
         tell: tuple[str, str] | None = None,
+        look: int = 0,
     ) -> None:
         """Queue ``undelivered``'s calls for when Slack takes them again (plus jitter, so
         answers limited together do not come back together). ``tell`` is a user and a
         message for their DM if nothing of the answer can be posted after all (a scheduled
         answer's owner: nobody else would know). Raises
-        :class:`~storage.errors.StorageError` when the queue cannot take them."""
+        :class:`~storage.errors.StorageError` when the queue cannot take them. ``look``:
+        how many of the calls may have been made already (a job run again after a crash),
+        to be looked for before they are made."""
         if self.metrics is not None:  # each refusal the client's retries did not outlast
             self.metrics.slack_api_errors.labels(
                 method=undelivered.calls[0].method, error=undelivered.reason
@@ -428,8 +434,8 @@ class Deliveries:
             # part of the answer is in Slack already (then only its rest is dropped)
             "started": started or undelivered.made > 0 or bool(placeholder_ts and not pending),
             "calls": self.sealer.seal(json.dumps(calls)),
-            # the first call is a post Slack may have made: look for it before making it
-            "check": undelivered.check,
+            # how many calls (from the first) may have been made: looked for before made
+            "look": max(look - undelivered.made, int(undelivered.check)),
         }
         if tell is not None:
             payload["tell"] = {"user": tell[0], "text": self.sealer.seal(tell[1])}
@@ -465,6 +471,8 @@ class Deliveries:
             placeholder_ts and not _updates(calls, placeholder_ts)
         )
         progress = Progress()
+        # a post in doubt; or, in a job run again, any post it may have made
+        look = len(calls) if job.attempt else _look(payload)
         await job.check()
         try:
             with no_rate_limit_wait():
@@ -473,8 +481,7 @@ class Deliveries:
                     calls,
                     unreachable_wait=5.0,
                     progress=progress,
-                    # a post in doubt; or, in a job run again, any post it may have made
-                    look=len(calls) if job.attempt else int(bool(payload.get("check"))),
+                    look=look,
                     guess=attempt + 1 >= self.max_attempts,
                 )
         except Undelivered as exc:
@@ -505,6 +512,7 @@ class Deliveries:
                 attempt=attempt + 1,
                 started=started,
                 tell=self._tell(payload),
+                look=look,
             )
         except StorageError as exc:
             if not rest.made and not job.final_attempt:  # this job may run again as it is
@@ -556,14 +564,19 @@ class Deliveries:
         too (without a ``tell``: nobody is told of a dropped notice)."""
         user, text = tell
         try:
-            await send(
-                self.client, [SlackCall("chat.postMessage", {"channel": user, "text": text})]
-            )
+            dm = SlackCall("chat.postMessage", {"channel": user, "text": text})
+            await send(self.client, [dm], unreachable_wait=CHECK_WAIT)
         except Undelivered as exc:
             try:
                 await self.later(exc, thread=f"dm:{user}", channel=user, placeholder_ts=None)
             except StorageError as error:
                 log.error("owner not told of a dropped answer: %s", error)
+
+
+def _look(payload: Mapping[str, Any]) -> int:
+    """How many of a job's calls may have been made (``check``: a job of the version
+    before ``look``)."""
+    return int(payload.get("look") or int(bool(payload.get("check"))))
 
 
 def _updates(calls: Sequence[SlackCall], placeholder_ts: str | None) -> bool:

@@ -35,6 +35,7 @@ from bot.app import Bot
 from bot.delivery import (
     FIRST_MESSAGE,
     Deliveries,
+    PostInDoubt,
     SlackCall,
     Undelivered,
     error_code,
@@ -131,7 +132,7 @@ class SlackPoster:
             return await self._later(channel, exc, dropped)
         except SlackApiError as exc:
             raise PostFailed(error_code(exc)) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (PostInDoubt, aiohttp.ClientError, OSError) as exc:
             raise PostFailed(type(exc).__name__) from exc
         assert first is not None
         return Posted(channel=str(first.get("channel") or channel), ts=str(first["ts"]))

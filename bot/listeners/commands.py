@@ -10,12 +10,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import BUSY_TEXT, Inbound, rate_limited_text, user_error
-from bot.delivery import error_code, post_once
+from bot.delivery import PostInDoubt, error_code, post_once
 from bot.listeners._context import BotContext
 from bot.listeners.events import plain_text
 from bot.views import blocks as views
@@ -136,16 +137,10 @@ async def _run_skill(
             client,
             {"channel": channel, "text": f"<@{user}> asked *{skill}* {shown} — working on it…"},
         )
-    except SlackApiError as exc:
-        error = error_code(exc)
+    except (SlackApiError, PostInDoubt, aiohttp.ClientError, TimeoutError) as exc:
+        error = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
         log.info("cannot post in %s (%s); answering through response_url", channel, error)
-        await respond(
-            response_type="ephemeral",
-            text=(
-                "I can't post in this conversation. Invite me to the channel "
-                "(`/invite @Switchboard`) or DM me."
-            ),
-        )
+        await respond(response_type="ephemeral", text=_cannot_post_text(error))
         return
     ts = str(placeholder["ts"])
     await bot.conversations.answer_or_enqueue(
@@ -161,6 +156,21 @@ async def _run_skill(
             placeholder_ts=ts,
         )
     )
+
+
+#: Slack's refusals that mean the bot may not post in the conversation at all.
+_NOT_HERE = frozenset(
+    {"not_in_channel", "channel_not_found", "is_archived", "restricted_action", "cannot_dm_bot"}
+)
+
+
+def _cannot_post_text(error: str) -> str:
+    if error in _NOT_HERE:
+        return (
+            "I can't post in this conversation. Invite me to the channel "
+            "(`/invite @Switchboard`) or DM me."
+        )
+    return "Slack didn't take my message just now, so I couldn't start on that. Try again."
 
 
 # -------------------------------------------------------------------------- admin

@@ -87,6 +87,12 @@ def no_rate_limit_wait() -> Iterator[None]:
         _NO_RATE_LIMIT_WAIT.reset(token)
 
 
+#: Failures of a request that never reached Slack (the connection did not open).
+NEVER_SENT: tuple[type[Exception], ...] = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+)
+
 _ACTED_ON_RETRIES_ONLY: ContextVar[bool] = ContextVar(
     "switchboard_acted_on_retries_only", default=False
 )
@@ -199,7 +205,7 @@ class ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
                 state=state, request=request, response=response, error=error
             )
         )
-        if _ACTED_ON_RETRIES_ONLY.get() and not isinstance(error, aiohttp.ClientConnectorError):
+        if _ACTED_ON_RETRIES_ONLY.get() and not isinstance(error, NEVER_SENT):
             retry = False  # the request may have reached Slack
         if retry:
             log.warning(

@@ -75,6 +75,21 @@ async def test_a_placeholder_whose_answer_was_lost_is_posted_once(
     assert WORKING_TEXT not in texts
 
 
+async def test_a_placeholder_slack_keeps_dropping_leaves_the_answer_its_own_post(
+    make_bot: BotFactory,
+) -> None:
+    """Every "Working on it…" post loses its connection, and no look finds one: the turn
+    goes on without a placeholder (it used to be lost with the dropped connections), and
+    the answer is posted as a message of its own."""
+    env = await make_bot({"offline": ScriptedChatModel([], default="The answer.")})
+    env.slack.fail_next("chat.postMessage", drop=True, times=3)
+    _, ts = await env.mention("ask hi")
+    await env.idle(timeout=30)
+    texts = [m["text"] for m in env.replies("C0GENERAL", ts)]
+    print(f"\nthread: {texts}; looked {len(env.slack.calls('conversations.replies'))} time(s)")
+    assert texts == ["The answer."]
+
+
 @dataclass
 class _Thread:
     """A thread on the fake Web API with a placeholder, and the two calls of a two-chunk
@@ -404,7 +419,7 @@ async def test_a_post_looked_for_is_looked_for_again_when_the_look_is_refused(
     slack.fail_next("conversations.replies", status=429, retry_after=3)
     await deliveries.handle(queue.deferred[0][1], _job())
     again = queue.deferred[1][1]
-    assert again["check"] is True and again["attempt"] == 1
+    assert again["look"] == 1 and again["attempt"] == 1
     await deliveries.handle(again, _job())
     assert _texts(thread) == ["root", "…", "part 2"]
 
@@ -425,6 +440,12 @@ async def test_a_delivery_run_again_looks_for_every_post_it_may_have_made(
     await deliveries.handle(payload, _job())
     await deliveries.handle(payload, JobInfo(id=1, attempt=1, final_attempt=False))
     print(f"\nthread after a re-run: {_texts(thread)}")
+    assert _texts(thread) == ["root", "part 1", "part 2"]
+    # Run again and refused at its first call: the job it queues still looks for part 2.
+    slack.fail_next("chat.update", status=429, retry_after=2)
+    await deliveries.handle(payload, JobInfo(id=1, attempt=2, final_attempt=False))
+    assert queue.deferred[-1][1]["look"] == 2
+    await deliveries.handle(queue.deferred[-1][1], _job())
     assert _texts(thread) == ["root", "part 1", "part 2"]
 
     slack.fail_next("chat.postMessage", status=502)  # not posted: in doubt all the same
