@@ -17,9 +17,11 @@ Slack has no idempotency key for ``chat.postMessage``. A post whose answer was l
 been posted, and making it again blindly posts the answer twice. So every post made here
 carries a random key in its message metadata (:data:`POST_EVENT`), the client does not
 retry such a failure itself (:func:`~bot.slack.client.acted_on_retries_only`), and the
-post goes to the queue marked ``check``: the job first looks for a message with that key
-in the channel or thread (``conversations.history`` / ``.replies`` with
-``include_all_metadata``) and makes the post only when there is none.
+post goes to the queue to be looked for (``look`` in the payload: how many calls from the
+first may have been made): the job first looks for a message with that key in the
+channel or thread (``conversations.history`` / ``.replies`` with
+``include_all_metadata``) and makes the post only when there is none. A message needed
+at once (a placeholder, an approval card) is looked for on the spot (:func:`post_once`).
 """
 
 from __future__ import annotations
