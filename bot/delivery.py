@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -101,6 +102,15 @@ class SlackCall:
 class PostInDoubt(Exception):
     """A post Slack may or may not have made: its answer was lost, and looking for it
     could not tell (:func:`post_once`). ``__cause__`` is the last failure."""
+
+
+#: What :func:`post_once` raises when its message is not (known to be) posted.
+NOT_POSTED = (SlackApiError, PostInDoubt, aiohttp.ClientError, TimeoutError)
+
+
+def not_posted_reason(exc: BaseException) -> str:
+    """One of :data:`NOT_POSTED` for a log line: Slack's error code, else its kind."""
+    return error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
 
 
 class Undelivered(Exception):
@@ -312,25 +322,17 @@ async def find_post(
             opened = await client.conversations_open(users=channel)
             channel = str((opened.get("channel") or {}).get("id", channel))
         oldest = f"{max(float(key.get('at') or 0) - _CLOCK_SKEW, 0):.6f}"
+        in_thread = bool(thread_ts) and thread_ts != FIRST_MESSAGE
+        read = (
+            functools.partial(client.conversations_replies, ts=str(thread_ts))
+            if in_thread
+            else client.conversations_history
+        )
         cursor: str | None = None
         for _ in range(_LOOKUP_PAGES):
-            if thread_ts and thread_ts != FIRST_MESSAGE:
-                answer = await client.conversations_replies(
-                    channel=channel,
-                    ts=str(thread_ts),
-                    oldest=oldest,
-                    limit=200,
-                    cursor=cursor,
-                    include_all_metadata=True,
-                )
-            else:
-                answer = await client.conversations_history(
-                    channel=channel,
-                    oldest=oldest,
-                    limit=200,
-                    cursor=cursor,
-                    include_all_metadata=True,
-                )
+            answer = await read(
+                channel=channel, oldest=oldest, limit=200, cursor=cursor, include_all_metadata=True
+            )
             for message in answer.get("messages") or []:
                 metadata = message.get("metadata") or {}
                 payload = metadata.get("event_payload") or {}
@@ -474,7 +476,7 @@ class Deliveries:
         )
         progress = Progress()
         # a post in doubt; or, in a job run again, any post it may have made
-        look = len(calls) if job.attempt else _look(payload)
+        look = len(calls) if job.attempt else int(payload.get("look") or 0)
         await job.check()
         try:
             with no_rate_limit_wait():
@@ -573,12 +575,6 @@ class Deliveries:
                 await self.later(exc, thread=f"dm:{user}", channel=user, placeholder_ts=None)
             except StorageError as error:
                 log.error("owner not told of a dropped answer: %s", error)
-
-
-def _look(payload: Mapping[str, Any]) -> int:
-    """How many of a job's calls may have been made (``check``: a job of the version
-    before ``look``)."""
-    return int(payload.get("look") or int(bool(payload.get("check"))))
 
 
 def _updates(calls: Sequence[SlackCall], placeholder_ts: str | None) -> bool:

@@ -27,13 +27,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 from cryptography.fernet import Fernet, InvalidToken
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import Conversations, Inbound
-from bot.delivery import PostInDoubt, error_code, post_once
+from bot.delivery import NOT_POSTED, not_posted_reason, post_once
 from bot.metrics import Metrics
 from bot.slack.client import no_rate_limit_wait
 from bot.views import runs as run_views
@@ -387,9 +386,8 @@ class TurnRunner:
                 },
                 before=job.check,  # also before a second attempt, seconds later
             )
-        except (SlackApiError, PostInDoubt, aiohttp.ClientError, TimeoutError) as exc:
-            why = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
-            log.info("placeholder not posted: %s", why)
+        except NOT_POSTED as exc:
+            log.info("placeholder not posted: %s", not_posted_reason(exc))
             return inbound  # the answer is posted as a new message instead
         ts = str(response["ts"])
         if not await _store_placeholder(self.inbox, client, inbound.channel, turn.items[0].id, ts):
@@ -503,9 +501,8 @@ class Maintenance:
                         "blocks": run_views.placeholder_blocks(text, job_id=None),
                     },
                 )
-            except (SlackApiError, PostInDoubt, aiohttp.ClientError, TimeoutError) as exc:
-                why = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
-                log.info("busy notice not posted: %s", why)
+            except NOT_POSTED as exc:
+                log.info("busy notice not posted: %s", not_posted_reason(exc))
                 continue
             ts = str(response["ts"])
             if not await _store_placeholder(self.inbox, client, inbound.channel, item.id, ts):

@@ -10,13 +10,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversations import BUSY_TEXT, Inbound, rate_limited_text, user_error
-from bot.delivery import PostInDoubt, error_code, post_once
+from bot.delivery import NOT_POSTED, not_posted_reason, post_once
 from bot.listeners._context import BotContext
 from bot.listeners.events import plain_text
 from bot.views import blocks as views
@@ -137,8 +135,8 @@ async def _run_skill(
             client,
             {"channel": channel, "text": f"<@{user}> asked *{skill}* {shown} — working on it…"},
         )
-    except (SlackApiError, PostInDoubt, aiohttp.ClientError, TimeoutError) as exc:
-        error = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+    except NOT_POSTED as exc:
+        error = not_posted_reason(exc)
         log.info("cannot post in %s (%s); answering through response_url", channel, error)
         await respond(response_type="ephemeral", text=_cannot_post_text(error))
         return
